@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test protos bench clean
+
+$(BIN)/exchange: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/exchange
+
+demo: install
+	$(BIN)/exchange demo
+
+test: install
+	$(BIN)/pytest -q
+
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto
+
+bench: install
+	$(BIN)/python bench/demo_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Government data exchange: shared core (events, stores, config, CLI)."""

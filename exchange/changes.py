@@ -1,0 +1,145 @@
+"""What capture adapters produce and apply targets consume.
+
+Every adapter (``adapters/<kind>.py``) offers the same small interface:
+prepare the source for capture, read committed changes after a position,
+acknowledge a durably stored position, and read table contents (for
+verification).  Apply targets rebuild tables from replayed events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterator, Protocol, Sequence
+
+
+class SourceNotReady(Exception):
+    """The source is not set up for capture; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # declared type as the source reports it, e.g. "TEXT", "INTEGER"
+    notnull: bool = False
+    default: str | None = None  # SQL default expression, as declared
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "columns": [
+                {"name": c.name, "type": c.type, "notnull": c.notnull, "default": c.default}
+                for c in self.columns
+            ],
+            "primary_key": list(self.primary_key),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TableSchema":
+        return cls(
+            name=d["name"],
+            columns=tuple(Column(**c) for c in d["columns"]),
+            primary_key=tuple(d["primary_key"]),
+        )
+
+
+# Change operations.
+INSERT = "insert"
+UPDATE = "update"
+DELETE = "delete"
+SNAPSHOT = "snapshot"  # a row read by the initial (or re-) snapshot: upsert if different
+SCHEMA = "schema"  # the table's schema as of this position
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed row change (or schema change) at a source position.
+
+    ``position`` strictly increases along the source's change stream and is
+    what the node stores (atomically with the events) to resume from.
+    ``before``/``after`` are full row images as dicts of column -> value;
+    ``before`` is None for inserts and snapshot rows, ``after`` is None for
+    deletes.  For ``SCHEMA`` changes ``schema`` is set and both images are None.
+    """
+
+    position: int
+    table: str
+    op: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    commit_time: datetime | None = None
+    txid: str = ""
+    schema: TableSchema | None = None
+
+
+class CaptureSource(Protocol):
+    """A business database captured by a node."""
+
+    def prepare(self) -> None:
+        """Check the source and install what capture needs.
+
+        Idempotent.  Raises SourceNotReady naming what to change when the
+        source cannot be captured as configured.
+        """
+
+    def schemas(self) -> dict[str, TableSchema]:
+        """The captured tables as they are now."""
+
+    def read(self, after: int, limit: int) -> list[Change]:
+        """Committed changes with position > ``after``, oldest first, at most
+        about ``limit`` (never splitting one source transaction)."""
+
+    def pending(self, after: int) -> int:
+        """How many changes wait after ``after`` (for status and metrics)."""
+
+    def acknowledge(self, position: int) -> None:
+        """Everything up to ``position`` is durably stored at the node."""
+
+    def close(self) -> None: ...
+
+
+class TableReader(Protocol):
+    """Reads tables for verification."""
+
+    def tables(self) -> list[str]:
+        """User tables (capture bookkeeping excluded), sorted."""
+
+    def table_schema(self, table: str) -> TableSchema: ...
+
+    def rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """All rows of ``table`` ordered by primary key."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RowOp:
+    """One replayed row operation for an apply target."""
+
+    table: str
+    op: str  # INSERT (full row), UPDATE (changed columns), DELETE
+    key: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class ApplyTarget(Protocol):
+    """A database that replayed events are applied to."""
+
+    def apply_schema(self, schema: TableSchema) -> None:
+        """Create the table, or alter it to match ``schema``."""
+
+    def apply(self, ops: Sequence[RowOp]) -> None:
+        """Apply row operations in order, in one transaction."""
+
+    def close(self) -> None: ...

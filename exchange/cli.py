@@ -1,0 +1,109 @@
+"""The ``exchange`` command: one CLI for node, hub, replay, verify and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+from exchange.config import ConfigError
+from exchange.logs import setup_logging
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exchange",
+        description="Government data exchange: capture agency databases, share them through the hub, replay them anywhere.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    hub = commands.add_parser("hub", help="run or inspect the hub").add_subparsers(dest="action", required=True, metavar="ACTION")
+    hub_run = hub.add_parser("run", help="serve the hub's gRPC API and metrics")
+    hub_run.add_argument("--config", help="hub TOML file (settings may also come from EXCHANGE_HUB_* variables)")
+
+    node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
+    node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
+    node_run.add_argument("--config", help="node TOML file (settings may also come from EXCHANGE_NODE_* variables)")
+    node_status = node.add_parser("status", help="show the node's positions and backlog")
+    node_status.add_argument("--config", help="node TOML file")
+    node_status.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    replay = commands.add_parser("replay", help="rebuild an agency's tables from an event store")
+    replay.add_argument("--store", required=True, help="node or hub store URL, e.g. sqlite:///hub-store.db")
+    replay.add_argument("--agency", required=True, help="agency id")
+    replay.add_argument("--target", required=True, help="fresh database URL to build, e.g. sqlite:///rebuilt.db")
+    replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
+
+    verify = commands.add_parser("verify", help="compare two databases table by table")
+    verify.add_argument("--source", required=True, help="database URL")
+    verify.add_argument("--target", required=True, help="database URL")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
+    demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
+    demo.add_argument("--dir", help="keep the demo's files in this directory instead of a temp dir")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"exchange: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "hub" and args.action == "run":
+        from hub import config, service
+
+        cfg = config.load(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        return service.run(cfg)
+    if args.command == "node" and args.action == "run":
+        from node import config, service
+
+        cfg = config.load(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        return service.run(cfg)
+    if args.command == "node" and args.action == "status":
+        from node import config, status
+
+        report = status.node_status(config.load(args.config))
+        print(json.dumps(report, ensure_ascii=False) if args.json else status.render(report))
+        return 0
+    if args.command == "replay":
+        from exchange import replay
+
+        setup_logging()
+        stats = replay.replay(args.store, args.agency, args.target, until=args.until)
+        print(json.dumps(stats, ensure_ascii=False))
+        return 0
+    if args.command == "verify":
+        from exchange import verify
+
+        report = verify.verify(args.source, args.target)
+        print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.render())
+        return 0 if report.equal else 1
+    if args.command == "demo":
+        from exchange import demo
+
+        setup_logging("warning")
+        return demo.run(changes=args.changes, directory=args.dir)
+    raise AssertionError(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

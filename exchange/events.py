@@ -1,0 +1,142 @@
+"""Versioned record events: what a node stores and the hub receives.
+
+Each captured source row is an aggregate whose id is uuid5(agency, resource,
+key) and whose versions run 1, 2, 3 ... without gaps.  Schema changes are
+events of a per-table schema aggregate.  Topics are fixed strings so that
+moving a module never breaks stored events.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    Transcoding,
+    UUIDAsHex,
+)
+
+EVENT_SCHEMA_VERSION = 1
+_NAMESPACE = uuid.UUID("5b0c8a52-3d1e-4c1e-9a57-0d6a3c2f8e11")
+SCHEMA_KEY = {"__schema__": True}
+
+
+def record_id(agency: str, resource: str, key: dict[str, Any]) -> uuid.UUID:
+    """The aggregate id of one source row."""
+    return uuid.uuid5(_NAMESPACE, canonical_json([agency, resource, key]))
+
+
+def schema_id(agency: str, resource: str) -> uuid.UUID:
+    """The aggregate id of one table's schema history."""
+    return record_id(agency, resource, SCHEMA_KEY)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and a fixed rendering of non-JSON scalars."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(o)).decode()}
+    if isinstance(o, (datetime, date, time)):
+        return o.isoformat()
+    return str(o)
+
+
+def image_hash(row: dict[str, Any]) -> str:
+    """Digest of a row image; null columns are left out so that adding a
+    nullable column to a table does not change the digest of existing rows."""
+    present = {k: v for k, v in row.items() if v is not None}
+    return hashlib.sha256(canonical_json(present).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class RecordEvent(DomainEvent):
+    """Common fields of every record event (DESIGN §3)."""
+
+    agency: str
+    resource: str
+    key: dict[str, Any]
+    position: int  # source position (change id, LSN, binlog offset)
+    commit_time: datetime | None
+    txid: str
+    schema_version: int
+    event_schema_version: int
+
+
+@dataclass(frozen=True)
+class RecordCreated(RecordEvent):
+    TOPIC = "exchange.record:Created"
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordUpdated(RecordEvent):
+    TOPIC = "exchange.record:Updated"
+    changed: dict[str, Any]  # changed columns only, new values
+
+
+@dataclass(frozen=True)
+class RecordDeleted(RecordEvent):
+    TOPIC = "exchange.record:Deleted"
+
+
+@dataclass(frozen=True)
+class SchemaChanged(RecordEvent):
+    TOPIC = "exchange.schema:Changed"
+    table: dict[str, Any]  # TableSchema.to_dict()
+
+
+RECORD_TOPICS = (RecordCreated.TOPIC, RecordUpdated.TOPIC, RecordDeleted.TOPIC, SchemaChanged.TOPIC)
+
+
+class BytesAsBase64(Transcoding):
+    type = bytes
+    name = "bytes_b64"
+
+    def encode(self, obj: bytes) -> str:
+        return base64.b64encode(obj).decode()
+
+    def decode(self, data: str) -> bytes:
+        return base64.b64decode(data)
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class TimeAsISO(Transcoding):
+    type = time
+    name = "time_iso"
+
+    def encode(self, obj: time) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> time:
+        return time.fromisoformat(data)
+
+
+def make_mapper() -> Mapper:
+    """The mapper every store uses to turn record events into stored bytes."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(), BytesAsBase64()):
+        transcoder.register(transcoding)
+    return Mapper(transcoder=transcoder)

@@ -1,0 +1,51 @@
+"""Conversion between stored notifications and wire events."""
+
+from __future__ import annotations
+
+from typing import Sequence
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+
+from protos.exchange.v1 import exchange_pb2 as pb
+
+
+class MalformedEvent(ValueError):
+    """A wire event that cannot be stored; the message says which field."""
+
+
+def to_wire(notifications: Sequence[Notification], after: int) -> pb.EventBatch:
+    """A batch of the given consecutive notifications, following ``after``."""
+    return pb.EventBatch(
+        after=after,
+        events=[
+            pb.Event(
+                notification_id=n.id,
+                originator_id=str(n.originator_id),
+                originator_version=n.originator_version,
+                topic=n.topic,
+                state=n.state,
+            )
+            for n in notifications
+        ],
+    )
+
+
+def from_wire(event: pb.Event) -> StoredEvent:
+    """The stored form of a wire event; raises MalformedEvent."""
+    try:
+        originator_id = UUID(event.originator_id)
+    except ValueError:
+        raise MalformedEvent(
+            f"event {event.notification_id}: originator_id {event.originator_id!r} is not a UUID"
+        ) from None
+    if event.originator_version < 1:
+        raise MalformedEvent(f"event {event.notification_id}: originator_version must be >= 1")
+    if not event.topic:
+        raise MalformedEvent(f"event {event.notification_id}: topic is empty")
+    return StoredEvent(
+        originator_id=originator_id,
+        originator_version=event.originator_version,
+        topic=event.topic,
+        state=event.state,
+    )

@@ -1,0 +1,1 @@
+"""The hub: stores every agency's events exactly once and serves them."""

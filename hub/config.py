@@ -1,0 +1,24 @@
+"""Hub settings: the TOML keys, their defaults and what they are for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from exchange.config import Setting, load_config
+
+ENV_PREFIX = "EXCHANGE_HUB"
+
+SETTINGS: dict[str, Setting] = {
+    "store.url": Setting(str, help="hub event store, e.g. sqlite:///hub-store.db"),
+    "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
+    "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
+    "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
+    "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)"),
+    "log.level": Setting(str, "info", "debug, info, warning or error"),
+    "log.format": Setting(str, "text", "text or json"),
+}
+
+
+def load(path: str | Path | None, environ=None) -> dict[str, Any]:
+    return load_config(path, SETTINGS, ENV_PREFIX, environ)

@@ -1,0 +1,1 @@
+"""The per-agency node: capture, local event store, shipper to the hub."""
