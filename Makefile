@@ -23,7 +23,7 @@ protos: install
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto
 
 bench: install
-	$(BIN)/python bench/demo_throughput.py
+	$(BIN)/python bench/backlog.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 from exchange.config import ConfigError
 from exchange.logs import setup_logging
+from exchange.replay import ReplayError
+from exchange.store import StoreError
 
 
 def _iso_time(text: str) -> datetime:
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="compare two databases table by table")
     verify.add_argument("--source", required=True, help="database URL")
     verify.add_argument("--target", required=True, help="database URL")
+    verify.add_argument("--tables", nargs="+", metavar="TABLE", help="compare only these tables (default: all)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
@@ -60,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         print(f"exchange: configuration error: {e}", file=sys.stderr)
+        return 2
+    except (StoreError, ReplayError, ValueError) as e:
+        print(f"exchange: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -94,7 +100,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         from exchange import verify
 
-        report = verify.verify(args.source, args.target)
+        report = verify.verify(args.source, args.target, tables=args.tables)
         print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.render())
         return 0 if report.equal else 1
     if args.command == "demo":

@@ -17,6 +17,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from eventsourcing.domain import DomainEvent
+from eventsourcing.utils import register_topic
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -98,7 +99,8 @@ class SchemaChanged(RecordEvent):
     table: dict[str, Any]  # TableSchema.to_dict()
 
 
-RECORD_TOPICS = (RecordCreated.TOPIC, RecordUpdated.TOPIC, RecordDeleted.TOPIC, SchemaChanged.TOPIC)
+for _cls in (RecordCreated, RecordUpdated, RecordDeleted, SchemaChanged):
+    register_topic(_cls.TOPIC, _cls)  # so stored topics resolve without an import path
 
 
 class BytesAsBase64(Transcoding):

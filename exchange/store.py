@@ -9,6 +9,7 @@ library's tracking records, written in the same transaction as the events.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,6 +30,7 @@ class VersionGapError(IntegrityError):
     """A batch would leave a gap in a record's versions."""
 
     def __init__(self, originator_id: UUID | str, expected: int, got: int):
+        originator_id = str(UUID(str(originator_id)))
         self.originator_id = originator_id
         self.expected = expected
         self.got = got
@@ -104,9 +106,10 @@ class AgencyRecorder(SQLiteProcessRecorder):
         """A tracked position (0 when none is recorded yet)."""
         return self.max_tracking_id(name) or 0
 
-    def count_events(self) -> int:
+    def count_after(self, position: int = 0) -> int:
+        """How many notifications have an id > ``position``."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT COUNT(*) FROM {self.events_table_name}")
+            c.execute(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE rowid > ?", (position,))
             return c.fetchone()[0]
 
 
@@ -168,16 +171,18 @@ class EventStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.datastore = SQLiteDatastore(db_name=path, lock_timeout=lock_timeout)
         self._recorders: dict[tuple[str, type], AgencyRecorder] = {}
+        self._lock = threading.Lock()  # creating two recorders at once races on the tracking table
 
     def recorder(self, agency: str, kind: type[AgencyRecorder] = AgencyRecorder) -> AgencyRecorder:
         """The notification log of ``agency`` (created when missing)."""
         check_agency(agency)
         key = (agency, kind)
-        if key not in self._recorders:
-            recorder = kind(self.datastore, events_table_name="events_" + agency)
-            recorder.create_table()
-            self._recorders[key] = recorder
-        return self._recorders[key]
+        with self._lock:
+            if key not in self._recorders:
+                recorder = kind(self.datastore, events_table_name="events_" + agency)
+                recorder.create_table()
+                self._recorders[key] = recorder
+            return self._recorders[key]
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""

@@ -1,0 +1,29 @@
+"""Client side of standard gRPC health checking."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def is_serving(address: str, service: str = "", timeout: float = 1.0) -> bool:
+    """True when the server at ``address`` reports SERVING for ``service``."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+            return answer.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None:
+    """Wait until the server at ``address`` is SERVING; TimeoutError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not is_serving(address, service):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no gRPC server SERVING at {address} after {timeout:.0f}s")
+        time.sleep(0.1)

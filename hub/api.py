@@ -1,0 +1,126 @@
+"""The hub's gRPC API: the ``exchange.v1.Exchange`` service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import grpc
+
+from exchange.store import StoreError, VersionGapError, check_agency
+from exchange.wire import MalformedEvent, to_wire
+from hub import metrics
+from hub.ingest import Ingest, PositionGap
+from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+# A subscriber re-reads the log this often even without a wake-up, so a
+# missed notification can only delay delivery, never stall it.
+POLL_SECONDS = 1.0
+
+
+class ExchangeServicer(pb_grpc.ExchangeServicer):
+    """Publish, Subscribe and GetPosition over an Ingest."""
+
+    def __init__(self, ingest: Ingest, max_batch: int):
+        self.ingest = ingest
+        self.max_batch = max_batch
+
+    def Publish(self, request_iterator: Iterator[pb.PublishRequest], context: grpc.ServicerContext):
+        """Hello, then batches; answer each with the durable position."""
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "hello":
+            _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
+                    "the first message of a publish stream must be a Hello naming the agency")
+        agency = _agency(first.hello.agency, context)
+        _track_connected(metrics.PUBLISHERS, agency, context)
+        position = self.ingest.position(agency)
+        metrics.POSITION.labels(agency).set(position)
+        log.info("publisher connected: agency %s from %s, node version %s, position %d",
+                 agency, context.peer(), first.hello.node_version or "unknown", position,
+                 extra={"agency": agency, "peer": context.peer(), "position": position})
+        yield pb.PublishResponse(position=position)
+        for request in request_iterator:
+            if request.WhichOneof("kind") != "batch":
+                _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
+                        "only the first message of a publish stream may be a Hello")
+            position, stored = self._store(agency, request.batch, context)
+            yield pb.PublishResponse(position=position, stored=stored)
+
+    def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
+        """The agency's events after ``request.after``, then new ones as they come."""
+        agency = _agency(request.agency, context)
+        limit = min(request.max_batch or self.max_batch, self.max_batch)
+        after = request.after
+        _track_connected(metrics.SUBSCRIBERS, agency, context)
+        while context.is_active():
+            notifications = self.ingest.read(agency, after, limit)
+            if not notifications:
+                self.ingest.wait(agency, after, POLL_SECONDS)
+                continue
+            yield to_wire(notifications, after)
+            metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
+            after = notifications[-1].id
+
+    def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
+        """The node position and latest hub notification id for the agency."""
+        agency = _agency(request.agency, context)
+        return pb.Position(position=self.ingest.position(agency), hub_position=self.ingest.hub_position(agency))
+
+    def _store(self, agency: str, batch: pb.EventBatch, context: grpc.ServicerContext) -> tuple[int, int]:
+        try:
+            with metrics.STORE_BATCH_SECONDS.time():
+                position, stored = self.ingest.ingest(agency, batch)
+        except MalformedEvent as e:
+            self._refuse_batch(context, agency, "malformed", grpc.StatusCode.INVALID_ARGUMENT,
+                               f"agency {agency}: {e}")
+        except PositionGap as e:
+            self._refuse_batch(context, agency, "gap", grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        except VersionGapError as e:
+            self._refuse_batch(
+                context, agency, "version_gap", grpc.StatusCode.FAILED_PRECONDITION,
+                f"agency {agency}: batch after {batch.after}: record {e.originator_id}: "
+                f"expected version {e.expected}, got {e.got}; nothing of the batch was stored",
+            )
+        except Exception as e:
+            log.exception("storing a batch for agency %s failed", agency, extra={"agency": agency})
+            self._refuse_batch(context, agency, "internal", grpc.StatusCode.INTERNAL,
+                               f"agency {agency}: batch after {batch.after} not stored: {e}")
+        duplicates = len(batch.events) - stored
+        metrics.BATCHES.labels(agency, "stored" if stored else "duplicate").inc()
+        metrics.EVENTS_STORED.labels(agency).inc(stored)
+        metrics.EVENTS_DUPLICATE.labels(agency).inc(duplicates)
+        metrics.POSITION.labels(agency).set(position)
+        if stored:
+            metrics.record_commit_time(agency, batch.events[-1].state)
+        return position, stored
+
+    @staticmethod
+    def _refuse_batch(context: grpc.ServicerContext, agency: str, kind: str, code: grpc.StatusCode, message: str):
+        metrics.BATCHES.labels(agency, "refused").inc()
+        log.warning("refused a batch: %s", message, extra={"agency": agency, "kind": kind})
+        _refuse(context, kind, code, message)
+
+
+def _agency(agency: str, context: grpc.ServicerContext) -> str:
+    try:
+        return check_agency(agency)
+    except StoreError as e:
+        _refuse(context, "invalid_agency", grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+
+def _refuse(context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):
+    """Count the error and end the call with ``code`` (raises)."""
+    metrics.ERRORS.labels(kind).inc()
+    context.abort(code, message)
+
+
+def _track_connected(gauge, agency: str, context: grpc.ServicerContext) -> None:
+    """Count the call in ``gauge`` until it ends."""
+    gauge.labels(agency).inc()
+    if not context.add_callback(gauge.labels(agency).dec):
+        gauge.labels(agency).dec()

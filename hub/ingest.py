@@ -1,0 +1,132 @@
+"""Hub ingest: stores each agency's published batches exactly once.
+
+The hub's position for an agency is the node notification id recorded as
+tracking ``node:<agency>`` in the agency's notification log.  A batch that
+starts after that position would leave a gap and is refused; events at or
+below it are already stored and are dropped; the rest are written together
+with the new position in one transaction.  So a re-sent or overlapping batch
+changes nothing, and a crash can never separate events from their position.
+
+This process is the only writer of its store, and each agency has one writer
+at a time.  Ingest is also the hub's one way into agency logs for reading,
+because opening a log may create its table.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+from eventsourcing.persistence import Notification
+
+from exchange.store import AgencyRecorder, EventStore, Tracking, check_agency
+from exchange.wire import MalformedEvent, from_wire
+from protos.exchange.v1 import exchange_pb2 as pb
+
+TRACKING_PREFIX = "node:"
+
+
+class PositionGap(Exception):
+    """A batch starts after the hub's durable position: events would be missing."""
+
+    def __init__(self, agency: str, after: int, position: int):
+        self.after = after
+        self.position = position
+        super().__init__(
+            f"agency {agency}: batch starts after node notification id {after}, "
+            f"but the hub has stored only up to {position}; resend from {position}"
+        )
+
+
+class _Agency:
+    """In-memory state of one agency's log."""
+
+    def __init__(self) -> None:
+        self.recorder: AgencyRecorder | None = None
+        self.write_lock = threading.Lock()
+        self.changed = threading.Condition()
+        self.head = 0  # latest hub notification id written by this process
+
+
+class Ingest:
+    """Stores published batches and reads agency logs for the hub."""
+
+    def __init__(self, store: EventStore):
+        self.store = store
+        self._lock = threading.Lock()
+        self._agencies: dict[str, _Agency] = {}
+
+    def recorder(self, agency: str, *, create: bool = True) -> AgencyRecorder | None:
+        """The agency's log; None if it has none yet and ``create`` is false."""
+        state = self._agency(agency)
+        if state.recorder is None:
+            # Creating tables (and the shared tracking table) is not safe to race.
+            with self._lock:
+                if state.recorder is None and (create or agency in self.store.agencies()):
+                    state.recorder = self.store.recorder(agency)
+        return state.recorder
+
+    def position(self, agency: str) -> int:
+        """The node notification id up to which the agency's events are stored."""
+        recorder = self.recorder(agency, create=False)
+        return recorder.position(TRACKING_PREFIX + agency) if recorder else 0
+
+    def hub_position(self, agency: str) -> int:
+        """The latest hub notification id in the agency's log (0 when empty)."""
+        recorder = self.recorder(agency, create=False)
+        return (recorder.max_notification_id() or 0) if recorder else 0
+
+    def read(self, agency: str, after: int, limit: int) -> Sequence[Notification]:
+        """Up to ``limit`` notifications of the agency's log after hub id ``after``."""
+        recorder = self.recorder(agency, create=False)
+        return recorder.read(after, limit) if recorder else []
+
+    def ingest(self, agency: str, batch: pb.EventBatch) -> tuple[int, int]:
+        """Store the new part of ``batch``; return (new position, events stored).
+
+        Raises MalformedEvent, PositionGap or VersionGapError; nothing is
+        written then.
+        """
+        _check_order(batch)
+        state = self._agency(agency)
+        recorder = self.recorder(agency)
+        with state.write_lock:
+            position = recorder.position(TRACKING_PREFIX + agency)
+            if batch.after > position:
+                raise PositionGap(agency, batch.after, position)
+            new = [e for e in batch.events if e.notification_id > position]
+            if not new:
+                return position, 0
+            position = new[-1].notification_id
+            ids = recorder.insert_events(
+                [from_wire(e) for e in new], tracking=Tracking(TRACKING_PREFIX + agency, position)
+            )
+        with state.changed:
+            state.head = max(state.head, ids[-1])
+            state.changed.notify_all()
+        return position, len(new)
+
+    def wait(self, agency: str, after: int, timeout: float) -> bool:
+        """Wait until this process writes beyond hub id ``after`` for the
+        agency, or ``timeout`` seconds pass; True if it did."""
+        state = self._agency(agency)
+        with state.changed:
+            return state.changed.wait_for(lambda: state.head > after, timeout)
+
+    def _agency(self, agency: str) -> _Agency:
+        check_agency(agency)
+        with self._lock:
+            if agency not in self._agencies:
+                self._agencies[agency] = _Agency()
+            return self._agencies[agency]
+
+
+def _check_order(batch: pb.EventBatch) -> None:
+    previous = batch.after
+    for event in batch.events:
+        if event.notification_id <= previous:
+            raise MalformedEvent(
+                f"batch after {batch.after}: notification id {event.notification_id} follows {previous}; "
+                "ids must increase"
+            )
+        previous = event.notification_id

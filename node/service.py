@@ -1,0 +1,102 @@
+"""``exchange node run``: the capture loop and the shipper in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import adapters
+from exchange.changes import SourceNotReady
+from exchange.store import EventStore, NodeRecorder, StoreError
+from node import metrics
+from node.capture import Capture
+from node.shipper import Shipper
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """A running node: capture thread + shipper thread."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.agency = cfg["agency"]
+        self.store = EventStore(cfg["store.url"])
+        self.recorder = self.store.recorder(self.agency, NodeRecorder)
+        self.failed = False
+        self.stopping = threading.Event()
+        self.stored = threading.Event()  # wakes the shipper when capture stored events
+        self.shipper = Shipper(
+            self.agency, self.recorder, cfg["hub.address"], batch_size=cfg["hub.batch_size"],
+            window=cfg["hub.window"], reconnect_max=cfg["hub.reconnect_max"], wake=self.stored,
+        )
+
+    def open_source(self):
+        return adapters.open_source(self.cfg["source.url"], self.cfg["source.tables"], self.cfg["source.keys"])
+
+    def capture_forever(self) -> None:
+        """Capture until stopped; transient errors are logged and retried.
+
+        The source is opened here because database connections belong to
+        the thread that opened them."""
+        try:
+            source = self.open_source()
+            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"])
+        except Exception:
+            log.exception("capture cannot start")
+            self.failed = True
+            self.stop()
+            return
+        try:
+            self._capture_loop(source, capture)
+        finally:
+            source.close()
+
+    def _capture_loop(self, source, capture: Capture) -> None:
+        delay = self.cfg["source.poll_interval"]
+        while not self.stopping.is_set():
+            try:
+                consumed = capture.step()
+                metrics.SOURCE_PENDING.set(source.pending(capture.position))
+            except Exception:
+                metrics.ERRORS.labels("capture").inc()
+                log.exception("capture failed; retrying")
+                self.stopping.wait(1.0)
+                continue
+            if consumed:
+                self.stored.set()
+            else:
+                self.stopping.wait(delay)
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+        self.shipper.stop()
+
+
+def run(cfg: dict) -> int:
+    """Run a node until SIGTERM or SIGINT; 2 when it cannot start."""
+    try:
+        node = Node(cfg)
+        source = node.open_source()
+        try:
+            source.prepare()
+        finally:
+            source.close()
+    except (SourceNotReady, StoreError, ValueError) as e:
+        log.error("node cannot start: %s", e)
+        return 2
+    signal.signal(signal.SIGTERM, node.stop)
+    signal.signal(signal.SIGINT, node.stop)
+    metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
+    shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
+    shipper.start()
+    log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg["source.tables"]),
+             cfg["hub.address"])
+    capture = threading.Thread(target=node.capture_forever, name="capture", daemon=True)
+    capture.start()
+    while capture.is_alive():
+        capture.join(0.5)
+    shipper.join(5)
+    node.store.close()
+    return 1 if node.failed else 0

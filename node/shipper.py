@@ -1,0 +1,156 @@
+"""Shipper: streams the node's unacknowledged events to the hub.
+
+It reads the node's notification log after the position the hub reports,
+keeps at most ``window`` batches of ``batch_size`` events in flight (so
+memory stays bounded whatever the backlog), and on any failure reconnects
+with exponential backoff and resumes from the hub's durable position.
+Delivery is at-least-once on the wire; the hub makes it exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+import grpc
+from eventsourcing.persistence import Tracking
+
+from exchange.store import NodeRecorder
+from exchange.wire import to_wire
+from node import metrics
+from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+HUB_TRACKING = "hub"
+NODE_VERSION = "0.1.0"
+_END = object()
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class HubRefused(Exception):
+    """The hub refused a batch; the message is the hub's reason."""
+
+
+class Shipper:
+    """Publishes the agency's events to the hub until stopped."""
+
+    def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
+                 window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None):
+        self.agency = agency
+        self.recorder = recorder
+        self.address = address
+        self.batch_size = batch_size
+        self.window = max(1, window)
+        self.reconnect_max = reconnect_max
+        self.wake = wake or threading.Event()
+        self.stopping = threading.Event()
+        self.acknowledged = recorder.position(HUB_TRACKING)
+
+    def run(self) -> None:
+        """Ship until ``stop()``; never raises."""
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                self._session()
+                delay = 0.2
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                kind = code.name.lower() if code else "rpc"
+                metrics.ERRORS.labels(kind).inc()
+                if code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
+                    log.error("hub refused events: %s", e.details(), extra={"hub": self.address})
+                    delay = self.reconnect_max
+                else:
+                    log.warning("hub %s unavailable (%s); retrying in %.1fs", self.address, kind, delay)
+            except Exception:
+                metrics.ERRORS.labels("shipper").inc()
+                log.exception("shipper failed; retrying in %.1fs", delay)
+            finally:
+                metrics.HUB_CONNECTED.set(0)
+            self.stopping.wait(delay)
+            delay = min(delay * 2, self.reconnect_max)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def _session(self) -> None:
+        """One connection: hello, then batches while the stream lasts."""
+        requests: queue.Queue = queue.Queue(maxsize=self.window + 2)
+        with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+            stub = pb_grpc.ExchangeStub(channel)
+            requests.put(pb.PublishRequest(hello=pb.Hello(agency=self.agency, node_version=NODE_VERSION)))
+            responses = stub.Publish(iter(requests.get, _END))
+            try:
+                self._stream(requests, responses)
+            finally:
+                requests.put(_END)
+                responses.cancel()
+
+    def _stream(self, requests: queue.Queue, responses) -> None:
+        hub_position = next(responses).position
+        metrics.HUB_CONNECTED.set(1)
+        log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
+        self._acknowledge(hub_position)
+        sent = hub_position
+        in_flight: deque[int] = deque()
+        while not self.stopping.is_set():
+            while len(in_flight) < self.window:
+                notifications = self.recorder.read(sent, self.batch_size)
+                if not notifications:
+                    break
+                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=sent)))
+                metrics.EVENTS_SHIPPED.inc(len(notifications))
+                sent = notifications[-1].id
+                in_flight.append(sent)
+            if not in_flight:
+                self.wake.wait(0.5)
+                self.wake.clear()
+                self._update_backlog()
+                continue
+            answer = next(responses)
+            while in_flight and in_flight[0] <= answer.position:
+                in_flight.popleft()
+            self._acknowledge(answer.position)
+
+    def _acknowledge(self, position: int) -> None:
+        if position < self.acknowledged:
+            log.warning("hub reports position %d, below the %d it acknowledged before; re-sending from %d",
+                        position, self.acknowledged, position)
+            self.acknowledged = position
+        elif position > self.acknowledged:
+            metrics.EVENTS_ACKNOWLEDGED.inc(position - self.acknowledged)
+            self.acknowledged = position
+            if position > self.recorder.position(HUB_TRACKING):
+                self.recorder.insert_tracking(Tracking(HUB_TRACKING, position))
+        metrics.HUB_POSITION.set(self.acknowledged)
+        self._update_backlog()
+
+    def _update_backlog(self) -> None:
+        latest = self.recorder.max_notification_id() or 0
+        metrics.BACKLOG_EVENTS.set(max(0, latest - self.acknowledged))
+        oldest = self.recorder.read(self.acknowledged, 1)
+        metrics.BACKLOG_SECONDS.set(_age_seconds(oldest[0].state) if oldest else 0)
+
+
+def _age_seconds(state: bytes) -> float:
+    """Seconds since the source commit recorded in an event's state."""
+    try:
+        commit = json.loads(state).get("commit_time")
+        moment = datetime.fromisoformat(commit["_data_"]) if commit else None
+    except (ValueError, TypeError, KeyError):
+        return 0.0
+    return max(0.0, (datetime.now(timezone.utc) - moment).total_seconds()) if moment else 0.0

@@ -1,0 +1,63 @@
+"""``exchange node status``: positions and backlog of a node."""
+
+from __future__ import annotations
+
+import grpc
+
+import adapters
+from exchange.store import EventStore, NodeRecorder
+from node.capture import SOURCE_TRACKING
+from node.shipper import HUB_TRACKING
+from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
+
+
+def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
+    """The node's state as a JSON-ready dict.
+
+    ``hub_position`` is asked of the hub when it answers within
+    ``hub_timeout`` seconds, else the last acknowledgement the node recorded.
+    """
+    agency = cfg["agency"]
+    store = EventStore(cfg["store.url"], create=False)
+    try:
+        recorder = store.recorder(agency, NodeRecorder)
+        latest = recorder.max_notification_id() or 0
+        source_position = recorder.position(SOURCE_TRACKING)
+        acknowledged = recorder.position(HUB_TRACKING)
+        hub_position, hub_reachable = _ask_hub(cfg["hub.address"], agency, hub_timeout)
+        if hub_position is None:
+            hub_position = acknowledged
+        backlog = recorder.count_after(hub_position)
+    finally:
+        store.close()
+    source = adapters.open_source(cfg["source.url"], cfg["source.tables"], cfg["source.keys"])
+    try:
+        pending = source.pending(source_position)
+    finally:
+        source.close()
+    return {
+        "agency": agency,
+        "events_stored": latest,
+        "source_position": source_position,
+        "source_pending": pending,
+        "hub_position": hub_position,
+        "hub_reachable": hub_reachable,
+        "backlog_events": backlog,
+        "caught_up": backlog == 0 and pending == 0,
+    }
+
+
+def _ask_hub(address: str, agency: str, timeout: float) -> tuple[int | None, bool]:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
+            return answer.position, True
+    except grpc.RpcError:
+        return None, False
+
+
+def render(report: dict) -> str:
+    """A readable table of the status report."""
+    width = max(len(k) for k in report)
+    return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in report.items())
