@@ -179,8 +179,13 @@ class SQLiteSource:
         return [_change(*row) for row in rows]
 
     def pending(self, after: int) -> int:
-        """Change-log rows after ``after``."""
-        return self._open().execute(f"SELECT count(*) FROM {CHANGELOG} WHERE id > ?", (after,)).fetchone()[0]
+        """Change-log rows after ``after`` plus rows the snapshot has still to read."""
+        db = self._open()
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (CHANGELOG,)).fetchone():
+            raise SourceNotReady(f"capture is not set up in {self.path} yet: start the node")
+        logged = db.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE id > ?", (after,)).fetchone()[0]
+        return logged + sum(self._unsnapshotted(*row) for row in db.execute(
+            f"SELECT tbl, schema, snapshot_after FROM {CAPTURE} WHERE snapshot_done=0").fetchall())
 
     def acknowledge(self, position: int) -> None:
         """Prune the change log up to ``position`` (durably stored at the node)."""
@@ -266,20 +271,33 @@ class SQLiteSource:
                 return
             table, schema_json, after_json = pending
             schema = TableSchema.from_dict(json.loads(schema_json))
-            key = ", ".join(_quote(k) for k in schema.primary_key)
-            where, params = "", []
-            if after_json is not None:
-                last = _decode_image(after_json)
-                where = f"WHERE ({key}) > ({', '.join('?' * len(schema.primary_key))})"
-                params = [last[k] for k in schema.primary_key]
+            where, params = _after_key(schema, after_json)
             rows = db.execute(
                 f"SELECT {_image_sql(schema.column_names)}, {_image_sql(schema.primary_key)} "
-                f"FROM {_quote(table)} {where} ORDER BY {key} LIMIT ?", (*params, self.snapshot_chunk)
+                f"FROM {_quote(table)} {where} ORDER BY {_key_sql(schema)} LIMIT ?", (*params, self.snapshot_chunk)
             ).fetchall()
             db.executemany(f"INSERT INTO {CHANGELOG} (tbl, op, new, at) VALUES (?, ?, ?, {_NOW})",
                            [(table, ch.SNAPSHOT, image) for image, _ in rows])
             db.execute(f"UPDATE {CAPTURE} SET snapshot_after=?, snapshot_done=? WHERE tbl=?",
                        (rows[-1][1] if rows else after_json, len(rows) < self.snapshot_chunk, table))
+
+    def _unsnapshotted(self, table: str, schema_json: str, after_json: str | None) -> int:
+        schema = TableSchema.from_dict(json.loads(schema_json))
+        where, params = _after_key(schema, after_json)
+        return self._open().execute(f"SELECT count(*) FROM {_quote(table)} {where}", params).fetchone()[0]
+
+
+def _key_sql(schema: TableSchema) -> str:
+    return ", ".join(_quote(k) for k in schema.primary_key)
+
+
+def _after_key(schema: TableSchema, after_json: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its parameters) for the rows after a snapshot's last key."""
+    if after_json is None:
+        return "", []
+    last = _decode_image(after_json)
+    return (f"WHERE ({_key_sql(schema)}) > ({', '.join('?' * len(schema.primary_key))})",
+            [last[k] for k in schema.primary_key])
 
 
 def _trigger_name(table: str, suffix: str) -> str:

@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from exchange.changes import SourceNotReady
 from exchange.config import ConfigError
 from exchange.logs import setup_logging
 from exchange.replay import ReplayError
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"exchange: configuration error: {e}", file=sys.stderr)
         return 2
-    except (StoreError, ReplayError, ValueError) as e:
+    except (StoreError, ReplayError, SourceNotReady, ValueError) as e:
         print(f"exchange: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
-"""Client side of standard gRPC health checking."""
+"""Readiness checks: standard gRPC health checking and HTTP endpoints."""
 
 from __future__ import annotations
 
 import time
+import urllib.request
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,3 +28,12 @@ def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"no gRPC server SERVING at {address} after {timeout:.0f}s")
         time.sleep(0.1)
+
+
+def http_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when an HTTP GET of ``url`` succeeds (e.g. a /metrics endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except OSError:
+        return False

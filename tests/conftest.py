@@ -21,14 +21,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
-from exchange.health import is_serving
+from exchange.health import http_answers, is_serving
 
 READY_TIMEOUT = 30.0
 _handed_out: set[int] = set()
@@ -186,19 +185,11 @@ class Launcher:
         for section, values in (config or {}).items():
             settings.setdefault(section, {}).update(values)
         metrics_url = f"http://127.0.0.1:{settings['metrics']['port']}/metrics"
-        return self.start(["node", "run"], settings, name=name, ready=(lambda: _answers(metrics_url)) if wait_ready else None)
+        return self.start(["node", "run"], settings, name=name, ready=(lambda: http_answers(metrics_url)) if wait_ready else None)
 
     def close(self) -> None:
         for process in self.processes:
             process.kill()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _wait_for(process: ExchangeProcess, deadline: float, check: Callable[[], bool], what: str) -> None:

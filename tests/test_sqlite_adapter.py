@@ -182,6 +182,20 @@ def test_existing_rows_arrive_as_snapshot_rows_in_chunks(app, url):
     assert snapshot == rows_of(app)
 
 
+def test_pending_counts_rows_the_snapshot_has_still_to_read(app, url):
+    app.executemany("INSERT INTO people (id, name) VALUES (?, ?)", [(i, f"p{i}") for i in range(25)])
+    s = source(url, snapshot_chunk=10)
+    assert s.pending(0) == 1 + 25  # the schema row, then every row still to snapshot
+    first = s.read(0, 1000)
+    assert s.pending(first[-1].position) == 15
+    assert s.pending(drain(s)[-1].position) == 0
+
+
+def test_pending_refuses_a_source_never_prepared(app, url):
+    with pytest.raises(ch.SourceNotReady, match="capture is not set up"):
+        SQLiteSource(url, ["people"]).pending(0)
+
+
 def test_an_interrupted_snapshot_resumes_from_the_last_chunk(app, url):
     app.execute("CREATE TABLE pairs (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b))")
     app.executemany("INSERT INTO pairs VALUES (?, ?, ?)", [(a, b, f"{a}{b}") for a in "xyz" for b in range(4)])
