@@ -14,10 +14,12 @@ class MalformedEvent(ValueError):
     """A wire event that cannot be stored; the message says which field."""
 
 
-def to_wire(notifications: Sequence[Notification], after: int) -> pb.EventBatch:
-    """A batch of the given consecutive notifications, following ``after``."""
+def to_wire(notifications: Sequence[Notification], after: int, head: int = 0) -> pb.EventBatch:
+    """A batch of the given consecutive notifications, following ``after``;
+    ``head`` is the sender's latest notification id."""
     return pb.EventBatch(
         after=after,
+        head=head,
         events=[
             pb.Event(
                 notification_id=n.id,

@@ -95,6 +95,8 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         metrics.EVENTS_STORED.labels(agency).inc(stored)
         metrics.EVENTS_DUPLICATE.labels(agency).inc(duplicates)
         metrics.POSITION.labels(agency).set(position)
+        if batch.head:
+            metrics.NODE_BACKLOG.labels(agency).set(max(0, batch.head - position))
         if stored:
             metrics.record_commit_time(agency, batch.events[-1].state)
         return position, stored

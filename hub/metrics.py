@@ -22,6 +22,11 @@ LAST_COMMIT = Gauge(
     "Source commit time of the latest event stored at the hub (Unix time)",
     ["agency"],
 )
+NODE_BACKLOG = Gauge(
+    "exchange_hub_node_backlog_events",
+    "Events the node held beyond the hub's position when it sent its latest batch",
+    ["agency"],
+)
 SUBSCRIBERS = Gauge("exchange_hub_subscribers_connected", "Open subscribe streams", ["agency"])
 EVENTS_DELIVERED = Counter("exchange_hub_events_delivered_total", "Events sent to subscribers", ["agency"])
 STORE_BATCH_SECONDS = Histogram(

@@ -112,7 +112,8 @@ class Shipper:
                 notifications = self.recorder.read(sent, self.batch_size)
                 if not notifications:
                     break
-                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=sent)))
+                head = self.recorder.max_notification_id() or 0
+                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=sent, head=head)))
                 metrics.EVENTS_SHIPPED.inc(len(notifications))
                 sent = notifications[-1].id
                 in_flight.append(sent)

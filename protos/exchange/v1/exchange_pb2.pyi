@@ -21,12 +21,14 @@ class Event(_message.Message):
     def __init__(self, notification_id: _Optional[int] = ..., originator_id: _Optional[str] = ..., originator_version: _Optional[int] = ..., topic: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class EventBatch(_message.Message):
-    __slots__ = ("after", "events")
+    __slots__ = ("after", "events", "head")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     after: int
     events: _containers.RepeatedCompositeFieldContainer[Event]
-    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+    head: int
+    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., head: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("agency", "node_version")
