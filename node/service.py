@@ -8,7 +8,7 @@ import threading
 
 import adapters
 from exchange.changes import SourceNotReady
-from exchange.store import EventStore, NodeRecorder, StoreError
+from exchange.store import EventStore, StoreError
 from node import metrics
 from node.capture import Capture
 from node.shipper import Shipper
@@ -23,7 +23,7 @@ class Node:
         self.cfg = cfg
         self.agency = cfg["agency"]
         self.store = EventStore(cfg["store.url"])
-        self.recorder = self.store.recorder(self.agency, NodeRecorder)
+        self.recorder = self.store.node_recorder(self.agency)
         self.failed = False
         self.stopping = threading.Event()
         self.stored = threading.Event()  # wakes the shipper when capture stored events

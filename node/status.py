@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 import adapters
-from exchange.store import EventStore, NodeRecorder
+from exchange.store import EventStore
 from node.capture import SOURCE_TRACKING
 from node.shipper import HUB_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -21,7 +21,7 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
     agency = cfg["agency"]
     store = EventStore(cfg["store.url"], create=False)
     try:
-        recorder = store.recorder(agency, NodeRecorder)
+        recorder = store.node_recorder(agency)
         latest = recorder.max_notification_id() or 0
         source_position = recorder.position(SOURCE_TRACKING)
         acknowledged = recorder.position(HUB_TRACKING)
