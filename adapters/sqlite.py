@@ -43,6 +43,7 @@ from exchange.store import sqlite_path
 
 CHANGELOG = "_exchange_changelog"
 CAPTURE = "_exchange_capture"
+CHECKPOINTS = "_exchange_checkpoints"  # replay progress in a target
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _COLUMNS_PER_OBJECT = 60  # json_object() takes at most 127 arguments, two per column
 _FETCH = 500
@@ -75,6 +76,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
 def _user_tables(db: sqlite3.Connection) -> list[str]:
     rows = db.execute(
         "SELECT name FROM sqlite_master WHERE type='table' "
@@ -85,7 +90,7 @@ def _user_tables(db: sqlite3.Connection) -> list[str]:
 
 def _read_schema(db: sqlite3.Connection, table: str, key: Sequence[str] | None = None) -> TableSchema | None:
     """The table's schema (None when it does not exist); ``key`` overrides the declared primary key."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone():
+    if not _has_table(db, table):
         return None
     info = db.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
     columns = tuple(Column(name, type_, bool(notnull), default) for _, name, type_, notnull, default, _ in info)
@@ -181,7 +186,7 @@ class SQLiteSource:
     def pending(self, after: int) -> int:
         """Change-log rows after ``after`` plus rows the snapshot has still to read."""
         db = self._open()
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (CHANGELOG,)).fetchone():
+        if not _has_table(db, CHANGELOG):
             raise SourceNotReady(f"capture is not set up in {self.path} yet: start the node")
         logged = db.execute(f"SELECT count(*) FROM {CHANGELOG} WHERE id > ?", (after,)).fetchone()[0]
         return logged + sum(self._unsnapshotted(*row) for row in db.execute(
@@ -349,13 +354,24 @@ class SQLiteTarget:
             elif not self._alter(current, schema):
                 self._rebuild(current, schema)
 
-    def apply(self, ops: Sequence[RowOp]) -> None:
-        """Apply row operations in order, in one transaction."""
+    def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
+        """Apply row operations in order, in one transaction; a ``checkpoint``
+        (name, position) is recorded in the same transaction."""
         with _transaction(self._db):
             for (table, op, columns, key), run in groupby(ops, key=_shape):
                 sql = _row_sql(table, op, columns, key)
                 if sql:
                     self._db.executemany(sql, map(_params, run))
+            if checkpoint is not None:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name TEXT PRIMARY KEY, position INTEGER)")
+                self._db.execute(f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?)", checkpoint)
+
+    def checkpoint(self, name: str) -> int | None:
+        """The position last recorded under ``name`` (None when there is none)."""
+        if not _has_table(self._db, CHECKPOINTS):
+            return None
+        row = self._db.execute(f"SELECT position FROM {CHECKPOINTS} WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
 
     def close(self) -> None:
         self._db.close()

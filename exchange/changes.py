@@ -139,7 +139,11 @@ class ApplyTarget(Protocol):
     def apply_schema(self, schema: TableSchema) -> None:
         """Create the table, or alter it to match ``schema``."""
 
-    def apply(self, ops: Sequence[RowOp]) -> None:
-        """Apply row operations in order, in one transaction."""
+    def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
+        """Apply row operations in order, in one transaction; a ``checkpoint``
+        (name, position) is recorded in the same transaction."""
+
+    def checkpoint(self, name: str) -> int | None:
+        """The position last recorded under ``name`` (None when there is none)."""
 
     def close(self) -> None: ...

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub = commands.add_parser("hub", help="run or inspect the hub").add_subparsers(dest="action", required=True, metavar="ACTION")
     hub_run = hub.add_parser("run", help="serve the hub's gRPC API and metrics")
     hub_run.add_argument("--config", help="hub TOML file (settings may also come from EXCHANGE_HUB_* variables)")
+    hub_status = hub.add_parser("status", help="show each agency's connection, lag and backlog")
+    hub_status.add_argument("--config", help="hub TOML file")
+    hub_status.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -45,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--agency", required=True, help="agency id")
     replay.add_argument("--target", required=True, help="fresh database URL to build, e.g. sqlite:///rebuilt.db")
     replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
+    replay.add_argument("--until-position", type=int, metavar="N", help="stop after the last change at or before this source position")
+    replay.add_argument("--resource", metavar="TABLE", help="rebuild only this resource (table)")
 
     verify = commands.add_parser("verify", help="compare two databases table by table")
     verify.add_argument("--source", required=True, help="database URL")
@@ -79,6 +84,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = config.load(args.config)
         setup_logging(cfg["log.level"], cfg["log.format"])
         return service.run(cfg)
+    if args.command == "hub" and args.action == "status":
+        from hub import config, status
+
+        report = status.hub_status(config.load(args.config))
+        print(json.dumps(report, ensure_ascii=False) if args.json else status.render(report))
+        return 0
     if args.command == "node" and args.action == "run":
         from node import config, service
 
@@ -95,7 +106,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from exchange import replay
 
         setup_logging()
-        stats = replay.replay(args.store, args.agency, args.target, until=args.until)
+        stats = replay.replay(args.store, args.agency, args.target, until=args.until,
+                              until_position=args.until_position, resource=args.resource)
         print(json.dumps(stats, ensure_ascii=False))
         return 0
     if args.command == "verify":

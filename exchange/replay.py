@@ -1,24 +1,27 @@
 """Replay: rebuild an agency's tables from its event log (node or hub store).
 
 Events are read in notification order, folded into row operations and
-applied to a fresh target database in batches, one transaction per batch.
-With ``until``, replay stops before the first change committed after that
-time, so the target is the source as it was then.
+applied to a fresh target database in batches, one transaction per batch;
+each batch also records how far the replay got (a checkpoint in the target),
+so an interrupted replay resumes where it stopped.  Replay can stop at a
+point in time (``until``: before the first change committed after it) or at
+a source position (``until_position``), and can rebuild one resource only.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 import adapters
 from exchange import changes as ch
-from exchange.changes import RowOp, TableSchema
-from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, make_mapper
-from exchange.store import EventStore, StoreError
+from exchange.changes import ApplyTarget, RowOp, TableSchema
+from exchange.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, SchemaChanged, make_mapper
+from exchange.store import AgencyRecorder, EventStore, StoreError
 
 READ_BATCH = 2000
 
@@ -27,75 +30,116 @@ class ReplayError(Exception):
     """Replay cannot proceed; the message says why."""
 
 
+@dataclass
+class Limits:
+    """Where a replay stops and what it keeps."""
+
+    until: datetime | None = None  # last source commit time to include
+    until_position: int | None = None  # last source position to include
+    resource: str | None = None  # only this table
+
+    def passed(self, event: RecordEvent) -> bool:
+        """True once ``event`` lies beyond the replay's end."""
+        if self.until is not None and event.commit_time is not None and event.commit_time > self.until:
+            return True
+        return self.until_position is not None and event.position > self.until_position
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    rows_applied: int = 0
+    schema_changes: int = 0
+    position: int = 0
+    resumed_from: int = 0
+    last_commit_time: str | None = None
+    ops: list[RowOp] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "ops"}
+
+
 def replay(store_url: str, agency: str, target_url: str, *, until: datetime | None = None,
+           until_position: int | None = None, resource: str | None = None,
            progress: bool | None = None) -> dict[str, Any]:
     """Rebuild ``agency``'s tables from ``store_url`` into ``target_url``."""
+    limits = Limits(until, until_position, resource)
     store = EventStore(store_url, create=False)
     try:
         if agency not in store.agencies():
             raise StoreError(f"store {store_url!r} holds no events of agency {agency!r}; it holds: "
                              f"{', '.join(store.agencies()) or 'none'}")
-        reader = adapters.open_reader(target_url)
-        try:
-            existing = reader.tables()
-        finally:
-            reader.close()
-        if existing:
-            raise ReplayError(f"target {target_url!r} is not empty (has tables {', '.join(existing)}); "
-                              "replay builds a fresh database")
         target = adapters.open_target(target_url)
         try:
-            return _replay(store.recorder(agency), target, until, progress)
+            name = f"replay:{agency}:{resource or '*'}"
+            start = _resume_position(target, target_url, name)
+            stats = _replay(store.recorder(agency), target, name, start, limits, progress)
+            return stats.to_dict()
         finally:
             target.close()
     finally:
         store.close()
 
 
-def _replay(recorder, target, until: datetime | None, progress: bool | None) -> dict[str, Any]:
+def _resume_position(target: ApplyTarget, target_url: str, name: str) -> int:
+    """Where an earlier run of the same replay stopped; 0 for a fresh target."""
+    position = target.checkpoint(name)
+    if position is not None:
+        return position
+    reader = adapters.open_reader(target_url)
+    try:
+        existing = reader.tables()
+    finally:
+        reader.close()
+    if existing:
+        raise ReplayError(f"target {target_url!r} is not empty (has tables {', '.join(existing)}) and holds no "
+                          "replay of this agency to resume; replay builds a fresh database")
+    return 0
+
+
+def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int, limits: Limits,
+            progress: bool | None) -> Stats:
     mapper = make_mapper()
-    total = recorder.count_after(0)
+    stats = Stats(position=start, resumed_from=start)
     show = sys.stderr.isatty() if progress is None else progress
-    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    stats = {"events": 0, "rows_applied": 0, "schema_changes": 0, "position": 0, "last_commit_time": None}
+    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rate]:>8.0f} events/s"), TimeRemainingColumn())
     with Progress(*columns, disable=not show, transient=True) as bar:
-        task = bar.add_task("replay", total=total)
-        position = 0
-        while True:
-            notifications = recorder.read(position, READ_BATCH)
-            if not notifications:
-                break
-            ops: list[RowOp] = []
+        task = bar.add_task("replay", total=recorder.count_after(start), rate=0.0)
+        while notifications := recorder.read(stats.position, READ_BATCH):
             for n in notifications:
                 event = mapper.to_domain_event(n)
-                if until is not None and event.commit_time is not None and event.commit_time > until:
-                    target.apply(ops)
-                    stats["rows_applied"] += len(ops)
+                if limits.passed(event):
+                    _flush(target, name, stats)
                     return stats
-                if isinstance(event, SchemaChanged):
-                    target.apply(ops)
-                    stats["rows_applied"] += len(ops)
-                    ops = []
-                    target.apply_schema(TableSchema.from_dict(event.table))
-                    stats["schema_changes"] += 1
-                else:
-                    ops.append(_row_op(event))
-                stats["events"] += 1
-                stats["position"] = n.id
-                if event.commit_time is not None:
-                    stats["last_commit_time"] = event.commit_time.isoformat()
-            target.apply(ops)
-            stats["rows_applied"] += len(ops)
-            position = notifications[-1].id
-            bar.update(task, advance=len(notifications))
+                if limits.resource is None or event.resource == limits.resource:
+                    _fold(target, name, event, stats)
+                stats.position = n.id
+            _flush(target, name, stats)
+            bar.update(task, advance=len(notifications), rate=bar.tasks[0].speed or 0.0)
     return stats
 
 
-def _row_op(event) -> RowOp:
-    if isinstance(event, RecordCreated):
-        return RowOp(event.resource, ch.INSERT, event.key, event.row)
-    if isinstance(event, RecordUpdated):
-        return RowOp(event.resource, ch.UPDATE, event.key, event.changed)
-    if isinstance(event, RecordDeleted):
-        return RowOp(event.resource, ch.DELETE, event.key)
-    raise ReplayError(f"unknown event type {type(event).__name__}")
+def _fold(target: ApplyTarget, name: str, event: RecordEvent, stats: Stats) -> None:
+    stats.events += 1
+    if event.commit_time is not None:
+        stats.last_commit_time = event.commit_time.isoformat()
+    if isinstance(event, SchemaChanged):
+        _flush(target, name, stats)  # rows before the schema change go in first
+        target.apply_schema(TableSchema.from_dict(event.table))
+        stats.schema_changes += 1
+    elif isinstance(event, RecordCreated):
+        stats.ops.append(RowOp(event.resource, ch.INSERT, event.key, event.row))
+    elif isinstance(event, RecordUpdated):
+        stats.ops.append(RowOp(event.resource, ch.UPDATE, event.key, event.changed))
+    elif isinstance(event, RecordDeleted):
+        stats.ops.append(RowOp(event.resource, ch.DELETE, event.key))
+    else:
+        raise ReplayError(f"unknown event type {type(event).__name__}")
+
+
+def _flush(target: ApplyTarget, name: str, stats: Stats) -> None:
+    """Apply the pending operations with the position reached, in one transaction."""
+    target.apply(stats.ops, checkpoint=(name, stats.position))
+    stats.rows_applied += len(stats.ops)
+    stats.ops = []

@@ -3,8 +3,14 @@
 One call of ``Capture.step`` reads a batch of committed source changes,
 numbers each affected record's next version, and writes all events, the
 records' new states and the advanced source position in ONE event-store
-transaction.  Only then is the source acknowledged (change log pruned), so a
-crash between any two steps loses nothing and stores nothing twice.
+transaction, so a crash between any two steps loses nothing and stores
+nothing twice.
+
+``Capture.prune`` lets the source forget changes (change-log pruning, slot
+feedback) only up to what the HUB has acknowledged, not merely what the node
+stored: a node that loses its disk is rebuilt from the hub's copy and
+resumes capture from the last source position in that copy, which the
+source must still hold.
 """
 
 from __future__ import annotations
@@ -32,10 +38,9 @@ from exchange.events import (
 )
 from exchange.store import NodeRecorder, RecordState
 from node import metrics
+from node.positions import HUB_TRACKING, SOURCE_TRACKING
 
 log = logging.getLogger(__name__)
-
-SOURCE_TRACKING = "source"
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Capture:
         self.batch_size = batch_size
         self.mapper = make_mapper()
         self.position = recorder.position(SOURCE_TRACKING)
+        self.pruned = 0
         self.keys: dict[str, tuple[str, ...]] = {}
         self.schema_versions: dict[str, int] = {}
         for name, schema in source.schemas().items():
@@ -107,8 +113,24 @@ class Capture:
         metrics.SOURCE_POSITION.set(last)
         for change in changes:
             metrics.CHANGES_CAPTURED.labels(change.op).inc()
-        self.source.acknowledge(last)
         return len(changes)
+
+    def prune(self) -> None:
+        """Acknowledge to the source every change the hub holds."""
+        shipped = self._shipped_source_position()
+        if shipped > self.pruned:
+            self.source.acknowledge(shipped)
+            self.pruned = shipped
+
+    def _shipped_source_position(self) -> int:
+        acknowledged = self.recorder.position(HUB_TRACKING)
+        if not acknowledged:
+            return 0
+        if acknowledged >= (self.recorder.max_notification_id() or 0):
+            return self.position  # the hub holds every event: changes that made none may go too
+        # The acknowledged id is a real notification id, so this reads exactly that event.
+        event = self.mapper.to_domain_event(self.recorder.read(acknowledged - 1, 1)[0])
+        return event.position
 
     def _translate(self, changes: list[ch.Change]) -> _Batch:
         oids = set()

@@ -58,6 +58,7 @@ class Node:
         while not self.stopping.is_set():
             try:
                 consumed = capture.step()
+                capture.prune()
                 metrics.SOURCE_PENDING.set(source.pending(capture.position))
             except Exception:
                 metrics.ERRORS.labels("capture").inc()

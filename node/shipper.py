@@ -23,12 +23,12 @@ from eventsourcing.persistence import Tracking
 from exchange.store import NodeRecorder
 from exchange.wire import to_wire
 from node import metrics
+from node.positions import HUB_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-HUB_TRACKING = "hub"
 NODE_VERSION = "0.1.0"
 _END = object()
 CHANNEL_OPTIONS = [

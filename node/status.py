@@ -6,8 +6,7 @@ import grpc
 
 import adapters
 from exchange.store import EventStore
-from node.capture import SOURCE_TRACKING
-from node.shipper import HUB_TRACKING
+from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -58,6 +57,12 @@ def _ask_hub(address: str, agency: str, timeout: float) -> tuple[int | None, boo
 
 
 def render(report: dict) -> str:
-    """A readable table of the status report."""
+    """A readable table of the status report: one setting per line, yes/no for flags."""
     width = max(len(k) for k in report)
-    return "\n".join(f"{k.replace('_', ' '):<{width}}  {v}" for k, v in report.items())
+    return "\n".join(f"{k.replace('_', ' '):<{width}}  {_text(v)}" for k, v in report.items())
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

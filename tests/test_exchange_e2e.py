@@ -104,6 +104,27 @@ def test_changes_made_while_the_hub_is_down_arrive_after_it_starts(launch, free_
     assert_replay_equals(store_url(hub), Path(agency.path), tmp_path, "from-hub")
 
 
+def change_log_size(agency: SampleAgency) -> int:
+    with sqlite3.connect(agency.path) as conn:
+        return conn.execute("SELECT count(*) FROM _exchange_changelog").fetchone()[0]
+
+
+def test_the_source_keeps_its_changes_until_the_hub_holds_them(launch, free_port, agency):
+    hub_address = f"127.0.0.1:{free_port()}"
+    node = launch.node(hub_address, Path(agency.path), TABLES)
+    agency.run(200)
+    deadline = time.monotonic() + 60
+    while status(node)["source_pending"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert change_log_size(agency) >= 200  # stored at the node, but the hub has none of it yet
+    launch.hub(config={"listen": {"address": hub_address}})
+    wait_caught_up(node)
+    while change_log_size(agency):
+        assert time.monotonic() < deadline + 60, "the change log was not pruned after the hub acknowledged"
+        time.sleep(0.1)
+
+
 def test_hub_killed_mid_stream_restarts_and_every_event_arrives_once(launch, agency, tmp_path):
     hub = launch.hub()
     node = launch.node(hub.grpc_address, Path(agency.path), TABLES, config={"hub": {"batch_size": 50}})

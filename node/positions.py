@@ -1,0 +1,6 @@
+"""Names of the positions a node tracks in its event store."""
+
+# Source position of the latest change stored at the node.
+SOURCE_TRACKING = "source"
+# Node notification id up to which the hub has acknowledged the events.
+HUB_TRACKING = "hub"
