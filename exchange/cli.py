@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
     node_run.add_argument("--config", help="node TOML file (settings may also come from EXCHANGE_NODE_* variables)")
+    node_restore = node.add_parser("restore", help="rebuild a lost node store from the hub's copy")
+    node_restore.add_argument("--config", help="node TOML file")
     node_status = node.add_parser("status", help="show the node's positions and backlog")
     node_status.add_argument("--config", help="node TOML file")
     node_status.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -96,6 +98,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = config.load(args.config)
         setup_logging(cfg["log.level"], cfg["log.format"])
         return service.run(cfg)
+    if args.command == "node" and args.action == "restore":
+        from node import config, restore
+
+        setup_logging()
+        print(json.dumps(restore.restore(config.load(args.config)), ensure_ascii=False))
+        return 0
     if args.command == "node" and args.action == "status":
         from node import config, status
 

@@ -68,6 +68,16 @@ class PostgresAgencyRecorder(PostgresProcessRecorder):
             return curs.fetchone()["n"]
 
 
+    def advance_notification_ids(self, beyond: int) -> None:
+        """Make the next notification id greater than ``beyond``."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), "
+                         "GREATEST(%s, (SELECT last_value FROM pg_sequences WHERE schemaname = %s AND "
+                         "sequencename = %s)))",
+                         (f'{self.datastore.schema}."{self.events_table_name}"', beyond, self.datastore.schema,
+                          f"{self.events_table_name}_notification_id_seq"))
+
+
 class PostgresNodeRecorder(PostgresAgencyRecorder):
     """The node's recorder: also keeps each record's latest version and image
     digest, written in the same transaction as its events."""

@@ -45,6 +45,15 @@ class SQLiteAgencyRecorder(SQLiteProcessRecorder):
             return c.fetchone()[0]
 
 
+    def advance_notification_ids(self, beyond: int) -> None:
+        """Make the next notification id greater than ``beyond``.
+
+        Ids here are rowids, one more than the largest; an insert at id
+        ``beyond`` itself would have to be a real event, so this only checks."""
+        if (self.max_notification_id() or 0) < beyond:
+            raise StoreError(f"{self.events_table_name}: next notification id would not exceed {beyond}")
+
+
 class SQLiteNodeRecorder(SQLiteAgencyRecorder):
     """The node's recorder: also keeps each record's latest version and image
     digest, written in the same transaction as its events, so capture can

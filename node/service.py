@@ -11,6 +11,7 @@ from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
 from node.capture import Capture
+from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ def run(cfg: dict) -> int:
     """Run a node until SIGTERM or SIGINT; 2 when it cannot start."""
     try:
         node = Node(cfg)
+        if node.recorder.position(RESTORE_TRACKING) and not node.recorder.position(SOURCE_TRACKING):
+            raise StoreError("a restore of this node's store from the hub was interrupted: "
+                             "run `exchange node restore` again before `exchange node run`")
         source = node.open_source()
         try:
             source.prepare()
