@@ -33,6 +33,7 @@ import json
 import sqlite3
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -438,6 +439,7 @@ def _params(op: RowOp) -> list[Any]:
     return list(op.key.values())
 
 
+@lru_cache(maxsize=1024)
 def _row_sql(table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str | None:
     where = " AND ".join(f"{_quote(k)} IS ?" for k in key)  # IS: a key column may hold NULL
     if op == ch.INSERT:
