@@ -40,6 +40,8 @@ class RowImages:
     def __init__(self, directory: str):
         self.mapper = make_mapper()
         self.db = sqlite3.connect(Path(directory) / "images.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=OFF")  # scratch data: a failed restore starts this file anew
+        self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE images (oid TEXT PRIMARY KEY, image BLOB)")
 
     def load(self, oids: list[str]) -> dict[str, dict[str, Any]]:
@@ -51,8 +53,10 @@ class RowImages:
         return found
 
     def save(self, images: dict[str, dict[str, Any]]) -> None:
+        self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO images VALUES (?, ?)",
                             [(oid, self.mapper.transcoder.encode(image)) for oid, image in images.items()])
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
