@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
@@ -82,6 +83,14 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise StoreError(f"unsupported URL {url!r}: expected sqlite:///PATH")
     return url[len(prefix):]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def hex_id(originator_id: UUID | str) -> str:

@@ -16,7 +16,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from exchange.store import RecordState, StoreError, check_agency, check_continuity, hex_id
+from exchange.store import RecordState, StoreError, check_agency, check_continuity, hex_id, redact_url
 
 LOCK_TIMEOUT_SECONDS = 30
 
@@ -26,7 +26,8 @@ def connection_settings(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     dbname = unquote(parts.path.lstrip("/"))
     if parts.scheme not in ("postgresql", "postgres") or not dbname:
-        raise StoreError(f"unsupported URL {url!r}: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: "
+                         "expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
     return {
         "dbname": dbname,
         "host": parts.hostname or "localhost",
@@ -127,7 +128,7 @@ class PostgresEventStore:
                 curs.execute("SELECT 1")
         except PersistenceError as e:
             self.datastore.close()
-            raise StoreError(f"cannot open store {url!r}: {e}") from None
+            raise StoreError(f"cannot open store {redact_url(url)!r}: {e}") from None
 
     def recorder(self, agency: str) -> PostgresAgencyRecorder:
         """The notification log of ``agency`` (created when missing)."""

@@ -11,6 +11,7 @@ from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.wire import MalformedEvent, to_wire
 from hub import metrics
 from hub.ingest import Ingest, PositionGap
+from hub.status import StatusBoard
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -24,9 +25,10 @@ POLL_SECONDS = 1.0
 class ExchangeServicer(pb_grpc.ExchangeServicer):
     """Publish, Subscribe and GetPosition over an Ingest."""
 
-    def __init__(self, ingest: Ingest, max_batch: int):
+    def __init__(self, ingest: Ingest, max_batch: int, board: StatusBoard | None = None):
         self.ingest = ingest
         self.max_batch = max_batch
+        self.board = board or StatusBoard()
 
     def Publish(self, request_iterator: Iterator[pb.PublishRequest], context: grpc.ServicerContext):
         """Hello, then batches; answer each with the durable position."""
@@ -38,6 +40,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
                     "the first message of a publish stream must be a Hello naming the agency")
         agency = _agency(first.hello.agency, context)
         _track_connected(metrics.PUBLISHERS, agency, context)
+        self.board.connected(agency, context)
         position = self.ingest.position(agency)
         metrics.POSITION.labels(agency).set(position)
         log.info("publisher connected: agency %s from %s, node version %s, position %d",
@@ -96,7 +99,9 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         metrics.EVENTS_DUPLICATE.labels(agency).inc(duplicates)
         metrics.POSITION.labels(agency).set(position)
         if batch.head:
-            metrics.NODE_BACKLOG.labels(agency).set(max(0, batch.head - position))
+            backlog = max(0, batch.head - position)
+            metrics.NODE_BACKLOG.labels(agency).set(backlog)
+            self.board.set_backlog(agency, backlog)
         if stored:
             metrics.record_commit_time(agency, batch.events[-1].state)
         return position, stored

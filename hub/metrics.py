@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_STORED = Counter("exchange_hub_events_stored_total", "Events stored at the hub for the first time", ["agency"])
 EVENTS_DUPLICATE = Counter(
@@ -36,24 +36,25 @@ STORE_BATCH_SECONDS = Histogram(
 )
 
 
-def serve(address: str, port: int) -> None:
-    """Serve /metrics on ``address:port`` (nothing when port is 0)."""
-    if port:
-        start_http_server(port, addr=address)
-
-
 def record_commit_time(agency: str, state: bytes) -> None:
-    """Set the agency's last commit time from an event's serialised state.
+    """Set the agency's last commit time from an event's serialised state."""
+    timestamp = commit_timestamp(state)
+    if timestamp is not None:
+        LAST_COMMIT.labels(agency).set(timestamp)
+
+
+def commit_timestamp(state: bytes) -> float | None:
+    """The source commit time (Unix) in an event's serialised state, or None.
 
     The state is the JSON of a record event, whose ``commit_time`` is
     ``{"_type_": "datetime_iso", "_data_": ISO}`` or null.  States that are
-    not such JSON (compressed, encrypted, other event kinds) are skipped.
+    not such JSON (compressed, encrypted, other event kinds) give None.
     """
     try:
         commit_time = json.loads(state).get("commit_time")
         moment = datetime.fromisoformat(commit_time["_data_"])
     except (ValueError, TypeError, KeyError, AttributeError):
-        return
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    LAST_COMMIT.labels(agency).set(moment.timestamp())
+    return moment.timestamp()

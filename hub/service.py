@@ -15,8 +15,8 @@ from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.store import EventStore, StoreError
-from hub import metrics
+from exchange.store import EventStore, StoreError, redact_url
+from hub import metrics, status, web
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -46,7 +46,7 @@ def run(cfg: dict[str, Any]) -> int:
         store = EventStore(cfg["store.url"])
         agencies = store.agencies()  # opens the database now, so a bad path fails here
     except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:
-        log.error("cannot open the hub store %s: %s", cfg["store.url"], e)
+        log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
         return 2
     try:
         ingest = Ingest(store)
@@ -62,7 +62,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=WORKERS,
     )
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"]), server)
+    board = status.StatusBoard()
+    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -80,7 +81,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     if not _is_loopback(address):
         log.warning("listening on %s without TLS: anyone on the network can publish and subscribe", address)
     try:
-        metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         return 2
@@ -92,13 +93,16 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         for service in ("", EXCHANGE_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
-        log.info("hub listening on %s (store %s, metrics %s)", address, cfg["store.url"], metrics_at,
-                 extra={"address": address, "store": cfg["store.url"], "metrics": metrics_at})
+        log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),
+                 metrics_at, extra={"address": address, "store": redact_url(cfg["store.url"]), "metrics": metrics_at})
         stop.wait()
         log.info("hub stopping")
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
     finally:
+        if http is not None:
+            http.shutdown()
+            http.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("hub stopped")
@@ -106,9 +110,11 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
 
 
 def _restore_metrics(ingest: Ingest, agencies: list[str]) -> None:
-    """Publish positions and commit times of what the store already holds."""
+    """Publish positions and commit times of what the store already holds
+    (and no open publish stream, so a node that never reconnects is seen)."""
     for agency in agencies:
         metrics.POSITION.labels(agency).set(ingest.position(agency))
+        metrics.PUBLISHERS.labels(agency).set(0)
         last = ingest.read(agency, ingest.hub_position(agency) - 1, 1)
         if last:
             metrics.record_commit_time(agency, last[0].state)

@@ -230,3 +230,14 @@ def module_launch(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 def hub(launch: Launcher) -> ExchangeProcess:
     """A hub of its own for one test; ``hub.grpc_address``, ``hub.config``."""
     return launch.hub()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A private PostgreSQL cluster for the session (tests/support/postgres.py):
+    ``postgres.url(db)``, ``postgres.create_database(name)``, ``postgres.execute(sql)``."""
+    from support.postgres import start_cluster
+
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()

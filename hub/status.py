@@ -1,0 +1,182 @@
+"""Per-agency sync status for the status page, /status.json and ``exchange hub status``.
+
+``StatusBoard`` keeps what only the running hub knows: open publish streams
+and the backlog each node reported with its latest batch.  ``report`` joins
+it with what the store holds (agencies, positions, newest event), so the
+figures that matter survive a restart.  ``hub_status`` is the command's way
+in: ask the running hub, or read its store when the hub does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from exchange.store import EventStore, redact_url
+from hub.ingest import Ingest
+from hub.metrics import commit_timestamp
+
+DASH = "—"
+
+
+@dataclass(frozen=True)
+class AgencyStatus:
+    """What the running hub knows of one agency beyond its store."""
+
+    publishers: int = 0
+    node_backlog_events: int | None = None  # from the head of the latest batch
+
+
+class StatusBoard:
+    """Per-agency live status, updated by the gRPC API from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._agencies: dict[str, AgencyStatus] = {}
+
+    def connected(self, agency: str, context) -> None:
+        """Count an open publish stream for ``agency`` until ``context`` ends."""
+        self._change(agency, +1)
+        if not context.add_callback(lambda: self._change(agency, -1)):
+            self._change(agency, -1)
+
+    def set_backlog(self, agency: str, events: int) -> None:
+        """Record the backlog the node reported with its latest batch."""
+        with self._lock:
+            current = self._agencies.get(agency, AgencyStatus())
+            self._agencies[agency] = replace(current, node_backlog_events=events)
+
+    def snapshot(self) -> dict[str, AgencyStatus]:
+        with self._lock:
+            return dict(self._agencies)
+
+    def _change(self, agency: str, delta: int) -> None:
+        with self._lock:
+            current = self._agencies.get(agency, AgencyStatus())
+            self._agencies[agency] = replace(current, publishers=current.publishers + delta)
+
+
+def report(ingest: Ingest, board: StatusBoard | None) -> dict[str, Any]:
+    """The hub's status as a JSON-ready dict; ``board`` is None when the hub
+    is not running (the figures then come from the store alone)."""
+    now = time.time()
+    live = board.snapshot() if board else {}
+    rows = []
+    for agency in sorted(set(ingest.store.agencies()) | set(live)):
+        known = live.get(agency, AgencyStatus())
+        latest = ingest.hub_position(agency)
+        newest = ingest.read(agency, latest - 1, 1) if latest else []
+        commit = commit_timestamp(newest[0].state) if newest else None
+        rows.append({
+            "agency": agency,
+            "connected": known.publishers > 0,
+            "last_event_time": _iso(commit) if commit is not None else None,
+            "lag_seconds": round(now - commit, 3) if commit is not None else None,
+            "node_backlog_events": known.node_backlog_events,
+            "hub_position": ingest.position(agency),
+            "latest_event_id": latest,
+            # Planned features; None until they exist.
+            "offline_fallback": None,
+            "catalog_entries_overdue": None,
+            "share_requests_overdue": None,
+        })
+    return {"hub_running": board is not None, "store": redact_url(ingest.store.url), "generated_at": _iso(now),
+            "agencies": rows}
+
+
+def status_url(cfg: dict[str, Any]) -> str | None:
+    """Where a hub with settings ``cfg`` serves /status.json (None when its port is 0)."""
+    if not cfg["metrics.port"]:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg["metrics.address"], cfg["metrics.address"])
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{cfg['metrics.port']}/status.json"
+
+
+def hub_status(cfg: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+    """Ask the running hub for its status; when it does not answer, read its store."""
+    url = status_url(cfg)
+    if url:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return json.load(response)
+        except (OSError, ValueError):
+            pass
+    store = EventStore(cfg["store.url"], create=False)
+    try:
+        result = report(Ingest(store), None)
+    finally:
+        store.close()
+    where = f"no answer at {url}" if url else "its status endpoint is off ([metrics] port = 0)"
+    result["note"] = f"the hub is not running ({where}); figures read from its store"
+    return result
+
+
+def format_duration(seconds: float | None) -> str:
+    """``seconds`` as a short readable duration ("42 s", "5 min", "3 h 20 min", "2 d 4 h")."""
+    if seconds is None:
+        return DASH
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _time(iso: str | None) -> str:
+    return iso.replace("T", " ").replace("+00:00", "Z") if iso else DASH
+
+
+# (header, how to show a row's value): shared by the text table and the page.
+COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("agency", lambda r: r["agency"]),
+    ("connected", lambda r: _text(r["connected"])),
+    ("lag", lambda r: format_duration(r["lag_seconds"])),
+    ("last event", lambda r: _time(r["last_event_time"])),
+    ("node backlog", lambda r: _text(r["node_backlog_events"])),
+    ("hub position", lambda r: _text(r["hub_position"])),
+    ("latest event id", lambda r: _text(r["latest_event_id"])),
+    ("offline fallback", lambda r: _text(r["offline_fallback"])),
+    ("overdue entries", lambda r: _text(r["catalog_entries_overdue"])),
+    ("overdue requests", lambda r: _text(r["share_requests_overdue"])),
+]
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line about the hub: running or not, agencies connected, store."""
+    rows = result["agencies"]
+    state = "hub running" if result["hub_running"] else result.get("note", "the hub is not running")
+    connected = sum(1 for r in rows if r["connected"])
+    agencies = f"{len(rows)} agenc{'y' if len(rows) == 1 else 'ies'}"
+    return f"{state}; {agencies}, {connected} connected; store {result['store']}; at {_time(result['generated_at'])}"
+
+
+def render(result: dict[str, Any]) -> str:
+    """A readable table of a status report."""
+    table = [[header for header, _ in COLUMNS]] + [[show(r) for _, show in COLUMNS] for r in result["agencies"]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    if not result["agencies"]:
+        lines.append("(no agency has published yet)")
+    return "\n".join([summary(result), ""] + lines)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
