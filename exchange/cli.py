@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub_status = hub.add_parser("status", help="show each agency's connection, lag and backlog")
     hub_status.add_argument("--config", help="hub TOML file")
     hub_status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    hub_import = hub.add_parser("import", help="import the offline bundles in a directory (docs/bundles.md)")
+    hub_import.add_argument("directory", help="directory holding <agency>-<first>-<last>.bundle files")
+    hub_import.add_argument("--config", help="hub TOML file")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -44,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     node_status = node.add_parser("status", help="show the node's positions and backlog")
     node_status.add_argument("--config", help="node TOML file")
     node_status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    node_keygen = node.add_parser("keygen", help="create the key that signs the node's offline bundles")
+    node_keygen.add_argument("--config", help="node TOML file ([bundles] key names the key file)")
+    node_export = node.add_parser("export", help="write the events the hub has not acknowledged as signed bundles")
+    node_export.add_argument("--config", help="node TOML file")
+    node_export.add_argument("--to", required=True, metavar="DIR", help="directory to write bundles to (and read ack/ from)")
+    node_export.add_argument("--max-events", type=int, default=10000, metavar="N", help="events per bundle (default 10000)")
+    node_export.add_argument("--after", type=int, metavar="N", help="export events after node notification id N "
+                             "instead of after the hub's acknowledged position")
 
     replay = commands.add_parser("replay", help="rebuild an agency's tables from an event store")
     replay.add_argument("--store", required=True, help="node or hub store URL, e.g. sqlite:///hub-store.db")
@@ -91,6 +102,25 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         report = status.hub_status(config.load(args.config))
         print(json.dumps(report, ensure_ascii=False) if args.json else status.render(report))
+        return 0
+    if args.command == "hub" and args.action == "import":
+        from hub import bundle_import, config
+
+        cfg = config.load(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        report = bundle_import.import_directory(cfg, args.directory)
+        print(json.dumps(report, ensure_ascii=False))
+        return 1 if report["pending"] or report["quarantined"] else 0
+    if args.command == "node" and args.action in ("keygen", "export"):
+        from node import bundles, config
+
+        cfg = config.load(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        if args.action == "keygen":
+            report = bundles.keygen(cfg)
+        else:
+            report = bundles.export(cfg, args.to, max_events=args.max_events, after=args.after)
+        print(json.dumps(report, ensure_ascii=False))
         return 0
     if args.command == "node" and args.action == "run":
         from node import config, service

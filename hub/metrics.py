@@ -29,6 +29,13 @@ NODE_BACKLOG = Gauge(
 )
 SUBSCRIBERS = Gauge("exchange_hub_subscribers_connected", "Open subscribe streams", ["agency"])
 EVENTS_DELIVERED = Counter("exchange_hub_events_delivered_total", "Events sent to subscribers", ["agency"])
+BUNDLES_IMPORTED = Counter(
+    "exchange_hub_bundles_imported_total", "Offline bundles verified and imported (including ones already held)",
+    ["agency"],
+)
+BUNDLES_QUARANTINED = Counter(
+    "exchange_hub_bundles_quarantined_total", "Offline bundles refused and moved to quarantine, by reason", ["reason"]
+)
 STORE_BATCH_SECONDS = Histogram(
     "exchange_hub_store_batch_duration_seconds",
     "Time to check and store one published batch (one event-store transaction)",

@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.store import EventStore, StoreError, redact_url
+from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
@@ -81,9 +82,16 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     if not _is_loopback(address):
         log.warning("listening on %s without TLS: anyone on the network can publish and subscribe", address)
     try:
+        inbox = hub_inbox.start(cfg, ingest)
+    except (ValueError, StoreError, OSError) as e:  # a bad key file, setting or directory
+        log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
+        return 2
+    try:
         http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
+        if inbox is not None:
+            inbox.stop()
         return 2
 
     stop = threading.Event()
@@ -100,6 +108,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
     finally:
+        if inbox is not None:
+            inbox.stop()
         if http is not None:
             http.shutdown()
             http.server_close()

@@ -21,6 +21,7 @@ SETTINGS: dict[str, Setting] = {
     "hub.batch_size": Setting(int, 500, "events per publish batch"),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
+    "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),
