@@ -72,3 +72,9 @@ def test_missing_required_setting_names_key_and_variable(tmp_path):
 def test_invalid_toml_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="node.toml: not valid TOML"):
         node_config.load(write(tmp_path, "agency = \n"), environ={})
+
+
+def test_the_example_configs_load():
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "deploy" / "config"
+    assert node_config.load(root / "node.example.toml", environ={})["agency"]
+    assert hub_config.load(root / "hub.example.toml", environ={})["store.url"]
