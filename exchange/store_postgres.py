@@ -118,8 +118,10 @@ class PostgresEventStore:
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
         self.datastore = PostgresDatastore(
+            # No pool_open_timeout: with one, every checkout waits for a full pool,
+            # which psycopg_pool does not allow from two threads at once.
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
-            pool_open_timeout=5,
+            connect_timeout=5,
         )
         self._recorders: dict[tuple[str, type], PostgresAgencyRecorder] = {}
         self._lock = threading.Lock()
