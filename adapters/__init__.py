@@ -10,7 +10,7 @@ from typing import Any
 
 from exchange.changes import ApplyTarget, CaptureSource, TableReader
 
-SCHEMES = ("sqlite",)
+SCHEMES = ("sqlite", "postgresql")
 
 
 def _scheme(url: str) -> str:
@@ -22,7 +22,10 @@ def _scheme(url: str) -> str:
 
 def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None = None, **options: Any) -> CaptureSource:
     """The capture source for a business database URL."""
-    _scheme(url)
+    if _scheme(url) == "postgresql":
+        from adapters.postgres import PostgresSource
+
+        return PostgresSource(url, tables, keys or {}, **options)
     from adapters.sqlite import SQLiteSource
 
     return SQLiteSource(url, tables, keys or {}, **options)
@@ -30,7 +33,10 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
 
 def open_target(url: str) -> ApplyTarget:
     """An apply target (for replay) for a database URL."""
-    _scheme(url)
+    if _scheme(url) == "postgresql":
+        from adapters.postgres import PostgresTarget
+
+        return PostgresTarget(url)
     from adapters.sqlite import SQLiteTarget
 
     return SQLiteTarget(url)
@@ -38,7 +44,10 @@ def open_target(url: str) -> ApplyTarget:
 
 def open_reader(url: str) -> TableReader:
     """A table reader (for verify) for a database URL."""
-    _scheme(url)
+    if _scheme(url) == "postgresql":
+        from adapters.postgres import PostgresReader
+
+        return PostgresReader(url)
     from adapters.sqlite import SQLiteReader
 
     return SQLiteReader(url)

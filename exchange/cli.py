@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
+from exchange.bundles import BundleError
 from exchange.changes import SourceNotReady
 from exchange.config import ConfigError
 from exchange.logs import setup_logging
@@ -57,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "instead of after the hub's acknowledged position")
 
     replay = commands.add_parser("replay", help="rebuild an agency's tables from an event store")
-    replay.add_argument("--store", required=True, help="node or hub store URL, e.g. sqlite:///hub-store.db")
+    history = replay.add_mutually_exclusive_group(required=True)
+    history.add_argument("--store", help="node or hub store URL, e.g. sqlite:///hub-store.db")
+    history.add_argument("--bundles", metavar="DIR", help="a folder of the agency's offline bundles")
+    replay.add_argument("--key", metavar="PUBFILE", help="with --bundles: the agency's bundle public key")
     replay.add_argument("--agency", required=True, help="agency id")
     replay.add_argument("--target", required=True, help="fresh database URL to build, e.g. sqlite:///rebuilt.db")
     replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
@@ -76,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _replay_bundles(args: argparse.Namespace, options: dict) -> dict:
+    from exchange import replay
+    from exchange.bundle_log import BundleLog
+    from exchange.bundles import load_trusted_keys
+
+    if not args.key:
+        raise ValueError("--bundles needs --key, the agency's bundle public key")
+    log = BundleLog(args.bundles, args.agency, load_trusted_keys({args.agency: args.key}))
+    return replay.replay_log(log, args.agency, args.target, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -83,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"exchange: configuration error: {e}", file=sys.stderr)
         return 2
-    except (StoreError, ReplayError, SourceNotReady, ValueError) as e:
+    except (StoreError, ReplayError, SourceNotReady, BundleError, ValueError) as e:
         print(f"exchange: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -144,8 +159,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from exchange import replay
 
         setup_logging()
-        stats = replay.replay(args.store, args.agency, args.target, until=args.until,
-                              until_position=args.until_position, resource=args.resource)
+        options = {"until": args.until, "until_position": args.until_position, "resource": args.resource}
+        if args.store:
+            stats = replay.replay(args.store, args.agency, args.target, **options)
+        else:
+            stats = _replay_bundles(args, options)
         print(json.dumps(stats, ensure_ascii=False))
         return 0
     if args.command == "verify":

@@ -1,6 +1,7 @@
 """Replay: rebuild an agency's tables from its event log (node or hub store).
 
-Events are read in notification order, folded into row operations and
+Events are read in notification order (from a node or hub store, or from a
+folder of offline bundles), folded into row operations and
 applied to a fresh target database in batches, one transaction per batch;
 each batch also records how far the replay got (a checkpoint in the target),
 so an interrupted replay resumes where it stopped.  Replay can stop at a
@@ -123,26 +124,32 @@ class Stats:
         return summary
 
 
-def replay(store_url: str, agency: str, target_url: str, *, until: datetime | None = None,
-           until_position: int | None = None, resource: str | None = None,
-           progress: bool | None = None) -> dict[str, Any]:
-    """Rebuild ``agency``'s tables from ``store_url`` into ``target_url``."""
-    limits = Limits(until, until_position, resource)
+def replay(store_url: str, agency: str, target_url: str, **options: Any) -> dict[str, Any]:
+    """Rebuild ``agency``'s tables from the store at ``store_url`` into
+    ``target_url``; ``options`` as for ``replay_log``."""
     store = EventStore(store_url, create=False)
     try:
         if agency not in store.agencies():
             raise StoreError(f"store {store_url!r} holds no events of agency {agency!r}; it holds: "
                              f"{', '.join(store.agencies()) or 'none'}")
-        target = adapters.open_target(target_url)
-        try:
-            name = f"replay:{agency}:{resource or '*'}"
-            start = _resume_position(target, target_url, name)
-            stats = _replay(store.recorder(agency), target, name, start, limits, progress)
-            return stats.to_dict()
-        finally:
-            target.close()
+        return replay_log(store.recorder(agency), agency, target_url, **options)
     finally:
         store.close()
+
+
+def replay_log(log: AgencyRecorder, agency: str, target_url: str, *, until: datetime | None = None,
+               until_position: int | None = None, resource: str | None = None,
+               progress: bool | None = None) -> dict[str, Any]:
+    """Rebuild ``agency``'s tables from ``log`` (a store's recorder or a
+    BundleLog) into ``target_url``, resuming an earlier interrupted run."""
+    limits = Limits(until, until_position, resource)
+    target = adapters.open_target(target_url)
+    try:
+        name = f"replay:{agency}:{resource or '*'}"
+        start = _resume_position(target, target_url, name)
+        return _replay(log, target, name, start, limits, progress).to_dict()
+    finally:
+        target.close()
 
 
 def _resume_position(target: ApplyTarget, target_url: str, name: str) -> int:

@@ -305,6 +305,12 @@ def test_air_gap_export_import_then_grpc_resumes_without_gap_or_duplicate(launch
 
     imported = json.loads(exchange("hub", "import", str(carried), "--config", str(hub_toml(tmp_path, keys))).stdout)
     assert sum(b["stored"] for b in imported["imported"]) == report["events_stored"]
+    # The bundles alone rebuild the database (recovery on the air-gapped side).
+    rebuilt = tmp_path / "from-bundles.db"
+    exchange("replay", "--bundles", str(carried), "--key", str(keys[AGENCY].with_suffix(".pub")), "--agency", AGENCY,
+             "--target", f"sqlite:///{rebuilt}")
+    assert exchange("verify", "--source", f"sqlite:///{agency.path}", "--target", f"sqlite:///{rebuilt}",
+                    "--tables", *TABLES, check=False).returncode == 0
     # Back at the node: the acknowledgement moves its hub position.
     exchange("node", "export", "--config", str(node.config_path), "--to", str(carried))
     assert status(node)["hub_position"] == report["events_stored"]
@@ -400,3 +406,13 @@ def test_a_hub_with_an_unreadable_trusted_key_refuses_to_start(tmp_path, free_po
     result = exchange("hub", "run", "--config", str(config), check=False)
     assert result.returncode == 2
     assert "missing.pub" in result.stderr and "cannot start the bundle inbox" in result.stderr
+
+
+def test_replay_from_bundles_names_a_missing_bundle(offline, keys, tmp_path):
+    bundles = offline.export("--max-events", "10")["bundles"]
+    assert len(bundles) == 3
+    (offline.dir / Path(bundles[1]).name).unlink()
+    result = exchange("replay", "--bundles", str(offline.dir), "--key", str(keys[AGENCY].with_suffix(".pub")),
+                      "--agency", AGENCY, "--target", f"sqlite:///{tmp_path / 'rebuilt.db'}", check=False)
+    assert result.returncode == 2
+    assert "a bundle is missing" in result.stderr and Path(bundles[2]).name in result.stderr
