@@ -170,14 +170,16 @@ class Launcher:
             settings.setdefault(section, {}).update(values)
         return self.start(["hub", "run"], settings, name=name, grpc_address=settings["listen"]["address"])
 
-    def node(self, hub_address: str, source_db: Path, tables: Sequence[str], *, name: str = "node",
+    def node(self, hub_address: str, source_db: Path | str, tables: Sequence[str], *, name: str = "node",
              agency: str = "91310000MB2F31887F", config: Mapping[str, Mapping[str, Any]] | None = None,
              wait_ready: bool = True) -> ExchangeProcess:
-        """A node capturing ``tables`` of the SQLite ``source_db`` and shipping to
-        ``hub_address``; ready once it serves /metrics (its source is prepared)."""
+        """A node capturing ``tables`` of ``source_db`` (a SQLite file, or a database
+        URL) and shipping to ``hub_address``; ready once it serves /metrics
+        (its source is prepared)."""
         settings: dict[str, Any] = {
             "agency": agency,
-            "source": {"url": f"sqlite:///{source_db}", "tables": list(tables), "poll_interval": 0.05},
+            "source": {"url": source_db if "://" in str(source_db) else f"sqlite:///{source_db}",
+                       "tables": list(tables), "poll_interval": 0.05},
             "store": {"url": f"sqlite:///{self.directory / (name + '-store.db')}"},
             "hub": {"address": hub_address, "reconnect_max": 1.0},
             "metrics": {"address": "127.0.0.1", "port": _free_port()},
