@@ -11,12 +11,12 @@ ENV_PREFIX = "EXCHANGE_NODE"
 
 SETTINGS: dict[str, Setting] = {
     "agency": Setting(str, help="agency id (unified social credit code); names the event log"),
-    "source.url": Setting(str, help="business database, e.g. sqlite:///agency.db"),
+    "source.url": Setting(str, help="business database: sqlite:///agency.db or postgresql://user@host:5432/db"),
     "source.tables": Setting(list, help="tables to capture"),
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
-    "store.url": Setting(str, help="node event store, e.g. sqlite:///node-store.db"),
+    "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
     "hub.batch_size": Setting(int, 500, "events per publish batch"),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
