@@ -19,6 +19,7 @@ recorders with the same methods:
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -120,6 +121,39 @@ def check_continuity(stored_events: Sequence[StoredEvent],
         expected = stored.get(oid, 0) + 1
         if version != expected:
             raise VersionGapError(oid, expected, version)
+
+
+class AgencyLogs:
+    """What both store backends share: one recorder per agency and kind,
+    created once (creating two at a time races on the tracking table)."""
+
+    agency_recorder_class: type
+    node_recorder_class: type
+
+    def __init__(self, datastore: Any):
+        self.datastore = datastore
+        self._recorders: dict[tuple[str, type], Any] = {}
+        self._lock = threading.Lock()
+
+    def recorder(self, agency: str) -> AgencyRecorder:
+        """The notification log of ``agency`` (created when missing)."""
+        return self._recorder(agency, self.agency_recorder_class)
+
+    def node_recorder(self, agency: str) -> NodeRecorder:
+        """The node's notification log of ``agency``, with record states."""
+        return self._recorder(agency, self.node_recorder_class)
+
+    def _recorder(self, agency: str, kind: type) -> Any:
+        key = (check_agency(agency), kind)
+        with self._lock:
+            if key not in self._recorders:
+                recorder = kind(self.datastore, events_table_name="events_" + agency)
+                recorder.create_table()
+                self._recorders[key] = recorder
+            return self._recorders[key]
+
+    def close(self) -> None:
+        self.datastore.close()
 
 
 def EventStore(url: str, *, create: bool = True):  # noqa: N802 - reads as a class at call sites

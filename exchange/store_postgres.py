@@ -6,7 +6,6 @@ insert; they never go backwards, because inserts lock the events table.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -16,7 +15,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from exchange.store import RecordState, StoreError, check_agency, check_continuity, hex_id, redact_url
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id, redact_url
 
 LOCK_TIMEOUT_SECONDS = 30
 
@@ -112,19 +111,20 @@ class PostgresNodeRecorder(PostgresAgencyRecorder):
                     for row in curs.fetchall()}
 
 
-class PostgresEventStore:
+class PostgresEventStore(AgencyLogs):
     """Agencies' notification logs in one PostgreSQL database (schema public)."""
+
+    agency_recorder_class = PostgresAgencyRecorder
+    node_recorder_class = PostgresNodeRecorder
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
-        self.datastore = PostgresDatastore(
+        super().__init__(PostgresDatastore(
             # No pool_open_timeout: with one, every checkout waits for a full pool,
             # which psycopg_pool does not allow from two threads at once.
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
             connect_timeout=5,
-        )
-        self._recorders: dict[tuple[str, type], PostgresAgencyRecorder] = {}
-        self._lock = threading.Lock()
+        ))
         try:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute("SELECT 1")
@@ -132,29 +132,9 @@ class PostgresEventStore:
             self.datastore.close()
             raise StoreError(f"cannot open store {redact_url(url)!r}: {e}") from None
 
-    def recorder(self, agency: str) -> PostgresAgencyRecorder:
-        """The notification log of ``agency`` (created when missing)."""
-        return self._recorder(agency, PostgresAgencyRecorder)
-
-    def node_recorder(self, agency: str) -> PostgresNodeRecorder:
-        """The node's notification log of ``agency``, with record states."""
-        return self._recorder(agency, PostgresNodeRecorder)
-
-    def _recorder(self, agency: str, kind: type):
-        key = (check_agency(agency), kind)
-        with self._lock:
-            if key not in self._recorders:
-                recorder = kind(self.datastore, events_table_name="events_" + agency)
-                recorder.create_table()
-                self._recorders[key] = recorder
-            return self._recorders[key]
-
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
         with self.datastore.transaction(commit=False) as curs:
             curs.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
                          "AND table_name LIKE 'events\\_%%'", (self.datastore.schema,))
             return sorted(row["table_name"].removeprefix("events_") for row in curs.fetchall())
-
-    def close(self) -> None:
-        self.datastore.close()

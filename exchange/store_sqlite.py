@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 
-from exchange.store import RecordState, StoreError, check_agency, check_continuity, chunks, sqlite_path
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, sqlite_path
 
 
 class SQLiteAgencyRecorder(SQLiteProcessRecorder):
@@ -94,8 +93,11 @@ class SQLiteNodeRecorder(SQLiteAgencyRecorder):
         return found
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(AgencyLogs):
     """Agencies' notification logs in one SQLite file."""
+
+    agency_recorder_class = SQLiteAgencyRecorder
+    node_recorder_class = SQLiteNodeRecorder
 
     def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30):
         self.url = url
@@ -104,32 +106,10 @@ class SQLiteEventStore:
             raise StoreError(f"store {url!r} does not exist")
         if create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.datastore = SQLiteDatastore(db_name=path, lock_timeout=lock_timeout)
-        self._recorders: dict[tuple[str, type], SQLiteAgencyRecorder] = {}
-        self._lock = threading.Lock()  # creating two recorders at once races on the tracking table
-
-    def recorder(self, agency: str) -> SQLiteAgencyRecorder:
-        """The notification log of ``agency`` (created when missing)."""
-        return self._recorder(agency, SQLiteAgencyRecorder)
-
-    def node_recorder(self, agency: str) -> SQLiteNodeRecorder:
-        """The node's notification log of ``agency``, with record states."""
-        return self._recorder(agency, SQLiteNodeRecorder)
-
-    def _recorder(self, agency: str, kind: type):
-        key = (check_agency(agency), kind)
-        with self._lock:
-            if key not in self._recorders:
-                recorder = kind(self.datastore, events_table_name="events_" + agency)
-                recorder.create_table()
-                self._recorders[key] = recorder
-            return self._recorders[key]
+        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout))
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'events\\_%' ESCAPE '\\'")
             return sorted(row[0].removeprefix("events_") for row in c.fetchall())
-
-    def close(self) -> None:
-        self.datastore.close()
