@@ -1030,11 +1030,12 @@ class PostgresSource:
                 wanted.setdefault(resource, set()).add(digest)
         with self._open().cursor() as cur:
             for resource, digests in wanted.items():
-                cur.execute(f"SELECT DISTINCT ON (digest) digest, n FROM {BOOKKEEPING}.copies WHERE slot = %s "
-                            "AND resource = %s AND digest = ANY(%s) ORDER BY digest, position DESC",
+                # One index probe per digest: a plain `digest = ANY(...)` scans the whole
+                # slot's range until the table has been analysed.
+                cur.execute(f"SELECT d, (SELECT n FROM {BOOKKEEPING}.copies WHERE slot = %s AND resource = %s "
+                            "AND digest = d ORDER BY position DESC LIMIT 1) FROM unnest(%s::text[]) d",
                             (self.slot, resource, list(digests)))
-                found = dict(cur.fetchall())
-                self._copies.update(((resource, d), found.get(d, 0)) for d in digests)
+                self._copies.update(((resource, d), n or 0) for d, n in cur.fetchall())
 
     def _set_copies(self, resource: str, digest: str, position: int, count: int) -> None:
         self._copies[(resource, digest)] = count

@@ -128,15 +128,19 @@ def probe_latencies(ex: Exchange, cluster, db: str, seconds: float) -> list[floa
         after = ex.hub_events()
         with grpc.insecure_channel(ex.hub_address) as channel:
             stream = pb_grpc.ExchangeStub(channel).Subscribe(pb.SubscribeRequest(agency=AGENCY, after=after))
-            for batch in stream:
-                arrived = datetime.now(timezone.utc)
-                for e in batch.events:
-                    event = mapper.to_domain_event(from_wire(e))
-                    if isinstance(event, RecordCreated) and event.resource == "probe":
-                        latencies.append((arrived - event.commit_time).total_seconds())
-                if stopping.is_set():
-                    stream.cancel()
-                    return
+            try:
+                for batch in stream:
+                    arrived = datetime.now(timezone.utc)
+                    for e in batch.events:
+                        event = mapper.to_domain_event(from_wire(e))
+                        if isinstance(event, RecordCreated) and event.resource == "probe":
+                            latencies.append((arrived - event.commit_time).total_seconds())
+                    if stopping.is_set():
+                        stream.cancel()
+                        return
+            except grpc.RpcError:
+                if not stopping.is_set():
+                    raise
 
     subscriber = threading.Thread(target=subscribe, daemon=True)
     subscriber.start()

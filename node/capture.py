@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
@@ -55,9 +56,9 @@ class _Batch:
     def state(self, oid: str) -> RecordState | None:
         return self.states.get(oid) or self.known.get(oid)
 
-    def add(self, cls: type[RecordEvent], change: ch.Change, resource: str, key: dict[str, Any],
+    def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any],
             image_digest: str | None, live: bool, schema_version: int, **fields: Any) -> None:
-        oid = (schema_id(self.agency, resource) if cls is SchemaChanged else record_id(self.agency, resource, key))
+        resource = change.table
         previous = self.state(oid.hex)
         version = previous.version + 1 if previous else 1
         self.events.append(
@@ -133,13 +134,14 @@ class Capture:
         return event.position
 
     def _translate(self, changes: list[ch.Change]) -> _Batch:
+        self._ids: dict[tuple, UUID] = {}
         oids = set()
         for c in changes:
             if c.op == ch.SCHEMA:
                 oids.add(schema_id(self.agency, c.table).hex)
             for image in (c.before, c.after):
                 if image is not None and c.table in self.keys:
-                    oids.add(record_id(self.agency, c.table, self._key(c.table, image)).hex)
+                    oids.add(self._oid(c.table, self._key(c.table, image)).hex)
         batch = _Batch(self.agency, self.recorder.record_states(sorted(oids)))
         for change in changes:
             self._translate_one(batch, change)
@@ -148,13 +150,25 @@ class Capture:
     def _key(self, table: str, image: dict[str, Any]) -> dict[str, Any]:
         return {k: image[k] for k in self.keys[table]}
 
+    def _oid(self, table: str, key: dict[str, Any]) -> UUID:
+        """The record id of ``key`` in ``table``, computed once per batch."""
+        try:
+            cache_key = (table, *key.values())
+            return self._ids[cache_key]
+        except TypeError:  # a key value that is a list (an array column)
+            return record_id(self.agency, table, key)
+        except KeyError:
+            self._ids[cache_key] = oid = record_id(self.agency, table, key)
+            return oid
+
     def _translate_one(self, batch: _Batch, c: ch.Change) -> None:
         if c.op == ch.SCHEMA:
             assert c.schema is not None
             self.keys[c.table] = c.schema.primary_key
-            previous = batch.state(schema_id(self.agency, c.table).hex)
+            oid = schema_id(self.agency, c.table)
+            previous = batch.state(oid.hex)
             self.schema_versions[c.table] = previous.version + 1 if previous else 1
-            batch.add(SchemaChanged, c, c.table, {}, None, True, self.schema_versions[c.table], table=c.schema.to_dict())
+            batch.add(SchemaChanged, c, oid, {}, None, True, self.schema_versions[c.table], table=c.schema.to_dict())
             return
         schema_version = self.schema_versions.get(c.table, 0)
         if c.op == ch.DELETE:
@@ -166,19 +180,21 @@ class Capture:
             old_key = self._key(c.table, c.before)
             if old_key != key:  # the primary key itself changed: a different record
                 self._delete(batch, c, old_key, schema_version)
-        state = batch.state(record_id(self.agency, c.table, key).hex)
+        oid = self._oid(c.table, key)
+        state = batch.state(oid.hex)
         digest = image_hash(c.after)
         if state is None or not state.live:
-            batch.add(RecordCreated, c, c.table, key, digest, True, schema_version, row=c.after)
+            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, row=c.after)
         elif c.op == ch.UPDATE and c.before is not None and self._key(c.table, c.before) == key:
             changed = {k: v for k, v in c.after.items() if k not in c.before or c.before[k] != v}
             if changed:
-                batch.add(RecordUpdated, c, c.table, key, digest, True, schema_version, changed=changed)
+                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=changed)
         elif digest != state.image_hash:
             # A snapshot row (or an insert over a row we hold) that differs from what we hold.
-            batch.add(RecordUpdated, c, c.table, key, digest, True, schema_version, changed=c.after)
+            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=c.after)
 
     def _delete(self, batch: _Batch, c: ch.Change, key: dict[str, Any], schema_version: int) -> None:
-        state = batch.state(record_id(self.agency, c.table, key).hex)
+        oid = self._oid(c.table, key)
+        state = batch.state(oid.hex)
         if state is not None and state.live:
-            batch.add(RecordDeleted, c, c.table, key, None, False, schema_version)
+            batch.add(RecordDeleted, c, oid, key, None, False, schema_version)
