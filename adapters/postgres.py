@@ -706,6 +706,8 @@ class PostgresSource:
             if self._pending and changes and len(changes) + len(self._pending) > limit:
                 break  # the next read returns it whole
             changes += self._take_pending(limit - len(changes))
+            if unit.commit.end_lsn >= target and changes:
+                break  # all that was committed when this read began: hand it over now, not when the batch is full
         if not changes:
             self._heartbeat()
         elif self._session is not None:
