@@ -130,8 +130,9 @@ class AgencyLogs:
     agency_recorder_class: type
     node_recorder_class: type
 
-    def __init__(self, datastore: Any):
+    def __init__(self, datastore: Any, create: bool):
         self.datastore = datastore
+        self.create = create  # False: only open logs that exist (readers never race a writer creating tables)
         self._recorders: dict[tuple[str, type], Any] = {}
         self._lock = threading.Lock()
 
@@ -147,10 +148,17 @@ class AgencyLogs:
         key = (check_agency(agency), kind)
         with self._lock:
             if key not in self._recorders:
+                if not self.create and agency not in self.agencies():
+                    raise StoreError(f"the store holds no event log of agency {agency}")
                 recorder = kind(self.datastore, events_table_name="events_" + agency)
-                recorder.create_table()
+                if self.create:
+                    recorder.create_table()
                 self._recorders[key] = recorder
             return self._recorders[key]
+
+    def agencies(self) -> list[str]:
+        """Agencies that have a notification log in this store."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self.datastore.close()

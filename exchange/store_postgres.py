@@ -124,7 +124,7 @@ class PostgresEventStore(AgencyLogs):
             # which psycopg_pool does not allow from two threads at once.
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
             connect_timeout=5,
-        ))
+        ), create)
         try:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute("SELECT 1")

@@ -106,7 +106,7 @@ class SQLiteEventStore(AgencyLogs):
             raise StoreError(f"store {url!r} does not exist")
         if create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout))
+        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create)
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
