@@ -265,16 +265,21 @@ class SQLiteSource:
                     db.execute(f"DELETE FROM {CHANGELOG} WHERE tbl=?", (table,))
 
     def _snapshot_chunk(self) -> None:
-        """Copy the next ``snapshot_chunk`` rows of a table being snapshotted into the change log."""
+        """Copy the next ``snapshot_chunk`` rows of a table being snapshotted into the change log
+        (going on to the next table when one turns out to have no rows left)."""
         db = self._open()
-        if not db.execute(f"SELECT 1 FROM {CAPTURE} WHERE snapshot_done=0").fetchone():
-            return  # the usual case: no write lock needed
+        while db.execute(f"SELECT 1 FROM {CAPTURE} WHERE snapshot_done=0").fetchone():
+            if self._copy_chunk(db):
+                return
+
+    def _copy_chunk(self, db: sqlite3.Connection) -> int:
+        """Copy one chunk of the first table being snapshotted; the number of rows copied."""
         with _transaction(db):
             pending = db.execute(
                 f"SELECT tbl, schema, snapshot_after FROM {CAPTURE} WHERE snapshot_done=0 ORDER BY tbl LIMIT 1"
             ).fetchone()
             if pending is None:
-                return
+                return 0
             table, schema_json, after_json = pending
             schema = TableSchema.from_dict(json.loads(schema_json))
             where, params = _after_key(schema, after_json)
@@ -286,6 +291,7 @@ class SQLiteSource:
                            [(table, ch.SNAPSHOT, image) for image, _ in rows])
             db.execute(f"UPDATE {CAPTURE} SET snapshot_after=?, snapshot_done=? WHERE tbl=?",
                        (rows[-1][1] if rows else after_json, len(rows) < self.snapshot_chunk, table))
+            return len(rows)
 
     def _unsnapshotted(self, table: str, schema_json: str, after_json: str | None) -> int:
         schema = TableSchema.from_dict(json.loads(schema_json))

@@ -182,6 +182,18 @@ def test_existing_rows_arrive_as_snapshot_rows_in_chunks(app, url):
     assert snapshot == rows_of(app)
 
 
+def test_a_table_ending_on_a_chunk_boundary_does_not_pause_the_snapshot(app, url):
+    app.execute("CREATE TABLE pairs (a INTEGER PRIMARY KEY)")
+    app.executemany("INSERT INTO pairs VALUES (?)", [(i,) for i in range(10)])
+    app.executemany("INSERT INTO people (id, name) VALUES (?, ?)", [(i, f"p{i}") for i in range(3)])
+    s = source(url, ["pairs", "people"], snapshot_chunk=5)
+    after, seen = 0, []
+    while batch := s.read(after, 1000):  # an empty read would mean "nothing to capture now"
+        seen += [c for c in batch if c.op == ch.SNAPSHOT]
+        after = batch[-1].position
+    assert len(seen) == 13
+
+
 def test_pending_counts_rows_the_snapshot_has_still_to_read(app, url):
     app.executemany("INSERT INTO people (id, name) VALUES (?, ?)", [(i, f"p{i}") for i in range(25)])
     s = source(url, snapshot_chunk=10)
