@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exchange.demo import stop
 from exchange.sample import TABLES, SampleAgency
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,12 +203,7 @@ def prometheus(tmp_path, free_port):
 
     yield start
     for process in started:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def query(url: str, promql: str) -> list[dict]:
