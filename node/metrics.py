@@ -25,6 +25,10 @@ STORE_BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SOURCE_POSITION = Gauge("exchange_node_source_position", "Source position durably stored at the node")
+SLOT_RETAINED_WAL = Gauge(
+    "exchange_node_slot_retained_wal_bytes",
+    "WAL the source PostgreSQL keeps for the node's logical replication slot (0 for other sources)",
+)
 HUB_POSITION = Gauge("exchange_node_hub_position", "Node notification id acknowledged by the hub")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 import adapters
 from exchange.changes import SourceNotReady
@@ -15,6 +16,7 @@ from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
+SLOT_MEASURE_SECONDS = 5.0  # how often to ask PostgreSQL how much WAL the slot retains
 
 
 class Node:
@@ -56,11 +58,15 @@ class Node:
 
     def _capture_loop(self, source, capture: Capture) -> None:
         delay = self.cfg["source.poll_interval"]
+        measured = 0.0
         while not self.stopping.is_set():
             try:
                 consumed = capture.step()
                 capture.prune()
                 metrics.SOURCE_PENDING.set(source.pending(capture.position))
+                if hasattr(source, "slot_retained_wal_bytes") and time.monotonic() - measured > SLOT_MEASURE_SECONDS:
+                    metrics.SLOT_RETAINED_WAL.set(source.slot_retained_wal_bytes())
+                    measured = time.monotonic()
             except Exception:
                 metrics.ERRORS.labels("capture").inc()
                 log.exception("capture failed; retrying")

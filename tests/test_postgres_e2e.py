@@ -3,9 +3,11 @@ replayed into a fresh PostgreSQL database and verified equal."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
+import urllib.request
 
 from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, status, store_url, wait_caught_up
 
@@ -34,6 +36,9 @@ def test_pgbench_through_the_exchange_replays_equal_into_postgres(launch, postgr
     workload.join()
     wait_caught_up(node)
     assert_exactly_once(node, hub)
+    port = node.config["metrics"]["port"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert re.search(r"^exchange_node_slot_retained_wal_bytes \d", metrics, re.M)
 
     target = postgres.create_database("bench_replayed")
     exchange("replay", "--store", store_url(hub), "--agency", AGENCY, "--target", postgres.url(target))
