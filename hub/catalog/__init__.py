@@ -1,0 +1,1 @@
+"""The resource catalog: entries with national core metadata and their review workflow."""
