@@ -30,3 +30,16 @@ def acting_agency(context: grpc.ServicerContext, claimed: str) -> str:
         context.abort(grpc.StatusCode.PERMISSION_DENIED,
                       f"the client certificate belongs to {proven}, not to {claimed}")
     return proven
+
+
+def require_admin(context: grpc.ServicerContext, administrators: frozenset[str] | set[str]) -> str:
+    """The administrator making an administrative call (catalog review, request decisions, coordination).
+
+    With TLS the certificate's identity must be listed in ``administrators``;
+    on an insecure (loopback-only) hub the local operator is trusted."""
+    proven = caller(context)
+    if proven is None:
+        return "local-operator"
+    if proven not in administrators:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{proven} is not a hub administrator")
+    return proven

@@ -22,10 +22,10 @@ import grpc
 from eventsourcing.persistence import Tracking
 
 from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
+from exchange.channel import open_channel
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
 from exchange.wire import from_wire
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
-from node.shipper import CHANNEL_OPTIONS
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -71,7 +71,7 @@ def restore(cfg: dict, timeout: float = 30.0) -> dict[str, Any]:
         if recorder.position(SOURCE_TRACKING) or recorder.position(HUB_TRACKING):
             raise StoreError(f"store {cfg['store.url']!r} already belongs to a running node; "
                              "restore needs the empty store of a node that lost its own")
-        with grpc.insecure_channel(cfg["hub.address"], options=CHANNEL_OPTIONS) as channel:
+        with open_channel(cfg["hub.address"], cfg) as channel:
             stub = pb_grpc.ExchangeStub(channel)
             try:
                 positions = stub.GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)

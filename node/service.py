@@ -32,7 +32,7 @@ class Node:
         self.stored = threading.Event()  # wakes the shipper when capture stored events
         self.shipper = Shipper(
             self.agency, self.recorder, cfg["hub.address"], batch_size=cfg["hub.batch_size"],
-            window=cfg["hub.window"], reconnect_max=cfg["hub.reconnect_max"], wake=self.stored,
+            window=cfg["hub.window"], reconnect_max=cfg["hub.reconnect_max"], wake=self.stored, cfg=cfg,
         )
 
     def open_source(self):

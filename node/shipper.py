@@ -13,13 +13,13 @@ import json
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from datetime import datetime, timezone
 
 import grpc
 from eventsourcing.persistence import Tracking
 
+from exchange.channel import open_channel
 from exchange.store import NodeRecorder
 from exchange.wire import to_wire
 from node import metrics
@@ -31,13 +31,6 @@ log = logging.getLogger(__name__)
 
 NODE_VERSION = "0.1.0"
 _END = object()
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 class HubRefused(Exception):
@@ -48,10 +41,12 @@ class Shipper:
     """Publishes the agency's events to the hub until stopped."""
 
     def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
-                 window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None):
+                 window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None,
+                 cfg: dict | None = None):
         self.agency = agency
         self.recorder = recorder
         self.address = address
+        self.cfg = cfg
         self.batch_size = batch_size
         self.window = max(1, window)
         self.reconnect_max = reconnect_max
@@ -90,7 +85,7 @@ class Shipper:
     def _session(self) -> None:
         """One connection: hello, then batches while the stream lasts."""
         requests: queue.Queue = queue.Queue(maxsize=self.window + 2)
-        with grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+        with open_channel(self.address, self.cfg) as channel:
             stub = pb_grpc.ExchangeStub(channel)
             requests.put(pb.PublishRequest(hello=pb.Hello(agency=self.agency, node_version=NODE_VERSION)))
             responses = stub.Publish(iter(requests.get, _END))
