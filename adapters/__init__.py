@@ -1,7 +1,8 @@
 """One module per kind of database, behind the interfaces in exchange.changes.
 
 ``open_source``, ``open_target`` and ``open_reader`` choose the module by the
-URL's scheme.
+URL's scheme.  ``files://`` (a directory of table exports, adapters/files.py)
+is a capture source only.
 """
 
 from __future__ import annotations
@@ -11,24 +12,37 @@ from typing import Any
 from exchange.changes import ApplyTarget, CaptureSource, TableReader
 
 SCHEMES = ("sqlite", "postgresql")
+SOURCE_SCHEMES = (*SCHEMES, "files")
 
 
-def _scheme(url: str) -> str:
+def _scheme(url: str, schemes: tuple[str, ...] = SCHEMES) -> str:
     scheme = url.partition("://")[0]
-    if scheme not in SCHEMES:
-        raise ValueError(f"unsupported database URL {url!r}: expected one of {', '.join(s + '://' for s in SCHEMES)}")
+    if scheme not in schemes:
+        raise ValueError(f"unsupported database URL {url!r}: expected one of {', '.join(s + '://' for s in schemes)}")
     return scheme
 
 
 def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None = None, **options: Any) -> CaptureSource:
-    """The capture source for a business database URL."""
-    if _scheme(url) == "postgresql":
+    """The capture source for a business database URL (or a file-drop directory)."""
+    scheme = _scheme(url, SOURCE_SCHEMES)
+    if scheme == "files":
+        from adapters.files import FileDropSource
+
+        return FileDropSource(url, tables, keys or {}, **options)
+    if scheme == "postgresql":
         from adapters.postgres import PostgresSource
 
         return PostgresSource(url, tables, keys or {}, **options)
     from adapters.sqlite import SQLiteSource
 
     return SQLiteSource(url, tables, keys or {}, **options)
+
+
+def source_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The node settings that ``open_source`` takes as options for the configured source's kind."""
+    if cfg["source.url"].startswith("files://"):
+        return {"settle_seconds": cfg["source.settle_seconds"], "state_path": cfg["source.state_path"]}
+    return {}
 
 
 def open_target(url: str) -> ApplyTarget:

@@ -11,11 +11,16 @@ ENV_PREFIX = "EXCHANGE_NODE"
 
 SETTINGS: dict[str, Setting] = {
     "agency": Setting(str, help="agency id (unified social credit code); names the event log"),
-    "source.url": Setting(str, help="business database: sqlite:///agency.db or postgresql://user@host:5432/db"),
+    "source.url": Setting(str, help="business database: sqlite:///agency.db, postgresql://user@host:5432/db, "
+                          "or a drop directory files:///srv/drops"),
     "source.tables": Setting(list, help="tables to capture"),
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
+    "source.settle_seconds": Setting(float, 5.0, "file drops: seconds a file's size and mtime must stay unchanged "
+                                     "before it is read"),
+    "source.state_path": Setting(str, "", "file drops: the adapter's state database "
+                                 "(default: .exchange/state.db in the drop directory)"),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
     "hub.batch_size": Setting(int, 500, "events per publish batch"),

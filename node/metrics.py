@@ -30,6 +30,13 @@ SLOT_RETAINED_WAL = Gauge(
     "WAL the source PostgreSQL keeps for the node's logical replication slot (0 for other sources)",
 )
 HUB_POSITION = Gauge("exchange_node_hub_position", "Node notification id acknowledged by the hub")
+DROP_FILES_TAKEN = Counter(
+    "exchange_node_drop_files_taken_total", "File-drop source: export files compared and logged as changes", ["table"]
+)
+DROP_FILES_REFUSED = Counter(
+    "exchange_node_drop_files_refused_total", "File-drop source: malformed export files refused and left in place",
+    ["table"],
+)
 
 
 def serve(address: str, port: int) -> None:

@@ -29,6 +29,7 @@ class Node:
         self.recorder = self.store.node_recorder(self.agency)
         self.failed = False
         self.stopping = threading.Event()
+        self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
         self.stored = threading.Event()  # wakes the shipper when capture stored events
         self.shipper = Shipper(
             self.agency, self.recorder, cfg["hub.address"], batch_size=cfg["hub.batch_size"],
@@ -36,7 +37,8 @@ class Node:
         )
 
     def open_source(self):
-        return adapters.open_source(self.cfg["source.url"], self.cfg["source.tables"], self.cfg["source.keys"])
+        return adapters.open_source(self.cfg["source.url"], self.cfg["source.tables"], self.cfg["source.keys"],
+                                    **adapters.source_options(self.cfg))
 
     def capture_forever(self) -> None:
         """Capture until stopped; transient errors are logged and retried.
@@ -46,6 +48,8 @@ class Node:
         try:
             source = self.open_source()
             capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"])
+            if hasattr(source, "watch"):  # file drops: wake up when a file arrives
+                source.watch(self.wake.set)
         except Exception:
             log.exception("capture cannot start")
             self.failed = True
@@ -75,10 +79,12 @@ class Node:
             if consumed:
                 self.stored.set()
             else:
-                self.stopping.wait(delay)
+                self.wake.wait(delay)
+                self.wake.clear()
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
+        self.wake.set()
         self.shipper.stop()
 
 

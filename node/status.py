@@ -30,7 +30,8 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
         backlog = recorder.count_after(hub_position)
     finally:
         store.close()
-    source = adapters.open_source(cfg["source.url"], cfg["source.tables"], cfg["source.keys"])
+    source = adapters.open_source(cfg["source.url"], cfg["source.tables"], cfg["source.keys"],
+                                  **adapters.source_options(cfg))
     try:
         pending = source.pending(source_position)
     finally:
