@@ -280,8 +280,9 @@ def _rows_json(source: _Hashed) -> Iterator[tuple[int, list[str], dict[str, Any]
                 value, end = decoder.raw_decode(buffer, pos)
                 break
             except (json.JSONDecodeError, ValueError) as e:
+                fault = DropRefused(_fault_line(e, line, start), f"bad JSON: {_json_fault(e)}")
                 if not _maybe_cut(e, len(buffer)) or not more():
-                    raise DropRefused(_fault_line(e, line, start), f"bad JSON: {_json_fault(e)}") from None
+                    raise fault from None
         pos = end
         columns = columns or _object_columns(value, start)
         yield start, columns, _check_object(value, columns, start)
