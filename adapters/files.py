@@ -20,8 +20,10 @@ stayed the same for ``settle_seconds``.  Files of one table are taken oldest
 first (modification time, then name).
 
 Each file is compared with the table's previous state (what the files taken
-before it held) and turned into insert, update and delete changes; a change
-of the column set first becomes a schema change.  Key columns are required
+before it held) and turned into delete, update and insert changes; a change
+of the column set first becomes a schema change.  Rows are equal when their
+non-null values are (``image_hash``).  The changes' commit time is the
+file's modification time.  Key columns are required
 for every table (``[source] keys``).  The previous state, the change log and
 the record of which file was taken live in the adapter's own SQLite database
 (default ``<drop dir>/.exchange/state.db``) and are written in ONE
@@ -623,22 +625,22 @@ class FileDropSource:
         db.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)", (schema.name, text))
 
     def _diff(self, db: sqlite3.Connection, table: str, at: str, taken: int) -> dict[str, int]:
-        """Log deletes, then inserts and updates in file order; make ``incoming`` the table's state."""
-        counts = {}
-        counts[ch.DELETE] = db.execute(
-            "INSERT INTO changes (tbl, op, old, new, at, drop_id) "
-            "SELECT ?1, ?2, r.row, NULL, ?3, ?4 FROM rows r WHERE r.tbl = ?1 "
-            "AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.key = r.key) ORDER BY r.key",
-            (table, ch.DELETE, at, taken)).rowcount
-        db.execute(
-            "INSERT INTO changes (tbl, op, old, new, at, drop_id) "
-            "SELECT ?1, CASE WHEN r.row IS NULL THEN ?2 ELSE ?3 END, r.row, i.row, ?4, ?5 "
-            "FROM incoming i LEFT JOIN rows r ON r.tbl = ?1 AND r.key = i.key "
-            "WHERE r.row IS NULL OR r.digest != i.digest ORDER BY i.line",
-            (table, ch.INSERT, ch.UPDATE, at, taken))
-        counts[ch.INSERT], counts[ch.UPDATE] = db.execute(
-            "SELECT count(*) FILTER (WHERE op = ?), count(*) FILTER (WHERE op = ?) FROM changes WHERE drop_id = ?",
-            (ch.INSERT, ch.UPDATE, taken)).fetchone()
+        """Log deletes, updates and inserts (each in key or file order); make ``incoming`` the table's state."""
+        log_change = "INSERT INTO changes (tbl, op, old, new, at, drop_id) "
+        counts = {
+            ch.DELETE: db.execute(
+                log_change + "SELECT ?1, ?2, r.row, NULL, ?3, ?4 FROM rows r WHERE r.tbl = ?1 "
+                "AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.key = r.key) ORDER BY r.key",
+                (table, ch.DELETE, at, taken)).rowcount,
+            ch.UPDATE: db.execute(
+                log_change + "SELECT ?1, ?2, r.row, i.row, ?3, ?4 FROM incoming i "
+                "JOIN rows r ON r.tbl = ?1 AND r.key = i.key WHERE r.digest != i.digest ORDER BY i.line",
+                (table, ch.UPDATE, at, taken)).rowcount,
+            ch.INSERT: db.execute(
+                log_change + "SELECT ?1, ?2, NULL, i.row, ?3, ?4 FROM incoming i "
+                "WHERE NOT EXISTS (SELECT 1 FROM rows r WHERE r.tbl = ?1 AND r.key = i.key) ORDER BY i.line",
+                (table, ch.INSERT, at, taken)).rowcount,
+        }
         db.execute("DELETE FROM rows WHERE tbl = ? AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.key = rows.key)",
                    (table,))
         db.execute("INSERT INTO rows (tbl, key, row, digest) SELECT ?, key, row, digest FROM incoming WHERE true "
