@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 import types
+import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
 import adapters
-from adapters import files
+from adapters import files, files_formats
 from adapters.files import FileDropSource, match_table
 from exchange import changes as ch
 from exchange.changes import SourceNotReady
@@ -301,7 +302,7 @@ def test_non_utf8_text_is_refused_with_its_line(drops, caplog):
 
 
 def test_a_large_json_array_is_read_in_pieces(drops, monkeypatch):
-    monkeypatch.setattr(files, "_CHUNK", 64)  # many chunk boundaries inside objects and strings
+    monkeypatch.setattr(files_formats, "_CHUNK", 64)  # many chunk boundaries inside objects and strings
     s = source(drops)
     records = [{"id": i, "name": "名字" * (i % 5), "score": i / 4} for i in range(200)]
     write(drops, "persons.json", "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]")
@@ -387,14 +388,20 @@ def test_drops_reach_the_hub_once_and_replay_to_the_last_drop(launch, tmp_path, 
                        config={"source": {"keys": KEYS, "settle_seconds": 0.2}})
     drop(drops, "persons-20261126.csv", PERSONS_1)
     drop(drops, "licences.json", json.dumps(LICENCES_1, ensure_ascii=False, indent=1))
+    drop(drops, "persons-broken.csv", "id,name\n1,Ann\n1,Bob\n")
     wait_caught_up(node)
+    assert "drop file persons-broken.csv refused: line 3: duplicate key" in node.log()
+    metrics_url = f"http://127.0.0.1:{node.config['metrics']['port']}/metrics"
+    assert 'exchange_node_drop_files_refused_total{table="persons"} 1.0' in \
+        urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     drop(drops, "persons-20261127.csv", PERSONS_2)
     node.kill()
     node = launch.restart(node)
     drop(drops, "licences.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in LICENCES_2) + "\n")
     wait_caught_up(node)
     assert_exactly_once(node, hub)
-    assert sorted(p.name for p in drops.iterdir()) == [".exchange", "processed"]
+    assert sorted(p.name for p in drops.iterdir()) == [".exchange", "persons-broken.csv", "processed"]
+    assert len(list((drops / "processed").iterdir())) == 4
 
     expected, target = tmp_path / "expected.db", tmp_path / "replayed.db"
     expected_database(expected)
