@@ -293,6 +293,18 @@ def test_a_refused_file_is_taken_once_it_is_replaced(drops):
     assert set(os.listdir(drops)) == {"processed", ".exchange"}
 
 
+def test_a_refusal_outlives_a_restart(drops, caplog):
+    s = source(drops)
+    write(drops, "persons.csv", "id,name\n1,Ann\n1,Bob\n")
+    drain(s)
+    s.close()
+    before = refused_count("persons")
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="adapters.files"):
+        assert drain(source(drops)) == []
+    assert not caplog.records and refused_count("persons") == before
+
+
 def test_non_utf8_text_is_refused_with_its_line(drops, caplog):
     s = source(drops)
     (drops / "persons.csv").write_bytes("id,name\n1,Ann\n2,".encode() + "张三".encode("gb18030") + b"\n")
