@@ -13,6 +13,7 @@ from exchange.config import ConfigError
 from exchange.logs import setup_logging
 from exchange.replay import ReplayError
 from exchange.store import StoreError
+from hub.audit import AuditError
 
 
 def _iso_time(text: str) -> datetime:
@@ -74,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--tables", nargs="+", metavar="TABLE", help="compare only these tables (default: all)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    audit = commands.add_parser("audit", help="check the hub's tamper-evident audit log").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    audit_verify = audit.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry")
+    audit_head = audit.add_parser("head", help="print the current head (SEQ:HASH) to keep somewhere else")
+    for sub in (audit_verify, audit_head):
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--path", metavar="FILE", help="the audit log file")
+        where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store)")
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    audit_verify.add_argument("--head", metavar="SEQ:HASH",
+                              help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
+
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
     demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
     demo.add_argument("--dir", help="keep the demo's files in this directory instead of a temp dir")
@@ -91,6 +104,22 @@ def _replay_bundles(args: argparse.Namespace, options: dict) -> dict:
     return replay.replay_log(log, args.agency, args.target, **options)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub import audit, config
+
+    path = Path(args.path) if args.path else audit.audit_path(config.load(args.config))
+    if args.action == "head":
+        head = audit.AuditLog(path).head() if path.exists() else audit.Head(0, audit.GENESIS)
+        print(json.dumps({"path": str(path), "seq": head.seq, "hash": head.hash, "head": str(head)})
+              if args.json else str(head))
+        return 0
+    verdict = audit.verify(path, audit.Head.parse(args.head) if args.head else None)
+    print(json.dumps(verdict.to_dict(), ensure_ascii=False) if args.json else verdict.render())
+    return 0 if verdict.valid else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -98,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"exchange: configuration error: {e}", file=sys.stderr)
         return 2
-    except (StoreError, ReplayError, SourceNotReady, BundleError, ValueError) as e:
+    except (StoreError, ReplayError, SourceNotReady, BundleError, AuditError, ValueError) as e:
         print(f"exchange: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -172,6 +201,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = verify.verify(args.source, args.target, tables=args.tables)
         print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.render())
         return 0 if report.equal else 1
+    if args.command == "audit":
+        return _audit(args)
     if args.command == "demo":
         from exchange import demo
 

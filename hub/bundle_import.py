@@ -32,6 +32,7 @@ from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_truste
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
+from hub.audit import AuditLog, open_audit
 from hub.ingest import Ingest, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -46,8 +47,10 @@ ACK_FORMAT = 1
 class BundleImporter:
     """Imports the bundles found in one directory into the hub's store."""
 
-    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path):
+    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path,
+                 audit: AuditLog | None = None):
         self.ingest = ingest
+        self.audit = audit
         self.trusted_keys = trusted_keys
         self.directory = Path(directory)
         self._reported_pending: set[str] = set()  # warn once per pending file, not on every rescan
@@ -101,6 +104,9 @@ class BundleImporter:
             metrics.record_commit_time(agency, batch.events[-1].state)
         self._move(path, IMPORTED_DIR)
         self._reported_pending.discard(path.name)
+        if self.audit is not None:
+            self.audit.record("bundle.imported", agency, file=path.name, first=manifest.first, last=manifest.last,
+                              stored=stored, key_id=manifest.key_id, content_sha256=manifest.content_sha256)
         report["imported"].append({"file": path.name, "agency": agency, "first": manifest.first,
                                    "last": manifest.last, "stored": stored})
         log.info("imported bundle %s: %d new events, hub position %d", path.name, stored, position,
@@ -124,6 +130,8 @@ class BundleImporter:
         (target / f"{path.name}.reason.txt").write_text(f"{reason}: {detail}\n")
         self._move(path, QUARANTINE_DIR)
         metrics.BUNDLES_QUARANTINED.labels(reason).inc()
+        if self.audit is not None:
+            self.audit.record("bundle.quarantined", "bundle-import", file=path.name, reason=reason, detail=detail)
         report["quarantined"].append({"file": path.name, "reason": reason, "detail": detail})
         log.error("quarantined bundle %s (%s): %s", path.name, reason, detail)
         return False
@@ -151,8 +159,9 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     if not Path(directory).is_dir():
         raise ValueError(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
+    audit = open_audit(cfg)
     store = EventStore(cfg["store.url"])
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory).import_all()
+        return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit).import_all()
     finally:
         store.close()

@@ -16,6 +16,8 @@ SETTINGS: dict[str, Setting] = {
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
+    "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),
+    "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
+from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -50,21 +51,34 @@ def run(cfg: dict[str, Any]) -> int:
         log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
         return 2
     try:
+        audit = open_audit(cfg)
+        watch = ChainWatch(audit.path, cfg["audit.verify_interval"])
+    except (AuditError, ValueError) as e:
+        log.error("cannot open the audit log: %s", e)
+        store.close()
+        return 2
+    try:
         ingest = Ingest(store)
         _restore_metrics(ingest, agencies)
-        return _serve(cfg, ingest)
+        audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
+        watch.start()
+        try:
+            return _serve(cfg, ingest, audit)
+        finally:
+            watch.stop()
+            audit.record("hub.stopped", "hub")
     finally:
         store.close()
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
+def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=WORKERS,
     )
     board = status.StatusBoard()
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board), server)
+    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -82,7 +96,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     if not _is_loopback(address):
         log.warning("listening on %s without TLS: anyone on the network can publish and subscribe", address)
     try:
-        inbox = hub_inbox.start(cfg, ingest)
+        inbox = hub_inbox.start(cfg, ingest, audit)
     except (ValueError, StoreError, OSError) as e:  # a bad key file, setting or directory
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2
