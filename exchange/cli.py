@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
     replay.add_argument("--until-position", type=int, metavar="N", help="stop after the last change at or before this source position")
     replay.add_argument("--resource", metavar="TABLE", help="rebuild only this resource (table)")
+    replay.add_argument("--cipher-key-file", metavar="FILE", help="with --store: the key of an encrypted store "
+                        "(or set EXCHANGE_STORE_CIPHER_KEY)")
+
+    store = commands.add_parser("store", help="event store keys").add_subparsers(dest="action", required=True,
+                                                                                metavar="ACTION")
+    store_keygen = store.add_parser("keygen", help="create a key for encrypting a node or hub store at rest")
+    store_keygen.add_argument("file", help="key file to create (mode 0600; never overwritten)")
 
     verify = commands.add_parser("verify", help="compare two databases table by table")
     verify.add_argument("--source", required=True, help="database URL")
@@ -190,7 +197,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging()
         options = {"until": args.until, "until_position": args.until_position, "resource": args.resource}
         if args.store:
-            stats = replay.replay(args.store, args.agency, args.target, **options)
+            from exchange.at_rest import cipher_from
+
+            stats = replay.replay(args.store, args.agency, args.target, cipher=cipher_from(args.cipher_key_file),
+                                  **options)
         else:
             stats = _replay_bundles(args, options)
         print(json.dumps(stats, ensure_ascii=False))
@@ -203,6 +213,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if report.equal else 1
     if args.command == "audit":
         return _audit(args)
+    if args.command == "store":
+        from exchange import at_rest
+
+        print(json.dumps(at_rest.keygen(args.file)))
+        return 0
     if args.command == "demo":
         from exchange import demo
 

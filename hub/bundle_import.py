@@ -29,6 +29,7 @@ from eventsourcing.persistence import IntegrityError
 
 from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_trusted_keys, read_bundle, read_manifest,
                               write_atomically)
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
@@ -160,7 +161,7 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
         raise ValueError(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     audit = open_audit(cfg)
-    store = EventStore(cfg["store.url"])
+    store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
     try:
         return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit).import_all()
     finally:

@@ -11,6 +11,9 @@ ENV_PREFIX = "EXCHANGE_HUB"
 
 SETTINGS: dict[str, Setting] = {
     "store.url": Setting(str, help="hub event store, e.g. sqlite:///hub-store.db"),
+    "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
+                                     "(exchange store keygen; empty: not encrypted)"),
+    "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),

@@ -15,6 +15,7 @@ from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
@@ -45,9 +46,9 @@ def run(cfg: dict[str, Any]) -> int:
         log.error("[listen] max_batch must be at least 1, got %d", cfg["listen.max_batch"])
         return 2
     try:
-        store = EventStore(cfg["store.url"])
+        store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         agencies = store.agencies()  # opens the database now, so a bad path fails here
-    except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:
+    except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
         log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
         return 2
     try:
@@ -59,7 +60,11 @@ def run(cfg: dict[str, Any]) -> int:
         return 2
     try:
         ingest = Ingest(store)
-        _restore_metrics(ingest, agencies)
+        try:
+            _restore_metrics(ingest, agencies)  # reads each agency's log: a wrong cipher key fails here
+        except StoreError as e:
+            log.error("cannot read the hub store %s: %s", redact_url(cfg["store.url"]), e)
+            return 2
         audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
         watch.start()
         try:

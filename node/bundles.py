@@ -15,6 +15,7 @@ from pathlib import Path
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.bundles import SigningKeyError, generate_key, key_id, load_private_key, write_bundle
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
 
@@ -41,7 +42,7 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
     key = load_private_key(_key_path(cfg))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    store = EventStore(cfg["store.url"], create=False)
+    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency)

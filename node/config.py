@@ -17,6 +17,9 @@ SETTINGS: dict[str, Setting] = {
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
+    "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
+                                     "(exchange store keygen; empty: not encrypted)"),
+    "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
     "hub.batch_size": Setting(int, 500, "events per publish batch"),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),

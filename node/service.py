@@ -8,6 +8,7 @@ import threading
 import time
 
 import adapters
+from exchange.at_rest import store_cipher
 from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
@@ -25,7 +26,7 @@ class Node:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.agency = cfg["agency"]
-        self.store = EventStore(cfg["store.url"])
+        self.store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
         self.failed = False
         self.stopping = threading.Event()
