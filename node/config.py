@@ -25,6 +25,11 @@ SETTINGS: dict[str, Setting] = {
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
     "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
+    "policy.exclude": Setting(dict, {}, "columns that never leave the node: {table = [columns]}"),
+    "policy.mask": Setting(dict, {}, "columns replaced by a keyed hash before they leave the node: "
+                                     "{table = {column = \"hmac\"}}"),
+    "policy.mask_key_file": Setting(str, "", "base64 key of the masking HMAC (exchange store keygen); "
+                                             "required with [policy] mask"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),

@@ -13,6 +13,7 @@ from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
 from node.capture import Capture
+from node.field_policy import FieldPolicy
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
 from node.shipper import Shipper
 
@@ -28,6 +29,7 @@ class Node:
         self.agency = cfg["agency"]
         self.store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
+        self.policy = FieldPolicy.from_config(cfg)
         self.failed = False
         self.stopping = threading.Event()
         self.stored = threading.Event()  # wakes the shipper when capture stored events
@@ -46,7 +48,7 @@ class Node:
         the thread that opened them."""
         try:
             source = self.open_source()
-            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"])
+            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"], self.policy)
         except Exception:
             log.exception("capture cannot start")
             self.failed = True
@@ -93,6 +95,7 @@ def run(cfg: dict) -> int:
         source = node.open_source()
         try:
             source.prepare()
+            node.policy.check(source.schemas())
         finally:
             source.close()
     except (SourceNotReady, StoreError, ValueError) as e:
