@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub_import = hub.add_parser("import", help="import the offline bundles in a directory (docs/bundles.md)")
     hub_import.add_argument("directory", help="directory holding <agency>-<first>-<last>.bundle files")
     hub_import.add_argument("--config", help="hub TOML file")
+    hub_keygen = hub.add_parser("keygen", help="create the hub's key pair for bundles encrypted to it")
+    hub_keygen.add_argument("--config", help="hub TOML file ([bundles] decrypt_key names the key file)")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--store", help="node or hub store URL, e.g. sqlite:///hub-store.db")
     history.add_argument("--bundles", metavar="DIR", help="a folder of the agency's offline bundles")
     replay.add_argument("--key", metavar="PUBFILE", help="with --bundles: the agency's bundle public key")
+    replay.add_argument("--decrypt-key", metavar="FILE", help="with --bundles: the hub's bundle decryption key, "
+                        "for bundles encrypted to the hub")
     replay.add_argument("--agency", required=True, help="agency id")
     replay.add_argument("--target", required=True, help="fresh database URL to build, e.g. sqlite:///rebuilt.db")
     replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
@@ -103,11 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _replay_bundles(args: argparse.Namespace, options: dict) -> dict:
     from exchange import replay
     from exchange.bundle_log import BundleLog
-    from exchange.bundles import load_trusted_keys
+    from exchange.bundles import load_hub_private_key, load_trusted_keys
 
     if not args.key:
         raise ValueError("--bundles needs --key, the agency's bundle public key")
-    log = BundleLog(args.bundles, args.agency, load_trusted_keys({args.agency: args.key}))
+    log = BundleLog(args.bundles, args.agency, load_trusted_keys({args.agency: args.key}),
+                    load_hub_private_key(args.decrypt_key) if args.decrypt_key else None)
     return replay.replay_log(log, args.agency, args.target, **options)
 
 
@@ -162,6 +167,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = bundle_import.import_directory(cfg, args.directory)
         print(json.dumps(report, ensure_ascii=False))
         return 1 if report["pending"] or report["quarantined"] else 0
+    if args.command == "hub" and args.action == "keygen":
+        from hub import bundle_import, config
+
+        print(json.dumps(bundle_import.keygen(config.load(args.config))))
+        return 0
     if args.command == "node" and args.action in ("keygen", "export"):
         from node import bundles, config
 

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
-from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_trusted_keys, read_bundle, read_manifest,
-                              write_atomically)
+from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, is_bundle_name, key_id,
+                              load_hub_private_key, load_trusted_keys, read_bundle, read_manifest, write_atomically)
 from exchange.at_rest import store_cipher
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
@@ -49,9 +50,10 @@ class BundleImporter:
     """Imports the bundles found in one directory into the hub's store."""
 
     def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, decrypt_key: X25519PrivateKey | None = None):
         self.ingest = ingest
         self.audit = audit
+        self.decrypt_key = decrypt_key
         self.trusted_keys = trusted_keys
         self.directory = Path(directory)
         self._reported_pending: set[str] = set()  # warn once per pending file, not on every rescan
@@ -79,7 +81,7 @@ class BundleImporter:
     def _import(self, path: Path, report: dict) -> bool:
         """Import one bundle; False if it was quarantined."""
         try:
-            manifest, batch = read_bundle(path, self.trusted_keys)
+            manifest, batch = read_bundle(path, self.trusted_keys, self.decrypt_key)
             with metrics.STORE_BATCH_SECONDS.time():
                 position, stored = self._ingest(manifest.agency, batch)
         except BundleError as e:
@@ -152,6 +154,24 @@ class BundleImporter:
         return path
 
 
+def keygen(cfg: dict) -> dict:
+    """``exchange hub keygen``: the hub's bundle decryption key at ``[bundles]
+    decrypt_key`` and its public key ``<name>.pub`` beside it (for the nodes'
+    ``[bundles] encrypt_to``)."""
+    if not cfg["bundles.decrypt_key"]:
+        raise SigningKeyError("[bundles] decrypt_key is not set: set it to the path of the hub's bundle key")
+    path = Path(cfg["bundles.decrypt_key"])
+    public_path = path.with_suffix(".pub")
+    if public_path == path:
+        raise SigningKeyError(f"[bundles] decrypt_key {path}: name the private key file, not a .pub file")
+    return {"key": str(path), "public_key": str(public_path), "key_id": key_id(generate_hub_key(path, public_path))}
+
+
+def decrypt_key(cfg: dict) -> X25519PrivateKey | None:
+    """The hub's bundle decryption key, ``[bundles] decrypt_key`` (None when unset)."""
+    return load_hub_private_key(cfg["bundles.decrypt_key"]) if cfg["bundles.decrypt_key"] else None
+
+
 def import_directory(cfg: dict, directory: str | Path) -> dict:
     """``exchange hub import``: one pass over ``directory`` into the hub's store.
 
@@ -163,6 +183,7 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     audit = open_audit(cfg)
     store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit).import_all()
+        return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit,
+                              decrypt_key=decrypt_key(cfg)).import_all()
     finally:
         store.close()

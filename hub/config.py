@@ -17,6 +17,8 @@ SETTINGS: dict[str, Setting] = {
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
+    "bundles.decrypt_key": Setting(str, "", "the hub's X25519 key that decrypts bundles encrypted to it "
+                                            "(exchange hub keygen creates it and <name>.pub)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
     "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),

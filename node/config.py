@@ -25,6 +25,8 @@ SETTINGS: dict[str, Setting] = {
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
     "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
+    "bundles.encrypt_to": Setting(str, "", "the hub's X25519 public key file: encrypt bundle content to the hub "
+                                           "(empty: not encrypted)"),
     "policy.exclude": Setting(dict, {}, "columns that never leave the node: {table = [columns]}"),
     "policy.mask": Setting(dict, {}, "columns replaced by a keyed hash before they leave the node: "
                                      "{table = {column = \"hmac\"}}"),

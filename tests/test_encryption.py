@@ -147,3 +147,82 @@ def test_encrypted_node_and_hub_stores_work_end_to_end(launch, tmp_path):
     assert bad.popen.wait(30) == 2
     assert "wrong key" in bad.log()
     assert wrong_key not in bad.log() and hub_key.read_text().strip() not in hub.log()
+
+
+# Bundles encrypted to the hub.
+
+def hub_bundle_key(tmp_path: Path, name: str = "hub-bundles") -> Path:
+    from exchange.bundles import generate_hub_key
+
+    path = tmp_path / f"{name}.key"
+    generate_hub_key(path, path.with_suffix(".pub"))
+    return path
+
+
+def test_a_bundle_encrypted_to_the_hub_reads_only_with_the_hubs_key(tmp_path):
+    from exchange.bundles import (BundleError, generate_key, load_hub_private_key, load_hub_public_key,
+                                  load_private_key, load_trusted_keys, read_bundle, read_manifest, write_bundle)
+    from eventsourcing.persistence import Notification
+
+    signing = tmp_path / "node.key"
+    generate_key(signing, signing.with_suffix(".pub"))
+    trusted = load_trusted_keys({AGENCY: str(signing.with_suffix(".pub"))})
+    hub_key, other_key = hub_bundle_key(tmp_path), hub_bundle_key(tmp_path, "other-hub")
+    notifications = [Notification(id=i, **vars(event({"address": MARKER, "n": i}))) for i in (3, 4, 5)]
+    path = write_bundle(tmp_path, AGENCY, notifications, 2, load_private_key(signing),
+                        load_hub_public_key(hub_key.with_suffix(".pub")))
+
+    assert MARKER.encode() not in path.read_bytes()
+    manifest = read_manifest(path)
+    assert manifest.format == 2 and manifest.encryption["scheme"] == "x25519-hkdf-sha256-aes256gcm"
+    _, batch = read_bundle(path, trusted, load_hub_private_key(hub_key))
+    assert [json.loads(e.state)["n"] for e in batch.events] == [3, 4, 5]
+    assert json.loads(batch.events[0].state)["address"] == MARKER
+
+    with pytest.raises(BundleError) as missing:
+        read_bundle(path, trusted)
+    assert missing.value.reason == "encrypted" and "set [bundles] decrypt_key" in str(missing.value)
+    with pytest.raises(BundleError) as wrong:
+        read_bundle(path, trusted, load_hub_private_key(other_key))
+    assert wrong.value.reason == "encrypted" and "not to this hub's key" in str(wrong.value)
+
+    (tmp_path / "plain").mkdir()
+    plain = write_bundle(tmp_path / "plain", AGENCY, notifications, 2, load_private_key(signing))
+    assert read_manifest(plain).format == 1 and "encryption" not in plain.read_bytes().decode("latin-1")
+    assert len(read_bundle(plain, trusted, load_hub_private_key(hub_key))[1].events) == 3
+
+
+def test_export_encrypts_to_the_hub_and_import_decrypts(tmp_path):
+    from conftest import to_toml
+    from test_bundles import node_store
+
+    node_url = f"sqlite:///{tmp_path / 'node-store.db'}"
+    node_store(node_url, 12)
+    exchange_dir = tmp_path / "bundles"
+    signing = tmp_path / "node.key"
+    hub_config = tmp_path / "hub.toml"
+    hub_config.write_text(to_toml({"store": {"url": f"sqlite:///{tmp_path / 'hub-store.db'}"},
+                                   "bundles": {"trusted_keys": {AGENCY: str(tmp_path / f"{AGENCY}.pub")},
+                                               "decrypt_key": str(tmp_path / "hub-bundles.key")}}))
+    keys = json.loads(exchange("hub", "keygen", "--config", str(hub_config)).stdout)
+    assert oct(Path(keys["key"]).stat().st_mode & 0o777) == "0o600"
+    node_config = tmp_path / "node.toml"
+    node_config.write_text(to_toml({
+        "agency": AGENCY, "source": {"url": f"sqlite:///{tmp_path / 'unused.db'}", "tables": ["persons"]},
+        "store": {"url": node_url}, "hub": {"address": "127.0.0.1:1"},
+        "bundles": {"key": str(signing), "encrypt_to": keys["public_key"]}}))
+    exchange("node", "keygen", "--config", str(node_config))
+    exported = json.loads(exchange("node", "export", "--config", str(node_config), "--to", str(exchange_dir)).stdout)
+    assert exported["events"] == 12
+
+    no_key = tmp_path / "hub-nokey.toml"
+    no_key.write_text(hub_config.read_text().replace("decrypt_key", "# decrypt_key"))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for bundle in exchange_dir.glob("*.bundle"):
+        (copy / bundle.name).write_bytes(bundle.read_bytes())
+    refused = json.loads(exchange("hub", "import", str(copy), "--config", str(no_key), check=False).stdout)
+    assert refused["quarantined"][0]["reason"] == "encrypted"
+
+    report = json.loads(exchange("hub", "import", str(exchange_dir), "--config", str(hub_config)).stdout)
+    assert report["imported"][0]["stored"] == 12
