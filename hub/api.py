@@ -78,10 +78,11 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             if not notifications:
                 self.ingest.wait(agency, after, POLL_SECONDS)
                 continue
+            # Audit counts what is handed to the transport (the call may end before the next resume).
+            delivery.update(last=notifications[-1].id, events=delivery["events"] + len(notifications))
             yield to_wire(notifications, after)
             metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
             after = notifications[-1].id
-            delivery.update(last=after, events=delivery["events"] + len(notifications))
 
     def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
         """The node position and latest hub notification id for the agency."""

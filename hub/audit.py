@@ -201,8 +201,15 @@ def verify(path: str | Path, head: Head | None = None) -> Verdict:
     anchor_seen = False
     if not path.is_file():
         raise AuditError(f"{path}: no such audit log")
-    with open(path, "rb") as f, _locked(f, fcntl.LOCK_SH):
+    with open(path, "rb") as f:
+        with _locked(f, fcntl.LOCK_SH):  # no append is half-written at this size; later ones are not read
+            remaining = f.seek(0, os.SEEK_END)
+        f.seek(0)
         for number, raw in enumerate(f, start=1):
+            if remaining <= 0:
+                break
+            raw = raw[:remaining]
+            remaining -= len(raw)
             expected = previous.seq + 1
             if not raw.endswith(b"\n"):
                 return _bad(path, count, previous, expected, number, "torn",
