@@ -231,3 +231,11 @@ def test_bundle_imports_and_quarantines_are_recorded(offline):
     assert quarantined[0]["details"]["file"] == second.name
     assert quarantined[0]["details"]["reason"] == "signature"
     assert verify(offline.hub_config.parent / "audit.log").valid
+
+
+def test_a_hub_on_a_postgresql_store_needs_an_audit_path(launch, postgres, tmp_path):
+    url = postgres.url(postgres.create_database("hub_audit_required"))
+    hub = launch.start(["hub", "run"], {"store": {"url": url}, "metrics": {"port": 0}}, name="hub-no-audit",
+                       ready=lambda: True)
+    assert hub.popen.wait(30) == 2
+    assert "[audit] path is required" in hub.log()
