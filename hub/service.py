@@ -52,21 +52,16 @@ def run(cfg: dict[str, Any]) -> int:
         log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
         return 2
     try:
-        audit = open_audit(cfg)
-        watch = ChainWatch(audit.path, cfg["audit.verify_interval"])
-    except (AuditError, ValueError) as e:
-        log.error("cannot open the audit log: %s", e)
-        store.close()
-        return 2
-    try:
         ingest = Ingest(store)
         try:
             _restore_metrics(ingest, agencies)  # reads each agency's log: a wrong cipher key fails here
         except StoreError as e:
             log.error("cannot read the hub store %s: %s", redact_url(cfg["store.url"]), e)
             return 2
-        audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
-        watch.start()
+        started = _start_audit(cfg)
+        if started is None:
+            return 2
+        audit, watch = started
         try:
             return _serve(cfg, ingest, audit)
         finally:
@@ -74,6 +69,20 @@ def run(cfg: dict[str, Any]) -> int:
             audit.record("hub.stopped", "hub")
     finally:
         store.close()
+
+
+def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
+    """Open the audit log, record the start and begin verifying the chain; None (logged) when it cannot."""
+    try:
+        audit = open_audit(cfg)
+        watch = ChainWatch(audit.path, cfg["audit.verify_interval"])
+        # An unreadable last entry fails here: appending after it would hide it.
+        audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
+    except (AuditError, ValueError, OSError) as e:
+        log.error("cannot use the audit log: %s", e)
+        return None
+    watch.start()
+    return audit, watch
 
 
 def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
