@@ -215,6 +215,15 @@ def test_export_encrypts_to_the_hub_and_import_decrypts(tmp_path):
     exported = json.loads(exchange("node", "export", "--config", str(node_config), "--to", str(exchange_dir)).stdout)
     assert exported["events"] == 12
 
+    from exchange.bundle_log import BundleLog
+    from exchange.bundles import BundleError, load_hub_private_key, load_trusted_keys
+
+    trusted = load_trusted_keys({AGENCY: str(tmp_path / f"{AGENCY}.pub")})
+    offline_log = BundleLog(exchange_dir, AGENCY, trusted, load_hub_private_key(keys["key"]))
+    assert [json.loads(n.state)["n"] for n in offline_log.read(0, 100)] == list(range(12))
+    with pytest.raises(BundleError, match="set \\[bundles\\] decrypt_key"):
+        BundleLog(exchange_dir, AGENCY, trusted).read(0, 100)
+
     no_key = tmp_path / "hub-nokey.toml"
     no_key.write_text(hub_config.read_text().replace("decrypt_key", "# decrypt_key"))
     copy = tmp_path / "copy"
