@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
+from exchange.at_rest import store_cipher
 from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, is_bundle_name, key_id,
                               load_hub_private_key, load_trusted_keys, read_bundle, read_manifest, write_atomically)
-from exchange.at_rest import store_cipher
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
@@ -105,11 +105,11 @@ class BundleImporter:
         metrics.POSITION.labels(agency).set(position)
         if stored:
             metrics.record_commit_time(agency, batch.events[-1].state)
-        self._move(path, IMPORTED_DIR)
-        self._reported_pending.discard(path.name)
-        if self.audit is not None:
+        if self.audit is not None:  # before the move: a crash between the two repeats the entry, never loses it
             self.audit.record("bundle.imported", agency, file=path.name, first=manifest.first, last=manifest.last,
                               stored=stored, key_id=manifest.key_id, content_sha256=manifest.content_sha256)
+        self._move(path, IMPORTED_DIR)
+        self._reported_pending.discard(path.name)
         report["imported"].append({"file": path.name, "agency": agency, "first": manifest.first,
                                    "last": manifest.last, "stored": stored})
         log.info("imported bundle %s: %d new events, hub position %d", path.name, stored, position,
@@ -131,10 +131,10 @@ class BundleImporter:
         target.mkdir(exist_ok=True)
         # The reason first: a crash between the two leaves a stray note, never an unexplained file.
         (target / f"{path.name}.reason.txt").write_text(f"{reason}: {detail}\n")
-        self._move(path, QUARANTINE_DIR)
-        metrics.BUNDLES_QUARANTINED.labels(reason).inc()
         if self.audit is not None:
             self.audit.record("bundle.quarantined", "bundle-import", file=path.name, reason=reason, detail=detail)
+        self._move(path, QUARANTINE_DIR)
+        metrics.BUNDLES_QUARANTINED.labels(reason).inc()
         report["quarantined"].append({"file": path.name, "reason": reason, "detail": detail})
         log.error("quarantined bundle %s (%s): %s", path.name, reason, detail)
         return False

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from exchange.at_rest import store_cipher
 from exchange.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
                               write_bundle)
-from exchange.at_rest import store_cipher
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
 

@@ -21,9 +21,9 @@ from typing import Any, Iterator
 import grpc
 from eventsourcing.persistence import Tracking
 
+from exchange.at_rest import store_cipher
 from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
 from exchange.channel import open_channel
-from exchange.at_rest import store_cipher
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
 from exchange.wire import from_wire
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
