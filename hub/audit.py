@@ -101,8 +101,7 @@ class AuditLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with open(self.path, "ab"):
-            pass  # exists from now on, so readers can lock it
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))  # readers can lock it now
 
     def record(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
         """Append one entry (durable when this returns) and return it."""

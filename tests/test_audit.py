@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exchange.sample import SampleAgency
-from hub.audit import AuditLog, Head, entry_hash, verify
+from hub.audit import AuditError, AuditLog, Head, entry_hash, verify
 from test_bundles import keys, offline  # noqa: F401 - fixtures
 from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
@@ -120,6 +120,17 @@ def test_a_torn_last_line_is_reported_then_set_aside_and_recorded(tmp_path):
     assert entry["seq"] == 5
     assert verify(path).valid
     assert json.loads((tmp_path / "audit.log.torn").read_text())["bytes"] == '{"seq":4,"time":"2026-'
+
+
+def test_nothing_is_chained_after_a_last_entry_that_is_not_an_entry(tmp_path):
+    path = tmp_path / "audit.log"
+    write_log(path, 2)
+    with open(path, "a") as f:
+        f.write("not an entry\n")
+    with pytest.raises(AuditError, match="the last entry is not readable"):
+        AuditLog(path).record("hub.started", "hub")
+    assert verify(path).kind == "malformed"
+    assert path.read_text().endswith("not an entry\n")
 
 
 def _append_many(path: str, writer: int, count: int) -> None:
