@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import Notification
 
 from exchange.bundles import BundleError, Manifest, is_bundle_name, read_bundle, read_manifest
@@ -23,8 +24,10 @@ from exchange.wire import from_wire
 class BundleLog:
     """The events of ``agency`` in the bundles under ``directory``, in id order."""
 
-    def __init__(self, directory: str | Path, agency: str, trusted_keys: Mapping[str, Ed25519PublicKey]):
+    def __init__(self, directory: str | Path, agency: str, trusted_keys: Mapping[str, Ed25519PublicKey],
+                 decrypt_key: X25519PrivateKey | None = None):
         self.trusted_keys = trusted_keys
+        self.decrypt_key = decrypt_key  # for bundles encrypted to the hub
         found: list[tuple[Manifest, Path]] = []
         for path in sorted(Path(directory).rglob("*")):
             if path.is_file() and is_bundle_name(path.name):
@@ -51,7 +54,7 @@ class BundleLog:
         for manifest, path in self.bundles:
             if manifest.last <= after:
                 continue
-            _, batch = read_bundle(path, self.trusted_keys)
+            _, batch = read_bundle(path, self.trusted_keys, self.decrypt_key)
             return [Notification(id=e.notification_id, **vars(from_wire(e)))
                     for e in batch.events if e.notification_id > after]
         return []

@@ -10,10 +10,18 @@ node's key.  The layout is in docs/bundles.md:
 
 (big-endian lengths).  The signature covers ``SIGNED_PREFIX + manifest``;
 the manifest holds the SHA-256 of the content, so it covers that too.
+
+Format 2 is format 1 with the content encrypted to the hub: an ephemeral
+X25519 key agreement with the hub's public key, HKDF-SHA256, then
+AES-256-GCM over the compressed content (the manifest's ``encryption``
+says how; the agency and id range are the associated data).  Bundles
+without encryption are still written as format 1.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -24,9 +32,12 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import zstandard
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import Notification
 from google.protobuf.message import DecodeError
 
@@ -35,6 +46,8 @@ from exchange.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
 FORMAT_VERSION = 1
+ENCRYPTED_FORMAT_VERSION = 2
+ENCRYPTION_SCHEME = "x25519-hkdf-sha256-aes256gcm"
 MAGIC = b"EXCHANGE-BUNDLE\n"
 SIGNED_PREFIX = b"exchange-bundle-v1\n"
 SUFFIX = ".bundle"
@@ -46,7 +59,7 @@ class BundleError(Exception):
     """A bundle that cannot be trusted or read.
 
     ``reason`` is a short label (for metrics): truncated, malformed, version,
-    unknown_signer, wrong_agency, signature, hash or content."""
+    unknown_signer, wrong_agency, signature, hash, encrypted or content."""
 
     def __init__(self, path: str | Path, reason: str, detail: str):
         self.path = str(path)
@@ -72,9 +85,13 @@ class Manifest:
     content_sha256: str
     created: str
     key_id: str
+    encryption: dict | None = None  # format 2: scheme, recipient (hub key id), ephemeral key, nonce
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        fields = asdict(self)
+        if self.encryption is None:
+            del fields["encryption"]  # format 1 manifests stay exactly as they were
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def bundle_name(agency: str, first: int, last: int) -> str:
@@ -89,7 +106,7 @@ def is_bundle_name(name: str) -> bool:
 
 # Keys.
 
-def key_id(public_key: Ed25519PublicKey) -> str:
+def key_id(public_key: Ed25519PublicKey | X25519PublicKey) -> str:
     """A short id of a public key: the first 16 hex digits of the SHA-256 of its raw bytes."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
@@ -110,6 +127,40 @@ def generate_key(path: str | Path, public_path: str | Path) -> Ed25519PublicKey:
     Path(public_path).write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return key.public_key()
+
+
+def generate_hub_key(path: str | Path, public_path: str | Path) -> X25519PublicKey:
+    """Create the hub's X25519 bundle decryption key at ``path`` (PEM, mode
+    0600, never overwriting) and its public key at ``public_path`` (the file
+    nodes encrypt to)."""
+    key = X25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SigningKeyError(f"{path}: a key already exists; bundles encrypted to it need it to be read") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    Path(public_path).write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key.public_key()
+
+
+def load_hub_private_key(path: str | Path) -> X25519PrivateKey:
+    """The hub's X25519 bundle decryption key in the PEM file ``path``."""
+    key = _load(path, serialization.load_pem_private_key, password=None)
+    if not isinstance(key, X25519PrivateKey):
+        raise SigningKeyError(f"{path}: not an X25519 private key (create one with `exchange hub keygen`)")
+    return key
+
+
+def load_hub_public_key(path: str | Path) -> X25519PublicKey:
+    """The hub's X25519 public key that nodes encrypt bundles to."""
+    key = _load(path, serialization.load_pem_public_key)
+    if not isinstance(key, X25519PublicKey):
+        raise SigningKeyError(f"{path}: not an X25519 public key (the hub's `exchange hub keygen` writes it)")
+    return key
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
@@ -146,19 +197,24 @@ def _load(path, loader, **kwargs):
 # Writing.
 
 def write_bundle(directory: str | Path, agency: str, notifications: Sequence[Notification], after: int,
-                 key: Ed25519PrivateKey) -> Path:
+                 key: Ed25519PrivateKey, encrypt_to: X25519PublicKey | None = None) -> Path:
     """Write the consecutive ``notifications`` (following id ``after``) as a
-    signed bundle in ``directory``; return its path.
+    signed bundle in ``directory``, its content encrypted to the hub key
+    ``encrypt_to`` if given; return its path.
 
     Atomic: written under a hidden temp name, fsynced, then renamed, so a
     reader never sees a partial bundle."""
     if not notifications:
         raise ValueError("a bundle needs at least one event")
     content = zstandard.ZstdCompressor().compress(to_wire(notifications, after).SerializeToString())
+    first, last = notifications[0].id, notifications[-1].id
+    encryption = None
+    if encrypt_to is not None:
+        content, encryption = _encrypt(content, encrypt_to, _associated_data(check_agency(agency), first, last, after))
     manifest = Manifest(
-        format=FORMAT_VERSION, agency=check_agency(agency), first=notifications[0].id, last=notifications[-1].id,
-        after=after, events=len(notifications), content_sha256=hashlib.sha256(content).hexdigest(),
-        created=datetime.now(timezone.utc).isoformat(), key_id=key_id(key.public_key()),
+        format=ENCRYPTED_FORMAT_VERSION if encryption else FORMAT_VERSION, agency=check_agency(agency), first=first,
+        last=last, after=after, events=len(notifications), content_sha256=hashlib.sha256(content).hexdigest(),
+        created=datetime.now(timezone.utc).isoformat(), key_id=key_id(key.public_key()), encryption=encryption,
     )
     manifest_bytes = manifest.to_bytes()
     signature = key.sign(SIGNED_PREFIX + manifest_bytes)
@@ -196,10 +252,13 @@ def read_manifest(path: str | Path) -> Manifest:
         return _parse_manifest(path, _Reader(path, f.read(length)).take(length, "manifest"))
 
 
-def read_bundle(path: str | Path, trusted_keys: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, pb.EventBatch]:
+def read_bundle(path: str | Path, trusted_keys: Mapping[str, Ed25519PublicKey],
+                decrypt_key: X25519PrivateKey | None = None) -> tuple[Manifest, pb.EventBatch]:
     """The manifest and events of the bundle at ``path``, fully verified:
-    format version, signer, signature, content hash, event count and ids.
-    Raises BundleError naming the file and what is wrong."""
+    format version, signer, signature, content hash, event count and ids;
+    an encrypted bundle is decrypted with the hub's ``decrypt_key`` after
+    its signature and hash verified.  Raises BundleError naming the file
+    and what is wrong."""
     reader = _Reader(path, Path(path).read_bytes())
     reader.magic()
     manifest_bytes = reader.take(reader.unpack(_U32, "manifest length"), "manifest")
@@ -210,6 +269,8 @@ def read_bundle(path: str | Path, trusted_keys: Mapping[str, Ed25519PublicKey]) 
     _check_signature(path, manifest, manifest_bytes, signature, trusted_keys)
     if hashlib.sha256(content).hexdigest() != manifest.content_sha256:
         raise BundleError(path, "hash", "content SHA-256 differs from the manifest's: the content was altered")
+    if manifest.encryption is not None:
+        content = _decrypt(path, manifest, content, decrypt_key)
     batch = _decode(path, content)
     _check_events(path, manifest, batch)
     return manifest, batch
@@ -250,13 +311,14 @@ def _parse_manifest(path, data: bytes) -> Manifest:
         raise BundleError(path, "malformed", f"manifest is not JSON: {e}") from None
     if not isinstance(fields, dict):
         raise BundleError(path, "malformed", "manifest is not a JSON object")
-    if fields.get("format") != FORMAT_VERSION:
-        raise BundleError(path, "version",
-                          f"format version {fields.get('format')!r} is not supported (this hub reads version {FORMAT_VERSION})")
-    missing = [name for name in _MANIFEST_FIELDS if name not in fields]
-    if missing or set(fields) - set(_MANIFEST_FIELDS):
+    if fields.get("format") not in (FORMAT_VERSION, ENCRYPTED_FORMAT_VERSION):
+        raise BundleError(path, "version", f"format version {fields.get('format')!r} is not supported "
+                                           f"(this hub reads versions {FORMAT_VERSION} and {ENCRYPTED_FORMAT_VERSION})")
+    expected = _MANIFEST_FIELDS + (("encryption",) if fields["format"] == ENCRYPTED_FORMAT_VERSION else ())
+    missing = [name for name in expected if name not in fields]
+    if missing or set(fields) - set(expected):
         raise BundleError(path, "malformed", f"manifest fields are wrong: missing {missing}, "
-                                             f"unknown {sorted(set(fields) - set(_MANIFEST_FIELDS))}")
+                                             f"unknown {sorted(set(fields) - set(expected))}")
     manifest = Manifest(**fields)
     numbers = (manifest.first, manifest.last, manifest.after, manifest.events)
     if not all(isinstance(n, int) and n >= 0 for n in numbers) or not isinstance(manifest.agency, str):
@@ -307,3 +369,49 @@ def _check_events(path, manifest: Manifest, batch: pb.EventBatch) -> None:
         problem = "content notification ids do not increase"
     if problem:
         raise BundleError(path, "content", problem)
+
+
+# Encryption to the hub (format 2).
+
+def _associated_data(agency: str, first: int, last: int, after: int) -> bytes:
+    return f"exchange-bundle-v2\n{agency}\n{first}\n{last}\n{after}".encode()
+
+
+def _content_key(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + recipient,
+                info=b"exchange-bundle-v2 content key").derive(shared)
+
+
+def _raw(public_key: X25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _encrypt(content: bytes, hub_key: X25519PublicKey, associated: bytes) -> tuple[bytes, dict]:
+    ephemeral = X25519PrivateKey.generate()
+    ephemeral_raw = _raw(ephemeral.public_key())
+    key = _content_key(ephemeral.exchange(hub_key), ephemeral_raw, _raw(hub_key))
+    nonce = os.urandom(12)
+    encryption = {"scheme": ENCRYPTION_SCHEME, "recipient": key_id(hub_key),
+                  "ephemeral": base64.b64encode(ephemeral_raw).decode(), "nonce": base64.b64encode(nonce).decode()}
+    return AESGCM(key).encrypt(nonce, content, associated), encryption
+
+
+def _decrypt(path, manifest: Manifest, content: bytes, hub_key: X25519PrivateKey | None) -> bytes:
+    encryption = manifest.encryption
+    if not isinstance(encryption, dict) or encryption.get("scheme") != ENCRYPTION_SCHEME:
+        raise BundleError(path, "malformed", f"unknown encryption {encryption!r}; expected scheme {ENCRYPTION_SCHEME}")
+    if hub_key is None:
+        raise BundleError(path, "encrypted", f"the bundle is encrypted to hub key {encryption.get('recipient')}; "
+                                             "set [bundles] decrypt_key to the hub's key")
+    if encryption.get("recipient") != key_id(hub_key.public_key()):
+        raise BundleError(path, "encrypted", f"the bundle is encrypted to hub key {encryption.get('recipient')}, "
+                                             f"not to this hub's key {key_id(hub_key.public_key())}")
+    try:
+        ephemeral = base64.b64decode(encryption["ephemeral"], validate=True)
+        nonce = base64.b64decode(encryption["nonce"], validate=True)
+        key = _content_key(hub_key.exchange(X25519PublicKey.from_public_bytes(ephemeral)), ephemeral,
+                           _raw(hub_key.public_key()))
+        associated = _associated_data(manifest.agency, manifest.first, manifest.last, manifest.after)
+        return AESGCM(key).decrypt(nonce, content, associated)
+    except (KeyError, TypeError, ValueError, binascii.Error, InvalidTag):
+        raise BundleError(path, "content", "the encrypted content does not decrypt with this hub's key") from None

@@ -13,6 +13,7 @@ from exchange.config import ConfigError
 from exchange.logs import setup_logging
 from exchange.replay import ReplayError
 from exchange.store import StoreError
+from hub.audit import AuditError
 
 
 def _iso_time(text: str) -> datetime:
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub_import = hub.add_parser("import", help="import the offline bundles in a directory (docs/bundles.md)")
     hub_import.add_argument("directory", help="directory holding <agency>-<first>-<last>.bundle files")
     hub_import.add_argument("--config", help="hub TOML file")
+    hub_keygen = hub.add_parser("keygen", help="create the hub's key pair for bundles encrypted to it")
+    hub_keygen.add_argument("--config", help="hub TOML file ([bundles] decrypt_key names the key file)")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -62,17 +65,38 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--store", help="node or hub store URL, e.g. sqlite:///hub-store.db")
     history.add_argument("--bundles", metavar="DIR", help="a folder of the agency's offline bundles")
     replay.add_argument("--key", metavar="PUBFILE", help="with --bundles: the agency's bundle public key")
+    replay.add_argument("--decrypt-key", metavar="FILE", help="with --bundles: the hub's bundle decryption key, "
+                        "for bundles encrypted to the hub")
     replay.add_argument("--agency", required=True, help="agency id")
     replay.add_argument("--target", required=True, help="fresh database URL to build, e.g. sqlite:///rebuilt.db")
     replay.add_argument("--until", type=_iso_time, help="stop after the last change committed at or before this ISO-8601 time")
     replay.add_argument("--until-position", type=int, metavar="N", help="stop after the last change at or before this source position")
     replay.add_argument("--resource", metavar="TABLE", help="rebuild only this resource (table)")
+    replay.add_argument("--cipher-key-file", metavar="FILE", help="with --store: the key of an encrypted store "
+                        "(or set EXCHANGE_STORE_CIPHER_KEY)")
+
+    store = commands.add_parser("store", help="event store keys").add_subparsers(dest="action", required=True,
+                                                                                metavar="ACTION")
+    store_keygen = store.add_parser("keygen", help="create a key for encrypting a node or hub store at rest")
+    store_keygen.add_argument("file", help="key file to create (mode 0600; never overwritten)")
 
     verify = commands.add_parser("verify", help="compare two databases table by table")
     verify.add_argument("--source", required=True, help="database URL")
     verify.add_argument("--target", required=True, help="database URL")
     verify.add_argument("--tables", nargs="+", metavar="TABLE", help="compare only these tables (default: all)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    audit = commands.add_parser("audit", help="check the hub's tamper-evident audit log").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    audit_verify = audit.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry")
+    audit_head = audit.add_parser("head", help="print the current head (SEQ:HASH) to keep somewhere else")
+    for sub in (audit_verify, audit_head):
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--path", metavar="FILE", help="the audit log file")
+        where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store)")
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    audit_verify.add_argument("--head", metavar="SEQ:HASH",
+                              help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
 
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
     demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
@@ -83,12 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
 def _replay_bundles(args: argparse.Namespace, options: dict) -> dict:
     from exchange import replay
     from exchange.bundle_log import BundleLog
-    from exchange.bundles import load_trusted_keys
+    from exchange.bundles import load_hub_private_key, load_trusted_keys
 
     if not args.key:
         raise ValueError("--bundles needs --key, the agency's bundle public key")
-    log = BundleLog(args.bundles, args.agency, load_trusted_keys({args.agency: args.key}))
+    log = BundleLog(args.bundles, args.agency, load_trusted_keys({args.agency: args.key}),
+                    load_hub_private_key(args.decrypt_key) if args.decrypt_key else None)
     return replay.replay_log(log, args.agency, args.target, **options)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub import audit, config
+
+    path = Path(args.path) if args.path else audit.audit_path(config.load(args.config))
+    if args.action == "head":
+        head = audit.AuditLog(path).head() if path.exists() else audit.Head(0, audit.GENESIS)
+        print(json.dumps({"path": str(path), "seq": head.seq, "hash": head.hash, "head": str(head)})
+              if args.json else str(head))
+        return 0
+    verdict = audit.verify(path, audit.Head.parse(args.head) if args.head else None)
+    print(json.dumps(verdict.to_dict(), ensure_ascii=False) if args.json else verdict.render())
+    return 0 if verdict.valid else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"exchange: configuration error: {e}", file=sys.stderr)
         return 2
-    except (StoreError, ReplayError, SourceNotReady, BundleError, ValueError) as e:
+    except (StoreError, ReplayError, SourceNotReady, BundleError, AuditError, ValueError) as e:
         print(f"exchange: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -126,6 +167,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = bundle_import.import_directory(cfg, args.directory)
         print(json.dumps(report, ensure_ascii=False))
         return 1 if report["pending"] or report["quarantined"] else 0
+    if args.command == "hub" and args.action == "keygen":
+        from hub import bundle_import, config
+
+        print(json.dumps(bundle_import.keygen(config.load(args.config))))
+        return 0
     if args.command == "node" and args.action in ("keygen", "export"):
         from node import bundles, config
 
@@ -161,7 +207,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging()
         options = {"until": args.until, "until_position": args.until_position, "resource": args.resource}
         if args.store:
-            stats = replay.replay(args.store, args.agency, args.target, **options)
+            from exchange.at_rest import cipher_from
+
+            stats = replay.replay(args.store, args.agency, args.target, cipher=cipher_from(args.cipher_key_file),
+                                  **options)
         else:
             stats = _replay_bundles(args, options)
         print(json.dumps(stats, ensure_ascii=False))
@@ -172,6 +221,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = verify.verify(args.source, args.target, tables=args.tables)
         print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.render())
         return 0 if report.equal else 1
+    if args.command == "audit":
+        return _audit(args)
+    if args.command == "store":
+        from exchange import at_rest
+
+        print(json.dumps(at_rest.keygen(args.file)))
+        return 0
     if args.command == "demo":
         from exchange import demo
 

@@ -124,10 +124,10 @@ class Stats:
         return summary
 
 
-def replay(store_url: str, agency: str, target_url: str, **options: Any) -> dict[str, Any]:
+def replay(store_url: str, agency: str, target_url: str, *, cipher: Any = None, **options: Any) -> dict[str, Any]:
     """Rebuild ``agency``'s tables from the store at ``store_url`` into
-    ``target_url``; ``options`` as for ``replay_log``."""
-    store = EventStore(store_url, create=False)
+    ``target_url`` (``cipher``: the store's exchange.at_rest.StateCipher); ``options`` as for ``replay_log``."""
+    store = EventStore(store_url, create=False, cipher=cipher)
     try:
         if agency not in store.agencies():
             raise StoreError(f"store {store_url!r} holds no events of agency {agency!r}; it holds: "

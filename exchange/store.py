@@ -130,9 +130,10 @@ class AgencyLogs:
     agency_recorder_class: type
     node_recorder_class: type
 
-    def __init__(self, datastore: Any, create: bool):
+    def __init__(self, datastore: Any, create: bool, cipher: Any = None):
         self.datastore = datastore
         self.create = create  # False: only open logs that exist (readers never race a writer creating tables)
+        self.cipher = cipher  # exchange.at_rest.StateCipher: event states encrypted at rest
         self._recorders: dict[tuple[str, type], Any] = {}
         self._lock = threading.Lock()
 
@@ -151,8 +152,10 @@ class AgencyLogs:
                 if not self.create and agency not in self.agencies():
                     raise StoreError(f"the store holds no event log of agency {agency}")
                 recorder = kind(self.datastore, events_table_name="events_" + agency)
+                recorder.cipher = self.cipher
                 if self.create:
                     recorder.create_table()
+                recorder.read(0, 1)  # a wrong or missing cipher key fails here, when the log is opened
                 self._recorders[key] = recorder
             return self._recorders[key]
 
@@ -164,16 +167,18 @@ class AgencyLogs:
         self.datastore.close()
 
 
-def EventStore(url: str, *, create: bool = True):  # noqa: N802 - reads as a class at call sites
-    """Open the store at ``url``: a SQLiteEventStore or a PostgresEventStore."""
+def EventStore(url: str, *, create: bool = True, cipher: Any = None):  # noqa: N802 - reads as a class at call sites
+    """Open the store at ``url``: a SQLiteEventStore or a PostgresEventStore.
+
+    ``cipher`` (exchange.at_rest.StateCipher) encrypts event states at rest."""
     if url.startswith("sqlite:"):
         from exchange.store_sqlite import SQLiteEventStore
 
-        return SQLiteEventStore(url, create=create)
+        return SQLiteEventStore(url, create=create, cipher=cipher)
     if url.startswith(("postgresql://", "postgres://")):
         from exchange.store_postgres import PostgresEventStore
 
-        return PostgresEventStore(url, create=create)
+        return PostgresEventStore(url, create=create, cipher=cipher)
     raise StoreError(f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 

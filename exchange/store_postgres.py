@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
-from eventsourcing.persistence import Notification, PersistenceError, StoredEvent
+from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from exchange.at_rest import CipheredStates
 from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id, redact_url
 
 LOCK_TIMEOUT_SECONDS = 30
@@ -36,7 +37,7 @@ def connection_settings(url: str) -> dict[str, Any]:
     }
 
 
-class PostgresAgencyRecorder(PostgresProcessRecorder):
+class PostgresAgencyRecorder(CipheredStates, PostgresProcessRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -51,10 +52,6 @@ class PostgresAgencyRecorder(PostgresProcessRecorder):
             (oids,),
         )
         return {hex_id(row["originator_id"]): row["version"] for row in curs.fetchall()}
-
-    def read(self, after: int, limit: int) -> Sequence[Notification]:
-        """Notifications with id > ``after``, oldest first."""
-        return self.select_notifications(after, limit, inclusive_of_start=False)
 
     def position(self, name: str) -> int:
         """A tracked position (0 when none is recorded yet)."""
@@ -117,14 +114,14 @@ class PostgresEventStore(AgencyLogs):
     agency_recorder_class = PostgresAgencyRecorder
     node_recorder_class = PostgresNodeRecorder
 
-    def __init__(self, url: str, *, create: bool = True):
+    def __init__(self, url: str, *, create: bool = True, cipher: Any = None):
         self.url = url
         super().__init__(PostgresDatastore(
             # No pool_open_timeout: with one, every checkout waits for a full pool,
             # which psycopg_pool does not allow from two threads at once.
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
             connect_timeout=5,
-        ), create)
+        ), create, cipher)
         try:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute("SELECT 1")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 
+from exchange.at_rest import CipheredStates
 from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, sqlite_path
 
 
-class SQLiteAgencyRecorder(SQLiteProcessRecorder):
+class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
@@ -28,10 +29,6 @@ class SQLiteAgencyRecorder(SQLiteProcessRecorder):
             )
             found.update({row[0]: row[1] for row in c.fetchall()})
         return found
-
-    def read(self, after: int, limit: int) -> Sequence[Notification]:
-        """Notifications with id > ``after``, oldest first."""
-        return self.select_notifications(after, limit, inclusive_of_start=False)
 
     def position(self, name: str) -> int:
         """A tracked position (0 when none is recorded yet)."""
@@ -99,14 +96,14 @@ class SQLiteEventStore(AgencyLogs):
     agency_recorder_class = SQLiteAgencyRecorder
     node_recorder_class = SQLiteNodeRecorder
 
-    def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30):
+    def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30, cipher: Any = None):
         self.url = url
         path = sqlite_path(url)
         if not create and not Path(path).exists():
             raise StoreError(f"store {url!r} does not exist")
         if create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create)
+        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create, cipher)
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""

@@ -10,6 +10,7 @@ import grpc
 from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.wire import MalformedEvent, to_wire
 from hub import metrics
+from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap
 from hub.status import StatusBoard
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -25,10 +26,16 @@ POLL_SECONDS = 1.0
 class ExchangeServicer(pb_grpc.ExchangeServicer):
     """Publish, Subscribe and GetPosition over an Ingest."""
 
-    def __init__(self, ingest: Ingest, max_batch: int, board: StatusBoard | None = None):
+    def __init__(self, ingest: Ingest, max_batch: int, board: StatusBoard | None = None,
+                 audit: AuditLog | None = None):
         self.ingest = ingest
         self.max_batch = max_batch
         self.board = board or StatusBoard()
+        self.audit = audit  # security-relevant actions and deliveries (hub/audit.py)
+
+    def _record(self, action: str, actor: str, **details) -> None:
+        if self.audit is not None:
+            self.audit.record(action, actor, **details)
 
     def Publish(self, request_iterator: Iterator[pb.PublishRequest], context: grpc.ServicerContext):
         """Hello, then batches; answer each with the durable position."""
@@ -46,6 +53,8 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         log.info("publisher connected: agency %s from %s, node version %s, position %d",
                  agency, context.peer(), first.hello.node_version or "unknown", position,
                  extra={"agency": agency, "peer": context.peer(), "position": position})
+        self._record("publisher.connected", agency, peer=context.peer(),
+                     node_version=first.hello.node_version, position=position)
         yield pb.PublishResponse(position=position)
         for request in request_iterator:
             if request.WhichOneof("kind") != "batch":
@@ -60,11 +69,17 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
         _track_connected(metrics.SUBSCRIBERS, agency, context)
+        # Audit: one delivery summary per subscribe call, recorded when the call ends.
+        delivery = {"agency": agency, "after": after, "last": after, "events": 0}
+        peer = context.peer()
+        context.add_callback(lambda: self._record("subscription.delivered", peer, **delivery))
         while context.is_active():
             notifications = self.ingest.read(agency, after, limit)
             if not notifications:
                 self.ingest.wait(agency, after, POLL_SECONDS)
                 continue
+            # Audit counts what is handed to the transport (the call may end before the next resume).
+            delivery.update(last=notifications[-1].id, events=delivery["events"] + len(notifications))
             yield to_wire(notifications, after)
             metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
             after = notifications[-1].id
@@ -106,10 +121,11 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             metrics.record_commit_time(agency, batch.events[-1].state)
         return position, stored
 
-    @staticmethod
-    def _refuse_batch(context: grpc.ServicerContext, agency: str, kind: str, code: grpc.StatusCode, message: str):
+    def _refuse_batch(self, context: grpc.ServicerContext, agency: str, kind: str, code: grpc.StatusCode,
+                      message: str):
         metrics.BATCHES.labels(agency, "refused").inc()
         log.warning("refused a batch: %s", message, extra={"agency": agency, "kind": kind})
+        self._record("batch.refused", agency, kind=kind, reason=message, peer=context.peer())
         _refuse(context, kind, code, message)
 
 

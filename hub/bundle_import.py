@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
-from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_trusted_keys, read_bundle, read_manifest,
-                              write_atomically)
+from exchange.at_rest import store_cipher
+from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, is_bundle_name, key_id,
+                              load_hub_private_key, load_trusted_keys, read_bundle, read_manifest, write_atomically)
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
+from hub.audit import AuditLog, open_audit
 from hub.ingest import Ingest, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -46,8 +49,11 @@ ACK_FORMAT = 1
 class BundleImporter:
     """Imports the bundles found in one directory into the hub's store."""
 
-    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path):
+    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path,
+                 audit: AuditLog | None = None, decrypt_key: X25519PrivateKey | None = None):
         self.ingest = ingest
+        self.audit = audit
+        self.decrypt_key = decrypt_key
         self.trusted_keys = trusted_keys
         self.directory = Path(directory)
         self._reported_pending: set[str] = set()  # warn once per pending file, not on every rescan
@@ -75,7 +81,7 @@ class BundleImporter:
     def _import(self, path: Path, report: dict) -> bool:
         """Import one bundle; False if it was quarantined."""
         try:
-            manifest, batch = read_bundle(path, self.trusted_keys)
+            manifest, batch = read_bundle(path, self.trusted_keys, self.decrypt_key)
             with metrics.STORE_BATCH_SECONDS.time():
                 position, stored = self._ingest(manifest.agency, batch)
         except BundleError as e:
@@ -99,6 +105,9 @@ class BundleImporter:
         metrics.POSITION.labels(agency).set(position)
         if stored:
             metrics.record_commit_time(agency, batch.events[-1].state)
+        if self.audit is not None:  # before the move: a crash between the two repeats the entry, never loses it
+            self.audit.record("bundle.imported", agency, file=path.name, first=manifest.first, last=manifest.last,
+                              stored=stored, key_id=manifest.key_id, content_sha256=manifest.content_sha256)
         self._move(path, IMPORTED_DIR)
         self._reported_pending.discard(path.name)
         report["imported"].append({"file": path.name, "agency": agency, "first": manifest.first,
@@ -122,6 +131,8 @@ class BundleImporter:
         target.mkdir(exist_ok=True)
         # The reason first: a crash between the two leaves a stray note, never an unexplained file.
         (target / f"{path.name}.reason.txt").write_text(f"{reason}: {detail}\n")
+        if self.audit is not None:
+            self.audit.record("bundle.quarantined", "bundle-import", file=path.name, reason=reason, detail=detail)
         self._move(path, QUARANTINE_DIR)
         metrics.BUNDLES_QUARANTINED.labels(reason).inc()
         report["quarantined"].append({"file": path.name, "reason": reason, "detail": detail})
@@ -143,6 +154,24 @@ class BundleImporter:
         return path
 
 
+def keygen(cfg: dict) -> dict:
+    """``exchange hub keygen``: the hub's bundle decryption key at ``[bundles]
+    decrypt_key`` and its public key ``<name>.pub`` beside it (for the nodes'
+    ``[bundles] encrypt_to``)."""
+    if not cfg["bundles.decrypt_key"]:
+        raise SigningKeyError("[bundles] decrypt_key is not set: set it to the path of the hub's bundle key")
+    path = Path(cfg["bundles.decrypt_key"])
+    public_path = path.with_suffix(".pub")
+    if public_path == path:
+        raise SigningKeyError(f"[bundles] decrypt_key {path}: name the private key file, not a .pub file")
+    return {"key": str(path), "public_key": str(public_path), "key_id": key_id(generate_hub_key(path, public_path))}
+
+
+def decrypt_key(cfg: dict) -> X25519PrivateKey | None:
+    """The hub's bundle decryption key, ``[bundles] decrypt_key`` (None when unset)."""
+    return load_hub_private_key(cfg["bundles.decrypt_key"]) if cfg["bundles.decrypt_key"] else None
+
+
 def import_directory(cfg: dict, directory: str | Path) -> dict:
     """``exchange hub import``: one pass over ``directory`` into the hub's store.
 
@@ -151,8 +180,10 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     if not Path(directory).is_dir():
         raise ValueError(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
-    store = EventStore(cfg["store.url"])
+    audit = open_audit(cfg)
+    store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory).import_all()
+        return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit,
+                              decrypt_key=decrypt_key(cfg)).import_all()
     finally:
         store.close()

@@ -11,11 +11,18 @@ ENV_PREFIX = "EXCHANGE_HUB"
 
 SETTINGS: dict[str, Setting] = {
     "store.url": Setting(str, help="hub event store, e.g. sqlite:///hub-store.db"),
+    "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
+                                     "(exchange store keygen; empty: not encrypted)"),
+    "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
+    "bundles.decrypt_key": Setting(str, "", "the hub's X25519 key that decrypts bundles encrypted to it "
+                                            "(exchange hub keygen creates it and <name>.pub)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
+    "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),
+    "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),

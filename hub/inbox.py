@@ -19,7 +19,8 @@ from watchdog.observers import Observer
 
 from exchange.bundles import is_bundle_name, load_trusted_keys
 from hub import metrics
-from hub.bundle_import import BundleImporter
+from hub.audit import AuditLog
+from hub.bundle_import import BundleImporter, decrypt_key
 from hub.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class _Wake(FileSystemEventHandler):
             self.wake.set()
 
 
-def start(cfg: dict, ingest: Ingest) -> Inbox | None:
+def start(cfg: dict, ingest: Ingest, audit: AuditLog | None = None) -> Inbox | None:
     """Start watching ``[inbox] path`` (None when it is empty: no inbox)."""
     if not cfg["inbox.path"]:
         return None
@@ -82,7 +83,7 @@ def start(cfg: dict, ingest: Ingest) -> Inbox | None:
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle in the inbox will be quarantined as unknown_signer")
-    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"])
+    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"], audit=audit, decrypt_key=decrypt_key(cfg))
     inbox = Inbox(importer, cfg["inbox.rescan_interval"])
     inbox.start()
     return inbox

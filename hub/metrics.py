@@ -36,6 +36,9 @@ BUNDLES_IMPORTED = Counter(
 BUNDLES_QUARANTINED = Counter(
     "exchange_hub_bundles_quarantined_total", "Offline bundles refused and moved to quarantine, by reason", ["reason"]
 )
+AUDIT_CHAIN_VALID = Gauge(
+    "exchange_hub_audit_chain_valid", "1 while the audit log's hash chain verifies, 0 when it does not"
+)
 STORE_BATCH_SECONDS = Histogram(
     "exchange_hub_store_batch_duration_seconds",
     "Time to check and store one published batch (one event-store transaction)",

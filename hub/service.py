@@ -15,9 +15,11 @@ from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
+from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -44,27 +46,53 @@ def run(cfg: dict[str, Any]) -> int:
         log.error("[listen] max_batch must be at least 1, got %d", cfg["listen.max_batch"])
         return 2
     try:
-        store = EventStore(cfg["store.url"])
+        store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         agencies = store.agencies()  # opens the database now, so a bad path fails here
-    except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:
+    except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
         log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
         return 2
     try:
         ingest = Ingest(store)
-        _restore_metrics(ingest, agencies)
-        return _serve(cfg, ingest)
+        try:
+            _restore_metrics(ingest, agencies)  # reads each agency's log: a wrong cipher key fails here
+        except StoreError as e:
+            log.error("cannot read the hub store %s: %s", redact_url(cfg["store.url"]), e)
+            return 2
+        started = _start_audit(cfg)
+        if started is None:
+            return 2
+        audit, watch = started
+        try:
+            return _serve(cfg, ingest, audit)
+        finally:
+            watch.stop()
+            audit.record("hub.stopped", "hub")
     finally:
         store.close()
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
+def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
+    """Open the audit log, record the start and begin verifying the chain; None (logged) when it cannot."""
+    try:
+        audit = open_audit(cfg)
+        watch = ChainWatch(audit.path, cfg["audit.verify_interval"])
+        # An unreadable last entry fails here: appending after it would hide it.
+        audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
+    except (AuditError, ValueError, OSError) as e:
+        log.error("cannot use the audit log: %s", e)
+        return None
+    watch.start()
+    return audit, watch
+
+
+def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=WORKERS,
     )
     board = status.StatusBoard()
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board), server)
+    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -82,7 +110,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     if not _is_loopback(address):
         log.warning("listening on %s without TLS: anyone on the network can publish and subscribe", address)
     try:
-        inbox = hub_inbox.start(cfg, ingest)
+        inbox = hub_inbox.start(cfg, ingest, audit)
     except (ValueError, StoreError, OSError) as e:  # a bad key file, setting or directory
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore, redact_url
 from hub.ingest import Ingest
 from hub.metrics import commit_timestamp
@@ -107,7 +108,7 @@ def hub_status(cfg: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
                 return json.load(response)
         except (OSError, ValueError):
             pass
-    store = EventStore(cfg["store.url"], create=False)
+    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         result = report(Ingest(store), None)
     finally:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from exchange.bundles import SigningKeyError, generate_key, key_id, load_private_key, write_bundle
+from exchange.at_rest import store_cipher
+from exchange.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
+                              write_bundle)
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
 
@@ -39,9 +41,10 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         raise ValueError(f"--max-events must be at least 1, got {max_events}")
     agency = cfg["agency"]
     key = load_private_key(_key_path(cfg))
+    encrypt_to = load_hub_public_key(cfg["bundles.encrypt_to"]) if cfg["bundles.encrypt_to"] else None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    store = EventStore(cfg["store.url"], create=False)
+    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency)
@@ -49,7 +52,7 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         start, bundles, events = position, [], 0
         # One bundle's events in memory at a time.
         while notifications := recorder.read(position, max_events):
-            bundles.append(write_bundle(directory, agency, notifications, position, key).name)
+            bundles.append(write_bundle(directory, agency, notifications, position, key, encrypt_to).name)
             events += len(notifications)
             position = notifications[-1].id
     finally:

@@ -39,6 +39,7 @@ from exchange.events import (
 )
 from exchange.store import NodeRecorder, RecordState
 from node import metrics
+from node.field_policy import FieldPolicy
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,10 @@ class _Batch:
 class Capture:
     """Moves committed changes from a capture source into the node store."""
 
-    def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000):
+    def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
+                 policy: FieldPolicy | None = None):
         self.agency = agency
+        self.policy = policy or FieldPolicy()
         self.source = source
         self.recorder = recorder
         self.batch_size = batch_size
@@ -104,6 +107,8 @@ class Capture:
         if not changes:
             return 0
         started = time.perf_counter()
+        if self.policy:  # field policy: excluded and unmasked values never become events
+            changes = [self.policy.apply(c) for c in changes]
         batch = self._translate(changes)
         last = changes[-1].position
         stored = [self.mapper.to_stored_event(e) for e in batch.events]

@@ -22,11 +22,21 @@ SETTINGS: dict[str, Setting] = {
     "source.state_path": Setting(str, "", "file drops: the adapter's state database "
                                  "(default: .exchange/state.db in the drop directory)"),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
+    "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
+                                     "(exchange store keygen; empty: not encrypted)"),
+    "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
     "hub.batch_size": Setting(int, 500, "events per publish batch"),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
     "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
+    "bundles.encrypt_to": Setting(str, "", "the hub's X25519 public key file: encrypt bundle content to the hub "
+                                           "(empty: not encrypted)"),
+    "policy.exclude": Setting(dict, {}, "columns that never leave the node: {table = [columns]}"),
+    "policy.mask": Setting(dict, {}, "columns replaced by a keyed hash before they leave the node: "
+                                     "{table = {column = \"hmac\"}}"),
+    "policy.mask_key_file": Setting(str, "", "base64 key of the masking HMAC (exchange store keygen); "
+                                             "required with [policy] mask"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import grpc
 from eventsourcing.persistence import Tracking
 
+from exchange.at_rest import store_cipher
 from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
 from exchange.channel import open_channel
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
@@ -65,7 +66,7 @@ class RowImages:
 def restore(cfg: dict, timeout: float = 30.0) -> dict[str, Any]:
     """Rebuild the node store named in ``cfg`` from the hub; returns a summary."""
     agency = cfg["agency"]
-    store = EventStore(cfg["store.url"])
+    store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         if recorder.position(SOURCE_TRACKING) or recorder.position(HUB_TRACKING):

@@ -8,10 +8,12 @@ import threading
 import time
 
 import adapters
+from exchange.at_rest import store_cipher
 from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
 from node.capture import Capture
+from node.field_policy import FieldPolicy
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
 from node.shipper import Shipper
 
@@ -25,8 +27,9 @@ class Node:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.agency = cfg["agency"]
-        self.store = EventStore(cfg["store.url"])
+        self.store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
+        self.policy = FieldPolicy.from_config(cfg)
         self.failed = False
         self.stopping = threading.Event()
         self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
@@ -47,7 +50,7 @@ class Node:
         the thread that opened them."""
         try:
             source = self.open_source()
-            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"])
+            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"], self.policy)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
         except Exception:
@@ -98,6 +101,7 @@ def run(cfg: dict) -> int:
         source = node.open_source()
         try:
             source.prepare()
+            node.policy.check(source.schemas())
         finally:
             source.close()
     except (SourceNotReady, StoreError, ValueError) as e:

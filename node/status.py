@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 import adapters
+from exchange.at_rest import store_cipher
 from exchange.store import EventStore
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -18,7 +19,7 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
     ``hub_timeout`` seconds, else the last acknowledgement the node recorded.
     """
     agency = cfg["agency"]
-    store = EventStore(cfg["store.url"], create=False)
+    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         latest = recorder.max_notification_id() or 0

@@ -185,7 +185,7 @@ BAD_BUNDLES = {
     "other agency's key": (lambda d, k: edit_manifest(d, k[OTHER_AGENCY], key_id=key_id_of(k[OTHER_AGENCY])),
                            "wrong_agency", f"signed with the key of agency {OTHER_AGENCY}"),
     "truncated": (lambda d, k: d[: len(d) // 2], "truncated", "truncated"),
-    "wrong version": (lambda d, k: edit_manifest(d, k[AGENCY], format=2), "version", "format version 2"),
+    "wrong version": (lambda d, k: edit_manifest(d, k[AGENCY], format=3), "version", "format version 3"),
     "not a bundle": (lambda d, k: b"PK\x03\x04 a zip file", "malformed", "not a bundle file"),
 }
 

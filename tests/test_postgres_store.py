@@ -52,7 +52,8 @@ def test_an_unreachable_store_is_a_clear_error(free_port):
 def test_node_and_hub_on_postgres_stores_deliver_exactly_once(launch, postgres, tmp_path):
     agency = SampleAgency(str(tmp_path / "agency.db"))
     agency.create(persons=40, legal_persons=20, licences=20)
-    hub = launch.hub(config={"store": {"url": postgres.url(postgres.create_database("hub_e2e"))}})
+    hub = launch.hub(config={"store": {"url": postgres.url(postgres.create_database("hub_e2e"))},
+                             "audit": {"path": str(tmp_path / "audit.log")}})
     node = launch.node(hub.grpc_address, Path(agency.path), TABLES,
                        config={"store": {"url": postgres.url(postgres.create_database("node_e2e"))}})
     agency.run(500)
