@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.bundles import SigningKeyError, generate_key, key_id, load_private_key, write_bundle
@@ -38,23 +39,32 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
     if max_events < 1:
         raise ValueError(f"--max-events must be at least 1, got {max_events}")
     agency = cfg["agency"]
-    key = load_private_key(_key_path(cfg))
+    key = signing_key(cfg)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     store = EventStore(cfg["store.url"], create=False)
     try:
         recorder = store.node_recorder(agency)
         acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency)
-        position = acknowledged if after is None else after
-        start, bundles, events = position, [], 0
-        # One bundle's events in memory at a time.
-        while notifications := recorder.read(position, max_events):
-            bundles.append(write_bundle(directory, agency, notifications, position, key).name)
-            events += len(notifications)
-            position = notifications[-1].id
+        start = acknowledged if after is None else after
+        paths, events = write_bundles(recorder, agency, key, directory, start, max_events)
     finally:
         store.close()
-    return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events, "bundles": bundles}
+    return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events,
+            "bundles": [p.name for p in paths]}
+
+
+def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, directory: Path, after: int,
+                  max_events: int) -> tuple[list[Path], int]:
+    """Write every event after ``after`` into ``directory`` as bundles of at most
+    ``max_events`` events; the paths written and the number of events."""
+    position, paths, events = after, [], 0
+    # One bundle's events in memory at a time.
+    while notifications := recorder.read(position, max_events):
+        paths.append(write_bundle(directory, agency, notifications, position, key))
+        events += len(notifications)
+        position = notifications[-1].id
+    return paths, events
 
 
 def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
@@ -84,6 +94,11 @@ def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
         pass  # the running node's shipper recorded the same position first
     log.info("hub acknowledged events up to %d (%s)", position, path)
     return position
+
+
+def signing_key(cfg: dict) -> Ed25519PrivateKey:
+    """The node's bundle signing key, from ``[bundles] key``."""
+    return load_private_key(_key_path(cfg))
 
 
 def _key_path(cfg: dict) -> Path:

@@ -31,6 +31,15 @@ SLOT_RETAINED_WAL = Gauge(
 )
 HUB_POSITION = Gauge("exchange_node_hub_position", "Node notification id acknowledged by the hub")
 
+OFFLINE_FALLBACK_ACTIVE = Gauge(
+    "exchange_node_offline_fallback_active", "1 while the node ships by offline bundles because the hub is unreachable"
+)
+BUNDLES_UPLOADED = Counter("exchange_node_bundles_uploaded_total", "Offline bundles uploaded to the SFTP server")
+BUNDLE_BYTES_UPLOADED = Counter(
+    "exchange_node_bundle_bytes_uploaded_total", "Bytes of offline bundles sent to the SFTP server (resumed parts once)"
+)
+
+
 
 def serve(address: str, port: int) -> None:
     """Serve /metrics on ``address:port`` (nothing when port is 0)."""

@@ -11,6 +11,7 @@ import adapters
 from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
+from node import offline as node_offline
 from node.capture import Capture
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
 from node.shipper import Shipper
@@ -94,6 +95,7 @@ def run(cfg: dict) -> int:
             source.prepare()
         finally:
             source.close()
+        offline = node_offline.create(cfg, node.recorder, node.shipper, node.stopping)
     except (SourceNotReady, StoreError, ValueError) as e:
         log.error("node cannot start: %s", e)
         return 2
@@ -102,6 +104,8 @@ def run(cfg: dict) -> int:
     metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
     shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
     shipper.start()
+    if offline is not None:
+        offline.start()
     log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg["source.tables"]),
              cfg["hub.address"])
     capture = threading.Thread(target=node.capture_forever, name="capture", daemon=True)
@@ -109,5 +113,7 @@ def run(cfg: dict) -> int:
     while capture.is_alive():
         capture.join(0.5)
     shipper.join(5)
+    if offline is not None:
+        offline.join(5)
     node.store.close()
     return 1 if node.failed else 0
