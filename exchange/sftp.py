@@ -171,7 +171,8 @@ def upload(sftp: paramiko.SFTPClient, local: Path, remote_dir: str, *, max_rate:
         source.seek(offset)
         target.seek(offset)
         started, sent = time.monotonic(), 0
-        while chunk := source.read(CHUNK):
+        chunk_size = min(CHUNK, max(1024, max_rate // 10)) if max_rate else CHUNK  # paced in small steps
+        while chunk := source.read(chunk_size):
             target.write(chunk)
             sent += len(chunk)
             if max_rate:

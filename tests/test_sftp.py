@@ -266,15 +266,19 @@ def test_node_killed_during_an_upload_resumes_it_without_loss_or_duplicate(
                                       sftp={"max_rate": 20_000})  # bytes per second, so the kill lands mid-upload
     events = captured(node)
 
-    def uploading() -> list[Path]:
-        return [p for p in remote.glob(".*.part") if p.stat().st_size > 0]
+    def uploading() -> tuple[Path, Path] | None:
+        """(partial upload, its local bundle) while well short of the end."""
+        for partial in remote.glob(".*.part"):
+            local = tmp_path / "outbox" / partial.name[1:-len(".part")]
+            if local.exists() and 0 < partial.stat().st_size < local.stat().st_size - 10_000:
+                return partial, local
+        return None
 
     wait_for(uploading, "an upload under way", node)
     node.kill()
-    (partial,) = uploading()
-    name = partial.name[1:-len(".part")]
-    size = (tmp_path / "outbox" / name).stat().st_size
-    assert 0 < partial.stat().st_size < size and not (remote / name).exists()
+    partial, local = uploading()
+    name = local.name
+    assert not (remote / name).exists()
 
     node.config["sftp"]["max_rate"] = 0
     node = launch.restart(node)
