@@ -29,6 +29,8 @@ from typing import Iterator
 import paramiko
 
 log = logging.getLogger(__name__)
+# paramiko logs every connection and login at INFO; a poll every few seconds would drown the log.
+logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 CHUNK = 32 * 1024
 TIMEOUT_SECONDS = 15.0

@@ -42,12 +42,13 @@ class SftpInbox:
         self.target = target
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
+        self.last_error: str | None = None
         self.thread = threading.Thread(target=self._run, name="sftp-inbox", daemon=True)
 
     def start(self) -> None:
         self.importer.directory.mkdir(parents=True, exist_ok=True)
         self.thread.start()
-        log.info("polling %s:%s every %.0fs for bundles", self.target.known_hosts_name, self.target.remote_dir,
+        log.info("polling %s:%s every %gs for bundles", self.target.known_hosts_name, self.target.remote_dir,
                  self.poll_interval)
 
     def stop(self) -> None:
@@ -58,12 +59,15 @@ class SftpInbox:
         while not self.stopping.is_set():
             try:
                 self.poll()
+                self.last_error = None
             except SftpError as e:
                 metrics.ERRORS.labels("sftp_inbox").inc()
-                log.error("SFTP inbox: %s; retrying in %.0fs", e, self.poll_interval)
+                # Once per distinct error, not every poll: it needs the operator, not a full log.
+                log.log(logging.ERROR if str(e) != self.last_error else logging.DEBUG, "SFTP inbox: %s", e)
+                self.last_error = str(e)
             except Exception:
                 metrics.ERRORS.labels("sftp_inbox").inc()
-                log.exception("SFTP inbox poll failed; retrying in %.0fs", self.poll_interval)
+                log.exception("SFTP inbox poll failed; retrying in %gs", self.poll_interval)
             self.stopping.wait(self.poll_interval)
 
     def poll(self) -> dict:

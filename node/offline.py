@@ -59,6 +59,7 @@ class OfflineShipper:
         self.shipper = shipper
         self.stopping = stopping
         self.active = False
+        self.last_error: str | None = None
         self.thread = threading.Thread(target=self.run, name="offline", daemon=True)
 
     def start(self) -> None:
@@ -77,9 +78,13 @@ class OfflineShipper:
                 continue
             try:
                 self.round()
+                self.last_error = None
             except SftpError as e:
                 metrics.ERRORS.labels("offline").inc()
-                log.error("offline fallback: %s", e, extra={"sftp": self.target.known_hosts_name})
+                # Once per distinct error, not every round: it needs the operator, not a full log.
+                log.log(logging.ERROR if str(e) != self.last_error else logging.DEBUG, "offline fallback: %s", e,
+                        extra={"sftp": self.target.known_hosts_name})
+                self.last_error = str(e)
             except Exception:
                 metrics.ERRORS.labels("offline").inc()
                 log.exception("offline fallback round failed; retrying in %.0fs", self.interval)
@@ -94,7 +99,7 @@ class OfflineShipper:
 
     def _set_active(self, active: bool) -> None:
         if active and not self.active:
-            reason = "always" if self.mode == "always" else f"the hub has been unreachable for {self.fallback_after:.0f}s"
+            reason = "always" if self.mode == "always" else f"the hub has been unreachable for {self.fallback_after:g}s"
             log.warning("offline fallback started (%s): shipping bundles over SFTP to %s:%s", reason,
                         self.target.known_hosts_name, self.target.remote_dir, extra={"agency": self.agency})
         elif self.active and not active:

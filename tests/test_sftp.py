@@ -21,9 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.bundles import read_manifest
 from exchange.sample import TABLES
 from exchange.sftp import HostKeyError, SftpTarget, connect, part_name, upload
-from test_bundles import (AGENCY, Offline, flip_last_content_byte, hub_position, keys, offline, stored,  # noqa: F401
-                          trusted, wait_for)
-from test_exchange_e2e import agency, assert_exactly_once, assert_replay_equals, status, store_url  # noqa: F401
+from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, offline, stored, trusted,  # noqa: F401
+                          wait_for, write_config)
+from test_exchange_e2e import (agency, assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
+                               store_url)
 
 
 @pytest.fixture
@@ -247,7 +248,7 @@ def test_a_node_refuses_a_changed_host_key_and_uploads_nothing(
     other = write_key_pair(tmp_path / "other_host_key")
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {other}\n")
-    node, _ = fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote,
+    node, _ = fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote, offline={"mode": "always"},
                             sftp={"known_hosts": str(known_hosts)})
     agency.run(50)
     captured(node)
@@ -290,3 +291,31 @@ def test_node_killed_during_an_upload_resumes_it_without_loss_or_duplicate(
     wait_for(lambda: (r := status(node))["caught_up"] and r["hub_reachable"], "catching up", node)
     assert_exactly_once(node, hub)
     assert_replay_equals(store_url(hub), Path(agency.path), tmp_path, "after-kill")
+
+
+# Settings.
+
+@pytest.mark.parametrize("offline, sftp, words", [
+    ({"mode": "sometimes"}, {}, "[offline] mode must be one of auto, always, off, got 'sometimes'"),
+    ({"mode": "auto"}, {"host": "127.0.0.1"}, "[offline] outbox must be set"),
+    ({"mode": "always", "outbox": "outbox"}, {"host": "127.0.0.1", "user": "u"}, "[sftp] key, known_hosts, remote_dir must be set"),
+])
+def test_a_node_with_incomplete_offline_settings_refuses_to_start(tmp_path, agency, keys, offline, sftp, words):  # noqa: F811
+    config = write_config(tmp_path / "node.toml", {
+        "agency": AGENCY, "source": {"url": f"sqlite:///{agency.path}", "tables": list(TABLES)},
+        "store": {"url": f"sqlite:///{tmp_path / 'node-store.db'}"}, "hub": {"address": "127.0.0.1:1"},
+        "metrics": {"port": 0}, "bundles": {"key": str(keys[AGENCY])}, "offline": offline, "sftp": sftp,
+    })
+    result = exchange("node", "run", "--config", str(config), check=False)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_a_hub_with_incomplete_sftp_inbox_settings_refuses_to_start(tmp_path, free_port, sshd, remote):
+    config = write_config(tmp_path / "hub.toml", {
+        "store": {"url": f"sqlite:///{tmp_path / 'hub-store.db'}"},
+        "listen": {"address": f"127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+        "sftp_inbox": sshd.settings(remote),
+    })
+    result = exchange("hub", "run", "--config", str(config), check=False)
+    assert result.returncode == 2
+    assert "cannot start the SFTP inbox" in result.stderr and "[sftp_inbox] local_dir must be set" in result.stderr
