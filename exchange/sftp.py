@@ -157,14 +157,14 @@ def part_name(name: str) -> str:
 def upload(sftp: paramiko.SFTPClient, local: Path, remote_dir: str, *, max_rate: int = 0) -> dict:
     """Upload ``local`` to ``remote_dir`` under its own name, atomically and resumably.
 
-    Returns ``{"name", "size", "sent", "resumed_from"}``; ``sent`` is 0 when
-    the complete file is already there.  ``max_rate`` caps the bytes per
-    second (0: no cap)."""
+    Returns ``{"name", "size", "uploaded", "sent", "resumed_from"}``;
+    ``uploaded`` is False when the complete file was there already.
+    ``max_rate`` caps the bytes per second (0: no cap)."""
     name, size = local.name, local.stat().st_size
     final, part = posixpath.join(remote_dir, name), posixpath.join(remote_dir, part_name(name))
     try:
         if sftp.stat(final).st_size == size:
-            return {"name": name, "size": size, "sent": 0, "resumed_from": size}
+            return {"name": name, "size": size, "uploaded": False, "sent": 0, "resumed_from": size}
     except FileNotFoundError:
         pass
     offset = _resumable_offset(sftp, local, part, size)
@@ -187,7 +187,7 @@ def upload(sftp: paramiko.SFTPClient, local: Path, remote_dir: str, *, max_rate:
     sftp.posix_rename(part, final)
     if offset:
         log.info("resumed the upload of %s at byte %d of %d", name, offset, size)
-    return {"name": name, "size": size, "sent": sent, "resumed_from": offset}
+    return {"name": name, "size": size, "uploaded": True, "sent": sent, "resumed_from": offset}
 
 
 def _resumable_offset(sftp: paramiko.SFTPClient, local: Path, part: str, size: int) -> int:

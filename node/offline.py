@@ -34,6 +34,7 @@ from exchange.sftp import SftpError, SftpTarget, connect, list_files, part_name,
 from exchange.store import NodeRecorder
 from node import metrics
 from node.bundles import ACK_DIR, apply_ack, signing_key, write_bundles
+from node.positions import HUB_TRACKING
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,11 @@ class OfflineShipper:
         """Until ``stopping`` is set; never raises."""
         (self.outbox / SENT_DIR).mkdir(parents=True, exist_ok=True)
         while not self.stopping.is_set():
-            self._set_active(self._should_be_active())
-            if not self.active:
-                self.stopping.wait(min(1.0, self.interval))
-                continue
             try:
-                self.round()
-                self.last_error = None
+                self._set_active(self._should_be_active())
+                if self.active:
+                    self.round()
+                    self.last_error = None
             except SftpError as e:
                 metrics.ERRORS.labels("offline").inc()
                 # Once per distinct error, not every round: it needs the operator, not a full log.
@@ -87,9 +86,9 @@ class OfflineShipper:
                 self.last_error = str(e)
             except Exception:
                 metrics.ERRORS.labels("offline").inc()
-                log.exception("offline fallback round failed; retrying in %.0fs", self.interval)
-            self.stopping.wait(self.interval)
-        self._set_active(False)
+                log.exception("offline fallback round failed; retrying in %gs", self.interval)
+            self.stopping.wait(self.interval if self.active else min(1.0, self.interval))
+        metrics.OFFLINE_FALLBACK_ACTIVE.set(0)
 
     def _should_be_active(self) -> bool:
         if self.mode == "always":
@@ -104,6 +103,7 @@ class OfflineShipper:
                         self.target.known_hosts_name, self.target.remote_dir, extra={"agency": self.agency})
         elif self.active and not active:
             log.info("offline fallback stopped: the hub is reachable again", extra={"agency": self.agency})
+            self._forget_acknowledged(self.recorder.position(HUB_TRACKING))
         self.active = active
         metrics.OFFLINE_FALLBACK_ACTIVE.set(1 if active else 0)
 
@@ -124,7 +124,8 @@ class OfflineShipper:
                     break
                 result = upload(sftp, path, self.target.remote_dir, max_rate=self.max_rate)
                 path.replace(self.outbox / SENT_DIR / path.name)
-                metrics.BUNDLES_UPLOADED.inc()
+                if result["uploaded"]:
+                    metrics.BUNDLES_UPLOADED.inc()
                 metrics.BUNDLE_BYTES_UPLOADED.inc(result["sent"])
                 uploaded.append(result)
                 log.info("uploaded bundle %s (%d bytes sent)", path.name, result["sent"],
