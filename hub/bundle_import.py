@@ -17,18 +17,17 @@ One pass over a directory (``exchange hub import DIR``, or the inbox):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.persistence import IntegrityError
 
-from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_trusted_keys, read_bundle, read_manifest,
-                              write_atomically)
+from exchange.acks import make_ack
+from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_key, is_bundle_name, key_id,
+                              load_private_key, load_trusted_keys, read_bundle, read_manifest, write_atomically)
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
@@ -40,15 +39,16 @@ log = logging.getLogger(__name__)
 IMPORTED_DIR = "imported"
 QUARANTINE_DIR = "quarantine"
 ACK_DIR = "ack"
-ACK_FORMAT = 1
 
 
 class BundleImporter:
     """Imports the bundles found in one directory into the hub's store."""
 
-    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path):
+    def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path,
+                 ack_key: Ed25519PrivateKey | None = None):
         self.ingest = ingest
         self.trusted_keys = trusted_keys
+        self.ack_key = ack_key  # signs the acknowledgements when set
         self.directory = Path(directory)
         self._reported_pending: set[str] = set()  # warn once per pending file, not on every rescan
 
@@ -137,10 +137,23 @@ class BundleImporter:
         """Write the hub's position for ``agency`` where the node's export finds it."""
         path = self.directory / ACK_DIR / f"{agency}.json"
         path.parent.mkdir(exist_ok=True)
-        ack = {"format": ACK_FORMAT, "agency": agency, "position": self.ingest.position(agency),
-               "hub_time": datetime.now(timezone.utc).isoformat()}
-        write_atomically(path, json.dumps(ack).encode() + b"\n")
+        write_atomically(path, make_ack(agency, self.ingest.position(agency), self.ack_key))
         return path
+
+
+def ack_key(cfg: dict) -> Ed25519PrivateKey | None:
+    """The key signing the hub's acknowledgements (``[bundles] ack_key``), or None: unsigned."""
+    return load_private_key(cfg["bundles.ack_key"]) if cfg["bundles.ack_key"] else None
+
+
+def keygen(cfg: dict) -> dict:
+    """Create the hub's acknowledgement key at ``[bundles] ack_key`` and ``hub.pub`` beside it
+    (the file nodes set as ``[bundles] hub_key``)."""
+    if not cfg["bundles.ack_key"]:
+        raise SigningKeyError("[bundles] ack_key is not set: set it to the path of the hub's acknowledgement key")
+    path = Path(cfg["bundles.ack_key"])
+    public_path = path.with_name("hub.pub")
+    return {"key": str(path), "public_key": str(public_path), "key_id": key_id(generate_key(path, public_path))}
 
 
 def import_directory(cfg: dict, directory: str | Path) -> dict:
@@ -153,6 +166,6 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     store = EventStore(cfg["store.url"])
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory).import_all()
+        return BundleImporter(Ingest(store), trusted_keys, directory, ack_key(cfg)).import_all()
     finally:
         store.close()

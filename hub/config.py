@@ -14,6 +14,7 @@ SETTINGS: dict[str, Setting] = {
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
+    "bundles.ack_key": Setting(str, "", "Ed25519 key signing the hub's acknowledgements (exchange hub keygen; empty: unsigned)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
     "sftp_inbox.host": Setting(str, "", "SFTP server the hub polls for offline bundles (empty: no SFTP inbox)"),

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 
 from exchange.bundles import is_bundle_name, load_trusted_keys
 from hub import metrics
-from hub.bundle_import import BundleImporter
+from hub.bundle_import import BundleImporter, ack_key
 from hub.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def start(cfg: dict, ingest: Ingest) -> Inbox | None:
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle in the inbox will be quarantined as unknown_signer")
-    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"])
+    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"], ack_key(cfg))
     inbox = Inbox(importer, cfg["inbox.rescan_interval"])
     inbox.start()
     return inbox

@@ -28,7 +28,7 @@ from pathlib import Path
 from exchange.bundles import is_bundle_name, load_trusted_keys
 from exchange.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
 from hub import metrics
-from hub.bundle_import import ACK_DIR, BundleImporter
+from hub.bundle_import import ACK_DIR, BundleImporter, ack_key
 from hub.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def start(cfg: dict, ingest: Ingest) -> SftpInbox | None:
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle from SFTP will be quarantined as unknown_signer")
-    inbox = SftpInbox(BundleImporter(ingest, trusted_keys, cfg["sftp_inbox.local_dir"]), target,
+    inbox = SftpInbox(BundleImporter(ingest, trusted_keys, cfg["sftp_inbox.local_dir"], ack_key(cfg)), target,
                       cfg["sftp_inbox.poll_interval"])
     inbox.start()
     return inbox

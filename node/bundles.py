@@ -8,14 +8,15 @@ after that position as bundles of at most ``max_events`` events.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from exchange.bundles import SigningKeyError, generate_key, key_id, load_private_key, write_bundle
+from exchange.acks import read_ack
+from exchange.bundles import (SigningKeyError, generate_key, key_id, load_private_key, load_public_key,
+                              write_bundle)
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
 
@@ -45,7 +46,7 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
     store = EventStore(cfg["store.url"], create=False)
     try:
         recorder = store.node_recorder(agency)
-        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency)
+        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg))
         start = acknowledged if after is None else after
         paths, events = write_bundles(recorder, agency, key, directory, start, max_events)
     finally:
@@ -67,19 +68,17 @@ def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, d
     return paths, events
 
 
-def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
+def apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None = None) -> int:
     """Move the node's ``hub`` position forward to the acknowledgement at
-    ``path``, if there is one and it is ahead; return the position."""
+    ``path``, if there is one, it is ahead and (with ``hub_key``) signed by
+    the hub; return the position."""
     current = recorder.position(HUB_TRACKING)
     if not path.exists():
         return current
     try:
-        ack = json.loads(path.read_text())
-        position = ack["position"]
-        if ack["agency"] != agency or not isinstance(position, int):
-            raise ValueError(f"it is for agency {ack['agency']!r}, position {position!r}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("ignoring acknowledgement %s: not a valid acknowledgement for agency %s: %s", path, agency, e)
+        position = read_ack(path.read_bytes(), agency, hub_key)
+    except (OSError, ValueError) as e:
+        log.warning("ignoring acknowledgement %s: %s", path, e)
         return current
     if position <= current:
         return current
@@ -94,6 +93,11 @@ def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
         pass  # the running node's shipper recorded the same position first
     log.info("hub acknowledged events up to %d (%s)", position, path)
     return position
+
+
+def hub_key(cfg: dict) -> Ed25519PublicKey | None:
+    """The hub's public key acknowledgements must be signed with (``[bundles] hub_key``), or None."""
+    return load_public_key(cfg["bundles.hub_key"], "[bundles] hub_key") if cfg["bundles.hub_key"] else None
 
 
 def signing_key(cfg: dict) -> Ed25519PrivateKey:

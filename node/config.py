@@ -22,6 +22,7 @@ SETTINGS: dict[str, Setting] = {
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
     "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
+    "bundles.hub_key": Setting(str, "", "hub's public key; acknowledgements must be signed with it (empty: unsigned accepted)"),
     "offline.mode": Setting(str, "off", "ship bundles over SFTP: auto (when the hub is unreachable), always or off"),
     "offline.fallback_after": Setting(float, 60.0, "seconds the hub must be unreachable before auto mode falls back"),
     "offline.outbox": Setting(str, "", "directory keeping the node's bundles until the hub acknowledges them"),

@@ -33,7 +33,7 @@ from exchange.bundles import BundleError, is_bundle_name, read_manifest, write_a
 from exchange.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
 from exchange.store import NodeRecorder
 from node import metrics
-from node.bundles import ACK_DIR, apply_ack, signing_key, write_bundles
+from node.bundles import ACK_DIR, apply_ack, hub_key, signing_key, write_bundles
 from node.positions import HUB_TRACKING
 from node.shipper import Shipper
 
@@ -56,6 +56,7 @@ class OfflineShipper:
         self.outbox = Path(cfg["offline.outbox"])
         self.target = SftpTarget.from_config(cfg, "sftp")
         self.key = signing_key(cfg)
+        self.hub_key = hub_key(cfg)
         self.recorder = recorder
         self.shipper = shipper
         self.stopping = stopping
@@ -138,7 +139,7 @@ class OfflineShipper:
         if data is not None:
             path.parent.mkdir(exist_ok=True)
             write_atomically(path, data)
-        position = apply_ack(self.recorder, path, self.agency)
+        position = apply_ack(self.recorder, path, self.agency, self.hub_key)
         metrics.HUB_POSITION.set(max(position, self.shipper.acknowledged))
         return position
 

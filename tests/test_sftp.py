@@ -16,13 +16,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import tomllib
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.bundles import read_manifest
+from exchange.acks import make_ack
+from exchange.bundles import generate_key, load_private_key, read_manifest
 from exchange.sample import TABLES
 from exchange.sftp import HostKeyError, SftpTarget, connect, part_name, upload
-from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, offline, stored, trusted,  # noqa: F401
-                          wait_for, write_config)
+from conftest import to_toml
+from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, node_store, offline, stored,  # noqa: F401
+                          trusted, wait_for, write_config)
 from test_exchange_e2e import (agency, assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
                                store_url)
 
@@ -71,11 +74,20 @@ def captured(node) -> int:
     return status(node)["events_stored"]
 
 
+def hub_ack_key(tmp_path: Path) -> Path:
+    """The hub's acknowledgement key of one test (``hub.pub`` beside it)."""
+    path = tmp_path / "keys" / "hub.key"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        generate_key(path, path.with_name("hub.pub"))
+    return path
+
+
 def fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote, offline=None, sftp=None):  # noqa: F811
-    """A node whose hub does not answer, falling back to SFTP at once."""
+    """A node whose hub does not answer, falling back to SFTP at once; it accepts only signed acknowledgements."""
     hub_address = f"127.0.0.1:{free_port()}"
     node = launch.node(hub_address, Path(agency.path), TABLES, config={
-        "bundles": {"key": str(keys[AGENCY])},
+        "bundles": {"key": str(keys[AGENCY]), "hub_key": str(hub_ack_key(tmp_path).with_name("hub.pub"))},
         "offline": {"mode": "auto", "fallback_after": 0.5, "outbox": str(tmp_path / "outbox"), "interval": 0.3,
                     **(offline or {})},
         "sftp": sshd.settings(remote, **(sftp or {})),
@@ -84,9 +96,9 @@ def fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote, offli
 
 
 def sftp_hub(launch, keys, sshd, remote, tmp_path, **config):  # noqa: F811
-    """A hub polling ``remote`` over SFTP (and listening where ``config`` says)."""
+    """A hub polling ``remote`` over SFTP (and listening where ``config`` says), signing its acknowledgements."""
     return launch.hub(config={
-        "bundles": {"trusted_keys": trusted(keys)},
+        "bundles": {"trusted_keys": trusted(keys), "ack_key": str(hub_ack_key(tmp_path))},
         "sftp_inbox": {**sshd.settings(remote), "local_dir": str(tmp_path / "hub-sftp"), "poll_interval": 0.3},
         **config,
     })
@@ -264,9 +276,12 @@ def test_node_killed_during_an_upload_resumes_it_without_loss_or_duplicate(
         launch, free_port, agency, tmp_path, keys, sshd, remote):  # noqa: F811
     agency.run(1000)
     node, hub_address = fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote,
-                                      offline={"max_events": 100_000},
+                                      offline={"mode": "off", "max_events": 100_000},
                                       sftp={"max_rate": 20_000})  # bytes per second, so the kill lands mid-upload
     events = captured(node)
+    node.terminate()
+    node.config["offline"]["mode"] = "auto"  # now: one bundle of everything, ~100 kB
+    node = launch.restart(node)
 
     def uploading() -> tuple[Path, Path] | None:
         """(partial upload, its local bundle) while well short of the end."""
@@ -320,3 +335,38 @@ def test_a_hub_with_incomplete_sftp_inbox_settings_refuses_to_start(tmp_path, fr
     result = exchange("hub", "run", "--config", str(config), check=False)
     assert result.returncode == 2
     assert "cannot start the SFTP inbox" in result.stderr and "[sftp_inbox] local_dir must be set" in result.stderr
+
+
+# Signed acknowledgements.
+
+def test_a_node_holding_the_hubs_key_accepts_only_acknowledgements_the_hub_signed(offline, tmp_path):  # noqa: F811
+    hub_settings = tomllib.loads(offline.hub_config.read_text())
+    hub_settings["bundles"]["ack_key"] = str(tmp_path / "hub.key")
+    offline.hub_config.write_text(to_toml(hub_settings))
+    created = json.loads(exchange("hub", "keygen", "--config", str(offline.hub_config)).stdout)
+    assert created["public_key"] == str(tmp_path / "hub.pub")
+    node_settings = tomllib.loads(offline.node_config.read_text())
+    node_settings["bundles"]["hub_key"] = created["public_key"]
+    offline.node_config.write_text(to_toml(node_settings))
+
+    offline.export()
+    offline.import_()
+    ack = offline.dir / "ack" / f"{AGENCY}.json"
+    assert json.loads(ack.read_text())["key_id"] == created["key_id"]
+    assert offline.export()["hub_position"] == 30  # signed by the hub: accepted
+
+    node_store(offline.node_url, 5)  # so that a forged acknowledgement has somewhere to move to
+    hub_key = load_private_key(tmp_path / "hub.key")
+    altered = json.loads(make_ack(AGENCY, 30, hub_key)) | {"position": 35}
+    forgeries = {
+        "unsigned": make_ack(AGENCY, 35),
+        "signed by another key": make_ack(AGENCY, 35, load_private_key(tmp_path / "keys" / f"{AGENCY}.key")),
+        "altered": json.dumps(altered).encode(),
+    }
+    words = {"unsigned": "it is not signed", "signed by another key": f", not with [bundles] hub_key ({created['key_id']})",
+             "altered": "its signature does not verify"}
+    for kind, forged in forgeries.items():
+        ack.write_bytes(forged)
+        result = exchange("node", "export", "--config", str(offline.node_config), "--to", str(offline.dir))
+        assert json.loads(result.stdout)["hub_position"] == 30, kind
+        assert f"ignoring acknowledgement {ack}: " in result.stderr and words[kind] in result.stderr, kind
