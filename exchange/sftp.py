@@ -34,6 +34,7 @@ logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 CHUNK = 32 * 1024
 TIMEOUT_SECONDS = 15.0
+IO_TIMEOUT_SECONDS = 60.0
 
 
 class SftpError(Exception):
@@ -109,8 +110,11 @@ def connect(target: SftpTarget) -> Iterator[paramiko.SFTPClient]:
     except (OSError, EOFError, paramiko.SSHException) as e:
         client.close()
         raise SftpError(f"cannot open SFTP on {target.known_hosts_name}: {e}") from None
+    sftp.get_channel().settimeout(IO_TIMEOUT_SECONDS)  # a server that stops answering fails the session
     try:
         yield sftp
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        raise SftpError(f"SFTP session with {target.known_hosts_name} failed: {e}") from e
     finally:
         client.close()
 
