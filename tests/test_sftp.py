@@ -11,19 +11,19 @@ import base64
 import hashlib
 import json
 import os
-import shutil
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
-import tomllib
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import to_toml
 from exchange.acks import make_ack
 from exchange.bundles import generate_key, load_private_key, read_manifest
 from exchange.sample import TABLES
 from exchange.sftp import HostKeyError, SftpTarget, connect, part_name, upload
-from conftest import to_toml
+from support.sshd import write_key_pair
 from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, node_store, offline, stored,  # noqa: F401
                           trusted, wait_for, write_config)
 from test_exchange_e2e import (agency, assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
@@ -148,7 +148,6 @@ def test_an_unknown_host_key_is_refused_unless_configured_and_a_changed_one_alwa
     with connect(target) as sftp:  # recorded now
         sftp.listdir(str(remote))
 
-    from support.sshd import write_key_pair
     other = write_key_pair(tmp_path / "other_host_key")
     known_hosts.write_text(f"{name} {other}\n")
     for attempt in (target, accepting):
@@ -257,7 +256,6 @@ def test_a_bundle_damaged_on_the_server_is_quarantined_and_sent_again(
 
 def test_a_node_refuses_a_changed_host_key_and_uploads_nothing(
         launch, free_port, agency, tmp_path, keys, sshd, remote):  # noqa: F811
-    from support.sshd import write_key_pair
     other = write_key_pair(tmp_path / "other_host_key")
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {other}\n")
