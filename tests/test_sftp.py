@@ -254,6 +254,21 @@ def test_a_bundle_damaged_on_the_server_is_quarantined_and_sent_again(
     assert stored(store_url(hub)) == stored(store_url(node))
 
 
+def test_hub_killed_during_an_sftp_poll_restarts_and_stores_everything_once(
+        launch, free_port, agency, tmp_path, keys, sshd, remote):  # noqa: F811
+    node, _ = fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote, offline={"max_events": 20})
+    agency.run(400)
+    events = captured(node)
+    wait_for(lambda: covered(remote) == events, "the bundles on the SFTP server", node)
+    hub = sftp_hub(launch, keys, sshd, remote, tmp_path)
+    wait_for(lambda: list((tmp_path / "hub-sftp").glob("imported/*.bundle")), "the first import", hub)
+    hub.kill()  # somewhere between downloading, importing, acknowledging and removing
+    hub = launch.restart(hub)
+    wait_for(lambda: status(node)["hub_position"] == events, "every bundle imported and acknowledged", node)
+    assert bundles_in(remote) == [] and not (tmp_path / "hub-sftp" / "quarantine").exists()
+    assert stored(store_url(hub)) == stored(store_url(node))
+
+
 def test_a_node_refuses_a_changed_host_key_and_uploads_nothing(
         launch, free_port, agency, tmp_path, keys, sshd, remote):  # noqa: F811
     other = write_key_pair(tmp_path / "other_host_key")
