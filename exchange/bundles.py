@@ -178,11 +178,16 @@ def load_trusted_keys(paths: Mapping[str, str]) -> dict[str, Ed25519PublicKey]:
         check_agency(agency)
         if not isinstance(path, str):
             raise SigningKeyError(f"trusted key of agency {agency}: expected a file path, got {path!r}")
-        key = _load(path, serialization.load_pem_public_key)
-        if not isinstance(key, Ed25519PublicKey):
-            raise SigningKeyError(f"{path}: not an Ed25519 public key (trusted key of agency {agency})")
-        keys[agency] = key
+        keys[agency] = load_public_key(path, f"trusted key of agency {agency}")
     return keys
+
+
+def load_public_key(path: str | Path, what: str) -> Ed25519PublicKey:
+    """The Ed25519 public key in the PEM file ``path`` (``what`` names its use in errors)."""
+    key = _load(path, serialization.load_pem_public_key)
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{path}: not an Ed25519 public key ({what})")
+    return key
 
 
 def _load(path, loader, **kwargs):

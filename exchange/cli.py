@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub_import = hub.add_parser("import", help="import the offline bundles in a directory (docs/bundles.md)")
     hub_import.add_argument("directory", help="directory holding <agency>-<first>-<last>.bundle files")
     hub_import.add_argument("--config", help="hub TOML file")
-    hub_keygen = hub.add_parser("keygen", help="create the hub's key pair for bundles encrypted to it")
-    hub_keygen.add_argument("--config", help="hub TOML file ([bundles] decrypt_key names the key file)")
+    hub_keygen = hub.add_parser("keygen", help="create the hub's offline-bundle keys that the config names: "
+                                "[bundles] decrypt_key (bundles encrypted to the hub) and [bundles] ack_key "
+                                "(signed acknowledgements)")
+    hub_keygen.add_argument("--config", help="hub TOML file")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -170,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "hub" and args.action == "keygen":
         from hub import bundle_import, config
 
-        print(json.dumps(bundle_import.keygen(config.load(args.config))))
+        print(json.dumps(bundle_import.keygen(config.load(args.config)), ensure_ascii=False))
         return 0
     if args.command == "node" and args.action in ("keygen", "export"):
         from node import bundles, config

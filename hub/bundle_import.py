@@ -17,20 +17,20 @@ One pass over a directory (``exchange hub import DIR``, or the inbox):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
+from exchange.acks import make_ack
 from exchange.at_rest import store_cipher
-from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, is_bundle_name, key_id,
-                              load_hub_private_key, load_trusted_keys, read_bundle, read_manifest, write_atomically)
+from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
+                              key_id, load_hub_private_key, load_private_key, load_trusted_keys, read_bundle,
+                              read_manifest, write_atomically)
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
 from hub import metrics
@@ -43,18 +43,19 @@ log = logging.getLogger(__name__)
 IMPORTED_DIR = "imported"
 QUARANTINE_DIR = "quarantine"
 ACK_DIR = "ack"
-ACK_FORMAT = 1
 
 
 class BundleImporter:
     """Imports the bundles found in one directory into the hub's store."""
 
     def __init__(self, ingest: Ingest, trusted_keys: Mapping[str, Ed25519PublicKey], directory: str | Path,
-                 audit: AuditLog | None = None, decrypt_key: X25519PrivateKey | None = None):
+                 audit: AuditLog | None = None, decrypt_key: X25519PrivateKey | None = None,
+                 ack_key: Ed25519PrivateKey | None = None):
         self.ingest = ingest
         self.audit = audit
         self.decrypt_key = decrypt_key
         self.trusted_keys = trusted_keys
+        self.ack_key = ack_key  # signs the acknowledgements when set
         self.directory = Path(directory)
         self._reported_pending: set[str] = set()  # warn once per pending file, not on every rescan
 
@@ -148,28 +149,42 @@ class BundleImporter:
         """Write the hub's position for ``agency`` where the node's export finds it."""
         path = self.directory / ACK_DIR / f"{agency}.json"
         path.parent.mkdir(exist_ok=True)
-        ack = {"format": ACK_FORMAT, "agency": agency, "position": self.ingest.position(agency),
-               "hub_time": datetime.now(timezone.utc).isoformat()}
-        write_atomically(path, json.dumps(ack).encode() + b"\n")
+        write_atomically(path, make_ack(agency, self.ingest.position(agency), self.ack_key))
         return path
 
 
 def keygen(cfg: dict) -> dict:
-    """``exchange hub keygen``: the hub's bundle decryption key at ``[bundles]
-    decrypt_key`` and its public key ``<name>.pub`` beside it (for the nodes'
-    ``[bundles] encrypt_to``)."""
-    if not cfg["bundles.decrypt_key"]:
-        raise SigningKeyError("[bundles] decrypt_key is not set: set it to the path of the hub's bundle key")
-    path = Path(cfg["bundles.decrypt_key"])
-    public_path = path.with_suffix(".pub")
-    if public_path == path:
-        raise SigningKeyError(f"[bundles] decrypt_key {path}: name the private key file, not a .pub file")
-    return {"key": str(path), "public_key": str(public_path), "key_id": key_id(generate_hub_key(path, public_path))}
+    """``exchange hub keygen``: create the keys the config names (each never overwritten):
+    ``[bundles] decrypt_key`` (X25519; its ``<name>.pub`` is the nodes' ``[bundles]
+    encrypt_to``) and ``[bundles] ack_key`` (Ed25519; ``hub.pub`` beside it is the
+    nodes' ``[bundles] hub_key``)."""
+    if not cfg["bundles.decrypt_key"] and not cfg["bundles.ack_key"]:
+        raise SigningKeyError("set [bundles] decrypt_key (bundles encrypted to the hub) and/or [bundles] ack_key "
+                              "(signed acknowledgements) to the key file paths to create")
+    report = {}
+    if cfg["bundles.decrypt_key"]:
+        path = Path(cfg["bundles.decrypt_key"])
+        public_path = path.with_suffix(".pub")
+        if public_path == path:
+            raise SigningKeyError(f"[bundles] decrypt_key {path}: name the private key file, not a .pub file")
+        report["decrypt_key"] = {"key": str(path), "public_key": str(public_path),
+                                 "key_id": key_id(generate_hub_key(path, public_path))}
+    if cfg["bundles.ack_key"]:
+        path = Path(cfg["bundles.ack_key"])
+        public_path = path.with_name("hub.pub")
+        report["ack_key"] = {"key": str(path), "public_key": str(public_path),
+                             "key_id": key_id(generate_key(path, public_path))}
+    return report
 
 
 def decrypt_key(cfg: dict) -> X25519PrivateKey | None:
     """The hub's bundle decryption key, ``[bundles] decrypt_key`` (None when unset)."""
     return load_hub_private_key(cfg["bundles.decrypt_key"]) if cfg["bundles.decrypt_key"] else None
+
+
+def ack_key(cfg: dict) -> Ed25519PrivateKey | None:
+    """The key signing the hub's acknowledgements (``[bundles] ack_key``), or None: unsigned."""
+    return load_private_key(cfg["bundles.ack_key"]) if cfg["bundles.ack_key"] else None
 
 
 def import_directory(cfg: dict, directory: str | Path) -> dict:
@@ -184,6 +199,6 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
     try:
         return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit,
-                              decrypt_key=decrypt_key(cfg)).import_all()
+                              decrypt_key=decrypt_key(cfg), ack_key=ack_key(cfg)).import_all()
     finally:
         store.close()

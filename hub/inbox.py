@@ -20,7 +20,7 @@ from watchdog.observers import Observer
 from exchange.bundles import is_bundle_name, load_trusted_keys
 from hub import metrics
 from hub.audit import AuditLog
-from hub.bundle_import import BundleImporter, decrypt_key
+from hub.bundle_import import BundleImporter, ack_key, decrypt_key
 from hub.ingest import Ingest
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ def start(cfg: dict, ingest: Ingest, audit: AuditLog | None = None) -> Inbox | N
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle in the inbox will be quarantined as unknown_signer")
-    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"], audit=audit, decrypt_key=decrypt_key(cfg))
+    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"], audit=audit, decrypt_key=decrypt_key(cfg),
+                              ack_key=ack_key(cfg))
     inbox = Inbox(importer, cfg["inbox.rescan_interval"])
     inbox.start()
     return inbox

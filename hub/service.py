@@ -20,6 +20,7 @@ from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
+from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -115,11 +116,20 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2
     try:
+        sftp_inbox = hub_sftp_inbox.start(cfg, ingest, audit)
+    except (ValueError, StoreError, OSError) as e:
+        log.error("cannot start the SFTP inbox %s: %s", cfg["sftp_inbox.host"], e)
+        if inbox is not None:
+            inbox.stop()
+        return 2
+    try:
         http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
             inbox.stop()
+        if sftp_inbox is not None:
+            sftp_inbox.stop()
         return 2
 
     stop = threading.Event()
@@ -138,6 +148,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
     finally:
         if inbox is not None:
             inbox.stop()
+        if sftp_inbox is not None:
+            sftp_inbox.stop()
         if http is not None:
             http.shutdown()
             http.server_close()

@@ -8,14 +8,17 @@ after that position as bundles of at most ``max_events`` events.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from exchange.acks import read_ack
 from exchange.at_rest import store_cipher
 from exchange.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
+                              load_public_key,
                               write_bundle)
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
@@ -40,39 +43,46 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
     if max_events < 1:
         raise ValueError(f"--max-events must be at least 1, got {max_events}")
     agency = cfg["agency"]
-    key = load_private_key(_key_path(cfg))
-    encrypt_to = load_hub_public_key(cfg["bundles.encrypt_to"]) if cfg["bundles.encrypt_to"] else None
+    key = signing_key(cfg)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
-        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency)
-        position = acknowledged if after is None else after
-        start, bundles, events = position, [], 0
-        # One bundle's events in memory at a time.
-        while notifications := recorder.read(position, max_events):
-            bundles.append(write_bundle(directory, agency, notifications, position, key, encrypt_to).name)
-            events += len(notifications)
-            position = notifications[-1].id
+        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg))
+        start = acknowledged if after is None else after
+        paths, events = write_bundles(recorder, agency, key, directory, start, max_events, encrypt_to(cfg))
     finally:
         store.close()
-    return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events, "bundles": bundles}
+    return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events,
+            "bundles": [p.name for p in paths]}
 
 
-def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
+def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, directory: Path, after: int,
+                  max_events: int, encrypt_to: X25519PublicKey | None = None) -> tuple[list[Path], int]:
+    """Write every event after ``after`` into ``directory`` as bundles of at most
+    ``max_events`` events (content encrypted to ``encrypt_to`` when given);
+    the paths written and the number of events."""
+    position, paths, events = after, [], 0
+    # One bundle's events in memory at a time.
+    while notifications := recorder.read(position, max_events):
+        paths.append(write_bundle(directory, agency, notifications, position, key, encrypt_to))
+        events += len(notifications)
+        position = notifications[-1].id
+    return paths, events
+
+
+def apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None = None) -> int:
     """Move the node's ``hub`` position forward to the acknowledgement at
-    ``path``, if there is one and it is ahead; return the position."""
+    ``path``, if there is one, it is ahead and (with ``hub_key``) signed by
+    the hub; return the position."""
     current = recorder.position(HUB_TRACKING)
     if not path.exists():
         return current
     try:
-        ack = json.loads(path.read_text())
-        position = ack["position"]
-        if ack["agency"] != agency or not isinstance(position, int):
-            raise ValueError(f"it is for agency {ack['agency']!r}, position {position!r}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("ignoring acknowledgement %s: not a valid acknowledgement for agency %s: %s", path, agency, e)
+        position = read_ack(path.read_bytes(), agency, hub_key)
+    except (OSError, ValueError) as e:
+        log.warning("ignoring acknowledgement %s: %s", path, e)
         return current
     if position <= current:
         return current
@@ -87,6 +97,21 @@ def apply_ack(recorder: NodeRecorder, path: Path, agency: str) -> int:
         pass  # the running node's shipper recorded the same position first
     log.info("hub acknowledged events up to %d (%s)", position, path)
     return position
+
+
+def hub_key(cfg: dict) -> Ed25519PublicKey | None:
+    """The hub's public key acknowledgements must be signed with (``[bundles] hub_key``), or None."""
+    return load_public_key(cfg["bundles.hub_key"], "[bundles] hub_key") if cfg["bundles.hub_key"] else None
+
+
+def encrypt_to(cfg: dict) -> X25519PublicKey | None:
+    """The hub's public key bundle content is encrypted to (``[bundles] encrypt_to``), or None."""
+    return load_hub_public_key(cfg["bundles.encrypt_to"]) if cfg["bundles.encrypt_to"] else None
+
+
+def signing_key(cfg: dict) -> Ed25519PrivateKey:
+    """The node's bundle signing key, from ``[bundles] key``."""
+    return load_private_key(_key_path(cfg))
 
 
 def _key_path(cfg: dict) -> Path:

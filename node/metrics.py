@@ -38,6 +38,15 @@ DROP_FILES_REFUSED = Counter(
     ["table"],
 )
 
+OFFLINE_FALLBACK_ACTIVE = Gauge(
+    "exchange_node_offline_fallback_active", "1 while the node ships by offline bundles because the hub is unreachable"
+)
+BUNDLES_UPLOADED = Counter("exchange_node_bundles_uploaded_total", "Offline bundles uploaded to the SFTP server")
+BUNDLE_BYTES_UPLOADED = Counter(
+    "exchange_node_bundle_bytes_uploaded_total", "Bytes of offline bundles sent to the SFTP server (resumed parts once)"
+)
+
+
 
 def serve(address: str, port: int) -> None:
     """Serve /metrics on ``address:port`` (nothing when port is 0)."""

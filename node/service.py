@@ -12,6 +12,7 @@ from exchange.at_rest import store_cipher
 from exchange.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from node import metrics
+from node import offline as node_offline
 from node.capture import Capture
 from node.field_policy import FieldPolicy
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
@@ -104,6 +105,7 @@ def run(cfg: dict) -> int:
             node.policy.check(source.schemas())
         finally:
             source.close()
+        offline = node_offline.create(cfg, node.recorder, node.shipper, node.stopping)
     except (SourceNotReady, StoreError, ValueError) as e:
         log.error("node cannot start: %s", e)
         return 2
@@ -112,6 +114,8 @@ def run(cfg: dict) -> int:
     metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
     shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
     shipper.start()
+    if offline is not None:
+        offline.start()
     log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg["source.tables"]),
              cfg["hub.address"])
     capture = threading.Thread(target=node.capture_forever, name="capture", daemon=True)
@@ -119,5 +123,7 @@ def run(cfg: dict) -> int:
     while capture.is_alive():
         capture.join(0.5)
     shipper.join(5)
+    if offline is not None:
+        offline.join(5)
     node.store.close()
     return 1 if node.failed else 0

@@ -13,11 +13,12 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from datetime import datetime, timezone
 
 import grpc
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.channel import open_channel
 from exchange.store import NodeRecorder
@@ -53,6 +54,8 @@ class Shipper:
         self.wake = wake or threading.Event()
         self.stopping = threading.Event()
         self.acknowledged = recorder.position(HUB_TRACKING)
+        # time.monotonic() since when the hub has not answered (None while connected); the offline fallback reads it.
+        self.unreachable_since: float | None = time.monotonic()
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""
@@ -75,6 +78,8 @@ class Shipper:
                 log.exception("shipper failed; retrying in %.1fs", delay)
             finally:
                 metrics.HUB_CONNECTED.set(0)
+                if self.unreachable_since is None:
+                    self.unreachable_since = time.monotonic()
             self.stopping.wait(delay)
             delay = min(delay * 2, self.reconnect_max)
 
@@ -98,6 +103,7 @@ class Shipper:
     def _stream(self, requests: queue.Queue, responses) -> None:
         hub_position = next(responses).position
         metrics.HUB_CONNECTED.set(1)
+        self.unreachable_since = None
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
         sent = hub_position
@@ -131,7 +137,10 @@ class Shipper:
             metrics.EVENTS_ACKNOWLEDGED.inc(position - self.acknowledged)
             self.acknowledged = position
             if position > self.recorder.position(HUB_TRACKING):
-                self.recorder.insert_tracking(Tracking(HUB_TRACKING, position))
+                try:
+                    self.recorder.insert_tracking(Tracking(HUB_TRACKING, position))
+                except IntegrityError:
+                    pass  # the offline fallback recorded the same acknowledgement first
         metrics.HUB_POSITION.set(self.acknowledged)
         self._update_backlog()
 

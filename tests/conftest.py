@@ -243,3 +243,14 @@ def postgres() -> Iterator[Any]:
     cluster = start_cluster()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Any]:
+    """A private OpenSSH sshd serving SFTP on loopback for the session (tests/support/sshd.py):
+    ``sshd.settings(remote_dir)``, ``sshd.known_hosts``, ``sshd.client_key``."""
+    from support.sshd import start_sshd
+
+    server = start_sshd()
+    yield server
+    server.stop()
