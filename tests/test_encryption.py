@@ -204,7 +204,7 @@ def test_export_encrypts_to_the_hub_and_import_decrypts(tmp_path):
     hub_config.write_text(to_toml({"store": {"url": f"sqlite:///{tmp_path / 'hub-store.db'}"},
                                    "bundles": {"trusted_keys": {AGENCY: str(tmp_path / f"{AGENCY}.pub")},
                                                "decrypt_key": str(tmp_path / "hub-bundles.key")}}))
-    keys = json.loads(exchange("hub", "keygen", "--config", str(hub_config)).stdout)
+    keys = json.loads(exchange("hub", "keygen", "--config", str(hub_config)).stdout)["decrypt_key"]
     assert oct(Path(keys["key"]).stat().st_mode & 0o777) == "0o600"
     node_config = tmp_path / "node.toml"
     node_config.write_text(to_toml({

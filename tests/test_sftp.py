@@ -356,7 +356,7 @@ def test_a_node_holding_the_hubs_key_accepts_only_acknowledgements_the_hub_signe
     hub_settings = tomllib.loads(offline.hub_config.read_text())
     hub_settings["bundles"]["ack_key"] = str(tmp_path / "hub.key")
     offline.hub_config.write_text(to_toml(hub_settings))
-    created = json.loads(exchange("hub", "keygen", "--config", str(offline.hub_config)).stdout)
+    created = json.loads(exchange("hub", "keygen", "--config", str(offline.hub_config)).stdout)["ack_key"]
     assert created["public_key"] == str(tmp_path / "hub.pub")
     node_settings = tomllib.loads(offline.node_config.read_text())
     node_settings["bundles"]["hub_key"] = created["public_key"]
