@@ -43,7 +43,7 @@ def write_configs(directory: Path) -> tuple[Path, Path, str]:
     hub_toml = directory / "hub.toml"
     hub_toml.write_text(
         f'[store]\nurl = "sqlite:///{directory}/hub-store.db"\n'
-        f'[listen]\naddress = "{hub_address}"\n'
+        f'[listen]\naddress = "{hub_address}"\ninsecure = true  # loopback only, for the demo\n'
         f"[metrics]\nport = {free_port()}\n"
     )
     node_toml = directory / "node.toml"
@@ -51,7 +51,7 @@ def write_configs(directory: Path) -> tuple[Path, Path, str]:
         f'agency = "{AGENCY}"\n'
         f'[source]\nurl = "sqlite:///{directory}/agency.db"\ntables = {json.dumps(TABLES)}\npoll_interval = 0.05\n'
         f'[store]\nurl = "sqlite:///{directory}/node-store.db"\n'
-        f'[hub]\naddress = "{hub_address}"\n'
+        f'[hub]\naddress = "{hub_address}"\ninsecure = true\n'
         f"[metrics]\nport = {free_port()}\n"
     )
     return hub_toml, node_toml, hub_address
