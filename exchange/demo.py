@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from exchange import replay, verify
 from exchange.health import wait_serving
 from exchange.sample import TABLES, SampleAgency
+from exchange.store import StoreError
 from node import config as node_config
 from node.status import node_status
 
@@ -128,8 +129,11 @@ def _check_running(node: subprocess.Popen) -> None:
 def _wait_caught_up(cfg: dict, node: subprocess.Popen) -> dict:
     while True:
         _check_running(node)
-        status = node_status(cfg)
-        if status["caught_up"] and status["hub_reachable"]:
+        try:
+            status = node_status(cfg)
+        except StoreError:  # the node has not created its store yet
+            status = {"caught_up": False}
+        if status["caught_up"] and status.get("hub_reachable"):
             return status
         time.sleep(0.1)
 
