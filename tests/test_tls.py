@@ -263,3 +263,63 @@ def test_an_insecure_hub_warns_loudly(hub):
 def test_a_node_refuses_a_plain_connection_to_a_remote_hub(launch, agency):
     with pytest.raises(RuntimeError, match=r"exited with code 2[\s\S]*insecure = true is refused for 10.1.2.3:50051"):
         launch.node("10.1.2.3:50051", Path(agency.path), TABLES, name="remote-plain")
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"crl": "missing-crl.pem"}, "missing-crl.pem: cannot read it"),
+    ({"key": "A-key"}, "does not belong to the certificate"),
+    ({"crl": "stranger-crl"}, "is not signed by the CA"),
+    ({"cert": "expired"}, "expired at"),
+], ids=["missing CRL", "key of another certificate", "CRL of another CA", "expired hub certificate"])
+def test_a_hub_with_unusable_tls_files_refuses_to_start(tmp_path, free_port, pki, certs, change, expected):
+    settings = pki.hub_tls(f"hub-{len(list(pki.certs.glob('hub-*.pem')))}")
+    stand_ins = {"A-key": certs["A"]["key"], "expired": certs["expired A"]["cert"],
+                 "stranger-crl": str(pki.dir.parent / "stranger" / "ca" / "crl.pem")}
+    for key, value in change.items():
+        settings[key] = stand_ins.get(value, str(tmp_path / value))
+    if "expired" in change.values():
+        settings["key"] = certs["expired A"]["key"]
+    tls_toml = "".join(f'{k} = "{v}"\n' for k, v in settings.items() if k != "serial")
+    result = _hub_run(tmp_path, f'[listen]\naddress = "127.0.0.1:{free_port()}"\n[tls]\n{tls_toml}')
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_a_broken_or_older_crl_never_makes_a_revoked_certificate_valid_again(tls_hub, pki):
+    holder = pki.issue("agency", "CRL_ROLLBACK")
+    crl = Path(pki.crl)
+    older = crl.read_bytes()
+    pki.revoke(holder["serial"])
+    newer = crl.read_bytes()
+    with client(tls_hub.grpc_address, holder) as channel:
+        for replacement in (older, b"not a CRL at all"):
+            with pytest.raises(grpc.RpcError) as refused:
+                get_position(channel, "CRL_ROLLBACK")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            crl.write_bytes(replacement)
+        with pytest.raises(grpc.RpcError) as refused:
+            get_position(channel, "CRL_ROLLBACK")
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    crl.write_bytes(newer)
+    assert "cannot be used" in tls_hub.log()
+
+
+def test_a_node_store_is_restored_over_tls_only_with_the_agencys_own_certificate(launch, pki, certs, agency, tmp_path):
+    hub = launch.hub("restore-hub", config={"tls": pki.hub_tls("restore-hub")})
+    node = launch.node(hub.grpc_address, Path(agency.path), TABLES, config={"tls": tls_settings(certs["A"])})
+    at_hub = wait_caught_up(node)["hub_position"]
+    node.kill()
+    lost = tmp_path / "lost-store.db"
+    forged = tmp_path / "forged.toml"
+    forged.write_text(node.config_path.read_text().replace(node.config["store"]["url"], f"sqlite:///{lost}")
+                      .replace(certs["A"]["cert"], certs["B"]["cert"]).replace(certs["A"]["key"], certs["B"]["key"]))
+    refused = subprocess.run([sys.executable, "-m", "exchange.cli", "node", "restore", "--config", str(forged)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert f"belongs to {OTHER}, not to {AGENCY}" in refused.stderr
+    genuine = tmp_path / "genuine.toml"
+    genuine.write_text(node.config_path.read_text().replace(node.config["store"]["url"], f"sqlite:///{lost}"))
+    restored = subprocess.run([sys.executable, "-m", "exchange.cli", "node", "restore", "--config", str(genuine)],
+                              capture_output=True, text=True, timeout=120)
+    assert restored.returncode == 0, restored.stderr
+    assert '"hub_position": %d' % at_hub in restored.stdout
