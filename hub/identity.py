@@ -22,14 +22,17 @@ from hub import metrics
 
 log = logging.getLogger(__name__)
 
+_secure = False
 _revocations: RevocationList | None = None
 _audit: Any = None  # an object with record(action, actor, **details), e.g. hub.audit.AuditLog
 
 
-def configure(revocations: RevocationList | None = None, audit: Any = None) -> None:
-    """Set the revocation list every call is checked against, and where refusals are audited."""
-    global _revocations, _audit
-    _revocations, _audit = revocations, audit
+def configure(*, secure: bool, revocations: RevocationList | None = None, audit: Any = None) -> None:
+    """How this process serves: ``secure`` (mutual TLS: a call without a client
+    certificate is refused, never trusted), the revocation list every call is
+    checked against, and where refusals are audited."""
+    global _secure, _revocations, _audit
+    _secure, _revocations, _audit = secure, revocations, audit
 
 
 def peer(context: grpc.ServicerContext) -> Peer | None:
@@ -37,10 +40,11 @@ def peer(context: grpc.ServicerContext) -> Peer | None:
 
     Aborts the call with UNAUTHENTICATED when the certificate is revoked or expired."""
     properties = context.auth_context()
-    if properties.get("transport_security_type") != [b"ssl"]:
-        return None
-    pems = properties.get("x509_pem_cert")
-    if not pems:  # the server requires client certificates; this is only defence in depth
+    pems = properties.get("x509_pem_cert") if properties.get("transport_security_type") == [b"ssl"] else None
+    if not pems:
+        if not _secure:
+            return None
+        # gRPC already requires a client certificate on a TLS port; this is defence in depth.
         _deny(context, grpc.StatusCode.UNAUTHENTICATED, None, "no client certificate was presented")
     proven = peer_from_pem(pems[0])
     if datetime.now(timezone.utc) > proven.not_after:

@@ -75,7 +75,7 @@ def _credentials(cfg: dict[str, Any]) -> grpc.ServerCredentials | None:
         if not tls.is_loopback(address):
             raise tls.TLSError(f"[listen] insecure = true is refused on {address}: without TLS the hub may only "
                                "listen on a loopback address (127.0.0.1, ::1, localhost); configure [tls]")
-        identity.configure()
+        identity.configure(secure=False)
         return None
     if not cfg["tls.cert"]:
         raise tls.TLSError("no [tls] ca, cert and key: issue them with exchange ca (docs/security.md), "
@@ -84,7 +84,7 @@ def _credentials(cfg: dict[str, Any]) -> grpc.ServerCredentials | None:
     revocations = tls.RevocationList(cfg["tls.crl"], cfg["tls.ca"]) if cfg["tls.crl"] else None
     if revocations is None:
         log.warning("no [tls] crl set: revoked certificates cannot be refused")
-    identity.configure(revocations)
+    identity.configure(secure=True, revocations=revocations)
     return credentials
 
 

@@ -205,7 +205,7 @@ def admin_server(pki, certs):
     method is administrative (as the catalog's review is); refusals audited."""
     audit = AuditLog(pki.dir.parent / "audit.log")
     settings = {f"tls.{k}": v for k, v in pki.hub_tls("admin-server").items()}
-    identity.configure(tls.RevocationList(settings["tls.crl"], settings["tls.ca"]), audit)
+    identity.configure(secure=True, revocations=tls.RevocationList(settings["tls.crl"], settings["tls.ca"]), audit=audit)
 
     def review(request, context):
         return identity.require_admin(context, frozenset([ADMIN])).encode()
@@ -217,7 +217,7 @@ def admin_server(pki, certs):
     server.start()
     yield f"127.0.0.1:{port}", audit
     server.stop(None)
-    identity.configure()
+    identity.configure(secure=False)
 
 
 @pytest.mark.parametrize("holder", list(MATRIX))
@@ -323,3 +323,38 @@ def test_a_node_store_is_restored_over_tls_only_with_the_agencys_own_certificate
                               capture_output=True, text=True, timeout=120)
     assert restored.returncode == 0, restored.stderr
     assert '"hub_position": %d' % at_hub in restored.stdout
+
+
+def test_the_ca_commands_issue_list_revoke_and_re_sign(tmp_path):
+    from cryptography import x509
+
+    from support.pki import run_exchange
+
+    ca_dir = str(tmp_path / "ca")
+    run_exchange("ca", "init", "--dir", ca_dir)
+    hub = run_exchange("ca", "issue", "--dir", ca_dir, "--hub", "hub", "--host", "hub.example.gov.cn",
+                       "--host", "10.0.0.5", "--days", "30")
+    names = x509.load_pem_x509_certificate(Path(hub["cert"]).read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["hub.example.gov.cn"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.5"]
+    assert oct(Path(hub["key"]).stat().st_mode & 0o777) == "0o600"
+    admin = run_exchange("ca", "issue", "--dir", ca_dir, "--admin", "admin-ops")
+    run_exchange("ca", "revoke", "--dir", ca_dir, "--admin", "admin-ops")
+    listed = {entry["name"]: entry for entry in run_exchange("ca", "list", "--dir", ca_dir)}
+    assert (listed["admin-ops"]["revoked"], listed["hub"]["revoked"]) == (True, False)
+    assert listed["admin-ops"]["serial"] == admin["serial"]
+    crl_path = Path(ca_dir) / "crl.pem"
+    number = lambda: x509.load_pem_x509_crl(crl_path.read_bytes()).extensions.get_extension_for_class(  # noqa: E731
+        x509.CRLNumber).value.crl_number
+    before = number()
+    run_exchange("ca", "crl", "--dir", ca_dir)
+    crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    assert number() == before + 1 and crl.get_revoked_certificate_by_serial_number(int(admin["serial"], 16))
+    for args, message in [(["init"], "already holds a CA"), (["issue", "--admin", "admin-ops"], "already exists"),
+                          (["revoke", "FFFF"], "no certificate with serial FFFF"),
+                          (["revoke", "--agency", "NOBODY"], "no certificate to agency NOBODY"),
+                          (["issue", "--agency", "A1", "--host", "x"], "--host is for hub certificates only")]:
+        result = subprocess.run([sys.executable, "-m", "exchange.cli", "ca", *args, "--dir", ca_dir],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
