@@ -142,14 +142,42 @@ def client_credentials(cfg: Mapping) -> grpc.ChannelCredentials:
 
 
 def server_credentials(cfg: Mapping) -> grpc.ServerCredentials:
-    """Server credentials that require a client certificate issued by ``[tls] ca``."""
-    cert = check_pair(cfg)
-    export_expiry(cert)
-    return grpc.ssl_server_credentials(
-        [(read_file(cfg["tls.key"], "key"), read_file(cfg["tls.cert"], "cert"))],
-        root_certificates=read_file(cfg["tls.ca"], "ca"),
-        require_client_auth=True,
-    )
+    """Server credentials that require a client certificate issued by ``[tls] ca``.
+
+    The files are re-read when they change (checked at each new connection),
+    so a renewed certificate or CA takes effect without a restart; files
+    that do not form a valid set are logged and the previous ones kept."""
+    files = _ServerFiles(cfg)
+    return grpc.dynamic_ssl_server_credentials(files.load(), files.fetch, require_client_authentication=True)
+
+
+class _ServerFiles:
+    def __init__(self, cfg: Mapping):
+        self.cfg = cfg
+        self.paths = [cfg["tls.ca"], cfg["tls.cert"], cfg["tls.key"]]
+        self.seen = [_stamp(p) for p in self.paths]
+
+    def load(self) -> grpc.ServerCertificateConfiguration:
+        cert = check_pair(self.cfg)
+        configuration = grpc.ssl_server_certificate_configuration(
+            [(read_file(self.cfg["tls.key"], "key"), read_file(self.cfg["tls.cert"], "cert"))],
+            root_certificates=read_file(self.cfg["tls.ca"], "ca"))
+        export_expiry(cert)
+        return configuration
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """A new configuration when the files changed, else None (gRPC keeps the current one)."""
+        stamps = [_stamp(p) for p in self.paths]
+        if stamps == self.seen:
+            return None
+        self.seen = stamps
+        try:
+            configuration = self.load()
+        except TLSError as e:
+            log.error("the changed TLS files cannot be used (%s); still serving with the previous ones", e)
+            return None
+        log.info("TLS certificate, key or CA changed: serving with %s from now on", self.cfg["tls.cert"])
+        return configuration
 
 
 _EXPIRY = None

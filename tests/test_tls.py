@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import queue
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from exchange import tls
@@ -26,7 +30,7 @@ from hub import identity
 from hub.audit import AuditLog
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
-from support.pki import PKI, client, events, get_position, publish, subscribe_first, tls_settings
+from support.pki import PKI, client, events, get_position, publish, run_exchange, subscribe_first, tls_settings
 from test_exchange_e2e import AGENCY, agency, assert_exactly_once, status, wait_caught_up  # noqa: F401
 
 OTHER = "91310000OTHER00001"
@@ -326,10 +330,6 @@ def test_a_node_store_is_restored_over_tls_only_with_the_agencys_own_certificate
 
 
 def test_the_ca_commands_issue_list_revoke_and_re_sign(tmp_path):
-    from cryptography import x509
-
-    from support.pki import run_exchange
-
     ca_dir = str(tmp_path / "ca")
     run_exchange("ca", "init", "--dir", ca_dir)
     hub = run_exchange("ca", "issue", "--dir", ca_dir, "--hub", "hub", "--host", "hub.example.gov.cn",
@@ -358,3 +358,54 @@ def test_the_ca_commands_issue_list_revoke_and_re_sign(tmp_path):
         result = subprocess.run([sys.executable, "-m", "exchange.cli", "ca", *args, "--dir", ca_dir],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+
+
+def test_a_certificate_expiring_during_an_open_stream_stops_it(tls_hub, pki):
+    lifetime = timedelta(seconds=4)
+    expiring = pki.issue("agency", "EXPIRING_AGENCY", not_after=datetime.now(timezone.utc) + lifetime)
+    record = events(2)
+    with client(tls_hub.grpc_address, expiring) as channel:
+        requests: queue.Queue = queue.Queue()
+        requests.put(pb.PublishRequest(hello=pb.Hello(agency="EXPIRING_AGENCY")))
+        responses = pb_grpc.ExchangeStub(channel).Publish(iter(requests.get, None), timeout=30)
+        assert next(responses).position == 0
+        requests.put(pb.PublishRequest(batch=pb.EventBatch(after=0, events=record[:1])))
+        assert next(responses).stored == 1
+        expiry = tls.load_certificates(expiring["cert"], "cert")[0].not_valid_after_utc
+        while datetime.now(timezone.utc) <= expiry:
+            time.sleep(0.2)
+        requests.put(pb.PublishRequest(batch=pb.EventBatch(after=1, events=record[1:])))
+        with pytest.raises(grpc.RpcError) as refused:
+            next(responses)
+        requests.put(None)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "EXPIRING_AGENCY" in refused.value.details() and "expired at" in refused.value.details()
+
+
+def _served_serial(address: str, holder: dict) -> int:
+    """The serial number of the certificate the server at ``address`` presents."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(holder["ca"])
+    context.load_cert_chain(holder["cert"], holder["key"])
+    context.set_alpn_protocols(["h2"])
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as wrapped:
+        return x509.load_der_x509_certificate(wrapped.getpeercert(binary_form=True)).serial_number
+
+
+def test_a_renewed_hub_certificate_is_served_without_a_restart(launch, pki, certs, tmp_path):
+    settings = pki.hub_tls("rotating-hub")
+    live = {name: tmp_path / f"live-{name}.pem" for name in ("cert", "key")}
+    for name, path in live.items():
+        path.write_bytes(Path(settings[name]).read_bytes())
+    hub = launch.hub("rotating-hub", config={"tls": {**settings, **{k: str(v) for k, v in live.items()}}})
+    first = tls.load_certificates(settings["cert"], "cert")[0]
+    assert _served_serial(hub.grpc_address, certs["A"]) == first.serial_number
+    renewed = pki.issue("hub", "rotating-hub-2")
+    for name, path in live.items():
+        path.write_bytes(Path(renewed[name]).read_bytes())
+    assert _served_serial(hub.grpc_address, certs["A"]) == int(renewed["serial"], 16)
+    with client(hub.grpc_address, certs["A"]) as channel:
+        assert get_position(channel, AGENCY).position == 0
+    assert _expiry_metric(hub) == tls.load_certificates(renewed["cert"], "cert")[0].not_valid_after_utc.timestamp()
