@@ -108,6 +108,16 @@ def check_pair(cfg: Mapping, now: datetime | None = None) -> x509.Certificate:
     return cert
 
 
+def check_node_certificate(cfg: Mapping) -> x509.Certificate:
+    """``check_pair``, and that the certificate is the configured agency's (the hub would refuse any other)."""
+    cert = check_pair(cfg)
+    holder = describe(cert)
+    if holder.role != ROLE_AGENCY or holder.name != cfg["agency"]:
+        raise TLSError(f"[tls] cert {cfg['tls.cert']} belongs to {holder.role or 'no role'} {holder.name}, "
+                       f"not to agency {cfg['agency']}; issue one with exchange ca issue --agency {cfg['agency']}")
+    return cert
+
+
 def check_validity(cert: x509.Certificate, path: str, now: datetime | None = None) -> None:
     """TLSError when ``cert`` is not valid at ``now`` (default: the current time)."""
     now = now or datetime.now(timezone.utc)

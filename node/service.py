@@ -93,7 +93,7 @@ def run(cfg: dict) -> int:
                              "run `exchange node restore` again before `exchange node run`")
         check_settings(cfg["hub.address"], cfg)
         if cfg["tls.cert"]:
-            tls.export_expiry(tls.check_pair(cfg))
+            tls.export_expiry(tls.check_node_certificate(cfg))
         source = node.open_source()
         try:
             source.prepare()

@@ -76,7 +76,8 @@ class Shipper:
                     log.error("hub refused a message: %s; lower [hub] batch_size", e.details(), extra={"hub": self.address})
                     delay = self.reconnect_max
                 else:
-                    log.warning("hub %s unavailable (%s); retrying in %.1fs", self.address, kind, delay)
+                    log.warning("hub %s unavailable (%s: %s); retrying in %.1fs", self.address, kind,
+                                e.details() if hasattr(e, "details") else e, delay)
             except TLSError as e:
                 metrics.ERRORS.labels("tls").inc()
                 log.error("cannot connect to the hub: %s", e, extra={"hub": self.address})

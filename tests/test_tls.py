@@ -409,3 +409,9 @@ def test_a_renewed_hub_certificate_is_served_without_a_restart(launch, pki, cert
     with client(hub.grpc_address, certs["A"]) as channel:
         assert get_position(channel, AGENCY).position == 0
     assert _expiry_metric(hub) == tls.load_certificates(renewed["cert"], "cert")[0].not_valid_after_utc.timestamp()
+
+
+def test_a_node_holding_another_agencys_certificate_refuses_to_start(launch, tls_hub, certs, agency):
+    with pytest.raises(RuntimeError, match=rf"exited with code 2[\s\S]*belongs to agency {OTHER}, not to agency {AGENCY}"):
+        launch.node(tls_hub.grpc_address, Path(agency.path), TABLES, name="borrowed-node",
+                    config={"tls": tls_settings(certs["B"])})
