@@ -20,7 +20,7 @@ import pytest
 import zstandard
 from eventsourcing.persistence import Notification
 from google.protobuf.message import DecodeError
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from exchange import bundles
@@ -100,29 +100,51 @@ def ingest():
         store.close()
 
 
-@st.composite
-def hostile_batches(draw):
-    """Batches around the hub's position: repeats, gaps, bad ids and versions, wrong records."""
-    after = draw(st.integers(0, 12))
-    ids = sorted(draw(st.lists(st.integers(0, 14), max_size=6)))
-    if draw(st.booleans()):
-        ids = draw(st.permutations(ids))
-    records = draw(st.lists(st.uuids(), min_size=1, max_size=3))
-    evs = [pb.Event(notification_id=i, originator_id=str(draw(st.sampled_from(records))),
-                    originator_version=draw(st.integers(0, 4)), topic=draw(st.sampled_from(["t", ""])), state=b"{}")
-           for i in ids]
-    return pb.EventBatch(after=after, events=evs)
+BATCH_FAULTS = ["none", "none", "none", "notification id", "version", "topic", "originator id"]
+
+
+def _batch_around(data, ingest) -> tuple[str, pb.EventBatch]:
+    """A batch near the hub's position continuing its records' versions, with one kind of fault (or none)."""
+    position = ingest.position(AGENCY)
+    versions = {n.originator_id: n.originator_version for n in ingest.read(AGENCY, 0, 10_000)}
+    # Draws are relative to the store's state, so Hypothesis can replay and shrink them.
+    after = max(0, position + data.draw(st.integers(-3, 2), label="after - position"))
+    records = list(versions) + [uuid.uuid4(), uuid.uuid4()]
+    events = []
+    for notification_id in range(after + 1, after + 1 + data.draw(st.integers(0, 4), label="count")):
+        record = records[-1 - data.draw(st.integers(0, 5)) % len(records)]
+        versions[record] = versions.get(record, 0) + 1
+        events.append(pb.Event(notification_id=notification_id, originator_id=str(record),
+                               originator_version=versions[record], topic="t", state=b"{}"))
+    fault = data.draw(st.sampled_from(BATCH_FAULTS))
+    if not events:
+        fault = "none"
+    if fault != "none":
+        target = events[data.draw(st.integers(0, 3)) % len(events)]
+        if fault == "notification id":
+            target.notification_id = data.draw(st.integers(0, 2**64 - 1))
+        elif fault == "version":
+            target.originator_version = data.draw(st.integers(0, 2**64 - 1))
+        elif fault == "topic":
+            target.topic = ""
+        else:
+            target.originator_id = data.draw(st.text(max_size=10))
+    return fault, pb.EventBatch(after=after, events=events)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=hostile_batches())
-def test_hostile_batches_are_refused_cleanly_and_lose_nothing(ingest, batch):
+@given(data=st.data())
+def test_hostile_batches_are_refused_cleanly_and_lose_nothing(ingest, data):
+    fault, batch = _batch_around(data, ingest)
     before = ingest.position(AGENCY)
     try:
         position, stored = ingest.ingest(AGENCY, batch)
-    except (MalformedEvent, PositionGap, VersionGapError):
+    except (MalformedEvent, PositionGap, VersionGapError) as e:
+        event(f"refused: {type(e).__name__}")
+        assert not (fault == "none" and batch.after == before), f"a valid batch was refused: {e}"
         assert ingest.position(AGENCY) == before, "a refused batch moved the position"
     else:
+        event("stored" if stored else "nothing new")
         assert position >= before and stored == len([e for e in batch.events if e.notification_id > before])
     log = ingest.read(AGENCY, 0, 10_000)
     assert [(n.originator_version, n.state) for n in log[:3]] == [(1, b"{}"), (2, b"{}"), (3, b"{}")]
@@ -188,42 +210,59 @@ manifest_values = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st
                             st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
+BUNDLE_FAULTS = ["none", "none", "manifest fields", "manifest fields", "manifest bytes", "content bytes",
+                 "batch bytes", "event ids"]
+
+
 @st.composite
 def signed_bundles(draw, key, trusted):
-    """Bundles signed by the trusted key (so parsing goes past the signature) with fuzzed manifest and content."""
-    content_events = draw(st.lists(st.integers(0, 12), max_size=5))
-    raw_content = draw(st.one_of(
-        st.builds(lambda after, ids: pb.EventBatch(after=after, events=[
-            pb.Event(notification_id=i, originator_id=str(uuid.uuid4()), originator_version=1, topic="t")
-            for i in ids]).SerializeToString(), st.integers(0, 12), st.just(content_events)),
-        st.binary(max_size=100)))
-    content = draw(st.one_of(st.just(zstandard.ZstdCompressor().compress(raw_content)), st.binary(max_size=60)))
-    fields = {"format": 1, "agency": AGENCY, "first": draw(st.integers(0, 12)), "last": draw(st.integers(0, 12)),
-              "after": draw(st.integers(0, 12)), "events": draw(st.integers(0, 6)),
-              "content_sha256": hashlib.sha256(content).hexdigest(), "created": "now",
-              "key_id": key_id(trusted[AGENCY])}
-    for name in draw(st.lists(st.sampled_from(sorted(fields) + ["extra"]), max_size=2, unique=True)):
-        if draw(st.booleans()):
-            fields[name] = draw(manifest_values)
-        else:
-            fields.pop(name, None)
-    manifest = draw(st.one_of(st.just(json.dumps(fields).encode()), st.binary(max_size=40)))
+    """Bundles signed by the trusted key (so parsing goes past the signature): a manifest that
+    matches its content, then one kind of fault (or none): manifest fields changed or dropped,
+    manifest, compressed content or batch replaced by arbitrary bytes, or event ids out of order."""
+    fault = draw(st.sampled_from(BUNDLE_FAULTS))
+    after = draw(st.integers(0, 12))
+    ids = sorted(set(draw(st.lists(st.integers(after + 1, after + 20), min_size=1, max_size=5))))
+    if fault == "event ids":
+        ids = draw(st.lists(st.integers(0, 14), max_size=5))
+    raw_content = pb.EventBatch(after=after, events=[
+        pb.Event(notification_id=i, originator_id=str(uuid.uuid4()), originator_version=1, topic="t")
+        for i in ids]).SerializeToString()
+    if fault == "batch bytes":
+        raw_content = draw(st.binary(max_size=100))
+    content = zstandard.ZstdCompressor().compress(raw_content)
+    if fault == "content bytes":
+        content = draw(st.binary(max_size=60))
+    fields = {"format": 1, "agency": AGENCY, "first": ids[0] if ids else 0, "last": ids[-1] if ids else 0,
+              "after": after, "events": len(ids), "content_sha256": hashlib.sha256(content).hexdigest(),
+              "created": "now", "key_id": key_id(trusted[AGENCY])}
+    if fault == "manifest fields":
+        for name in draw(st.lists(st.sampled_from(sorted(fields) + ["extra"]), min_size=1, max_size=2, unique=True)):
+            if draw(st.booleans()):
+                fields[name] = draw(manifest_values)
+            else:
+                fields.pop(name, None)
+    manifest = json.dumps(fields).encode()
+    if fault == "manifest bytes":
+        manifest = draw(st.binary(max_size=40))
     signature = key.sign(SIGNED_PREFIX + manifest)
-    return b"".join([MAGIC, struct.pack(">I", len(manifest)), manifest, struct.pack(">Q", len(content)), content,
-                     struct.pack(">H", len(signature)), signature])
+    return fault, b"".join([MAGIC, struct.pack(">I", len(manifest)), manifest, struct.pack(">Q", len(content)),
+                            content, struct.pack(">H", len(signature)), signature])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_signed_but_malformed_bundle_is_refused_and_an_accepted_one_is_consistent(signer, data):
     key, trusted = signer
-    bundle = data.draw(signed_bundles(key, trusted))
+    fault, bundle = data.draw(signed_bundles(key, trusted))
     try:
         manifest, batch = _read(bundle, trusted)
     except BundleError as e:
+        event(f"refused: {e.reason}")
+        assert fault != "none", f"a valid bundle was refused: {e}"
         assert e.reason in ("truncated", "malformed", "version", "unknown_signer", "wrong_agency", "signature",
                             "hash", "content")
         return
+    event("accepted")
     ids = [e.notification_id for e in batch.events]
     assert manifest.agency == AGENCY and batch.after == manifest.after and len(ids) == manifest.events > 0
     assert (ids[0], ids[-1]) == (manifest.first, manifest.last)
