@@ -13,10 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from exchange.sample import SampleAgency, TABLES
+from exchange.ca import CAError
+from exchange.sample import TABLES, SampleAgency
 from exchange.store import EventStore
 from exchange.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 from support.pki import PKI, client, events, get_position, publish, subscribe_first, tls_settings
 from test_exchange_e2e import AGENCY, assert_exactly_once, store_url, wait_caught_up
 
@@ -128,8 +130,6 @@ def test_an_oversized_message_is_refused(channel):
 
 
 def test_a_stream_not_starting_with_hello_is_refused(channel):
-    from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
-
     position = _position(channel)
     requests = iter([pb.PublishRequest(batch=pb.EventBatch(after=position, events=events(1, start=position + 1)))])
     with pytest.raises(grpc.RpcError) as refused:
@@ -156,7 +156,5 @@ def test_an_invalid_agency_id_on_an_insecure_hub_is_refused(hub):
 
 
 def test_the_ca_refuses_to_issue_a_certificate_for_an_invalid_agency_id(pki):
-    from exchange.ca import CAError
-
     with pytest.raises(CAError, match="invalid agency id"):
         pki.issue("agency", "A/../B")
