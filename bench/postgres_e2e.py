@@ -91,12 +91,12 @@ class Exchange:
     def __init__(self, directory: Path, source_url: str):
         self.hub_address = f"127.0.0.1:{free_port()}"
         hub_toml = directory / "hub.toml"
-        hub_toml.write_text(f'[store]\nurl = "sqlite:///{directory}/hub.db"\n[listen]\naddress = "{self.hub_address}"\n'
+        hub_toml.write_text(f'[store]\nurl = "sqlite:///{directory}/hub.db"\n[listen]\naddress = "{self.hub_address}"\ninsecure = true\n'
                             f"[metrics]\nport = {free_port()}\n")
         node_toml = directory / "node.toml"
         node_toml.write_text(f'agency = "{AGENCY}"\n[source]\nurl = "{source_url}"\ntables = {json.dumps(TABLES)}\n'
                              f'poll_interval = 0.02\n[store]\nurl = "sqlite:///{directory}/node.db"\n'
-                             f'[hub]\naddress = "{self.hub_address}"\nreconnect_max = 0.2\n'
+                             f'[hub]\naddress = "{self.hub_address}"\nreconnect_max = 0.2\ninsecure = true\n'
                              f"[metrics]\nport = {free_port()}\n")
         self.cfg = node_config.load(node_toml, environ={})
         self.hub = start("hub", hub_toml, directory / "hub.log")

@@ -52,6 +52,7 @@ MAGIC = b"EXCHANGE-BUNDLE\n"
 SIGNED_PREFIX = b"exchange-bundle-v1\n"
 SUFFIX = ".bundle"
 _U16, _U32, _U64 = struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
+MAX_CONTENT_BYTES = 1 << 30
 _MANIFEST_FIELDS = ("format", "agency", "first", "last", "after", "events", "content_sha256", "created", "key_id")
 
 
@@ -312,7 +313,7 @@ class _Reader:
 def _parse_manifest(path, data: bytes) -> Manifest:
     try:
         fields = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly nested JSON
         raise BundleError(path, "malformed", f"manifest is not JSON: {e}") from None
     if not isinstance(fields, dict):
         raise BundleError(path, "malformed", "manifest is not a JSON object")
@@ -355,6 +356,10 @@ def _check_signature(path, manifest: Manifest, manifest_bytes: bytes, signature:
 def _decode(path, content: bytes) -> pb.EventBatch:
     batch = pb.EventBatch()
     try:
+        declared = zstandard.frame_content_size(content)
+        if declared > MAX_CONTENT_BYTES:  # decompress() would allocate what the frame declares
+            raise BundleError(path, "content", f"content declares {declared} bytes uncompressed; "
+                                               f"a bundle holds at most {MAX_CONTENT_BYTES}")
         batch.ParseFromString(zstandard.ZstdDecompressor().decompress(content))
     except (zstandard.ZstdError, DecodeError) as e:
         raise BundleError(path, "content", f"content cannot be decoded: {e}") from None

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Mapping
+
 import grpc
+
+from exchange import tls
+
+log = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -11,8 +18,34 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+_warned: set[str] = set()
 
 
-def open_channel(address: str, cfg: dict | None = None) -> grpc.Channel:
-    """A channel to the hub at ``address``, secured as the config's ``[tls]`` settings say."""
+def open_channel(address: str, cfg: Mapping | None = None) -> grpc.Channel:
+    """A channel to the hub at ``address``, secured as the config's ``[tls]`` settings say.
+
+    Mutual TLS when ``[tls] cert`` is set; a plain channel only when
+    ``[hub] insecure = true`` and the hub is on a loopback address.
+    Raises tls.TLSError naming what to set or fix."""
+    cfg = cfg or {}
+    check_settings(address, cfg)
+    if cfg.get("tls.cert"):
+        return grpc.secure_channel(address, tls.client_credentials(cfg), options=CHANNEL_OPTIONS)
+    if address not in _warned:
+        _warned.add(address)
+        log.warning("connecting to the hub at %s WITHOUT TLS ([hub] insecure = true): for tests on one machine only",
+                    address, extra={"hub": address})
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def check_settings(address: str, cfg: Mapping) -> None:
+    """TLSError unless the settings choose exactly one of mutual TLS and an explicitly insecure loopback channel."""
+    secure, insecure = bool(cfg.get("tls.cert")), bool(cfg.get("hub.insecure"))
+    if secure and insecure:
+        raise tls.TLSError("[hub] insecure = true and [tls] cert are both set: choose one")
+    if not secure and not insecure:
+        raise tls.TLSError(f"no [tls] ca, cert and key for the hub at {address}: issue them with "
+                           "exchange ca issue --agency ID, or set [hub] insecure = true for a hub on this machine")
+    if insecure and not tls.is_loopback(address):
+        raise tls.TLSError(f"[hub] insecure = true is refused for {address}: plain connections are only "
+                           "allowed to a hub on a loopback address; configure [tls] ca, cert and key")

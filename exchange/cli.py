@@ -99,6 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print JSON for scripts")
     audit_verify.add_argument("--head", metavar="SEQ:HASH",
                               help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
+    ca = commands.add_parser("ca", help="certificate authority for mutual TLS (docs/security.md)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    ca_init = ca.add_parser("init", help="create a CA: key, certificate and an empty revocation list")
+    ca_init.add_argument("--dir", required=True, help="directory for the CA's files (kept offline, key mode 0600)")
+    ca_init.add_argument("--name", default="Exchange CA", help="the CA certificate's common name")
+    ca_issue = ca.add_parser("issue", help="issue a certificate for an agency's node, an administrator or the hub")
+    ca_issue.add_argument("--dir", required=True, help="the CA directory")
+    who = ca_issue.add_mutually_exclusive_group(required=True)
+    who.add_argument("--agency", help="agency id (unified social credit code) of a node")
+    who.add_argument("--admin", metavar="NAME", help="an administrator (list NAME in the hub's [security] administrators)")
+    who.add_argument("--hub", metavar="NAME", help="the hub's server certificate")
+    ca_issue.add_argument("--host", action="append", default=[], metavar="HOST",
+                          help="with --hub: a DNS name or IP address nodes use to reach it (repeatable; "
+                               "default localhost, 127.0.0.1, ::1)")
+    ca_issue.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    ca_issue.add_argument("--out", metavar="DIR", help="write NAME.pem and NAME-key.pem here (default: the CA directory)")
+    ca_revoke = ca.add_parser("revoke", help="revoke certificates; the hub reloads the revocation list by itself")
+    ca_revoke.add_argument("--dir", required=True, help="the CA directory")
+    ca_revoke.add_argument("serials", nargs="*", metavar="SERIAL", help="hexadecimal serial number(s), as issue prints them")
+    ca_revoke.add_argument("--agency", help="revoke every certificate issued to this agency")
+    ca_revoke.add_argument("--admin", metavar="NAME", help="revoke every certificate issued to this administrator")
+    ca_crl = ca.add_parser("crl", help="sign the revocation list again (it is valid for 30 days)")
+    ca_crl.add_argument("--dir", required=True, help="the CA directory")
+    ca_list = ca.add_parser("list", help="list the certificates issued, with expiry and revocation")
+    ca_list.add_argument("--dir", required=True, help="the CA directory")
 
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
     demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
@@ -132,6 +157,29 @@ def _audit(args: argparse.Namespace) -> int:
     verdict = audit.verify(path, audit.Head.parse(args.head) if args.head else None)
     print(json.dumps(verdict.to_dict(), ensure_ascii=False) if args.json else verdict.render())
     return 0 if verdict.valid else 1
+
+
+def _ca(args: argparse.Namespace) -> int:
+    from exchange import ca
+
+    if args.action == "init":
+        report = ca.init(args.dir, args.name)
+    elif args.action == "issue":
+        role, name = (("agency", args.agency) if args.agency else ("administrator", args.admin) if args.admin
+                      else ("hub", args.hub))
+        if args.host and role != "hub":
+            raise ValueError("--host is for hub certificates only")
+        report = ca.issue(args.dir, role, name, out=args.out, hosts=args.host, days=args.days)
+    elif args.action == "revoke":
+        if not (args.serials or args.agency or args.admin):
+            raise ValueError("name what to revoke: SERIAL..., --agency ID or --admin NAME")
+        report = ca.revoke(args.dir, args.serials, agency=args.agency, admin=args.admin)
+    elif args.action == "crl":
+        report = ca.refresh_crl(args.dir)
+    else:
+        report = ca.listing(args.dir)
+    print(json.dumps(report, ensure_ascii=False))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +278,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(json.dumps(at_rest.keygen(args.file)))
         return 0
+    if args.command == "ca":
+        return _ca(args)
     if args.command == "demo":
         from exchange import demo
 

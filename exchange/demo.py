@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from exchange import replay, verify
 from exchange.health import wait_serving
 from exchange.sample import TABLES, SampleAgency
+from exchange.store import StoreError
 from node import config as node_config
 from node.status import node_status
 
@@ -43,7 +44,7 @@ def write_configs(directory: Path) -> tuple[Path, Path, str]:
     hub_toml = directory / "hub.toml"
     hub_toml.write_text(
         f'[store]\nurl = "sqlite:///{directory}/hub-store.db"\n'
-        f'[listen]\naddress = "{hub_address}"\n'
+        f'[listen]\naddress = "{hub_address}"\ninsecure = true  # loopback only, for the demo\n'
         f"[metrics]\nport = {free_port()}\n"
     )
     node_toml = directory / "node.toml"
@@ -51,7 +52,7 @@ def write_configs(directory: Path) -> tuple[Path, Path, str]:
         f'agency = "{AGENCY}"\n'
         f'[source]\nurl = "sqlite:///{directory}/agency.db"\ntables = {json.dumps(TABLES)}\npoll_interval = 0.05\n'
         f'[store]\nurl = "sqlite:///{directory}/node-store.db"\n'
-        f'[hub]\naddress = "{hub_address}"\n'
+        f'[hub]\naddress = "{hub_address}"\ninsecure = true\n'
         f"[metrics]\nport = {free_port()}\n"
     )
     return hub_toml, node_toml, hub_address
@@ -128,8 +129,11 @@ def _check_running(node: subprocess.Popen) -> None:
 def _wait_caught_up(cfg: dict, node: subprocess.Popen) -> dict:
     while True:
         _check_running(node)
-        status = node_status(cfg)
-        if status["caught_up"] and status["hub_reachable"]:
+        try:
+            status = node_status(cfg)
+        except StoreError:  # the node has not created its store yet
+            status = {"caught_up": False}
+        if status["caught_up"] and status.get("hub_reachable"):
             return status
         time.sleep(0.1)
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from typing import Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from exchange.channel import open_channel
 
-def is_serving(address: str, service: str = "", timeout: float = 1.0) -> bool:
-    """True when the server at ``address`` reports SERVING for ``service``."""
+
+def is_serving(address: str, service: str = "", timeout: float = 1.0, cfg: Mapping | None = None) -> bool:
+    """True when the server at ``address`` reports SERVING for ``service``;
+    over mutual TLS when ``cfg`` holds ``[tls]`` settings (exchange.channel)."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with (open_channel(address, cfg) if cfg else grpc.insecure_channel(address)) as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
@@ -21,10 +25,10 @@ def is_serving(address: str, service: str = "", timeout: float = 1.0) -> bool:
         return False
 
 
-def wait_serving(address: str, timeout: float = 30.0, service: str = "") -> None:
+def wait_serving(address: str, timeout: float = 30.0, service: str = "", cfg: Mapping | None = None) -> None:
     """Wait until the server at ``address`` is SERVING; TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not is_serving(address, service):
+    while not is_serving(address, service, cfg=cfg):
         if time.monotonic() > deadline:
             raise TimeoutError(f"no gRPC server SERVING at {address} after {timeout:.0f}s")
         time.sleep(0.1)

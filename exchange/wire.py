@@ -10,6 +10,10 @@ from eventsourcing.persistence import Notification, StoredEvent
 from protos.exchange.v1 import exchange_pb2 as pb
 
 
+# Stores keep ids and versions as signed 64-bit integers; the wire allows unsigned ones.
+MAX_ID = 2**63 - 1
+
+
 class MalformedEvent(ValueError):
     """A wire event that cannot be stored; the message says which field."""
 
@@ -43,6 +47,9 @@ def from_wire(event: pb.Event) -> StoredEvent:
         ) from None
     if event.originator_version < 1:
         raise MalformedEvent(f"event {event.notification_id}: originator_version must be >= 1")
+    if event.originator_version > MAX_ID or event.notification_id > MAX_ID:
+        raise MalformedEvent(f"event {event.notification_id}: notification id or originator_version is too large "
+                             f"(at most {MAX_ID})")
     if not event.topic:
         raise MalformedEvent(f"event {event.notification_id}: topic is empty")
     return StoredEvent(

@@ -9,7 +9,7 @@ import grpc
 
 from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.wire import MalformedEvent, to_wire
-from hub import metrics
+from hub import identity, metrics
 from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap
 from hub.status import StatusBoard
@@ -45,7 +45,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         if first.WhichOneof("kind") != "hello":
             _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
                     "the first message of a publish stream must be a Hello naming the agency")
-        agency = _agency(first.hello.agency, context)
+        agency = _agency(identity.acting_agency(context, first.hello.agency), context)
         _track_connected(metrics.PUBLISHERS, agency, context)
         self.board.connected(agency, context)
         position = self.ingest.position(agency)
@@ -60,12 +60,13 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             if request.WhichOneof("kind") != "batch":
                 _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
                         "only the first message of a publish stream may be a Hello")
+            identity.peer(context)  # a certificate revoked or expired since the stream opened stops it here
             position, stored = self._store(agency, request.batch, context)
             yield pb.PublishResponse(position=position, stored=stored)
 
     def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
         """The agency's events after ``request.after``, then new ones as they come."""
-        agency = _agency(request.agency, context)
+        agency = _agency(identity.acting_agency(context, request.agency), context)  # own log only, for now
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
         _track_connected(metrics.SUBSCRIBERS, agency, context)
@@ -74,6 +75,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         peer = context.peer()
         context.add_callback(lambda: self._record("subscription.delivered", peer, **delivery))
         while context.is_active():
+            identity.peer(context)
             notifications = self.ingest.read(agency, after, limit)
             if not notifications:
                 self.ingest.wait(agency, after, POLL_SECONDS)
@@ -86,7 +88,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
 
     def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
         """The node position and latest hub notification id for the agency."""
-        agency = _agency(request.agency, context)
+        agency = _agency(identity.acting_agency(context, request.agency), context)
         return pb.Position(position=self.ingest.position(agency), hub_position=self.ingest.hub_position(agency))
 
     def _store(self, agency: str, batch: pb.EventBatch, context: grpc.ServicerContext) -> tuple[int, int]:

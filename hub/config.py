@@ -16,6 +16,13 @@ SETTINGS: dict[str, Setting] = {
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
+    "listen.insecure": Setting(bool, False, "serve without TLS: every caller trusted; refused unless the address is loopback"),
+    "listen.max_message_bytes": Setting(int, 64 * 1024 * 1024, "largest gRPC message accepted; larger ones get RESOURCE_EXHAUSTED"),
+    "tls.ca": Setting(str, "", "PEM CA certificate(s) that client certificates must be issued by"),
+    "tls.cert": Setting(str, "", "the hub's PEM certificate (exchange ca issue --hub)"),
+    "tls.key": Setting(str, "", "the hub's PEM private key"),
+    "tls.crl": Setting(str, "", "PEM certificate revocation list, re-read when it changes (exchange ca revoke)"),
+    "security.administrators": Setting(list, [], "certificate names (exchange ca issue --admin NAME) allowed administrative calls"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
     "bundles.decrypt_key": Setting(str, "", "the hub's X25519 key that decrypts bundles encrypted to it "
                                             "(exchange hub keygen creates it and <name>.pub)"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import sqlite3
@@ -15,8 +14,10 @@ from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange import tls
 from exchange.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
+from hub import identity
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
@@ -35,7 +36,6 @@ WORKERS = 64
 GRACE_SECONDS = 5.0
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # Without this a second hub could bind the same port and share the load.
     ("grpc.so_reuseport", 0),
 ]
@@ -45,6 +45,9 @@ def run(cfg: dict[str, Any]) -> int:
     """Serve until SIGTERM or SIGINT; 0 after a clean stop, 2 on a setup error."""
     if cfg["listen.max_batch"] < 1:
         log.error("[listen] max_batch must be at least 1, got %d", cfg["listen.max_batch"])
+        return 2
+    if cfg["listen.max_message_bytes"] < 1024:
+        log.error("[listen] max_message_bytes must be at least 1024, got %d", cfg["listen.max_message_bytes"])
         return 2
     try:
         store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
@@ -64,7 +67,12 @@ def run(cfg: dict[str, Any]) -> int:
             return 2
         audit, watch = started
         try:
-            return _serve(cfg, ingest, audit)
+            try:
+                credentials = _credentials(cfg, audit)
+            except tls.TLSError as e:
+                log.error("cannot serve: %s", e)
+                return 2
+            return _serve(cfg, ingest, audit, credentials)
         finally:
             watch.stop()
             audit.record("hub.stopped", "hub")
@@ -86,11 +94,36 @@ def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
     return audit, watch
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
+
+def _credentials(cfg: dict[str, Any], audit: AuditLog) -> grpc.ServerCredentials | None:
+    """Mutual TLS credentials (and the revocation list for the identity layer);
+    None for an explicitly insecure hub on a loopback address.  Raises TLSError."""
+    address = cfg["listen.address"]
+    if cfg["listen.insecure"]:
+        if cfg["tls.cert"]:
+            raise tls.TLSError("[listen] insecure = true and [tls] cert are both set: choose one")
+        if not tls.is_loopback(address):
+            raise tls.TLSError(f"[listen] insecure = true is refused on {address}: without TLS the hub may only "
+                               "listen on a loopback address (127.0.0.1, ::1, localhost); configure [tls]")
+        identity.configure(secure=False, audit=audit)
+        return None
+    if not cfg["tls.cert"]:
+        raise tls.TLSError("no [tls] ca, cert and key: issue them with exchange ca (docs/security.md), "
+                           "or set [listen] insecure = true to serve plain gRPC on a loopback address for tests")
+    credentials = tls.server_credentials(cfg)
+    revocations = tls.RevocationList(cfg["tls.crl"], cfg["tls.ca"]) if cfg["tls.crl"] else None
+    if revocations is None:
+        log.warning("no [tls] crl set: revoked certificates cannot be refused")
+    identity.configure(secure=True, revocations=revocations, audit=audit)
+    return credentials
+
+
+def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
-        options=SERVER_OPTIONS,
+        options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg["listen.max_message_bytes"])],
         maximum_concurrent_rpcs=WORKERS,
+        interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()
     pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit), server)
@@ -102,14 +135,16 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog) -> int:
 
     address = cfg["listen.address"]
     try:
-        bound = server.add_insecure_port(address)
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if not bound:
         log.error("cannot listen on %s: the address is in use or not valid; check [listen] address", address)
         return 2
-    if not _is_loopback(address):
-        log.warning("listening on %s without TLS: anyone on the network can publish and subscribe", address)
+    if credentials is None:
+        log.warning("INSECURE: listening on %s WITHOUT TLS ([listen] insecure = true): no client certificates, "
+                    "every local caller may act for any agency; for tests and demos on one machine only", address,
+                    extra={"address": address, "insecure": True})
     try:
         inbox = hub_inbox.start(cfg, ingest, audit)
     except (ValueError, StoreError, OSError) as e:  # a bad key file, setting or directory
@@ -169,12 +204,3 @@ def _restore_metrics(ingest: Ingest, agencies: list[str]) -> None:
         if last:
             metrics.record_commit_time(agency, last[0].state)
 
-
-def _is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -29,6 +29,10 @@ SETTINGS: dict[str, Setting] = {
     "hub.batch_size": Setting(int, 500, "events per publish batch"),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
+    "hub.insecure": Setting(bool, False, "connect without TLS (only to a hub on a loopback address)"),
+    "tls.ca": Setting(str, "", "PEM CA certificate the hub's certificate must be issued by"),
+    "tls.cert": Setting(str, "", "the node's PEM certificate (exchange ca issue --agency)"),
+    "tls.key": Setting(str, "", "the node's PEM private key"),
     "bundles.key": Setting(str, "", "PEM Ed25519 key signing offline bundles (exchange node keygen creates it)"),
     "bundles.encrypt_to": Setting(str, "", "the hub's X25519 public key file: encrypt bundle content to the hub "
                                            "(empty: not encrypted)"),

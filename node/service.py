@@ -8,8 +8,10 @@ import threading
 import time
 
 import adapters
+from exchange import tls
 from exchange.at_rest import store_cipher
 from exchange.changes import SourceNotReady
+from exchange.channel import check_settings
 from exchange.store import EventStore, StoreError
 from node import metrics
 from node import offline as node_offline
@@ -99,6 +101,9 @@ def run(cfg: dict) -> int:
         if node.recorder.position(RESTORE_TRACKING) and not node.recorder.position(SOURCE_TRACKING):
             raise StoreError("a restore of this node's store from the hub was interrupted: "
                              "run `exchange node restore` again before `exchange node run`")
+        check_settings(cfg["hub.address"], cfg)
+        if cfg["tls.cert"]:
+            tls.export_expiry(tls.check_node_certificate(cfg))
         source = node.open_source()
         try:
             source.prepare()

@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.channel import open_channel
 from exchange.store import NodeRecorder
+from exchange.tls import TLSError
 from exchange.wire import to_wire
 from node import metrics
 from node.positions import HUB_TRACKING
@@ -71,8 +72,19 @@ class Shipper:
                 if code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
                     log.error("hub refused events: %s", e.details(), extra={"hub": self.address})
                     delay = self.reconnect_max
+                elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    log.error("hub refused this node's identity: %s", e.details(), extra={"hub": self.address})
+                    delay = self.reconnect_max
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    log.error("hub refused a message: %s; lower [hub] batch_size", e.details(), extra={"hub": self.address})
+                    delay = self.reconnect_max
                 else:
-                    log.warning("hub %s unavailable (%s); retrying in %.1fs", self.address, kind, delay)
+                    log.warning("hub %s unavailable (%s: %s); retrying in %.1fs", self.address, kind,
+                                e.details() if hasattr(e, "details") else e, delay)
+            except TLSError as e:
+                metrics.ERRORS.labels("tls").inc()
+                log.error("cannot connect to the hub: %s", e, extra={"hub": self.address})
+                delay = self.reconnect_max
             except Exception:
                 metrics.ERRORS.labels("shipper").inc()
                 log.exception("shipper failed; retrying in %.1fs", delay)

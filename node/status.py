@@ -6,6 +6,7 @@ import grpc
 
 import adapters
 from exchange.at_rest import store_cipher
+from exchange.channel import open_channel
 from exchange.store import EventStore
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -25,7 +26,7 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
         latest = recorder.max_notification_id() or 0
         source_position = recorder.position(SOURCE_TRACKING)
         acknowledged = recorder.position(HUB_TRACKING)
-        hub_position, hub_reachable = _ask_hub(cfg["hub.address"], agency, hub_timeout)
+        hub_position, hub_reachable = _ask_hub(cfg, agency, hub_timeout)
         if hub_position is None:
             hub_position = acknowledged
         backlog = recorder.count_after(hub_position)
@@ -49,9 +50,9 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
     }
 
 
-def _ask_hub(address: str, agency: str, timeout: float) -> tuple[int | None, bool]:
+def _ask_hub(cfg: dict, agency: str, timeout: float) -> tuple[int | None, bool]:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(cfg["hub.address"], cfg) as channel:
             answer = pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
             return answer.position, True
     except grpc.RpcError:

@@ -146,7 +146,9 @@ class Launcher:
         self.processes.append(process)
         deadline = time.monotonic() + timeout
         if grpc_address:
-            _wait_for(process, deadline, lambda: is_serving(grpc_address), f"gRPC health SERVING at {grpc_address}")
+            # A TLS hub is probed with its own certificate (it may act as a client too).
+            probe = {f"tls.{k}": v for k, v in config.get("tls", {}).items()} or None
+            _wait_for(process, deadline, lambda: is_serving(grpc_address, cfg=probe), f"gRPC health SERVING at {grpc_address}")
         if ready:
             _wait_for(process, deadline, ready, "readiness")
         return process
@@ -159,10 +161,11 @@ class Launcher:
 
     def hub(self, name: str = "hub", config: Mapping[str, Mapping[str, Any]] | None = None) -> ExchangeProcess:
         """A hub on fresh loopback ports with a SQLite store in the directory;
-        ``config`` sections are merged over those defaults."""
+        ``config`` sections are merged over those defaults; without a ``tls``
+        section it serves plain gRPC (``[listen] insecure``)."""
         settings: dict[str, dict[str, Any]] = {
             "store": {"url": f"sqlite:///{self.directory / (name + '-store.db')}"},
-            "listen": {"address": f"127.0.0.1:{_free_port()}"},
+            "listen": {"address": f"127.0.0.1:{_free_port()}", "insecure": "tls" not in (config or {})},
             "metrics": {"address": "127.0.0.1", "port": _free_port()},
             "log": {"level": "info"},
         }
@@ -175,13 +178,14 @@ class Launcher:
              wait_ready: bool = True) -> ExchangeProcess:
         """A node capturing ``tables`` of ``source_db`` (a SQLite file, or a database
         URL) and shipping to ``hub_address``; ready once it serves /metrics
-        (its source is prepared)."""
+        (its source is prepared).  Without a ``tls`` section in ``config`` it
+        connects in plain gRPC (``[hub] insecure``)."""
         settings: dict[str, Any] = {
             "agency": agency,
             "source": {"url": source_db if "://" in str(source_db) else f"sqlite:///{source_db}",
                        "tables": list(tables), "poll_interval": 0.05},
             "store": {"url": f"sqlite:///{self.directory / (name + '-store.db')}"},
-            "hub": {"address": hub_address, "reconnect_max": 1.0},
+            "hub": {"address": hub_address, "reconnect_max": 1.0, "insecure": "tls" not in (config or {})},
             "metrics": {"address": "127.0.0.1", "port": _free_port()},
         }
         for section, values in (config or {}).items():

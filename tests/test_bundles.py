@@ -399,7 +399,7 @@ def test_hub_killed_during_an_inbox_import_restarts_and_stores_everything_once(
 def test_a_hub_with_an_unreadable_trusted_key_refuses_to_start(tmp_path, free_port):
     config = write_config(tmp_path / "hub.toml", {
         "store": {"url": f"sqlite:///{tmp_path / 'hub-store.db'}"},
-        "listen": {"address": f"127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+        "listen": {"address": f"127.0.0.1:{free_port()}", "insecure": True}, "metrics": {"port": 0},
         "bundles": {"trusted_keys": {AGENCY: str(tmp_path / "missing.pub")}},
         "inbox": {"path": str(tmp_path / "inbox")},
     })

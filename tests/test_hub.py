@@ -281,7 +281,7 @@ def test_bad_store_url_exits_2_with_a_clear_message(tmp_path):
 
 def test_address_in_use_exits_2_with_a_clear_message(tmp_path, shared_hub):
     address = shared_hub.grpc_address
-    result = run_hub(tmp_path, f'[store]\nurl = "sqlite:///other.db"\n[listen]\naddress = "{address}"\n'
+    result = run_hub(tmp_path, f'[store]\nurl = "sqlite:///other.db"\n[listen]\naddress = "{address}"\ninsecure = true\n'
                                '[metrics]\nport = 0\n')
     assert result.returncode == 2
     assert address in result.stderr
