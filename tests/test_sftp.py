@@ -342,7 +342,7 @@ def test_a_node_with_incomplete_offline_settings_refuses_to_start(tmp_path, agen
 def test_a_hub_with_incomplete_sftp_inbox_settings_refuses_to_start(tmp_path, free_port, sshd, remote):
     config = write_config(tmp_path / "hub.toml", {
         "store": {"url": f"sqlite:///{tmp_path / 'hub-store.db'}"},
-        "listen": {"address": f"127.0.0.1:{free_port()}"}, "metrics": {"port": 0},
+        "listen": {"address": f"127.0.0.1:{free_port()}", "insecure": True}, "metrics": {"port": 0},
         "sftp_inbox": sshd.settings(remote),
     })
     result = exchange("hub", "run", "--config", str(config), check=False)
