@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.events import make_mapper
 from exchange.store import EventStore
@@ -34,9 +34,11 @@ from hub.catalog.entry import (
     Returned,
     SchemaFlagged,
     SecrecyReviewed,
+    SourceSchemaSeen,
     Submitted,
     WorkflowError,
     entry_id,
+    source_id,
 )
 from hub.catalog.terms import SENSITIVITIES, ResourceTerms
 
@@ -62,6 +64,7 @@ class Catalog:
         self._entries: dict[UUID, CatalogEntry] = {}
         self._by_resource: dict[tuple[str, str], UUID] = {}  # (agency, resource) of working content
         self._by_published: dict[tuple[str, str], UUID] = {}  # (agency, resource) of published content
+        self._sources: dict[tuple[str, str], SourceSchemaSeen] = {}
         self._head = 0
 
     def close(self) -> None:
@@ -165,19 +168,40 @@ class Catalog:
             return self._save(entry, [FullyReviewed(**self._header(entry), actor=actor, note=note.strip())],
                               "catalog.full_review", actor)
 
-    def flag_schema_change(self, agency: str, resource: str, changed_at: datetime, schema_version: int,
-                           columns: list[str]) -> CatalogEntry | None:
-        """Flag the agency's entry for ``resource`` after its source table changed.
+    def record_source_schema(self, agency: str, resource: str, changed_at: datetime, schema_version: int,
+                             columns: list[str], tracking: Tracking | None = None) -> CatalogEntry | None:
+        """Record a captured table's schema; after a change (schema version 2 on), flag its entry.
 
-        Entries still in their first draft are not flagged (they are being
-        compiled); returns the flagged entry or None."""
+        The agency must then update the entry within 2 working days (Art. 10).
+        Entries still in their first draft are not flagged: they are being
+        compiled.  ``tracking`` (the position in the agency's log) is written
+        in the same transaction.  Returns the flagged entry, if any."""
         with self._lock:
+            self._catch_up()
+            seen = self._sources.get((agency, resource))
+            events: list[CatalogEvent] = [SourceSchemaSeen(
+                originator_id=source_id(agency, resource), originator_version=(seen.originator_version if seen else 0) + 1,
+                timestamp=self.now(), actor="source", agency=agency, resource=resource, changed_at=changed_at,
+                schema_version=schema_version, columns=list(columns))]
             entry = self._find(agency, resource)
-            if entry is None or (entry.status == DRAFT and entry.published is None and entry.submitted_at is None):
-                return None
-            event = SchemaFlagged(**self._header(entry), actor="source", changed_at=changed_at,
-                                  schema_version=schema_version, columns=list(columns))
-            return self._save(entry, [event], "catalog.schema_flag", "source")
+            flag = (schema_version > 1 and entry is not None
+                    and not (entry.status == DRAFT and entry.published is None and entry.submitted_at is None))
+            if flag:
+                events.append(SchemaFlagged(**self._header(entry), actor="source", changed_at=changed_at,
+                                            schema_version=schema_version, columns=list(columns)))
+            self._insert(events, tracking)
+            if flag:
+                self._audited("catalog.schema_flag", "source", entry.code, events[-1].originator_version)
+                return self._existing(entry.code)
+            return None
+
+    def advance(self, tracking: Tracking) -> None:
+        """Record a position in an upstream log without any catalog event."""
+        self.recorder.insert_events([], tracking=tracking)
+
+    def position(self, name: str) -> int:
+        """A position recorded with ``advance`` or ``record_source_schema`` (0 when none)."""
+        return self.recorder.position(name)
 
     # Queries.
 
@@ -194,6 +218,12 @@ class Catalog:
             found = [e for e in self._entries.values()
                      if (agency is None or e.agency == agency) and (status is None or e.status == status)]
         return sorted(found, key=lambda e: e.code)
+
+    def sources(self) -> dict[tuple[str, str], SourceSchemaSeen]:
+        """The latest schema of every captured table the hub has seen, by (agency, resource)."""
+        with self._lock:
+            self._catch_up()
+            return dict(self._sources)
 
     def published(self) -> list[CatalogEntry]:
         """Entries with published content in effect (including ones under revision)."""
@@ -254,21 +284,38 @@ class Catalog:
                 "timestamp": self.now()}
 
     def _save(self, entry: CatalogEntry, events: list[CatalogEvent], action: str, actor: str) -> CatalogEntry:
-        try:
-            self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
-        except IntegrityError:
-            raise WorkflowError(f"entry {entry.code} was changed at the same time by someone else; "
-                                "look at it again and retry") from None
-        if self.audit is not None:
-            self.audit.record(action, actor, code=entry.code, version=events[-1].originator_version)
-        log.info("%s %s by %s", action, entry.code, actor, extra={"code": entry.code, "action": action, "actor": actor})
+        self._insert(events, code=entry.code)
+        self._audited(action, actor, entry.code, events[-1].originator_version)
         return self._existing(entry.code)
+
+    def _insert(self, events: list[CatalogEvent], tracking: Tracking | None = None, code: str = "") -> None:
+        """Append ``events`` (and ``tracking``) in one transaction.
+
+        A version already taken means the state they were checked against
+        is stale; with ``tracking`` it may instead mean the upstream position
+        is already recorded, so the IntegrityError is left to the caller."""
+        try:
+            self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events], tracking=tracking)
+        except IntegrityError:
+            if tracking is not None:
+                raise
+            raise WorkflowError(f"entry {code} was changed at the same time by someone else; "
+                                "look at it again and retry") from None
+
+    def _audited(self, action: str, actor: str, code: str, version: int) -> None:
+        if self.audit is not None:
+            self.audit.record(action, actor, code=code, version=version)
+        log.info("%s %s by %s", action, code, actor, extra={"code": code, "action": action, "actor": actor})
 
     def _catch_up(self) -> None:
         while True:
             notifications = self.recorder.read(self._head, READ_BATCH)
             for n in notifications:
                 event = self.mapper.to_domain_event(n)
+                self._head = n.id
+                if isinstance(event, SourceSchemaSeen):
+                    self._sources[(event.agency, event.resource)] = event
+                    continue
                 entry = self._entries.get(event.originator_id)
                 if entry is None:
                     entry = self._entries[event.originator_id] = CatalogEntry(code=event.content["code"])
@@ -277,6 +324,5 @@ class Catalog:
                     self._by_resource[(entry.agency, entry.resource)] = event.originator_id
                 if entry.published is not None and entry.published["resource"]:
                     self._by_published[(entry.published["agency"], entry.published["resource"])] = event.originator_id
-                self._head = n.id
             if len(notifications) < READ_BATCH:
                 return

@@ -109,7 +109,28 @@ class FullyReviewed(CatalogEvent):
     note: str
 
 
-EVENT_CLASSES = (Edited, Submitted, SecrecyReviewed, ItemsReviewed, Published, Returned, SchemaFlagged, FullyReviewed)
+@dataclass(frozen=True)
+class SourceSchemaSeen(CatalogEvent):
+    """A captured table's schema as the hub received it (aggregate: one per agency and table).
+
+    Not an entry event: it tells the catalog which resources each agency
+    captures, for completeness and for flagging entries when they change."""
+
+    TOPIC = "exchange.catalog:SourceSchemaSeen"
+    agency: str
+    resource: str
+    changed_at: datetime
+    schema_version: int
+    columns: list[str]
+
+
+def source_id(agency: str, resource: str) -> uuid.UUID:
+    """The aggregate id of the schema history of one captured table."""
+    return uuid.uuid5(_NAMESPACE, f"source\0{agency}\0{resource}")
+
+
+EVENT_CLASSES = (Edited, Submitted, SecrecyReviewed, ItemsReviewed, Published, Returned, SchemaFlagged, FullyReviewed,
+                 SourceSchemaSeen)
 for _cls in EVENT_CLASSES:
     register_topic(_cls.TOPIC, _cls)
 
