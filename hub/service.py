@@ -19,6 +19,8 @@ from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.api import ExchangeServicer
+from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
+from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -52,12 +54,20 @@ def run(cfg: dict[str, Any]) -> int:
     try:
         ingest = Ingest(store)
         _restore_metrics(ingest, agencies)
-        return _serve(cfg, ingest)
+        try:
+            catalog = CatalogRuntime(cfg, ingest)
+        except (StoreError, PersistenceError, sqlite3.Error, OSError, ValueError) as e:
+            log.error("cannot open the catalog: %s", e)
+            return 2
+        try:
+            return _serve(cfg, ingest, catalog)
+        finally:
+            catalog.stop()
     finally:
         store.close()
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
+def _serve(cfg: dict[str, Any], ingest: Ingest, catalog: CatalogRuntime) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
         options=SERVER_OPTIONS,
@@ -65,10 +75,11 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     )
     board = status.StatusBoard()
     pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board), server)
+    catalog.add_to_server(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
     address = cfg["listen.address"]
@@ -87,7 +98,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board, catalog.overdue_counts()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
@@ -98,7 +109,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
-        for service in ("", EXCHANGE_SERVICE):
+        catalog.start()
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),

@@ -36,6 +36,7 @@ from hub.catalog.entry import (
     SecrecyReviewed,
     SourceSchemaSeen,
     Submitted,
+    UnknownEntry,
     WorkflowError,
     entry_id,
     source_id,
@@ -254,7 +255,7 @@ class Catalog:
     def _existing(self, code: str) -> CatalogEntry:
         entry = self.get(code)
         if entry is None:
-            raise WorkflowError(f"no catalog entry has code {code}")
+            raise UnknownEntry(f"no catalog entry has code {code}")
         return entry
 
     def _entry(self, code: str) -> CatalogEntry:

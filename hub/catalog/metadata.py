@@ -99,9 +99,12 @@ def validate(content: dict[str, Any]) -> list[Problem]:
         if not isinstance(c[key], str):
             bad(key, "must be text")
             c[key] = ""
+    hints = {"share_type": "1 (unconditional), 2 (conditional) or 3 (not shared)",
+             "format": "one of " + ", ".join(FORMATS), "update_cycle": "one of " + ", ".join(UPDATE_CYCLES),
+             "share_modes": "any of " + ", ".join(SHARE_MODES), "code": "e.g. 101001/0001"}
     for key in REQUIRED:
         if c[key] in ("", [], 0):
-            bad(key, "required")
+            bad(key, f"required: {hints[key]}" if key in hints else "required")
     if c["code"] and not CODE.match(c["code"]):
         bad("code", "must be a classification code (category 1 digit 1-9, item 2 digits, subitem 3 digits, "
                     "optional detail digits), a slash and a sequence number of at least 4 digits, e.g. 101001/0001")
