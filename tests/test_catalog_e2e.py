@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from exchange.health import is_serving
 from exchange.sample import TABLES, SampleAgency
+from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
 from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
 USCC = "91310000MB2F31887X"
@@ -144,6 +145,13 @@ def test_the_hub_refuses_what_breaks_the_rules_and_names_it(exchange_pair, tmp_p
     assert result.returncode == 2 and f"{entry}: not_shared_basis: required when share_type is 3" in result.stderr
     missing = catalog("publish", "999999/0001", hub=hub, check=False)
     assert missing.returncode == 1 and "no catalog entry has code 999999/0001 (NOT_FOUND)" in missing.stderr
+    with grpc.insecure_channel(hub.grpc_address) as channel:
+        stub = catalog_pb2_grpc.CatalogStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ReviewItems(catalog_pb2.ReviewItemsRequest(
+                code="101001/0001", decisions=[catalog_pb2.ItemDecision(item="name", accepted=False)]), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.details() == "data item name is not accepted: say why"
 
 
 def test_invalid_identifiers_are_captured_counted_and_reported(exchange_pair):

@@ -50,6 +50,7 @@ class CatalogRuntime:
         pb_grpc.add_CatalogServicer_to_server(self.servicer, server)
 
     def start(self) -> None:
+        self.refresh()  # the status page and metric have figures from the start
         self._thread = threading.Thread(target=self.watch.run, args=(WATCH_SECONDS, self.refresh),
                                         name="catalog-watch", daemon=True)
         self._thread.start()
