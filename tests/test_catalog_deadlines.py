@@ -15,7 +15,7 @@ from hub.catalog import Catalog
 from hub.catalog import reports
 from hub.catalog.schema_watch import SchemaWatch
 from hub.ingest import Ingest
-from test_catalog import AGENCY, OTHER, entry, publish
+from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture)
 
 UTC = timezone.utc
 
@@ -35,8 +35,7 @@ class Clock:
 class Hub:
     """A hub store with agency logs, its Ingest, a Catalog over it and the schema watch."""
 
-    def __init__(self, tmp_path, clock: Clock):
-        url = f"sqlite:///{tmp_path / 'hub-store.db'}"
+    def __init__(self, url: str, clock: Clock):
         self.store = EventStore(url)
         self.ingest = Ingest(self.store)
         self.catalog = Catalog(url, WorkingCalendar(), now=clock)
@@ -68,8 +67,8 @@ def clock():
 
 
 @pytest.fixture
-def hub(tmp_path, clock):
-    h = Hub(tmp_path, clock)
+def hub(store_url, clock):
+    h = Hub(store_url, clock)
     yield h
     h.close()
 

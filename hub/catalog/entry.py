@@ -141,7 +141,10 @@ for _cls in EVENT_CLASSES:
 
 @dataclass
 class CatalogEntry:
-    """The current state of one entry, folded from its events."""
+    """The current state of one entry, folded from its events.
+
+    ``apply`` only ever replaces attributes, never changes them in place, so
+    a shallow copy is a consistent snapshot."""
 
     code: str
     version: int = 0
