@@ -36,10 +36,14 @@ def newest_commit(ingest: Ingest, agency: str) -> float | None:
 class CatalogRuntime:
     """Owns the hub's Catalog while the hub serves."""
 
-    def __init__(self, cfg: dict[str, Any], ingest: Ingest):
-        audit = AuditLog(cfg["audit.path"]) if cfg.get("audit.path") else None
+    def __init__(self, cfg: dict[str, Any], ingest: Ingest, audit: AuditLog | None = None):
+        """``audit``: the hub's one audit log (one writer per file keeps its chain whole), if it has one.
+
+        The evaluation's late answers come from ``servicer.late_answers``
+        (agency -> share requests answered late), set once sharing runs."""
         self.catalog = Catalog(cfg["store.url"], WorkingCalendar.from_config(cfg), audit=audit)
-        self.servicer = CatalogServicer(self.catalog, frozenset(cfg["security.administrators"]), sync=lambda agency: newest_commit(ingest, agency),
+        self.servicer = CatalogServicer(self.catalog, frozenset(cfg["security.administrators"]),
+                                        sync=lambda agency: newest_commit(ingest, agency),
                                         dcat_base=cfg["catalog.dcat_base"])
         self.watch = SchemaWatch(self.catalog, ingest)
         ingest.listeners.append(self.watch.notice)
