@@ -13,7 +13,7 @@ from exchange.changes import Column, TableSchema
 from exchange.events import RecordCreated, RecordUpdated
 from exchange.workdays import WorkingCalendar
 from hub.catalog import Catalog, dcat, metadata, wire
-from node.catalog_draft import draft_content, item_type, to_toml
+from node.catalog_draft import draft, draft_content, item_type, to_toml
 from node.quality import IdentifierCheck
 from test_catalog import AGENCY, USCC, entry, publish
 
@@ -106,3 +106,19 @@ def test_only_invalid_identifiers_in_captured_events_are_counted():
     ]
     check.count(events)
     assert counted() - before == 2
+
+
+def test_drafting_from_a_postgres_source_maps_its_types(postgres, tmp_path):
+    db = postgres.create_database("catalog_draft_source")
+    postgres.execute("CREATE TABLE licences (licence_no varchar(32) PRIMARY KEY, fee numeric(10,2), "
+                     "issued date, updated timestamptz, active boolean, scan bytea, extra jsonb)", dbname=db)
+    cfg = {"agency": USCC, "source.url": postgres.url(db), "source.tables": ["licences"]}
+    report = draft(cfg, tmp_path / "drafts", "json")
+    [path] = report["written"]
+    content = json.loads(open(path, encoding="utf-8").read())
+    assert [(i["name"], i["type"], i["length"]) for i in content["items"]] == [
+        ("licence_no", "C", 32), ("fee", "N", 10), ("issued", "D", 0), ("updated", "T", 0), ("active", "L", 0),
+        ("scan", "B", 0), ("extra", "M", 0)]
+    (tmp_path / "drafts" / "licences.json").write_text("{}")  # the agency's edits
+    assert draft(cfg, tmp_path / "drafts", "json") == {"written": [], "kept": [path]}
+    assert (tmp_path / "drafts" / "licences.json").read_text() == "{}"
