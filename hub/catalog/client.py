@@ -88,7 +88,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _hub(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hub", required=True, metavar="ADDRESS", help="hub gRPC address host:port")
+    parser.add_argument("--hub", metavar="ADDRESS", help="hub gRPC address host:port (default: the config's [hub] address)")
+    parser.add_argument("--config", help="TOML file whose [hub] and [tls] sections say how to reach the hub "
+                                         "(a node's config will do)")
+
+
+def client_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The hub address and the ``hub.*``/``tls.*`` settings of ``--config`` (other sections are ignored)."""
+    cfg: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ValueError(f"{args.config}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{args.config}: not valid TOML: {e}") from None
+        for section in ("hub", "tls"):
+            for key, value in (data.get(section) or {}).items():
+                cfg[f"{section}.{key}"] = value
+    address = args.hub or cfg.get("hub.address")
+    if not address:
+        raise ValueError("give --hub HOST:PORT, or --config with a [hub] address")
+    return address, cfg
 
 
 def load_entry_file(path: str | Path) -> dict[str, Any]:
@@ -117,9 +139,10 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(catalog_draft.draft(config.load(args.config), args.to, args.format), ensure_ascii=False))
         return 0
+    address, cfg = client_settings(args)
     if args.action == "submit":
-        return _submit(args)
-    with open_channel(args.hub) as channel:
+        return _submit(args, address, cfg)
+    with open_channel(address, cfg) as channel:
         stub = pb_grpc.CatalogStub(channel)
         try:
             return _call(stub, args)
@@ -128,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
 
 
-def _submit(args: argparse.Namespace) -> int:
+def _submit(args: argparse.Namespace, address: str, cfg: dict[str, Any]) -> int:
     contents, problems = [], []
     for name in args.files:
         try:
@@ -142,7 +165,7 @@ def _submit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     refused = 0
-    with open_channel(args.hub) as channel:
+    with open_channel(address, cfg) as channel:
         stub = pb_grpc.CatalogStub(channel)
         for name, content in contents:
             try:
