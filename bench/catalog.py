@@ -56,7 +56,8 @@ def main(count: int, url: str | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         url = url or f"sqlite:///{Path(tmp) / 'hub-store.db'}"
         baseline_url = f"sqlite:///{Path(tmp) / 'baseline.db'}" if url.startswith("sqlite") else url
-        results: dict = {"entries": count, "items": sum(len(content(n)["items"]) for n in range(count)), "store": url.split(":")[0]}
+        results: dict = {"entries": count, "items": sum(len(content(n)["items"]) for n in range(count)),
+                         "store": url.split(":")[0]}
         catalog = Catalog(url, WorkingCalendar())
 
         def compile_and_publish():
