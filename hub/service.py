@@ -98,8 +98,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, catalog: CatalogRuntime) -> int:
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"],
-                         lambda: status.report(ingest, board, catalog.overdue_counts()))
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board, catalog.overdue_counts()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
