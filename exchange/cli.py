@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     node_status = node.add_parser("status", help="show the node's positions and backlog")
     node_status.add_argument("--config", help="node TOML file")
     node_status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    node_quality = node.add_parser("quality", help="list captured identifiers with an invalid check character")
+    node_quality.add_argument("--config", help="node TOML file ([source] identifiers declares the columns)")
+    node_quality.add_argument("--json", action="store_true", help="print JSON for scripts")
     node_keygen = node.add_parser("keygen", help="create the key that signs the node's offline bundles")
     node_keygen.add_argument("--config", help="node TOML file ([bundles] key names the key file)")
     node_export = node.add_parser("export", help="write the events the hub has not acknowledged as signed bundles")
@@ -124,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca_crl.add_argument("--dir", required=True, help="the CA directory")
     ca_list = ca.add_parser("list", help="list the certificates issued, with expiry and revocation")
     ca_list.add_argument("--dir", required=True, help="the CA directory")
+    from hub.catalog import client as catalog_client
+
+    catalog_client.add_arguments(commands.add_parser("catalog", help="compile, submit, review and report on the resource catalog"))
 
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
     demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
@@ -245,6 +251,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging()
         print(json.dumps(restore.restore(config.load(args.config)), ensure_ascii=False))
         return 0
+    if args.command == "node" and args.action == "quality":
+        from node import config, quality
+
+        report = quality.quality_report(config.load(args.config))
+        print(json.dumps(report, ensure_ascii=False) if args.json else quality.render(report))
+        return 0
     if args.command == "node" and args.action == "status":
         from node import config, status
 
@@ -280,6 +292,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "ca":
         return _ca(args)
+    if args.command == "catalog":
+        from hub.catalog import client as catalog_client
+
+        return catalog_client.run(args)
     if args.command == "demo":
         from exchange import demo
 

@@ -39,6 +39,11 @@ BUNDLES_QUARANTINED = Counter(
 AUDIT_CHAIN_VALID = Gauge(
     "exchange_hub_audit_chain_valid", "1 while the audit log's hash chain verifies, 0 when it does not"
 )
+CATALOG_OVERDUE = Gauge(
+    "exchange_hub_catalog_entries_overdue",
+    "Catalog entries past their 2-working-day update deadline after a schema change, or their yearly review",
+    ["agency"],
+)
 STORE_BATCH_SECONDS = Histogram(
     "exchange_hub_store_batch_duration_seconds",
     "Time to check and store one published batch (one event-store transaction)",

@@ -23,6 +23,8 @@ from hub import metrics, status, web
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
+from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
+from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -72,7 +74,15 @@ def run(cfg: dict[str, Any]) -> int:
             except tls.TLSError as e:
                 log.error("cannot serve: %s", e)
                 return 2
-            return _serve(cfg, ingest, audit, credentials)
+            try:
+                catalog = CatalogRuntime(cfg, ingest, audit)
+            except (StoreError, PersistenceError, sqlite3.Error, OSError, ValueError) as e:
+                log.error("cannot open the catalog: %s", e)
+                return 2
+            try:
+                return _serve(cfg, ingest, audit, credentials, catalog)
+            finally:
+                catalog.stop()
         finally:
             watch.stop()
             audit.record("hub.stopped", "hub")
@@ -92,7 +102,6 @@ def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
         return None
     watch.start()
     return audit, watch
-
 
 
 def _credentials(cfg: dict[str, Any], audit: AuditLog) -> grpc.ServerCredentials | None:
@@ -118,7 +127,8 @@ def _credentials(cfg: dict[str, Any], audit: AuditLog) -> grpc.ServerCredentials
     return credentials
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None) -> int:
+def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None,
+           catalog: CatalogRuntime) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
         options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg["listen.max_message_bytes"])],
@@ -127,10 +137,11 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
     )
     board = status.StatusBoard()
     pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit), server)
+    catalog.add_to_server(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
     address = cfg["listen.address"]
@@ -158,7 +169,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
             inbox.stop()
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board, catalog.overdue_counts()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
@@ -171,7 +182,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
-        for service in ("", EXCHANGE_SERVICE):
+        catalog.start()
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),

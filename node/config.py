@@ -15,6 +15,7 @@ SETTINGS: dict[str, Setting] = {
                           "or a drop directory files:///srv/drops"),
     "source.tables": Setting(list, help="tables to capture"),
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
+    "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
     "source.settle_seconds": Setting(float, 5.0, "file drops: seconds a file's size and mtime must stay unchanged "

@@ -18,6 +18,7 @@ from node import offline as node_offline
 from node.capture import Capture
 from node.field_policy import FieldPolicy
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
+from node.quality import IdentifierCheck
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,15 @@ class Node:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.agency = cfg["agency"]
+        self.identifiers = IdentifierCheck.from_config(cfg)
         self.store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
         self.policy = FieldPolicy.from_config(cfg)
+        for table, columns in self.identifiers.declared.items():
+            hidden = set(columns) & (self.policy.exclude.get(table, frozenset()) | self.policy.mask.get(table, frozenset()))
+            if hidden:  # the check reads stored events, which hold only what the policy lets through
+                raise ValueError(f"[source] identifiers.{table} declares {', '.join(sorted(hidden))}, which [policy] "
+                                 "excludes or masks: identifiers are checked on the values the node keeps")
         self.failed = False
         self.stopping = threading.Event()
         self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
@@ -53,7 +60,8 @@ class Node:
         the thread that opened them."""
         try:
             source = self.open_source()
-            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"], self.policy)
+            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"], self.policy,
+                              on_stored=self.identifiers.count)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
         except Exception:
