@@ -50,7 +50,7 @@ def fill(text: str, **values: str) -> str:
 
 
 def catalog(*args: str, hub, check: bool = True):
-    return exchange("catalog", *args, "--hub", hub.grpc_address, check=check)
+    return exchange("catalog", *args, "--hub", hub.grpc_address, "--insecure", check=check)
 
 
 def wait_for(check, what: str, timeout: float = 60):

@@ -91,6 +91,8 @@ def _hub(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", metavar="ADDRESS", help="hub gRPC address host:port (default: the config's [hub] address)")
     parser.add_argument("--config", help="TOML file whose [hub] and [tls] sections say how to reach the hub "
                                          "(a node's config will do)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
 
 
 def client_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -107,6 +109,8 @@ def client_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         for section in ("hub", "tls"):
             for key, value in (data.get(section) or {}).items():
                 cfg[f"{section}.{key}"] = value
+    if args.insecure:
+        cfg["hub.insecure"] = True
     address = args.hub or cfg.get("hub.address")
     if not address:
         raise ValueError("give --hub HOST:PORT, or --config with a [hub] address")
