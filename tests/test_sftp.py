@@ -332,7 +332,7 @@ def test_node_killed_during_an_upload_resumes_it_without_loss_or_duplicate(
 def test_a_node_with_incomplete_offline_settings_refuses_to_start(tmp_path, agency, keys, offline, sftp, words):  # noqa: F811
     config = write_config(tmp_path / "node.toml", {
         "agency": AGENCY, "source": {"url": f"sqlite:///{agency.path}", "tables": list(TABLES)},
-        "store": {"url": f"sqlite:///{tmp_path / 'node-store.db'}"}, "hub": {"address": "127.0.0.1:1"},
+        "store": {"url": f"sqlite:///{tmp_path / 'node-store.db'}"}, "hub": {"address": "127.0.0.1:1", "insecure": True},
         "metrics": {"port": 0}, "bundles": {"key": str(keys[AGENCY])}, "offline": offline, "sftp": sftp,
     })
     result = exchange("node", "run", "--config", str(config), check=False)
