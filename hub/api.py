@@ -10,7 +10,9 @@ import grpc
 from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.wire import MalformedEvent, to_wire
 from hub import metrics
+from hub.identity import acting_agency
 from hub.ingest import Ingest, PositionGap
+from hub.sharing import subscription as sharing_subscription
 from hub.status import StatusBoard
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -29,6 +31,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         self.ingest = ingest
         self.max_batch = max_batch
         self.board = board or StatusBoard()
+        self.sharing = None  # a hub.sharing.ledger.SharingLedger: consumer subscriptions (docs/sharing.md)
 
     def Publish(self, request_iterator: Iterator[pb.PublishRequest], context: grpc.ServicerContext):
         """Hello, then batches; answer each with the durable position."""
@@ -60,6 +63,10 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
         _track_connected(metrics.SUBSCRIBERS, agency, context)
+        consumer = acting_agency(context, request.consumer) or agency
+        if consumer != agency:
+            yield from self._subscribe_consumer(agency, _agency(consumer, context), request, limit, context)
+            return
         while context.is_active():
             notifications = self.ingest.read(agency, after, limit)
             if not notifications:
@@ -68,6 +75,13 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             yield to_wire(notifications, after)
             metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
             after = notifications[-1].id
+
+    def _subscribe_consumer(self, provider: str, consumer: str, request: pb.SubscribeRequest, limit: int,
+                            context: grpc.ServicerContext):
+        """Another agency's subscription: only what it is entitled to (hub/sharing/subscription.py)."""
+        if self.sharing is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this hub does not serve consumer subscriptions")
+        yield from sharing_subscription.stream(self.ingest, self.sharing, provider, consumer, request, limit, context)
 
     def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
         """The node position and latest hub notification id for the agency."""

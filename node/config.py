@@ -31,3 +31,20 @@ SETTINGS: dict[str, Setting] = {
 
 def load(path: str | Path | None, environ=None) -> dict[str, Any]:
     return load_config(path, SETTINGS, ENV_PREFIX, environ)
+
+
+# ``exchange node subscribe`` / ``exchange node import``: a consumer agency's replica of other agencies'
+# resources.  It shares the node's identity, hub connection, metrics and log settings.
+CONSUMER_SETTINGS: dict[str, Setting] = {
+    **{k: v for k, v in SETTINGS.items() if k.split(".")[0] in ("agency", "hub", "tls", "metrics", "log")},
+    "hub.address": Setting(str, "", "hub gRPC address host:port (not needed for exchange node import)"),
+    "consumer.replica": Setting(str, help="replica database the received resources are applied to, e.g. sqlite:///replica.db"),
+    "consumer.resources": Setting(list, help="resources to receive, each PROVIDER/RESOURCE"),
+    "consumer.purpose": Setting(str, "", "what the data is used for, recorded with every delivery (required for "
+                                         "unconditional resources; conditional ones record the approved purpose)"),
+    "consumer.hub_key": Setting(str, "", "the hub's bundle public key, trusted for exchange node import"),
+}
+
+
+def load_consumer(path: str | Path | None, environ=None) -> dict[str, Any]:
+    return load_config(path, CONSUMER_SETTINGS, ENV_PREFIX, environ)

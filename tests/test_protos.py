@@ -5,13 +5,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = ["exchange_pb2.py", "exchange_pb2.pyi", "exchange_pb2_grpc.py"]
+GENERATED = [f"{proto}{suffix}" for proto in ("exchange", "sharing") for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
 
 
 def test_regenerating_the_protos_changes_nothing(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-I", ".", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         f"--grpc_python_out={tmp_path}", "protos/exchange/v1/exchange.proto"],
+         f"--grpc_python_out={tmp_path}", "protos/exchange/v1/exchange.proto", "protos/exchange/v1/sharing.proto"],
         cwd=ROOT, check=True,
     )
     for name in GENERATED:
