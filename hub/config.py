@@ -20,6 +20,9 @@ SETTINGS: dict[str, Setting] = {
     "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)"),
     "log.level": Setting(str, "info", "debug, info, warning or error"),
     "log.format": Setting(str, "text", "text or json"),
+    "calendar.holidays": Setting(list, [], "ISO dates off work that the working-day calendar does not know yet"),
+    "calendar.workdays": Setting(list, [], "ISO dates of make-up working days the working-day calendar does not know yet"),
+    "security.administrators": Setting(list, [], "certificate identities allowed to review and publish catalog entries"),
 }
 
 

@@ -15,7 +15,7 @@ because opening a log may create its table.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 from eventsourcing.persistence import Notification
 
@@ -55,6 +55,8 @@ class Ingest:
         self.store = store
         self._lock = threading.Lock()
         self._agencies: dict[str, _Agency] = {}
+        # Called with (agency, new events) after each stored batch, e.g. to notice schema changes.
+        self.listeners: list[Callable[[str, Sequence[pb.Event]], None]] = []
 
     def recorder(self, agency: str, *, create: bool = True) -> AgencyRecorder | None:
         """The agency's log; None if it has none yet and ``create`` is false."""
@@ -104,6 +106,8 @@ class Ingest:
         with state.changed:
             state.head = max(state.head, ids[-1])
             state.changed.notify_all()
+        for listener in self.listeners:
+            listener(agency, new)
         return position, len(new)
 
     def wait(self, agency: str, after: int, timeout: float) -> bool:
