@@ -13,6 +13,7 @@ from hub import metrics
 from hub.identity import acting_agency
 from hub.ingest import Ingest, PositionGap
 from hub.sharing import subscription as sharing_subscription
+from hub.sharing.guard import NotSharedEvents
 from hub.status import StatusBoard
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -92,6 +93,8 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         try:
             with metrics.STORE_BATCH_SECONDS.time():
                 position, stored = self.ingest.ingest(agency, batch)
+        except NotSharedEvents as e:
+            self._refuse_batch(context, agency, "not_shared", grpc.StatusCode.PERMISSION_DENIED, str(e))
         except MalformedEvent as e:
             self._refuse_batch(context, agency, "malformed", grpc.StatusCode.INVALID_ARGUMENT,
                                f"agency {agency}: {e}")

@@ -20,6 +20,7 @@ from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.api import ExchangeServicer
 from hub.ingest import Ingest
+from hub.sharing import setup as hub_sharing
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -64,11 +65,13 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         maximum_concurrent_rpcs=WORKERS,
     )
     board = status.StatusBoard()
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board), server)
+    exchange_servicer = ExchangeServicer(ingest, cfg["listen.max_batch"], board)
+    pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
+    sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (EXCHANGE_SERVICE, hub_sharing.SHARING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
     address = cfg["listen.address"]
@@ -98,7 +101,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
-        for service in ("", EXCHANGE_SERVICE):
+        for service in ("", EXCHANGE_SERVICE, hub_sharing.SHARING_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),
@@ -108,6 +111,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
     finally:
+        sharing.stop()
         if inbox is not None:
             inbox.stop()
         if http is not None:
