@@ -58,11 +58,11 @@ def stream(ingest: Ingest, ledger: SharingLedger, provider: str, consumer: str, 
         _recheck(ledger, granted, context)
         batch = to_wire(projected, after)
         batch.reached, batch.items[:] = reached, items
-        yield batch
-        if projected:
+        if projected:  # recorded before sending: a record may name a batch the consumer never read, never the reverse
             hub_metrics.EVENTS_DELIVERED.labels(provider).inc(len(projected))
             ledger.record_delivery(granted, purpose=purpose, events=len(projected), after=after, reached=reached,
                                    mode="stream")
+        yield batch
         after = reached
 
 
