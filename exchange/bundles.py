@@ -146,15 +146,19 @@ def _load(path, loader, **kwargs):
 # Writing.
 
 def write_bundle(directory: str | Path, agency: str, notifications: Sequence[Notification], after: int,
-                 key: Ed25519PrivateKey) -> Path:
+                 key: Ed25519PrivateKey, *, items: Sequence[str] = (), reached: int = 0) -> Path:
     """Write the consecutive ``notifications`` (following id ``after``) as a
-    signed bundle in ``directory``; return its path.
+    signed bundle in ``directory``; return its path.  ``items`` and
+    ``reached`` go into the content as in a consumer's subscription
+    (hub/consumer_export.py).
 
     Atomic: written under a hidden temp name, fsynced, then renamed, so a
     reader never sees a partial bundle."""
     if not notifications:
         raise ValueError("a bundle needs at least one event")
-    content = zstandard.ZstdCompressor().compress(to_wire(notifications, after).SerializeToString())
+    batch = to_wire(notifications, after)
+    batch.items[:], batch.reached = items, reached
+    content = zstandard.ZstdCompressor().compress(batch.SerializeToString())
     manifest = Manifest(
         format=FORMAT_VERSION, agency=check_agency(agency), first=notifications[0].id, last=notifications[-1].id,
         after=after, events=len(notifications), content_sha256=hashlib.sha256(content).hexdigest(),

@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from exchange.bundles import SigningKeyError, generate_key, key_id, load_private_key, write_bundle
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
+from node.shipper import shareable
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,14 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         position = acknowledged if after is None else after
         start, bundles, events = position, [], 0
         # One bundle's events in memory at a time.
+        written = position  # the last event written: what the next bundle follows (local-only events are skipped)
         while notifications := recorder.read(position, max_events):
-            bundles.append(write_bundle(directory, agency, notifications, position, key).name)
-            events += len(notifications)
             position = notifications[-1].id
+            notifications = shareable(notifications, frozenset(cfg.get("source.not_shared", ())))
+            if notifications:
+                bundles.append(write_bundle(directory, agency, notifications, written, key).name)
+                events += len(notifications)
+                written = notifications[-1].id
     finally:
         store.close()
     return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events, "bundles": bundles}

@@ -15,9 +15,10 @@ import queue
 import threading
 from collections import deque
 from datetime import datetime, timezone
+from typing import Sequence
 
 import grpc
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from exchange.channel import open_channel
 from exchange.store import NodeRecorder
@@ -53,6 +54,7 @@ class Shipper:
         self.wake = wake or threading.Event()
         self.stopping = threading.Event()
         self.acknowledged = recorder.position(HUB_TRACKING)
+        self.not_shared = frozenset((cfg or {}).get("source.not_shared", ()))  # tables whose events stay here
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""
@@ -100,18 +102,22 @@ class Shipper:
         metrics.HUB_CONNECTED.set(1)
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
-        sent = hub_position
+        sent = shipped = hub_position  # read up to / last event sent (they differ when local-only events are kept)
         in_flight: deque[int] = deque()
         while not self.stopping.is_set():
             while len(in_flight) < self.window:
                 notifications = self.recorder.read(sent, self.batch_size)
                 if not notifications:
                     break
-                head = self.recorder.max_notification_id() or 0
-                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=sent, head=head)))
-                metrics.EVENTS_SHIPPED.inc(len(notifications))
                 sent = notifications[-1].id
-                in_flight.append(sent)
+                notifications = shareable(notifications, self.not_shared)
+                if not notifications:
+                    continue
+                head = self.recorder.max_notification_id() or 0
+                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=shipped, head=head)))
+                metrics.EVENTS_SHIPPED.inc(len(notifications))
+                shipped = notifications[-1].id
+                in_flight.append(shipped)
             if not in_flight:
                 self.wake.wait(0.5)
                 self.wake.clear()
@@ -140,6 +146,13 @@ class Shipper:
         metrics.BACKLOG_EVENTS.set(max(0, latest - self.acknowledged))
         oldest = self.recorder.read(self.acknowledged, 1)
         metrics.BACKLOG_SECONDS.set(_age_seconds(oldest[0].state) if oldest else 0)
+
+
+def shareable(notifications: Sequence[Notification], not_shared: frozenset[str]) -> Sequence[Notification]:
+    """The events that may leave the node: all but those of the ``[source] not_shared`` tables (Art. 8)."""
+    if not not_shared:
+        return notifications
+    return [n for n in notifications if json.loads(n.state).get("resource") not in not_shared]
 
 
 def _age_seconds(state: bytes) -> float:

@@ -153,22 +153,25 @@ class SharingLedger:
             raise NotEntitled(f"{provider}/{resource} is not shared (basis: {terms.basis or 'not given'})")
         now = self.clock()
         with self._lock:
+            if terms.share_type == UNCONDITIONAL:
+                granted = Entitlement(consumer, provider, resource, frozenset(terms.items), "", "unconditional")
+            elif terms.share_type == CONDITIONAL:
+                approvals = [r for r in self.requests.values()
+                             if (r.requester, r.provider, r.resource) == (consumer, provider, resource)
+                             and r.active(now)]
+                if not approvals:
+                    raise NotEntitled(f"{consumer} holds no current approval for {provider}/{resource} "
+                                      "(conditional: request it with exchange share request)")
+                items = frozenset(i for r in approvals for i in r.approved_items) & frozenset(terms.items)
+                granted = Entitlement(consumer, provider, resource, items,
+                                      "; ".join(dict.fromkeys(r.purpose for r in approvals)),
+                                      "requests " + ", ".join(str(r.id) for r in approvals))
+            else:
+                raise NotEntitled(f"{provider}/{resource} has an unknown share type {terms.share_type}")
             if terms.sensitivity and agreement_id(provider, consumer, resource) not in self.agreements:
                 raise NotEntitled(f"{provider}/{resource} is {', '.join(sorted(terms.sensitivity))} data: "
                                   f"no secrecy agreement with {consumer} is recorded")
-            if terms.share_type == UNCONDITIONAL:
-                return Entitlement(consumer, provider, resource, frozenset(terms.items), "", "unconditional")
-            if terms.share_type != CONDITIONAL:
-                raise NotEntitled(f"{provider}/{resource} has an unknown share type {terms.share_type}")
-            approvals = [r for r in self.requests.values()
-                         if (r.requester, r.provider, r.resource) == (consumer, provider, resource) and r.active(now)]
-        if not approvals:
-            raise NotEntitled(f"{consumer} holds no current approval for {provider}/{resource} "
-                              "(conditional: request it with exchange share request)")
-        items = frozenset(i for r in approvals for i in r.approved_items) & frozenset(terms.items)
-        purpose = "; ".join(dict.fromkeys(r.purpose for r in approvals))
-        basis = "requests " + ", ".join(str(r.id) for r in approvals)
-        return Entitlement(consumer, provider, resource, items, purpose, basis)
+        return granted
 
     def list(self, agency: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Requests an agency made or must answer (all when ``agency`` is None), oldest first."""
