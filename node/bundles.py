@@ -49,14 +49,14 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         position = acknowledged if after is None else after
         start, bundles, events = position, [], 0
         # One bundle's events in memory at a time.
-        written = position  # the last event written: what the next bundle follows (local-only events are skipped)
+        written = position  # what the next bundle follows: local-only events are left out, covered by ``reached``
         while notifications := recorder.read(position, max_events):
             position = notifications[-1].id
             notifications = shareable(notifications, frozenset(cfg.get("source.not_shared", ())))
             if notifications:
-                bundles.append(write_bundle(directory, agency, notifications, written, key).name)
+                bundles.append(write_bundle(directory, agency, notifications, written, key, reached=position).name)
                 events += len(notifications)
-                written = notifications[-1].id
+                written = position
     finally:
         store.close()
     return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events, "bundles": bundles}

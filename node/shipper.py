@@ -102,22 +102,21 @@ class Shipper:
         metrics.HUB_CONNECTED.set(1)
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
-        sent = shipped = hub_position  # read up to / last event sent (they differ when local-only events are kept)
+        sent = hub_position
         in_flight: deque[int] = deque()
         while not self.stopping.is_set():
             while len(in_flight) < self.window:
                 notifications = self.recorder.read(sent, self.batch_size)
                 if not notifications:
                     break
-                sent = notifications[-1].id
-                notifications = shareable(notifications, self.not_shared)
-                if not notifications:
-                    continue
                 head = self.recorder.max_notification_id() or 0
-                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=shipped, head=head)))
-                metrics.EVENTS_SHIPPED.inc(len(notifications))
-                shipped = notifications[-1].id
-                in_flight.append(shipped)
+                outgoing = shareable(notifications, self.not_shared)
+                batch = to_wire(outgoing, after=sent, head=head)
+                batch.reached = notifications[-1].id  # covers the local-only events it leaves out
+                requests.put(pb.PublishRequest(batch=batch))
+                metrics.EVENTS_SHIPPED.inc(len(outgoing))
+                sent = notifications[-1].id
+                in_flight.append(sent)
             if not in_flight:
                 self.wake.wait(0.5)
                 self.wake.clear()
