@@ -201,3 +201,24 @@ def test_offline_export_and_import_give_the_consumer_its_entitlement_once(launch
     bundles[0].write_bytes(held_back)
     exchange("node", "import", str(second), "--config", str(consumer_toml))
     assert replica_content(tmp_path / "replica.db") == projected(Path(sample.path))
+
+
+def test_the_consumer_example_config_loads_and_names_its_resources():
+    from node import config
+    from node.consumer import wanted
+
+    cfg = config.load_consumer(Path(__file__).resolve().parent.parent / "deploy/config/consumer.example.toml",
+                               environ={})
+    assert [(w.provider, w.resource) for w in wanted(cfg)] == [(AGENCY, "legal_persons"), (AGENCY, "licences")]
+
+
+@pytest.mark.parametrize("resources, message", [
+    ([f"{AGENCY}/licences", f"{CONSUMER}/licences"], "would share one replica table"),
+    (["licences"], "not PROVIDER/RESOURCE"),
+    ([], "lists nothing"),
+])
+def test_consumer_resources_that_cannot_work_are_refused(resources, message):
+    from node.consumer import wanted
+
+    with pytest.raises(ValueError, match=message):
+        wanted({"consumer.resources": resources})
