@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     node_status = node.add_parser("status", help="show the node's positions and backlog")
     node_status.add_argument("--config", help="node TOML file")
     node_status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    node_quality = node.add_parser("quality", help="list captured identifiers with an invalid check character")
+    node_quality.add_argument("--config", help="node TOML file ([source] identifiers declares the columns)")
+    node_quality.add_argument("--json", action="store_true", help="print JSON for scripts")
     node_keygen = node.add_parser("keygen", help="create the key that signs the node's offline bundles")
     node_keygen.add_argument("--config", help="node TOML file ([bundles] key names the key file)")
     node_export = node.add_parser("export", help="write the events the hub has not acknowledged as signed bundles")
@@ -97,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--target", required=True, help="database URL")
     verify.add_argument("--tables", nargs="+", metavar="TABLE", help="compare only these tables (default: all)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    from hub.catalog import client as catalog_client
+
+    catalog_client.add_arguments(commands.add_parser("catalog", help="compile, submit, review and report on the resource catalog"))
 
     demo = commands.add_parser("demo", help="run the whole exchange on embedded defaults in a temp dir")
     demo.add_argument("--changes", type=int, default=20000, help="row changes the sample agency makes (default 20000)")
@@ -205,6 +212,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging()
         print(json.dumps(restore.restore(config.load(args.config)), ensure_ascii=False))
         return 0
+    if args.command == "node" and args.action == "quality":
+        from node import config, quality
+
+        report = quality.quality_report(config.load(args.config))
+        print(json.dumps(report, ensure_ascii=False) if args.json else quality.render(report))
+        return 0
     if args.command == "node" and args.action == "status":
         from node import config, status
 
@@ -228,6 +241,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = verify.verify(args.source, args.target, tables=args.tables)
         print(json.dumps(report.to_dict(), ensure_ascii=False) if args.json else report.render())
         return 0 if report.equal else 1
+    if args.command == "catalog":
+        from hub.catalog import client as catalog_client
+
+        return catalog_client.run(args)
     if args.command == "demo":
         from exchange import demo
 

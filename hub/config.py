@@ -24,6 +24,7 @@ SETTINGS: dict[str, Setting] = {
     "calendar.holidays": Setting(list, [], "ISO dates off work that the working-day calendar does not know yet"),
     "calendar.workdays": Setting(list, [], "ISO dates of make-up working days the working-day calendar does not know yet"),
     "security.administrators": Setting(list, [], "certificate identities allowed to review and publish catalog entries"),
+    "catalog.dcat_base": Setting(str, "urn:exchange:catalog:", "IRI prefix of the catalog and its datasets in the DCAT export"),
 }
 
 

@@ -36,6 +36,11 @@ BUNDLES_IMPORTED = Counter(
 BUNDLES_QUARANTINED = Counter(
     "exchange_hub_bundles_quarantined_total", "Offline bundles refused and moved to quarantine, by reason", ["reason"]
 )
+CATALOG_OVERDUE = Gauge(
+    "exchange_hub_catalog_entries_overdue",
+    "Catalog entries past their 2-working-day update deadline after a schema change, or their yearly review",
+    ["agency"],
+)
 STORE_BATCH_SECONDS = Histogram(
     "exchange_hub_store_batch_duration_seconds",
     "Time to check and store one published batch (one event-store transaction)",

@@ -19,6 +19,8 @@ from exchange.store import EventStore, StoreError, redact_url
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.api import ExchangeServicer
+from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
+from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
 from hub.sharing import setup as hub_sharing
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -53,12 +55,20 @@ def run(cfg: dict[str, Any]) -> int:
     try:
         ingest = Ingest(store)
         _restore_metrics(ingest, agencies)
-        return _serve(cfg, ingest)
+        try:
+            catalog = CatalogRuntime(cfg, ingest)
+        except (StoreError, PersistenceError, sqlite3.Error, OSError, ValueError) as e:
+            log.error("cannot open the catalog: %s", e)
+            return 2
+        try:
+            return _serve(cfg, ingest, catalog)
+        finally:
+            catalog.stop()
     finally:
         store.close()
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
+def _serve(cfg: dict[str, Any], ingest: Ingest, catalog: CatalogRuntime) -> int:
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
         options=SERVER_OPTIONS,
@@ -67,11 +77,13 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     board = status.StatusBoard()
     exchange_servicer = ExchangeServicer(ingest, cfg["listen.max_batch"], board)
     pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
-    sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer)
+    catalog.add_to_server(server)
+    sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, catalog=catalog.catalog)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, hub_sharing.SHARING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server
     )
 
     address = cfg["listen.address"]
@@ -90,7 +102,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
         log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board))
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"],
+                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.refresh_overdue()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
@@ -101,7 +114,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         server.start()
-        for service in ("", EXCHANGE_SERVICE, hub_sharing.SHARING_SERVICE):
+        catalog.start()
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -83,8 +83,10 @@ class _Batch:
 class Capture:
     """Moves committed changes from a capture source into the node store."""
 
-    def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000):
+    def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
+                 on_stored: Callable[[list[RecordEvent]], None] | None = None):
         self.agency = agency
+        self.on_stored = on_stored  # told of each batch's events once they are stored
         self.source = source
         self.recorder = recorder
         self.batch_size = batch_size
@@ -114,6 +116,8 @@ class Capture:
         metrics.SOURCE_POSITION.set(last)
         for change in changes:
             metrics.CHANGES_CAPTURED.labels(change.op).inc()
+        if self.on_stored is not None:
+            self.on_stored(batch.events)
         return len(changes)
 
     def prune(self) -> None:

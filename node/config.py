@@ -16,6 +16,7 @@ SETTINGS: dict[str, Setting] = {
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
     "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
                                             "stay in the node's store and are never sent to the hub"),
+    "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),

@@ -29,6 +29,11 @@ SLOT_RETAINED_WAL = Gauge(
     "exchange_node_slot_retained_wal_bytes",
     "WAL the source PostgreSQL keeps for the node's logical replication slot (0 for other sources)",
 )
+INVALID_IDENTIFIERS = Counter(
+    "exchange_node_invalid_identifiers_total",
+    "Captured values of declared identifier columns with an invalid check character (still captured)",
+    ["resource", "kind"],
+)
 HUB_POSITION = Gauge("exchange_node_hub_position", "Node notification id acknowledged by the hub")
 
 

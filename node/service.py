@@ -13,6 +13,7 @@ from exchange.store import EventStore, StoreError
 from node import metrics
 from node.capture import Capture
 from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
+from node.quality import IdentifierCheck
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Node:
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.agency = cfg["agency"]
+        self.identifiers = IdentifierCheck.from_config(cfg)
         self.store = EventStore(cfg["store.url"])
         self.recorder = self.store.node_recorder(self.agency)
         self.failed = False
@@ -45,7 +47,8 @@ class Node:
         the thread that opened them."""
         try:
             source = self.open_source()
-            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"])
+            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"],
+                              on_stored=self.identifiers.count)
         except Exception:
             log.exception("capture cannot start")
             self.failed = True

@@ -62,7 +62,8 @@ def test_a_valid_entry_has_no_problems():
 @pytest.mark.parametrize("changes, field, rule", [
     ({"code": "1001/0001"}, "code", "classification code"),
     ({"code": "101001/01"}, "code", "sequence number of at least 4 digits"),
-    ({"code": "001001/0001"}, "code", "category 1 digit 1-9"),
+    ({"code": "001001/0001"}, "code", "category 1 digit: 1 base, 2 subject or 3 department"),
+    ({"code": "401001/0001"}, "code", "category 1 digit: 1 base"),
     ({"provider_uscc": "91110108551385082A"}, "provider_uscc", "valid check character"),
     ({"share_type": 2, "share_condition": ""}, "share_condition", "required when share_type is 2"),
     ({"share_type": 3, "share_condition": "", "not_shared_basis": ""}, "not_shared_basis",

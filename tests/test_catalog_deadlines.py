@@ -6,16 +6,17 @@ from datetime import datetime, timezone
 
 import pytest
 from eventsourcing.persistence import Tracking
+from prometheus_client import REGISTRY
 
 from exchange.changes import Column, TableSchema
 from exchange.events import SchemaChanged, make_mapper, schema_id
 from exchange.store import EventStore
 from exchange.workdays import SHANGHAI, WorkingCalendar
-from hub.catalog import Catalog
-from hub.catalog import reports
+from hub.catalog import Catalog, reports
 from hub.catalog.schema_watch import SchemaWatch
+from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
-from test_catalog import AGENCY, OTHER, entry, publish
+from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture)
 
 UTC = timezone.utc
 
@@ -35,8 +36,7 @@ class Clock:
 class Hub:
     """A hub store with agency logs, its Ingest, a Catalog over it and the schema watch."""
 
-    def __init__(self, tmp_path, clock: Clock):
-        url = f"sqlite:///{tmp_path / 'hub-store.db'}"
+    def __init__(self, url: str, clock: Clock):
         self.store = EventStore(url)
         self.ingest = Ingest(self.store)
         self.catalog = Catalog(url, WorkingCalendar(), now=clock)
@@ -68,8 +68,8 @@ def clock():
 
 
 @pytest.fixture
-def hub(tmp_path, clock):
-    h = Hub(tmp_path, clock)
+def hub(store_url, clock):
+    h = Hub(store_url, clock)
     yield h
     h.close()
 
@@ -189,3 +189,19 @@ def test_a_year_the_calendar_does_not_know_is_refused_not_guessed(hub):
         reports.overdue(hub.catalog, datetime(2031, 6, 1, tzinfo=UTC))
     hub.catalog.calendar = WorkingCalendar(holidays=["2031-05-07"])
     assert reports.update_due(hub.catalog.get("101001/0001"), hub.catalog.calendar) == shanghai(2031, 5, 10)
+
+
+def test_the_running_hub_counts_overdue_entries_into_its_metric(hub, store_url):
+    publish(hub.catalog, entry())
+    hub.ship_schema(AGENCY, "persons", 2, COLUMNS, shanghai(2026, 9, 30, 16))  # due by 10 October 2026
+    cfg = {"store.url": store_url, "calendar.holidays": [], "calendar.workdays": [], "security.administrators": [],
+           "catalog.dcat_base": "urn:exchange:catalog:"}
+    runtime = CatalogRuntime(cfg, hub.ingest)
+    try:
+        assert runtime.overdue_counts() is None
+        runtime.watch.sync_all()
+        runtime.refresh()
+        assert runtime.overdue_counts() == {AGENCY: 1}
+        assert REGISTRY.get_sample_value("exchange_hub_catalog_entries_overdue", {"agency": AGENCY}) == 1
+    finally:
+        runtime.catalog.close()

@@ -5,13 +5,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = [f"{proto}{suffix}" for proto in ("exchange", "sharing") for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+PROTOS = ["exchange", "catalog", "sharing"]
+GENERATED = [f"{proto}{suffix}" for proto in PROTOS for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
 
 
 def test_regenerating_the_protos_changes_nothing(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-I", ".", f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         f"--grpc_python_out={tmp_path}", "protos/exchange/v1/exchange.proto", "protos/exchange/v1/sharing.proto"],
+         f"--grpc_python_out={tmp_path}", *(f"protos/exchange/v1/{proto}.proto" for proto in PROTOS)],
         cwd=ROOT, check=True,
     )
     for name in GENERATED:

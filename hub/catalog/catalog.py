@@ -10,6 +10,7 @@ and fails cleanly when someone else changed the entry in between.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from datetime import datetime, timezone
@@ -36,6 +37,7 @@ from hub.catalog.entry import (
     SecrecyReviewed,
     SourceSchemaSeen,
     Submitted,
+    UnknownEntry,
     WorkflowError,
     entry_id,
     source_id,
@@ -206,16 +208,17 @@ class Catalog:
     # Queries.
 
     def get(self, code: str) -> CatalogEntry | None:
+        """The entry with resource code ``code`` as it is now (a copy), or None."""
         with self._lock:
             self._catch_up()
             entry = self._entries.get(entry_id(code))
-            return entry
+            return copy.copy(entry) if entry else None
 
     def entries(self, agency: str | None = None, status: str | None = None) -> list[CatalogEntry]:
         """Entries, by code, optionally of one agency and in one status."""
         with self._lock:
             self._catch_up()
-            found = [e for e in self._entries.values()
+            found = [copy.copy(e) for e in self._entries.values()
                      if (agency is None or e.agency == agency) and (status is None or e.status == status)]
         return sorted(found, key=lambda e: e.code)
 
@@ -254,7 +257,7 @@ class Catalog:
     def _existing(self, code: str) -> CatalogEntry:
         entry = self.get(code)
         if entry is None:
-            raise WorkflowError(f"no catalog entry has code {code}")
+            raise UnknownEntry(f"no catalog entry has code {code}")
         return entry
 
     def _entry(self, code: str) -> CatalogEntry:

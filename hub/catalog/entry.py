@@ -38,6 +38,10 @@ class WorkflowError(ValueError):
     """A workflow step that the entry's state does not allow; the message says why."""
 
 
+class UnknownEntry(WorkflowError):
+    """No entry has the given code."""
+
+
 def entry_id(code: str) -> uuid.UUID:
     """The aggregate id of the entry with resource code ``code``."""
     return uuid.uuid5(_NAMESPACE, code)
@@ -137,7 +141,10 @@ for _cls in EVENT_CLASSES:
 
 @dataclass
 class CatalogEntry:
-    """The current state of one entry, folded from its events."""
+    """The current state of one entry, folded from its events.
+
+    ``apply`` only ever replaces attributes, never changes them in place, so
+    a shallow copy is a consistent snapshot."""
 
     code: str
     version: int = 0
@@ -204,7 +211,7 @@ class CatalogEntry:
 
     def check_submit(self) -> None:
         if self.version == 0:
-            raise WorkflowError(f"no catalog entry has code {self.code}")
+            raise UnknownEntry(f"no catalog entry has code {self.code}")
         if self.status == SUBMITTED:
             raise WorkflowError(f"entry {self.code} is already submitted and awaits review")
         if self.status == PUBLISHED:

@@ -30,7 +30,7 @@ from typing import Any
 
 from exchange.identifiers import is_valid_uscc
 
-CODE = re.compile(r"^(?P<category>[1-9])(?P<item>\d{2})(?P<subitem>\d{3})(?P<detail>\d*)/(?P<sequence>\d{4,})$")
+CODE = re.compile(r"^(?P<category>[1-3])(?P<item>\d{2})(?P<subitem>\d{3})(?P<detail>\d*)/(?P<sequence>\d{4,})$")
 CATEGORIES = {"1": "base", "2": "subject", "3": "department"}
 FORMATS = ("file", "spreadsheet", "database", "image", "stream", "self-describing", "other")
 ITEM_TYPES = {
@@ -99,12 +99,16 @@ def validate(content: dict[str, Any]) -> list[Problem]:
         if not isinstance(c[key], str):
             bad(key, "must be text")
             c[key] = ""
+    hints = {"share_type": "1 (unconditional), 2 (conditional) or 3 (not shared)",
+             "format": "one of " + ", ".join(FORMATS), "update_cycle": "one of " + ", ".join(UPDATE_CYCLES),
+             "share_modes": "any of " + ", ".join(SHARE_MODES), "code": "e.g. 101001/0001"}
     for key in REQUIRED:
         if c[key] in ("", [], 0):
-            bad(key, "required")
+            bad(key, f"required: {hints[key]}" if key in hints else "required")
     if c["code"] and not CODE.match(c["code"]):
-        bad("code", "must be a classification code (category 1 digit 1-9, item 2 digits, subitem 3 digits, "
-                    "optional detail digits), a slash and a sequence number of at least 4 digits, e.g. 101001/0001")
+        bad("code", "must be a classification code (category 1 digit: 1 base, 2 subject or 3 department; item "
+                    "2 digits, subitem 3 digits, optional detail digits), a slash and a sequence number of at "
+                    "least 4 digits, e.g. 101001/0001")
     if c["agency"] and not re.match(r"^[A-Za-z0-9_]{1,64}$", c["agency"]):
         bad("agency", "must be 1-64 letters, digits or underscores (the exchange agency id)")
     if c["provider_uscc"] and not is_valid_uscc(c["provider_uscc"]):

@@ -82,15 +82,16 @@ def evaluation(catalog: Catalog, at: datetime | None = None, sync: Callable[[str
     commit time (Unix) of the agency's newest event at the hub;
     ``late_answers`` the share requests it answered late or not in time."""
     at = at or datetime.now(timezone.utc)
-    entries = catalog.entries()
+    entries: dict[str, list[CatalogEntry]] = defaultdict(list)
+    for entry in catalog.entries():
+        entries[entry.agency].append(entry)
     captured: dict[str, set[str]] = defaultdict(set)
     for agency, resource in catalog.sources():
         captured[agency].add(resource)
-    agencies = sorted({e.agency for e in entries} | set(captured))
     late = overdue_by_agency(catalog, at)
     rows = []
-    for agency in agencies:
-        own = [e for e in entries if e.agency == agency]
+    for agency in sorted(set(entries) | set(captured)):
+        own = entries[agency]
         published = {e.published["resource"] for e in own if e.published is not None and e.published["resource"]}
         covered = captured[agency] & published
         newest = sync(agency) if sync else None
