@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from exchange.health import wait_serving
-from exchange.workdays import WorkingCalendar
 
 PROVIDER = "91310000MA1FL0000N"  # the market regulator
 CONSUMER_B = "11310000002420000A"  # a district permits office
@@ -168,13 +167,7 @@ class _Story:
         return self.dir / f"replica-{consumer}.db"
 
     def _share(self, agency: str | None, *args: str) -> dict[str, Any]:
-        command = [sys.executable, "-m", "exchange.cli", "share", args[0], *args[1:], "--hub", self.hub_address]
-        if agency:
-            command += ["--agency", agency]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        if done.returncode:
-            raise RuntimeError(f"exchange share {' '.join(args)} failed: {done.stderr.strip()}")
-        return json.loads(done.stdout)
+        return json.loads(self._exchange("share", *args, *(["--agency", agency] if agency else [])))
 
     def _refused(self, consumer: str, resource: str, reason: str) -> None:
         """Check that the hub refuses the consumer's subscription to the resource, for the reason given."""
@@ -250,28 +243,33 @@ class _Story:
         wait_serving(self.hub_address)
 
     def _publish_catalog(self) -> None:
-        """The provider's entries, compiled, reviewed and published in the hub's catalog."""
-        from hub.catalog.catalog import Catalog
+        """The provider's entries, submitted, reviewed and published through the hub's catalog service."""
+        for number, (resource, share_type, sensitivity) in enumerate(
+                [("enterprises", 1, []), ("licences", 2, ["commercial"]), ("inspections", 3, [])], start=1):
+            code = f"201001/{number:04d}"
+            entry = self.dir / f"entry-{resource}.json"
+            entry.write_text(json.dumps({
+                "code": code, "name": resource.title(), "agency": PROVIDER,
+                "provider": "Municipal market regulator", "provider_uscc": PROVIDER, "resource": resource,
+                "summary": f"{resource} the regulator keeps", "format": "database", "share_type": share_type,
+                "share_condition": "for permit and tax administration" if share_type == 2 else "",
+                "not_shared_basis": "inspection working papers are internal (Art. 8)" if share_type == 3 else "",
+                "share_modes": ["platform:interface"], "open_to_public": False, "update_cycle": "realtime",
+                "items": [{"name": c, "type": "C", "length": 64} for c in TABLES[resource][1]],
+            }))
+            self._exchange("catalog", "submit", str(entry))
+            self._exchange("catalog", "secrecy", code, "--cleared",
+                           *(["--sensitivity", *sensitivity] if sensitivity else []))
+            self._exchange("catalog", "review", code, "--accept-all")
+            self._exchange("catalog", "publish", code)
 
-        catalog = Catalog(f"sqlite:///{self.dir / 'hub-store.db'}", WorkingCalendar())
-        try:
-            for number, (resource, share_type, sensitivity) in enumerate(
-                    [("enterprises", 1, []), ("licences", 2, ["commercial"]), ("inspections", 3, [])], start=1):
-                content = {
-                    "code": f"201001/{number:04d}", "name": resource.title(), "agency": PROVIDER,
-                    "provider": "Municipal market regulator", "provider_uscc": PROVIDER, "resource": resource,
-                    "summary": f"{resource} the regulator keeps", "format": "database", "share_type": share_type,
-                    "share_condition": "for permit and tax administration" if share_type == 2 else "",
-                    "not_shared_basis": "inspection working papers are internal (Art. 8)" if share_type == 3 else "",
-                    "share_modes": ["platform:interface"], "open_to_public": False, "update_cycle": "realtime",
-                    "items": [{"name": c, "type": "C", "length": 64} for c in TABLES[resource][1]],
-                }
-                catalog.edit(PROVIDER, content, submit=True)
-                catalog.record_secrecy_review(content["code"], "reviewer", True, sensitivity)
-                catalog.review_items(content["code"], "reviewer", {c: "" for c in TABLES[resource][1]})
-                catalog.publish(content["code"], "reviewer")
-        finally:
-            catalog.close()
+    def _exchange(self, *args: str) -> str:
+        """Run ``exchange ARGS --hub HUB``; its output, or an error saying what failed."""
+        done = subprocess.run([sys.executable, "-m", "exchange.cli", *args, "--hub", self.hub_address],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise RuntimeError(f"exchange {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
 
     def _node_config(self) -> dict[str, Any]:
         return {"agency": PROVIDER,
