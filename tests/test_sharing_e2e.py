@@ -25,3 +25,30 @@ def test_each_consumer_replica_holds_exactly_its_entitlement_after_approve_rejec
     assert all(d["purpose"] and d["events"] > 0 for d in deliveries)
     refused = [e for e in audit if e["action"] == "share.refused"]
     assert {(e["actor"], e["details"]["resource"]) for e in refused} >= {(CONSUMER_C, "inspections")}
+
+
+def test_the_share_commands_refuse_what_the_rules_do_not_allow_and_say_why(launch, tmp_path):
+    from test_consumer import AGENCY, CONSUMER, publish_catalog
+    from test_exchange_e2e import exchange
+
+    hub = launch.hub()
+    publish_catalog(hub.config["store"]["url"])
+    address = hub.config["listen"]["address"]
+
+    def share(*args, agency=None):
+        return exchange("share", *args, "--hub", address, *(["--agency", agency] if agency else []), check=False)
+
+    refused = share("request", "--provider", AGENCY, "--resource", "persons", "--scope", "all", "--purpose", "x",
+                    "--items", "name", agency=CONSUMER)
+    assert refused.returncode == 1 and "not shared" in refused.stderr
+    asked = share("request", "--provider", AGENCY, "--resource", "licences", "--scope", "all", "--purpose", "x",
+                  "--items", "kind", agency=CONSUMER)
+    request_id = json.loads(asked.stdout)["id"]
+    wrong = share("approve", request_id, agency=CONSUMER)
+    assert wrong.returncode == 1 and "only the provider" in wrong.stderr and "FAILED_PRECONDITION" in wrong.stderr
+    early = share("decide", request_id, "--approve")
+    assert early.returncode == 1 and "decides disputes only" in early.stderr
+    listed = json.loads(share("list", agency=AGENCY).stdout)["requests"]
+    assert [(r["id"], r["status"], r["overdue"]) for r in listed] == [(request_id, "pending", False)]
+    missing = exchange("share", "list", "--hub", address, check=False)
+    assert missing.returncode == 2 and "name the agency acting" in missing.stderr

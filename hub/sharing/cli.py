@@ -85,7 +85,7 @@ def dispatch(args: argparse.Namespace) -> int:
         except grpc.RpcError as e:
             print(f"exchange: the hub refused: {e.details()} ({e.code().name})", file=sys.stderr)
             return 1
-    print(json.dumps(MessageToDict(answer, preserving_proto_field_name=True), ensure_ascii=False))
+    print(json.dumps(MessageToDict(answer, always_print_fields_with_no_presence=True, preserving_proto_field_name=True), ensure_ascii=False))
     return 0
 
 
