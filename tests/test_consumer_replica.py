@@ -78,3 +78,50 @@ def test_the_ledger_keeps_its_state_in_either_store(database):
         assert store.agencies() == []  # sharing logs are not agency logs
     finally:
         store.close()
+
+
+def test_the_consumer_recopies_a_resource_whose_items_change_and_withdraws_it_when_revoked(tmp_path, free_port):
+    import sqlite3
+    import threading
+    import time
+
+    from node.consumer import Subscription, Wanted
+    from test_sharing_stream import Hub, approve
+
+    hub = Hub(tmp_path, port := free_port())
+    hub.publish(hub.schema("licences"), *hub.rows("licences", [1, 2, 3]))
+    replica_path = tmp_path / "replica.db"
+    cfg = {"agency": CONSUMER, "hub.address": f"127.0.0.1:{port}", "hub.reconnect_max": 0.2,
+           "consumer.replica": f"sqlite:///{replica_path}", "consumer.purpose": "permits"}
+    stopping = threading.Event()
+    subscription = Subscription(cfg, Wanted(PROVIDER, "licences"), stopping)
+    worker = threading.Thread(target=subscription.run)
+    worker.start()
+
+    def columns_and_rows():
+        if not replica_path.exists():
+            return None
+        with sqlite3.connect(replica_path) as db:
+            columns = [r[1] for r in db.execute("PRAGMA table_info(licences)")]
+            return (columns, db.execute("SELECT * FROM licences ORDER BY id").fetchall()) if columns else None
+
+    def wait_for(expected):
+        deadline = time.monotonic() + 30
+        while columns_and_rows() != expected:
+            assert time.monotonic() < deadline, columns_and_rows()
+            time.sleep(0.05)
+
+    try:
+        first = approve(hub, items=("name",))
+        wait_for((["id", "name"], [("1", "n1"), ("2", "n2"), ("3", "n3")]))
+        second = approve(hub, items=("born",))  # the items grow: the resource is copied anew with them
+        hub.publish(*hub.rows("licences", [4]))
+        wait_for((["id", "name", "born"], [(str(k), f"n{k}", "1990") for k in (1, 2, 3, 4)]))
+        hub.ledger.revoke(str(first.id), PROVIDER, reason="done")
+        hub.ledger.revoke(str(second.id), PROVIDER, reason="done")
+        wait_for(None)  # withdrawn from the replica
+    finally:
+        stopping.set()
+        subscription.stop()
+        worker.join(10)
+        hub.close()
