@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub_import.add_argument("directory", help="directory holding <agency>-<first>-<last>.bundle files")
     hub_import.add_argument("--config", help="hub TOML file")
 
-    hub_keygen = hub.add_parser("keygen", help="create the key that signs the bundles the hub exports for consumers")
-    hub_keygen.add_argument("--config", help="hub TOML file ([bundles] key names the key file)")
+    hub_keygen = hub.add_parser("keygen", help="create the hub's signing key that the config names: [bundles] ack_key "
+                                "(bundles exported for consumers)")
+    hub_keygen.add_argument("--config", help="hub TOML file")
     hub_export = hub.add_parser("export", help="write a consumer's entitled events as signed bundles (docs/sharing.md)")
     hub_export.add_argument("--config", help="hub TOML file")
     hub_export.add_argument("--consumer", required=True, help="the consumer agency")

@@ -14,7 +14,8 @@ SETTINGS: dict[str, Setting] = {
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
-    "bundles.key": Setting(str, "", "PEM Ed25519 key signing the bundles the hub exports for consumers (exchange hub keygen)"),
+    "bundles.ack_key": Setting(str, "", "Ed25519 key signing what the hub writes for others: the bundles it exports for "
+                                        "consumers (exchange hub keygen creates it and hub.pub beside it)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),

@@ -31,11 +31,12 @@ log = logging.getLogger(__name__)
 READ_BATCH = 5000
 
 
-def keygen(cfg: dict[str, Any]) -> dict[str, str]:
-    """Create the hub's bundle key at ``[bundles] key`` and ``hub.pub`` beside it (what consumers trust)."""
+def keygen(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Create the hub's signing key at ``[bundles] ack_key`` and ``hub.pub`` beside it (what consumers trust)."""
     path = _key_path(cfg)
     public_path = path.with_name("hub.pub")
-    return {"key": str(path), "public_key": str(public_path), "key_id": key_id(generate_key(path, public_path))}
+    return {"ack_key": {"key": str(path), "public_key": str(public_path),
+                        "key_id": key_id(generate_key(path, public_path))}}
 
 
 def export(cfg: dict[str, Any], consumer: str, directory: str | Path, *, resources: list[str] | None = None,
@@ -119,7 +120,7 @@ def _targets(resources: list[str] | None, ledger: SharingLedger, catalog: Catalo
 
 
 def _key_path(cfg: dict[str, Any]) -> Path:
-    if not cfg["bundles.key"]:
-        raise StoreError("[bundles] key is not set: the hub signs consumer bundles with its own key "
+    if not cfg["bundles.ack_key"]:
+        raise StoreError("[bundles] ack_key is not set: the hub signs consumer bundles with its own key "
                          "(create it with exchange hub keygen)")
-    return Path(cfg["bundles.key"])
+    return Path(cfg["bundles.ack_key"])

@@ -109,7 +109,7 @@ def sample(tmp_path) -> SampleAgency:
 @pytest.fixture
 def provider(launch, sample, tmp_path):
     """A hub with the catalog published and a node keeping persons at home; (hub, node)."""
-    hub = launch.hub(config={"bundles": {"key": str(tmp_path / "hub.key")}})
+    hub = launch.hub(config={"bundles": {"ack_key": str(tmp_path / "hub.key")}})
     publish_catalog(hub.config["store"]["url"])
     node = launch.node(hub.grpc_address, sample.path, ["persons", "legal_persons", "licences"],
                        config={"source": {"not_shared": ["persons"]}})
@@ -168,7 +168,7 @@ def test_offline_export_and_import_give_the_consumer_its_entitlement_once(launch
     from conftest import to_toml
     consumer_toml.write_text(to_toml(consumer_config(tmp_path, hub, free_port)))
     keys = json.loads(exchange("hub", "keygen", "--config", hub_toml).stdout)
-    assert Path(keys["public_key"]) == tmp_path / "hub.pub"
+    assert Path(keys["ack_key"]["public_key"]) == tmp_path / "hub.pub"
 
     first = tmp_path / "media-1"
     report = json.loads(exchange("hub", "export", "--config", hub_toml, "--consumer", CONSUMER, "--to", str(first),
