@@ -99,16 +99,11 @@ class Ingest:
             if batch.after > position:
                 raise PositionGap(agency, batch.after, position)
             new = [e for e in batch.events if e.notification_id > position]
-            # ``reached``: the sender's log is covered up to there (it left out events that stay at the node).
-            reached = max(batch.reached, new[-1].notification_id if new else 0)
-            if reached <= position:
+            if not new:
                 return position, 0
             for guard in self.guards:
                 guard(agency, new)
-            position = reached
-            if not new:
-                recorder.insert_tracking(Tracking(TRACKING_PREFIX + agency, position))
-                return position, 0
+            position = new[-1].notification_id
             ids = recorder.insert_events(
                 [from_wire(e) for e in new], tracking=Tracking(TRACKING_PREFIX + agency, position)
             )
@@ -135,9 +130,6 @@ class Ingest:
 
 
 def _check_order(batch: pb.EventBatch) -> None:
-    if batch.events and batch.reached and batch.reached < batch.events[-1].notification_id:
-        raise MalformedEvent(f"batch after {batch.after}: reached {batch.reached} lies before its last event "
-                             f"{batch.events[-1].notification_id}")
     previous = batch.after
     for event in batch.events:
         if event.notification_id <= previous:

@@ -49,14 +49,14 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         position = acknowledged if after is None else after
         start, bundles, events = position, [], 0
         # One bundle's events in memory at a time.
-        written = position  # what the next bundle follows: local-only events are left out, covered by ``reached``
+        written = position  # the last event written, which the next bundle follows (local-only events are left out)
         while notifications := recorder.read(position, max_events):
             position = notifications[-1].id
             notifications = shareable(notifications, frozenset(cfg.get("source.not_shared", ())))
             if notifications:
-                bundles.append(write_bundle(directory, agency, notifications, written, key, reached=position).name)
+                bundles.append(write_bundle(directory, agency, notifications, written, key).name)
                 events += len(notifications)
-                written = position
+                written = notifications[-1].id
     finally:
         store.close()
     return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events, "bundles": bundles}

@@ -102,22 +102,24 @@ class Shipper:
         metrics.HUB_CONNECTED.set(1)
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
-        sent = hub_position
+        sent = shipped = hub_position  # read up to / last event sent: they differ by events kept at the node
         in_flight: deque[int] = deque()
         while not self.stopping.is_set():
             while len(in_flight) < self.window:
                 notifications = self.recorder.read(sent, self.batch_size)
                 if not notifications:
                     break
-                head = self.recorder.max_notification_id() or 0
-                outgoing = shareable(notifications, self.not_shared)
-                batch = to_wire(outgoing, after=sent, head=head)
-                batch.reached = notifications[-1].id  # covers the local-only events it leaves out
-                requests.put(pb.PublishRequest(batch=batch))
-                metrics.EVENTS_SHIPPED.inc(len(outgoing))
                 sent = notifications[-1].id
-                in_flight.append(sent)
+                notifications = shareable(notifications, self.not_shared)
+                if not notifications:
+                    continue
+                head = self.recorder.max_notification_id() or 0
+                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=shipped, head=head)))
+                metrics.EVENTS_SHIPPED.inc(len(notifications))
+                shipped = notifications[-1].id
+                in_flight.append(shipped)
             if not in_flight:
+                self._settle(sent)
                 self.wake.wait(0.5)
                 self.wake.clear()
                 self._update_backlog()
@@ -127,8 +129,21 @@ class Shipper:
                 in_flight.popleft()
             self._acknowledge(answer.position)
 
+    def _settle(self, sent: int) -> None:
+        """Everything shipped is acknowledged and the events after it up to ``sent`` stay at the node
+        (``[source] not_shared``): count them as settled, so the node is caught up and its source may
+        forget them.  The hub's own position stays at the last event it holds."""
+        if sent > self.acknowledged:
+            self.acknowledged = sent
+            if sent > self.recorder.position(HUB_TRACKING):
+                self.recorder.insert_tracking(Tracking(HUB_TRACKING, sent))
+            metrics.HUB_POSITION.set(sent)
+            self._update_backlog()
+
     def _acknowledge(self, position: int) -> None:
-        if position < self.acknowledged:
+        if position < self.acknowledged and kept_at_node(self.recorder, position, self.acknowledged, self.not_shared):
+            pass  # the node settled events it keeps; the hub holds everything before them
+        elif position < self.acknowledged:
             log.warning("hub reports position %d, below the %d it acknowledged before; re-sending from %d",
                         position, self.acknowledged, position)
             self.acknowledged = position
@@ -152,6 +167,16 @@ def shareable(notifications: Sequence[Notification], not_shared: frozenset[str])
     if not not_shared:
         return notifications
     return [n for n in notifications if json.loads(n.state).get("resource") not in not_shared]
+
+
+def kept_at_node(recorder: NodeRecorder, after: int, upto: int, not_shared: frozenset[str]) -> bool:
+    """True when every event after ``after`` up to ``upto`` is one the node keeps (``[source] not_shared``)."""
+    while after < upto and not_shared:
+        events = [n for n in recorder.read(after, 500) if n.id <= upto]
+        if not events or shareable(events, not_shared):
+            return False
+        after = events[-1].id
+    return after >= upto
 
 
 def _age_seconds(state: bytes) -> float:

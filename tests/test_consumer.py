@@ -222,3 +222,26 @@ def test_consumer_resources_that_cannot_work_are_refused(resources, message):
 
     with pytest.raises(ValueError, match=message):
         wanted({"consumer.resources": resources})
+
+
+def test_a_node_keeping_not_shared_events_is_restored_from_the_hub_without_losing_shared_ones(launch, provider,
+                                                                                              sample, tmp_path):
+    from test_recovery import remove_store
+
+    hub, node = provider
+    sample.run(300, per_transaction=10)
+    with sqlite3.connect(sample.path) as db:  # the latest events are ones the node keeps
+        db.execute("UPDATE persons SET phone = '021-0000' WHERE rowid IN (SELECT rowid FROM persons LIMIT 5)")
+    wait_caught_up(node)  # settled at the node, though the hub holds less
+    node.kill()
+    remove_store(node.config["store"]["url"])
+    restored = json.loads(exchange("node", "restore", "--config", str(node.config_path)).stdout)
+    assert restored["events"] < restored["hub_position"]  # the node ids of the events it kept are not at the hub
+    node = launch.restart(node)
+    sample.run(300, per_transaction=10)
+    wait_caught_up(node)
+    target = tmp_path / "rebuilt.db"
+    exchange("replay", "--store", hub.config["store"]["url"], "--agency", AGENCY, "--target", f"sqlite:///{target}")
+    exchange("verify", "--source", f"sqlite:///{sample.path}", "--target", f"sqlite:///{target}",
+             "--tables", "legal_persons", "licences")
+    assert "persons" not in hub_resources(hub)

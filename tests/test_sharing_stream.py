@@ -78,7 +78,7 @@ class Hub:
 
     def close(self):
         self.channel.close()
-        self.server.stop(None)
+        self.server.stop(None).wait(10)  # every handler has ended before the store closes
         self.store.close()
 
 
