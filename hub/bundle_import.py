@@ -31,8 +31,11 @@ from exchange.bundles import (BundleError, Manifest, is_bundle_name, load_truste
                               write_atomically)
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
+from exchange.workdays import WorkingCalendar
 from hub import metrics
+from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest, PositionGap
+from hub.sharing.guard import NotSharedGuard
 from protos.exchange.v1 import exchange_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -152,7 +155,11 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
         raise ValueError(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     store = EventStore(cfg["store.url"])
+    catalog = Catalog(cfg["store.url"], WorkingCalendar.from_config(cfg))
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory).import_all()
+        ingest = Ingest(store)
+        ingest.guards.append(NotSharedGuard(catalog))  # as the running hub does: not-shared resources are refused
+        return BundleImporter(ingest, trusted_keys, directory).import_all()
     finally:
+        catalog.close()
         store.close()

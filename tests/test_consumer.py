@@ -245,3 +245,25 @@ def test_a_node_keeping_not_shared_events_is_restored_from_the_hub_without_losin
     exchange("verify", "--source", f"sqlite:///{sample.path}", "--target", f"sqlite:///{target}",
              "--tables", "legal_persons", "licences")
     assert "persons" not in hub_resources(hub)
+
+
+def test_hub_import_quarantines_a_bundle_holding_a_not_shared_resource(launch, sample, tmp_path, free_port):
+    from conftest import to_toml
+
+    node = launch.node(f"127.0.0.1:{free_port()}", sample.path, ["persons", "legal_persons"],  # no hub, no not_shared
+                       config={"bundles": {"key": str(tmp_path / "node.key")}})
+    exchange("node", "keygen", "--config", str(node.config_path))
+    deadline = time.monotonic() + 60
+    while json.loads(exchange("node", "status", "--config", str(node.config_path), "--json").stdout)["source_pending"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    exchange("node", "export", "--config", str(node.config_path), "--to", str(tmp_path / "media"))
+    hub_toml = tmp_path / "hub.toml"
+    store = f"sqlite:///{tmp_path / 'hub-store.db'}"
+    hub_toml.write_text(to_toml({"store": {"url": store},
+                                 "bundles": {"trusted_keys": {AGENCY: str(tmp_path / f"{AGENCY}.pub")}}}))
+    publish_catalog(store)
+    refused = exchange("hub", "import", str(tmp_path / "media"), "--config", str(hub_toml), check=False)
+    report = json.loads(refused.stdout)
+    assert refused.returncode == 1 and len(report["quarantined"]) == 1
+    assert "persons" in json.dumps(report["quarantined"]) and "not shared" in json.dumps(report["quarantined"])
