@@ -20,7 +20,7 @@ test: install
 	$(BIN)/pytest -q
 
 protos: install
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto protos/exchange/v1/catalog.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto protos/exchange/v1/catalog.proto protos/exchange/v1/sharing.proto
 
 bench: install
 	$(BIN)/python bench/backlog.py

@@ -203,16 +203,20 @@ def _load(path, loader, **kwargs):
 # Writing.
 
 def write_bundle(directory: str | Path, agency: str, notifications: Sequence[Notification], after: int,
-                 key: Ed25519PrivateKey, encrypt_to: X25519PublicKey | None = None) -> Path:
+                 key: Ed25519PrivateKey, encrypt_to: X25519PublicKey | None = None, *, items: Sequence[str] = (),
+                 reached: int = 0) -> Path:
     """Write the consecutive ``notifications`` (following id ``after``) as a
     signed bundle in ``directory``, its content encrypted to the hub key
-    ``encrypt_to`` if given; return its path.
+    ``encrypt_to`` if given; return its path.  ``items`` and ``reached`` go
+    into the content as in a consumer's subscription (hub/consumer_export.py).
 
     Atomic: written under a hidden temp name, fsynced, then renamed, so a
     reader never sees a partial bundle."""
     if not notifications:
         raise ValueError("a bundle needs at least one event")
-    content = zstandard.ZstdCompressor().compress(to_wire(notifications, after).SerializeToString())
+    batch = to_wire(notifications, after)
+    batch.items[:], batch.reached = items, reached
+    content = zstandard.ZstdCompressor().compress(batch.SerializeToString())
     first, last = notifications[0].id, notifications[-1].id
     encryption = None
     if encrypt_to is not None:

@@ -42,8 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     hub_import.add_argument("--config", help="hub TOML file")
     hub_keygen = hub.add_parser("keygen", help="create the hub's offline-bundle keys that the config names: "
                                 "[bundles] decrypt_key (bundles encrypted to the hub) and [bundles] ack_key "
-                                "(signed acknowledgements)")
+                                "(signs acknowledgements and consumer bundles)")
     hub_keygen.add_argument("--config", help="hub TOML file")
+
+    hub_export = hub.add_parser("export", help="write a consumer's entitled events as signed bundles (docs/sharing.md)")
+    hub_export.add_argument("--config", help="hub TOML file")
+    hub_export.add_argument("--consumer", required=True, help="the consumer agency")
+    hub_export.add_argument("--to", required=True, metavar="DIR", help="directory to write DIR/<consumer>/... into")
+    hub_export.add_argument("--resource", action="append", metavar="PROVIDER/RESOURCE",
+                            help="only this resource (repeatable; default: every resource the consumer is entitled to)")
+    hub_export.add_argument("--purpose", default="", help="the consumer's purpose, for unconditional resources")
+    hub_export.add_argument("--max-events", type=int, default=10000, metavar="N", help="events per bundle (default 10000)")
+    hub_export.add_argument("--from-start", action="store_true", help="export everything again, not only what is new")
 
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True, metavar="ACTION")
     node_run = node.add_parser("run", help="capture the source and ship its events to the hub")
@@ -64,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     node_export.add_argument("--max-events", type=int, default=10000, metavar="N", help="events per bundle (default 10000)")
     node_export.add_argument("--after", type=int, metavar="N", help="export events after node notification id N "
                              "instead of after the hub's acknowledged position")
+
+    node_subscribe = node.add_parser("subscribe", help="keep a replica of the resources this agency is entitled to")
+    node_subscribe.add_argument("--config", help="consumer TOML file ([consumer] replica and resources)")
+    node_import = node.add_parser("import", help="apply the hub's consumer bundles in a directory to the replica")
+    node_import.add_argument("directory", help="directory the hub exported into (holds <agency>/<provider>/<resource>/)")
+    node_import.add_argument("--config", help="consumer TOML file ([consumer] hub_key is the hub's public key)")
+
+    from hub.sharing import cli as share_cli
+    share_cli.add_parser(commands)
+    demo_sharing = commands.add_parser("demo-sharing", help="three agencies share through a hub: approve, reject, "
+                                                            "dispute, revoke; prints each consumer's replica")
+    demo_sharing.add_argument("--dir", help="keep the demo's files in this directory instead of a temp dir")
 
     replay = commands.add_parser("replay", help="rebuild an agency's tables from an event store")
     history = replay.add_mutually_exclusive_group(required=True)
@@ -228,6 +250,35 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(json.dumps(bundle_import.keygen(config.load(args.config)), ensure_ascii=False))
         return 0
+    if args.command == "hub" and args.action == "export":
+        from hub import config, consumer_export
+
+        cfg = config.load(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        report = consumer_export.export(cfg, args.consumer, args.to, resources=args.resource, purpose=args.purpose,
+                                        max_events=args.max_events, from_start=args.from_start)
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    if args.command == "node" and args.action in ("subscribe", "import"):
+        from node import config, consumer, replica_import
+
+        cfg = config.load_consumer(args.config)
+        setup_logging(cfg["log.level"], cfg["log.format"])
+        if args.action == "subscribe":
+            return consumer.run(cfg)
+        report = replica_import.import_bundles(cfg, args.directory)
+        print(json.dumps(report, ensure_ascii=False))
+        return 1 if report["errors"] else 0
+    if args.command == "share":
+        from hub.sharing import cli as share_cli
+
+        setup_logging("warning")
+        return share_cli.dispatch(args)
+    if args.command == "demo-sharing":
+        from hub.sharing import demo as sharing_demo
+
+        setup_logging("warning")
+        return sharing_demo.run(args.dir)
     if args.command == "node" and args.action in ("keygen", "export"):
         from node import bundles, config
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -188,6 +188,20 @@ def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int
                 stats.position = n.id
             _flush(target, name, stats)
             bar.update(task, advance=len(notifications), rate=bar.tasks[0].speed or 0.0)
+    return stats
+
+
+def apply_events(target: ApplyTarget, name: str, events: Sequence[tuple[int, RecordEvent]], after: int,
+                 reached: int) -> Stats:
+    """Fold ``(notification id, event)`` pairs that follow position ``after`` into ``target`` and record
+    ``reached`` (at or beyond the last id) under the checkpoint ``name``: the replay path for logs that
+    arrive in batches (a consumer's replica)."""
+    stats = Stats(position=after, resumed_from=after)
+    for notification_id, event in events:
+        _fold(target, name, event, stats)
+        stats.position = notification_id
+    stats.position = max(stats.position, reached)
+    _flush(target, name, stats)
     return stats
 
 

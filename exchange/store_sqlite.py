@@ -44,10 +44,16 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
     def advance_notification_ids(self, beyond: int) -> None:
         """Make the next notification id greater than ``beyond``.
 
-        Ids here are rowids, one more than the largest; an insert at id
-        ``beyond`` itself would have to be a real event, so this only checks."""
-        if (self.max_notification_id() or 0) < beyond:
+        Ids here are rowids, one more than the largest, so the latest event
+        is moved to id ``beyond`` (a gap before it, as a PostgreSQL sequence
+        may leave); an empty log cannot be advanced."""
+        latest = self.max_notification_id() or 0
+        if latest >= beyond:
+            return
+        if not latest:
             raise StoreError(f"{self.events_table_name}: next notification id would not exceed {beyond}")
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"UPDATE {self.events_table_name} SET rowid = ? WHERE rowid = ?", (beyond, latest))
 
 
 class SQLiteNodeRecorder(SQLiteAgencyRecorder):

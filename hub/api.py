@@ -12,6 +12,8 @@ from exchange.wire import MalformedEvent, to_wire
 from hub import identity, metrics
 from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap
+from hub.sharing import subscription as sharing_subscription
+from hub.sharing.guard import NotSharedEvents
 from hub.status import StatusBoard
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -32,6 +34,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         self.max_batch = max_batch
         self.board = board or StatusBoard()
         self.audit = audit  # security-relevant actions and deliveries (hub/audit.py)
+        self.sharing = None  # a hub.sharing.ledger.SharingLedger: consumer subscriptions (docs/sharing.md)
 
     def _record(self, action: str, actor: str, **details) -> None:
         if self.audit is not None:
@@ -66,10 +69,14 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
 
     def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
         """The agency's events after ``request.after``, then new ones as they come."""
-        agency = _agency(identity.acting_agency(context, request.agency), context)  # own log only, for now
+        agency = _agency(request.agency, context)  # the provider whose log is read
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
         _track_connected(metrics.SUBSCRIBERS, agency, context)
+        consumer = identity.acting_agency(context, request.consumer) or agency
+        if consumer != agency:
+            yield from self._subscribe_consumer(agency, _agency(consumer, context), request, limit, context)
+            return
         # Audit: one delivery summary per subscribe call, recorded when the call ends.
         delivery = {"agency": agency, "after": after, "last": after, "events": 0}
         peer = context.peer()
@@ -86,6 +93,13 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
             after = notifications[-1].id
 
+    def _subscribe_consumer(self, provider: str, consumer: str, request: pb.SubscribeRequest, limit: int,
+                            context: grpc.ServicerContext):
+        """Another agency's subscription: only what it is entitled to (hub/sharing/subscription.py)."""
+        if self.sharing is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this hub does not serve consumer subscriptions")
+        yield from sharing_subscription.stream(self.ingest, self.sharing, provider, consumer, request, limit, context)
+
     def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
         """The node position and latest hub notification id for the agency."""
         agency = _agency(identity.acting_agency(context, request.agency), context)
@@ -95,6 +109,8 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         try:
             with metrics.STORE_BATCH_SECONDS.time():
                 position, stored = self.ingest.ingest(agency, batch)
+        except NotSharedEvents as e:
+            self._refuse_batch(context, agency, "not_shared", grpc.StatusCode.PERMISSION_DENIED, str(e))
         except MalformedEvent as e:
             self._refuse_batch(context, agency, "malformed", grpc.StatusCode.INVALID_ARGUMENT,
                                f"agency {agency}: {e}")

@@ -33,9 +33,12 @@ from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_h
                               read_manifest, write_atomically)
 from exchange.store import EventStore, VersionGapError
 from exchange.wire import MalformedEvent
+from exchange.workdays import WorkingCalendar
 from hub import metrics
 from hub.audit import AuditLog, open_audit
+from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest, PositionGap
+from hub.sharing.guard import NotSharedGuard
 from protos.exchange.v1 import exchange_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -197,8 +200,12 @@ def import_directory(cfg: dict, directory: str | Path) -> dict:
     trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
     audit = open_audit(cfg)
     store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
+    catalog = Catalog(cfg["store.url"], WorkingCalendar.from_config(cfg), audit=audit)
     try:
-        return BundleImporter(Ingest(store), trusted_keys, directory, audit=audit,
+        ingest = Ingest(store)
+        ingest.guards.append(NotSharedGuard(catalog))  # as the running hub does: not-shared resources are refused
+        return BundleImporter(ingest, trusted_keys, directory, audit=audit,
                               decrypt_key=decrypt_key(cfg), ack_key=ack_key(cfg)).import_all()
     finally:
+        catalog.close()
         store.close()

@@ -26,7 +26,8 @@ SETTINGS: dict[str, Setting] = {
     "bundles.trusted_keys": Setting(dict, {}, "public key file trusted for each agency's bundles: {AGENCY = PATH}"),
     "bundles.decrypt_key": Setting(str, "", "the hub's X25519 key that decrypts bundles encrypted to it "
                                             "(exchange hub keygen creates it and <name>.pub)"),
-    "bundles.ack_key": Setting(str, "", "Ed25519 key signing the hub's acknowledgements (exchange hub keygen; empty: unsigned)"),
+    "bundles.ack_key": Setting(str, "", "Ed25519 key signing what the hub writes for others: acknowledgements and the bundles "
+                                        "it exports for consumers (exchange hub keygen; hub.pub beside it)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
     "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
     "sftp_inbox.host": Setting(str, "", "SFTP server the hub polls for offline bundles (empty: no SFTP inbox)"),

@@ -57,6 +57,8 @@ class Ingest:
         self._agencies: dict[str, _Agency] = {}
         # Called with (agency, new events) after each stored batch, e.g. to notice schema changes.
         self.listeners: list[Callable[[str, Sequence[pb.Event]], None]] = []
+        # Called with (agency, new events) before a batch is stored; raising refuses the whole batch.
+        self.guards: list[Callable[[str, Sequence[pb.Event]], None]] = []
 
     def recorder(self, agency: str, *, create: bool = True) -> AgencyRecorder | None:
         """The agency's log; None if it has none yet and ``create`` is false."""
@@ -99,6 +101,8 @@ class Ingest:
             new = [e for e in batch.events if e.notification_id > position]
             if not new:
                 return position, 0
+            for guard in self.guards:
+                guard(agency, new)
             position = new[-1].notification_id
             ids = recorder.insert_events(
                 [from_wire(e) for e in new], tracking=Tracking(TRACKING_PREFIX + agency, position)

@@ -26,6 +26,7 @@ from hub.api import ExchangeServicer
 from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
+from hub.sharing import setup as hub_sharing
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -136,12 +137,15 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
         interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()
-    pb_grpc.add_ExchangeServicer_to_server(ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit), server)
+    exchange_servicer = ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit)
+    pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
     catalog.add_to_server(server)
+    sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, audit=audit, catalog=catalog.catalog)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, CATALOG_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server
     )
 
     address = cfg["listen.address"]
@@ -169,7 +173,8 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
             inbox.stop()
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], lambda: status.report(ingest, board, catalog.overdue_counts()))
+        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], 
+                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.refresh_overdue()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
         if inbox is not None:
@@ -183,7 +188,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
     try:
         server.start()
         catalog.start()
-        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE):
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),
@@ -193,6 +198,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
     finally:
+        sharing.stop()
         if inbox is not None:
             inbox.stop()
         if sftp_inbox is not None:

@@ -62,10 +62,11 @@ class StatusBoard:
             self._agencies[agency] = replace(current, publishers=current.publishers + delta)
 
 
-def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str, int] | None = None) -> dict[str, Any]:
+def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str, int] | None = None,
+           share_overdue: dict[str, int] | None = None) -> dict[str, Any]:
     """The hub's status as a JSON-ready dict; ``board`` is None when the hub
     is not running (the figures then come from the store alone);
-    ``catalog_overdue`` counts overdue catalog entries per agency."""
+    ``catalog_overdue`` counts overdue catalog entries per agency, ``share_overdue`` overdue share requests."""
     now = time.time()
     live = board.snapshot() if board else {}
     rows = []
@@ -85,7 +86,7 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
             # Planned features; None until they exist.
             "offline_fallback": None,
             "catalog_entries_overdue": catalog_overdue.get(agency, 0) if catalog_overdue is not None else None,
-            "share_requests_overdue": None,
+            "share_requests_overdue": share_overdue.get(agency, 0) if share_overdue is not None else None,
         })
     return {"hub_running": board is not None, "store": redact_url(ingest.store.url), "generated_at": _iso(now),
             "agencies": rows}

@@ -18,10 +18,10 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from exchange.acks import read_ack
 from exchange.at_rest import store_cipher
 from exchange.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
-                              load_public_key,
-                              write_bundle)
+                              load_public_key, write_bundle)
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING
+from node.shipper import shareable
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
         recorder = store.node_recorder(agency)
         acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg))
         start = acknowledged if after is None else after
-        paths, events = write_bundles(recorder, agency, key, directory, start, max_events, encrypt_to(cfg))
+        paths, events = write_bundles(recorder, agency, key, directory, start, max_events, encrypt_to(cfg),
+                                      frozenset(cfg["source.not_shared"]))
     finally:
         store.close()
     return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events,
@@ -59,16 +60,22 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
 
 
 def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, directory: Path, after: int,
-                  max_events: int, encrypt_to: X25519PublicKey | None = None) -> tuple[list[Path], int]:
+                  max_events: int, encrypt_to: X25519PublicKey | None = None,
+                  not_shared: frozenset[str] = frozenset()) -> tuple[list[Path], int]:
     """Write every event after ``after`` into ``directory`` as bundles of at most
-    ``max_events`` events (content encrypted to ``encrypt_to`` when given);
-    the paths written and the number of events."""
-    position, paths, events = after, [], 0
+    ``max_events`` events (content encrypted to ``encrypt_to`` when given),
+    leaving out the events of ``not_shared`` tables; the paths written and
+    the number of events."""
+    position = written = after  # read up to / the last event written, which the next bundle follows
+    paths, events = [], 0
     # One bundle's events in memory at a time.
     while notifications := recorder.read(position, max_events):
-        paths.append(write_bundle(directory, agency, notifications, position, key, encrypt_to))
-        events += len(notifications)
         position = notifications[-1].id
+        notifications = shareable(notifications, not_shared)
+        if notifications:
+            paths.append(write_bundle(directory, agency, notifications, written, key, encrypt_to))
+            events += len(notifications)
+            written = notifications[-1].id
     return paths, events
 
 

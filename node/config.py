@@ -15,6 +15,8 @@ SETTINGS: dict[str, Setting] = {
                           "or a drop directory files:///srv/drops"),
     "source.tables": Setting(list, help="tables to capture"),
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
+    "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
+                                            "stay in the node's store and are never sent to the hub"),
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
@@ -65,3 +67,20 @@ SETTINGS: dict[str, Setting] = {
 
 def load(path: str | Path | None, environ=None) -> dict[str, Any]:
     return load_config(path, SETTINGS, ENV_PREFIX, environ)
+
+
+# ``exchange node subscribe`` / ``exchange node import``: a consumer agency's replica of other agencies'
+# resources.  It shares the node's identity, hub connection, metrics and log settings.
+CONSUMER_SETTINGS: dict[str, Setting] = {
+    **{k: v for k, v in SETTINGS.items() if k.split(".")[0] in ("agency", "hub", "tls", "metrics", "log")},
+    "hub.address": Setting(str, "", "hub gRPC address host:port (not needed for exchange node import)"),
+    "consumer.replica": Setting(str, help="replica database the received resources are applied to, e.g. sqlite:///replica.db"),
+    "consumer.resources": Setting(list, help="resources to receive, each PROVIDER/RESOURCE"),
+    "consumer.purpose": Setting(str, "", "what the data is used for, recorded with every delivery (required for "
+                                         "unconditional resources; conditional ones record the approved purpose)"),
+    "consumer.hub_key": Setting(str, "", "the hub's bundle public key, trusted for exchange node import"),
+}
+
+
+def load_consumer(path: str | Path | None, environ=None) -> dict[str, Any]:
+    return load_config(path, CONSUMER_SETTINGS, ENV_PREFIX, environ)

@@ -58,6 +58,7 @@ class OfflineShipper:
         self.key = signing_key(cfg)
         self.hub_key = hub_key(cfg)
         self.encrypt_to = encrypt_to(cfg)
+        self.not_shared = frozenset(cfg["source.not_shared"])
         self.recorder = recorder
         self.shipper = shipper
         self.stopping = stopping
@@ -118,7 +119,8 @@ class OfflineShipper:
             self._forget_acknowledged(acknowledged)
             self._resend_taken(remote, acknowledged)
             paths, events = write_bundles(self.recorder, self.agency, self.key, self.outbox,
-                                          self._exported_up_to(acknowledged), self.max_events, self.encrypt_to)
+                                          self._exported_up_to(acknowledged), self.max_events, self.encrypt_to,
+                                          self.not_shared)
             if events:
                 log.info("exported %d events as %d bundles for SFTP", events, len(paths))
             for path in self._bundles(self.outbox):

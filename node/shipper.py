@@ -16,9 +16,10 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
+from typing import Sequence
 
 import grpc
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from exchange.channel import open_channel
 from exchange.store import NodeRecorder
@@ -57,6 +58,7 @@ class Shipper:
         self.acknowledged = recorder.position(HUB_TRACKING)
         # time.monotonic() since when the hub has not answered (None while connected); the offline fallback reads it.
         self.unreachable_since: float | None = time.monotonic()
+        self.not_shared = frozenset((cfg or {}).get("source.not_shared", ()))  # tables whose events stay here
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""
@@ -118,19 +120,24 @@ class Shipper:
         self.unreachable_since = None
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
-        sent = hub_position
+        sent = shipped = hub_position  # read up to / last event sent: they differ by events kept at the node
         in_flight: deque[int] = deque()
         while not self.stopping.is_set():
             while len(in_flight) < self.window:
                 notifications = self.recorder.read(sent, self.batch_size)
                 if not notifications:
                     break
-                head = self.recorder.max_notification_id() or 0
-                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=sent, head=head)))
-                metrics.EVENTS_SHIPPED.inc(len(notifications))
                 sent = notifications[-1].id
-                in_flight.append(sent)
+                notifications = shareable(notifications, self.not_shared)
+                if not notifications:
+                    continue
+                head = self.recorder.max_notification_id() or 0
+                requests.put(pb.PublishRequest(batch=to_wire(notifications, after=shipped, head=head)))
+                metrics.EVENTS_SHIPPED.inc(len(notifications))
+                shipped = notifications[-1].id
+                in_flight.append(shipped)
             if not in_flight:
+                self._settle(sent)
                 self.wake.wait(0.5)
                 self.wake.clear()
                 self._update_backlog()
@@ -140,8 +147,21 @@ class Shipper:
                 in_flight.popleft()
             self._acknowledge(answer.position)
 
+    def _settle(self, sent: int) -> None:
+        """Everything shipped is acknowledged and the events after it up to ``sent`` stay at the node
+        (``[source] not_shared``): count them as settled, so the node is caught up and its source may
+        forget them.  The hub's own position stays at the last event it holds."""
+        if sent > self.acknowledged:
+            self.acknowledged = sent
+            if sent > self.recorder.position(HUB_TRACKING):
+                self.recorder.insert_tracking(Tracking(HUB_TRACKING, sent))
+            metrics.HUB_POSITION.set(sent)
+            self._update_backlog()
+
     def _acknowledge(self, position: int) -> None:
-        if position < self.acknowledged:
+        if position < self.acknowledged and kept_at_node(self.recorder, position, self.acknowledged, self.not_shared):
+            pass  # the node settled events it keeps; the hub holds everything before them
+        elif position < self.acknowledged:
             log.warning("hub reports position %d, below the %d it acknowledged before; re-sending from %d",
                         position, self.acknowledged, position)
             self.acknowledged = position
@@ -161,6 +181,23 @@ class Shipper:
         metrics.BACKLOG_EVENTS.set(max(0, latest - self.acknowledged))
         oldest = self.recorder.read(self.acknowledged, 1)
         metrics.BACKLOG_SECONDS.set(_age_seconds(oldest[0].state) if oldest else 0)
+
+
+def shareable(notifications: Sequence[Notification], not_shared: frozenset[str]) -> Sequence[Notification]:
+    """The events that may leave the node: all but those of the ``[source] not_shared`` tables (Art. 8)."""
+    if not not_shared:
+        return notifications
+    return [n for n in notifications if json.loads(n.state).get("resource") not in not_shared]
+
+
+def kept_at_node(recorder: NodeRecorder, after: int, upto: int, not_shared: frozenset[str]) -> bool:
+    """True when every event after ``after`` up to ``upto`` is one the node keeps (``[source] not_shared``)."""
+    while after < upto and not_shared:
+        events = [n for n in recorder.read(after, 500) if n.id <= upto]
+        if not events or shareable(events, not_shared):
+            return False
+        after = events[-1].id
+    return after >= upto
 
 
 def _age_seconds(state: bytes) -> float:

@@ -9,6 +9,7 @@ from exchange.at_rest import store_cipher
 from exchange.channel import open_channel
 from exchange.store import EventStore
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
+from node.shipper import kept_at_node
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -29,7 +30,11 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
         hub_position, hub_reachable = _ask_hub(cfg, agency, hub_timeout)
         if hub_position is None:
             hub_position = acknowledged
-        backlog = recorder.count_after(hub_position)
+        settled = hub_position  # beyond what the hub holds, the node may have settled events it keeps
+        if acknowledged > hub_position and kept_at_node(recorder, hub_position, acknowledged,
+                                                         frozenset(cfg["source.not_shared"])):
+            settled = acknowledged
+        backlog = recorder.count_after(settled)
     finally:
         store.close()
     source = adapters.open_source(cfg["source.url"], cfg["source.tables"], cfg["source.keys"],

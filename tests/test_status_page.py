@@ -41,7 +41,8 @@ def test_status_json_shows_each_agency_with_its_sync_state(pair):
     assert row["hub_position"] > 0 and row["latest_event_id"] > 0
     assert row["last_event_time"] and row["lag_seconds"] >= 0
     assert row["catalog_entries_overdue"] == 0  # no catalog entry yet
-    assert row["offline_fallback"] is row["share_requests_overdue"] is None
+    assert row["share_requests_overdue"] == 0  # no share request yet
+    assert row["offline_fallback"] is None
 
 
 def test_status_page_refreshes_itself_and_metrics_are_still_served(pair):

@@ -21,14 +21,18 @@ class Event(_message.Message):
     def __init__(self, notification_id: _Optional[int] = ..., originator_id: _Optional[str] = ..., originator_version: _Optional[int] = ..., topic: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class EventBatch(_message.Message):
-    __slots__ = ("after", "events", "head")
+    __slots__ = ("after", "events", "head", "reached", "items")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     after: int
     events: _containers.RepeatedCompositeFieldContainer[Event]
     head: int
-    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., head: _Optional[int] = ...) -> None: ...
+    reached: int
+    items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., head: _Optional[int] = ..., reached: _Optional[int] = ..., items: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("agency", "node_version")
@@ -55,14 +59,20 @@ class PublishResponse(_message.Message):
     def __init__(self, position: _Optional[int] = ..., stored: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("agency", "after", "max_batch")
+    __slots__ = ("agency", "after", "max_batch", "consumer", "resource", "purpose")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     agency: str
     after: int
     max_batch: int
-    def __init__(self, agency: _Optional[str] = ..., after: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
+    consumer: str
+    resource: str
+    purpose: str
+    def __init__(self, agency: _Optional[str] = ..., after: _Optional[int] = ..., max_batch: _Optional[int] = ..., consumer: _Optional[str] = ..., resource: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class PositionRequest(_message.Message):
     __slots__ = ("agency",)

@@ -64,6 +64,10 @@ class ExchangeServicer:
     def Subscribe(self, request, context):
         """Hub -> consumer: batches of the agency's events in hub order, after a
         position, then new ones as they arrive. Event.notification_id is the hub's.
+        A consumer other than the provider receives one entitled resource,
+        projected; the call ends with PERMISSION_DENIED when the entitlement is
+        lost (revoked, expired, never granted) and ABORTED when its data items
+        change (resubscribe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

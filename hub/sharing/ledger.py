@@ -1,0 +1,305 @@
+"""The hub's sharing ledger: share requests, secrecy agreements, entitlements and delivery records.
+
+Requests and agreements are event-sourced in the hub's store (log
+``sharing_requests``); every delivery to a consumer is an event of the log
+``sharing_deliveries``.  This process is the only writer of both; state is
+folded into memory at start-up and kept current by each command, under one
+lock, so an entitlement check never reads a half-made decision.  Every
+decision and every delivery is also written to the hub's audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from eventsourcing.persistence import StoredEvent
+
+from exchange.events import make_mapper
+from exchange.workdays import SHANGHAI, WorkingCalendar
+from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
+from hub.sharing import metrics
+from hub.sharing.requests import (ANSWER_WORKING_DAYS, AgreementRecorded, Requested, SharingEvent, ShareRequest,
+                                  WorkflowError, agreement_id)
+
+log = logging.getLogger(__name__)
+
+REQUESTS_LOG = "sharing_requests"
+DELIVERIES_LOG = "sharing_deliveries"
+DELIVERED_TOPIC = "exchange.sharing:Delivered"
+
+
+class NotEntitled(Exception):
+    """A consumer may not receive a resource; the message says why."""
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What one consumer may receive of one provider's resource, and why."""
+
+    consumer: str
+    provider: str
+    resource: str
+    items: frozenset[str]   # data items (columns); record keys always go with them
+    purpose: str            # the approved purpose ("" for unconditional: the subscriber states one)
+    basis: str              # "unconditional" or the approving request ids
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SharingLedger:
+    """Share-request workflow, agreements, entitlement decisions and delivery records."""
+
+    def __init__(self, store: Any, terms: TermsSource, calendar: WorkingCalendar, *, audit: Any = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.terms = terms
+        self.calendar = calendar
+        self.audit = audit
+        self.clock = clock
+        self.mapper = make_mapper()
+        self._requests_log = _open_log(store, REQUESTS_LOG)
+        self._deliveries_log = _open_log(store, DELIVERIES_LOG)
+        self._lock = threading.RLock()
+        self.requests: dict[uuid.UUID, ShareRequest] = {}
+        self.agreements: dict[uuid.UUID, AgreementRecorded] = {}
+        self._load()
+
+    # Commands ---------------------------------------------------------------------------------
+
+    def request(self, requester: str, provider: str, resource: str, *, scope: str, purpose: str,
+                items: list[str]) -> ShareRequest:
+        """Art. 14: apply for a conditional resource, stating scope, purpose and data items."""
+        now = self.clock()
+        terms = self.terms.terms(provider, resource)
+        if terms is None:
+            raise WorkflowError(f"agency {provider} has no published resource {resource!r}")
+        if terms.share_type == UNCONDITIONAL:
+            raise WorkflowError(f"{provider}/{resource} is shared unconditionally: subscribe to it, no request needed")
+        if terms.share_type == NOT_SHARED:
+            raise WorkflowError(f"{provider}/{resource} is not shared (basis: {terms.basis or 'not given'})")
+        if requester == provider:
+            raise WorkflowError("an agency does not request its own resource")
+        if not scope.strip() or not purpose.strip():
+            raise WorkflowError("a share request states its scope and its purpose (Art. 14)")
+        wanted = list(dict.fromkeys(items))
+        if not wanted:
+            raise WorkflowError(f"name the data items wanted; {resource} publishes {', '.join(terms.items)}")
+        unknown = [i for i in wanted if i not in terms.items]
+        if unknown:
+            raise WorkflowError(f"{provider}/{resource} publishes no data items {unknown}; it has {list(terms.items)}")
+        event = Requested(originator_id=uuid.uuid4(), originator_version=1, timestamp=now, actor=requester,
+                          provider=provider, resource=resource, scope=scope, purpose=purpose, items=wanted,
+                          deadline=self.calendar.deadline(now, ANSWER_WORKING_DAYS))
+        with self._lock:
+            self._save(event)
+            return self.requests[event.originator_id]
+
+    def approve(self, request_id: str, actor: str, *, items: list[str] | None = None,
+                expires: datetime | None = None, note: str = "") -> ShareRequest:
+        return self._step(request_id, lambda r, now: r.approve(actor, items, expires, note, now))
+
+    def reject(self, request_id: str, actor: str, *, reasons: str) -> ShareRequest:
+        return self._step(request_id, lambda r, now: r.reject(actor, reasons, now))
+
+    def dispute(self, request_id: str, actor: str, *, grounds: str) -> ShareRequest:
+        return self._step(request_id, lambda r, now: r.dispute(actor, grounds, now))
+
+    def decide(self, request_id: str, actor: str, *, approve: bool, items: list[str] | None = None,
+               expires: datetime | None = None, reasons: str = "") -> ShareRequest:
+        """The coordinating office's decision on a dispute (the caller checked ``actor`` is an administrator)."""
+        return self._step(request_id, lambda r, now: r.decide(actor, approve, items, expires, reasons, now))
+
+    def revoke(self, request_id: str, actor: str, *, reason: str, admin: bool = False) -> ShareRequest:
+        return self._step(request_id, lambda r, now: r.revoke(actor, reason, now, admin=admin))
+
+    def record_agreement(self, actor: str, provider: str, consumer: str, resource: str, reference: str) -> dict:
+        """Record the signed secrecy agreement between ``provider`` and ``consumer`` about ``resource``."""
+        if actor != provider:
+            raise WorkflowError(f"the provider {provider} records its secrecy agreements")
+        if not reference.strip():
+            raise WorkflowError("name the signed agreement (its reference or document number)")
+        if self.terms.terms(provider, resource) is None:
+            raise WorkflowError(f"agency {provider} has no published resource {resource!r}")
+        oid = agreement_id(provider, consumer, resource)
+        with self._lock:
+            previous = self.agreements.get(oid)
+            event = AgreementRecorded(originator_id=oid, originator_version=previous.originator_version + 1 if previous else 1,
+                                      timestamp=self.clock(), actor=actor, provider=provider, consumer=consumer,
+                                      resource=resource, reference=reference)
+            self._save(event)
+        return _agreement_dict(event)
+
+    # Queries ----------------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> ShareRequest:
+        try:
+            return self.requests[uuid.UUID(str(request_id))]
+        except (ValueError, KeyError):
+            raise WorkflowError(f"no share request {request_id!r}") from None
+
+    def entitlement(self, consumer: str, provider: str, resource: str) -> Entitlement:
+        """What ``consumer`` may receive of the resource now; raises NotEntitled saying why not."""
+        terms = self.terms.terms(provider, resource)
+        if terms is None:
+            raise NotEntitled(f"agency {provider} has no published resource {resource!r}")
+        if terms.share_type == NOT_SHARED:
+            raise NotEntitled(f"{provider}/{resource} is not shared (basis: {terms.basis or 'not given'})")
+        now = self.clock()
+        with self._lock:
+            if terms.share_type == UNCONDITIONAL:
+                granted = Entitlement(consumer, provider, resource, frozenset(terms.items), "", "unconditional")
+            elif terms.share_type == CONDITIONAL:
+                approvals = [r for r in self.requests.values()
+                             if (r.requester, r.provider, r.resource) == (consumer, provider, resource)
+                             and r.active(now)]
+                if not approvals:
+                    raise NotEntitled(f"{consumer} holds no current approval for {provider}/{resource} "
+                                      "(conditional: request it with exchange share request)")
+                items = frozenset(i for r in approvals for i in r.approved_items) & frozenset(terms.items)
+                granted = Entitlement(consumer, provider, resource, items,
+                                      "; ".join(dict.fromkeys(r.purpose for r in approvals)),
+                                      "requests " + ", ".join(str(r.id) for r in approvals))
+            else:
+                raise NotEntitled(f"{provider}/{resource} has an unknown share type {terms.share_type}")
+            if terms.sensitivity and agreement_id(provider, consumer, resource) not in self.agreements:
+                raise NotEntitled(f"{provider}/{resource} is {', '.join(sorted(terms.sensitivity))} data: "
+                                  f"no secrecy agreement with {consumer} is recorded")
+        return granted
+
+    def list(self, agency: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Requests an agency made or must answer (all when ``agency`` is None), oldest first."""
+        now = self.clock()
+        with self._lock:
+            found = [r for r in self.requests.values()
+                     if (agency is None or agency in (r.requester, r.provider)) and (status is None or r.status == status)]
+            return [r.to_dict(now) for r in sorted(found, key=lambda r: r.requested_at)]
+
+    def report(self) -> dict[str, Any]:
+        """Art. 22-23: per provider, requests answered late and those still overdue."""
+        now = self.clock()
+        per: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for r in sorted(self.requests.values(), key=lambda r: r.requested_at):
+                row = per.setdefault(r.provider, {"requests": 0, "answered": 0, "answered_late": 0, "overdue": 0,
+                                                  "late": [], "overdue_requests": []})
+                row["requests"] += 1
+                if r.answered_at is not None:
+                    row["answered"] += 1
+                if r.late():
+                    row["answered_late"] += 1
+                    row["late"].append({"id": str(r.id), "requester": r.requester, "resource": r.resource,
+                                        "deadline": r.deadline.isoformat(), "answered_at": r.answered_at.isoformat(),
+                                        "working_days_late": self._days_late(r.deadline, r.answered_at)})
+                if r.overdue(now):
+                    row["overdue"] += 1
+                    row["overdue_requests"].append({"id": str(r.id), "requester": r.requester, "resource": r.resource,
+                                                    "deadline": r.deadline.isoformat(),
+                                                    "working_days_late": self._days_late(r.deadline, now)})
+        return {"at": now.isoformat(), "providers": per}
+
+    def refresh_overdue(self) -> dict[str, int]:
+        """Set the overdue gauge for every provider; the counts."""
+        now = self.clock()
+        with self._lock:
+            counts = {r.provider: 0 for r in self.requests.values()}
+            for r in self.requests.values():
+                counts[r.provider] += r.overdue(now)
+        for provider, count in counts.items():
+            metrics.REQUESTS_OVERDUE.labels(provider).set(count)
+        return counts
+
+    # Deliveries -------------------------------------------------------------------------------
+
+    def record_delivery(self, entitlement: Entitlement, *, purpose: str, events: int, after: int, reached: int,
+                        mode: str) -> None:
+        """Record that ``events`` projected events (hub ids after ``after`` up to ``reached``) went to the consumer."""
+        details = {"consumer": entitlement.consumer, "provider": entitlement.provider,
+                   "resource": entitlement.resource, "purpose": purpose, "events": events, "after": after,
+                   "reached": reached, "mode": mode, "items": sorted(entitlement.items), "basis": entitlement.basis,
+                   "at": self.clock().isoformat()}
+        state = json.dumps(details, sort_keys=True, separators=(",", ":")).encode()
+        self._deliveries_log.insert_events([StoredEvent(uuid.uuid4(), 1, DELIVERED_TOPIC, state)])
+        if self.audit is not None:
+            self.audit.record("share.delivered", entitlement.consumer, **details)
+        metrics.EVENTS_SHARED.labels(entitlement.provider, entitlement.consumer, mode).inc(events)
+
+    def deliveries(self, consumer: str | None = None, provider: str | None = None,
+                   resource: str | None = None) -> list[dict[str, Any]]:
+        """Delivery records, oldest first, optionally for one consumer, provider and/or resource."""
+        found, after = [], 0
+        while notifications := self._deliveries_log.read(after, 5000):
+            for n in notifications:
+                record = json.loads(n.state)
+                if ((consumer is None or record["consumer"] == consumer)
+                        and (provider is None or record["provider"] == provider)
+                        and (resource is None or record["resource"] == resource)):
+                    found.append(record)
+            after = notifications[-1].id
+        return found
+
+    # Internals --------------------------------------------------------------------------------
+
+    def _step(self, request_id: str, make: Callable[[ShareRequest, datetime], SharingEvent]) -> ShareRequest:
+        with self._lock:
+            request = self.get(request_id)
+            self._save(make(request, self.clock()))
+            return request
+
+    def _save(self, event: SharingEvent) -> None:
+        """Store the event, fold it in, audit it (called under the lock)."""
+        self._requests_log.insert_events([self.mapper.to_stored_event(event)])
+        self._fold(event)
+        if self.audit is not None:
+            details = {k: _plain(v) for k, v in vars(event).items() if k not in ("actor", "timestamp")}
+            self.audit.record(f"share.{type(event).__name__.lower()}", event.actor, **details)
+        log.info("share %s %s by %s", type(event).__name__.lower(), event.originator_id, event.actor,
+                 extra={"request": str(event.originator_id), "actor": event.actor})
+        self.refresh_overdue()
+
+    def _fold(self, event: SharingEvent) -> None:
+        if isinstance(event, AgreementRecorded):
+            self.agreements[event.originator_id] = event
+        elif isinstance(event, Requested):
+            self.requests[event.originator_id] = ShareRequest.start(event)
+        else:
+            self.requests[event.originator_id].apply(event)
+
+    def _load(self) -> None:
+        after = 0
+        while notifications := self._requests_log.read(after, 5000):
+            for n in notifications:
+                self._fold(self.mapper.to_domain_event(n))
+            after = notifications[-1].id
+        self.refresh_overdue()
+
+    def _days_late(self, deadline: datetime, moment: datetime) -> int:
+        """Working days after the deadline's last working day, up to and including ``moment``'s day."""
+        last_day = (deadline.astimezone(SHANGHAI) - timedelta(days=1)).date()
+        return self.calendar.working_days_between(last_day, moment.astimezone(SHANGHAI).date())
+
+
+def _open_log(store: Any, name: str) -> Any:
+    """A notification log of the hub store outside the agencies' logs (its table does not start with ``events_``)."""
+    recorder = store.agency_recorder_class(store.datastore, events_table_name=name)
+    recorder.create_table()
+    return recorder
+
+
+def _agreement_dict(event: AgreementRecorded) -> dict[str, Any]:
+    return {"provider": event.provider, "consumer": event.consumer, "resource": event.resource,
+            "reference": event.reference, "recorded_by": event.actor, "at": event.timestamp.isoformat()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value

@@ -1,0 +1,59 @@
+"""Projection: what of a provider's events a consumer may see (Art. 15: only the approved data items).
+
+Works on the stored JSON state, so events pass through without being
+decoded into domain objects: a created event keeps the entitled columns of
+its row image, an updated event the entitled changed columns (and is
+dropped when none is left), a deleted event passes unchanged, and a schema
+event keeps the entitled columns.  The record key always goes with the
+items: a replica cannot apply an update or a delete without it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+from eventsourcing.persistence import Notification
+
+from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
+
+
+def resource_of(notification: Notification) -> str | None:
+    """The resource (table) an event belongs to, from its stored state; None for other events."""
+    try:
+        return json.loads(notification.state).get("resource")
+    except (ValueError, AttributeError):
+        return None
+
+
+def project(notifications: Sequence[Notification], resource: str, items: Iterable[str]) -> list[Notification]:
+    """The events of ``resource`` among ``notifications``, each cut down to ``items`` (plus the record key)."""
+    allowed = frozenset(items)
+    projected = []
+    for n in notifications:
+        state = json.loads(n.state)
+        if state.get("resource") != resource:
+            continue
+        cut = _cut(n.topic, state, allowed)
+        if cut is not None:
+            projected.append(Notification(id=n.id, originator_id=n.originator_id,
+                                          originator_version=n.originator_version, topic=n.topic,
+                                          state=json.dumps(cut, separators=(",", ":"), ensure_ascii=False).encode()))
+    return projected
+
+
+def _cut(topic: str, state: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any] | None:
+    if topic == RecordCreated.TOPIC:
+        keep = allowed | set(state["key"])
+        return {**state, "row": {k: v for k, v in state["row"].items() if k in keep}}
+    if topic == RecordUpdated.TOPIC:
+        keep = allowed | set(state["key"])
+        changed = {k: v for k, v in state["changed"].items() if k in keep}
+        return {**state, "changed": changed} if changed else None
+    if topic == RecordDeleted.TOPIC:
+        return state
+    if topic == SchemaChanged.TOPIC:
+        table = state["table"]
+        keep = allowed | set(table["primary_key"])
+        return {**state, "table": {**table, "columns": [c for c in table["columns"] if c["name"] in keep]}}
+    return None  # an event kind this hub does not know how to cut: never pass it on uncut

@@ -1,0 +1,64 @@
+"""Sharing in a running hub: the ledger, the Sharing service, the not-shared guard, the overdue gauge."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import grpc
+
+from exchange.workdays import WorkingCalendar
+from hub.audit import AuditLog, open_audit
+from hub.catalog.catalog import Catalog
+from hub.ingest import Ingest
+from hub.sharing.api import SharingServicer
+from hub.sharing.guard import NotSharedGuard
+from hub.sharing.ledger import SharingLedger
+from protos.exchange.v1 import sharing_pb2
+from protos.exchange.v1 import sharing_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SHARING_SERVICE = sharing_pb2.DESCRIPTOR.services_by_name["Sharing"].full_name
+OVERDUE_REFRESH_SECONDS = 60.0  # deadlines pass with the clock, not only with commands
+
+
+class Sharing:
+    """What ``start`` set up; ``stop()`` ends the overdue refresher."""
+
+    def __init__(self, ledger: SharingLedger, catalog: Catalog, owns_catalog: bool):
+        self.ledger = ledger
+        self.catalog = catalog
+        self._owns_catalog = owns_catalog
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, name="share-overdue", daemon=True)
+        self._thread.start()
+
+    def _refresh(self) -> None:
+        while not self._stopping.wait(OVERDUE_REFRESH_SECONDS):
+            try:
+                self.ledger.refresh_overdue()
+            except Exception:
+                log.exception("refreshing the overdue share requests failed")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(5)
+        if self._owns_catalog:
+            self.catalog.close()
+
+
+def start(cfg: dict[str, Any], ingest: Ingest, server: grpc.Server, exchange_servicer: Any, *,
+          audit: AuditLog | None = None, catalog: Catalog | None = None) -> Sharing:
+    """Open the ledger over the hub's store and serve ``exchange.v1.Sharing`` on ``server``."""
+    calendar = WorkingCalendar.from_config(cfg)
+    audit = audit if audit is not None else open_audit(cfg)
+    owns_catalog = catalog is None
+    catalog = catalog or Catalog(cfg["store.url"], calendar, audit)
+    ledger = SharingLedger(ingest.store, catalog, calendar, audit=audit)
+    ingest.guards.append(NotSharedGuard(catalog, audit))
+    sharing_pb2_grpc.add_SharingServicer_to_server(
+        SharingServicer(ledger, frozenset(cfg["security.administrators"])), server)
+    exchange_servicer.sharing = ledger
+    return Sharing(ledger, catalog, owns_catalog)

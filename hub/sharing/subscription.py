@@ -1,0 +1,92 @@
+"""A consumer's subscription to one of a provider's resources (Subscribe with ``consumer`` set).
+
+Positions contract: the stream starts with a batch holding no events,
+``reached`` = the requested ``after`` and the entitled ``items``; every
+later batch holds the entitled events (projected) among the provider's
+events after the previous batch's ``reached``, up to its own ``reached``.
+A consumer that stores ``reached`` with what it applied resumes without gap
+or duplicate.  The entitlement is checked before every batch and at least
+every ``ENTITLEMENT_POLL`` seconds while waiting for new events: when it is
+lost the call ends with PERMISSION_DENIED, when its items change with
+ABORTED, and no event is sent after either.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import grpc
+
+from exchange.wire import to_wire
+from hub import metrics as hub_metrics
+from hub.ingest import Ingest
+from hub.sharing import metrics
+from hub.sharing.ledger import Entitlement, NotEntitled, SharingLedger
+from hub.sharing.projection import project
+from protos.exchange.v1 import exchange_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+ENTITLEMENT_POLL = 0.25
+
+
+def stream(ingest: Ingest, ledger: SharingLedger, provider: str, consumer: str, request: pb.SubscribeRequest,
+           limit: int, context: grpc.ServicerContext) -> Iterator[pb.EventBatch]:
+    """The batches of a consumer subscription (see the module docstring)."""
+    resource = request.resource
+    if not resource:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a consumer subscription names the resource it wants")
+    granted = _entitlement(ledger, consumer, provider, resource, context)
+    purpose = granted.purpose or request.purpose
+    if not purpose:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                      f"state the purpose of receiving {provider}/{resource} (Art. 17: deliveries are recorded with it)")
+    items = sorted(granted.items)
+    after = request.after
+    log.info("consumer %s subscribed to %s/%s after %d (items %s)", consumer, provider, resource, after, items,
+             extra={"agency": provider, "consumer": consumer, "resource": resource})
+    yield pb.EventBatch(after=after, reached=after, items=items)
+    while context.is_active():
+        _recheck(ledger, granted, context)
+        notifications = ingest.read(provider, after, limit)
+        if not notifications:
+            ingest.wait(provider, after, ENTITLEMENT_POLL)
+            continue
+        projected = project(notifications, resource, granted.items)
+        reached = notifications[-1].id
+        _recheck(ledger, granted, context)
+        batch = to_wire(projected, after)
+        batch.reached, batch.items[:] = reached, items
+        if projected:  # recorded before sending: a record may name a batch the consumer never read, never the reverse
+            hub_metrics.EVENTS_DELIVERED.labels(provider).inc(len(projected))
+            ledger.record_delivery(granted, purpose=purpose, events=len(projected), after=after, reached=reached,
+                                   mode="stream")
+        yield batch
+        after = reached
+
+
+def _entitlement(ledger: SharingLedger, consumer: str, provider: str, resource: str,
+                 context: grpc.ServicerContext) -> Entitlement:
+    try:
+        return ledger.entitlement(consumer, provider, resource)
+    except NotEntitled as e:
+        _refuse(ledger, consumer, provider, resource, str(e), context)
+
+
+def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.ServicerContext) -> None:
+    now = _entitlement(ledger, granted.consumer, granted.provider, granted.resource, context)
+    if now.items != granted.items:
+        context.abort(grpc.StatusCode.ABORTED,
+                      f"the entitled data items of {granted.provider}/{granted.resource} changed to "
+                      f"{sorted(now.items)}: subscribe again")
+
+
+def _refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
+            context: grpc.ServicerContext) -> None:
+    metrics.SHARE_REFUSED.labels(provider).inc()
+    if ledger.audit is not None:
+        ledger.audit.record("share.refused", consumer, provider=provider, resource=resource, reason=reason)
+    log.info("consumer %s refused %s/%s: %s", consumer, provider, resource, reason,
+             extra={"agency": provider, "consumer": consumer, "resource": resource})
+    context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
