@@ -29,6 +29,7 @@ from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import Environment
 
+from exchange.keyfile import write_new_key_file
 from exchange.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -153,11 +154,7 @@ def keygen(path: str | Path) -> dict[str, str]:
     """Create a new random key file at ``path`` (mode 0600, never overwriting)."""
     key = os.urandom(KEY_BYTES)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_key_file(path, base64.b64encode(key) + b"\n")
     except FileExistsError:
         raise CipherError(f"{path}: a key already exists; a store encrypted with it cannot be read without it") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     return {"key_file": str(path), "key_id": StateCipher(key).key_id.hex()}

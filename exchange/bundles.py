@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.persistence import Notification
 from google.protobuf.message import DecodeError
 
+from exchange.keyfile import write_new_key_file
 from exchange.store import StoreError, check_agency
 from exchange.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -116,33 +117,26 @@ def key_id(public_key: Ed25519PublicKey | X25519PublicKey) -> str:
 def generate_key(path: str | Path, public_path: str | Path) -> Ed25519PublicKey:
     """Create an Ed25519 private key at ``path`` (PEM, mode 0600, never
     overwriting) and its public key at ``public_path``."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise SigningKeyError(f"{path}: a key already exists; move it away first if you really mean to replace it") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    Path(public_path).write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key.public_key()
+    return _write_key_pair(Ed25519PrivateKey.generate(), path, public_path,
+                           "move it away first if you really mean to replace it")
 
 
 def generate_hub_key(path: str | Path, public_path: str | Path) -> X25519PublicKey:
     """Create the hub's X25519 bundle decryption key at ``path`` (PEM, mode
     0600, never overwriting) and its public key at ``public_path`` (the file
     nodes encrypt to)."""
-    key = X25519PrivateKey.generate()
+    return _write_key_pair(X25519PrivateKey.generate(), path, public_path,
+                           "bundles encrypted to it need it to be read")
+
+
+def _write_key_pair(key, path: str | Path, public_path: str | Path, keep_reason: str):
+    """Write ``key`` (PEM, mode 0600, never overwriting) and its public key; return the public key."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_key_file(path, pem)
     except FileExistsError:
-        raise SigningKeyError(f"{path}: a key already exists; bundles encrypted to it need it to be read") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+        raise SigningKeyError(f"{path}: a key already exists; {keep_reason}") from None
     Path(public_path).write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return key.public_key()

@@ -14,7 +14,6 @@ OU is the role (agency, administrator or hub).
 from __future__ import annotations
 
 import ipaddress
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.bundles import write_atomically
 from exchange.identifiers import is_valid_uscc
+from exchange.keyfile import write_new_key_file
 from exchange.store import StoreError, check_agency
 from exchange.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_HUB, TLSError, describe
 
@@ -49,11 +49,9 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_new_key_file(path, pem)
     except FileExistsError:
         raise CAError(f"{path} already exists; move it away first if you really mean to replace it") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
 
 
 def _pem(cert: x509.Certificate) -> bytes:
