@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tomllib
 from typing import Mapping
 
 import grpc
@@ -49,3 +50,38 @@ def check_settings(address: str, cfg: Mapping) -> None:
     if insecure and not tls.is_loopback(address):
         raise tls.TLSError(f"[hub] insecure = true is refused for {address}: plain connections are only "
                            "allowed to a hub on a loopback address; configure [tls] ca, cert and key")
+
+
+def add_hub_arguments(parser) -> None:
+    """``--hub``, ``--config`` and ``--insecure``: how a command-line client reaches the hub."""
+    parser.add_argument("--hub", metavar="HOST:PORT", help="hub gRPC address (default: [hub] address of --config)")
+    parser.add_argument("--config", help="TOML file whose agency, [hub] and [tls] settings say who calls and how to "
+                                         "reach the hub (a node's or consumer's config will do)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
+
+
+def client_settings(args) -> dict:
+    """``agency``, ``hub.*`` and ``tls.*`` from ``--config`` (other sections are ignored), then
+    ``--hub`` and ``--insecure``.  ValueError names an unreadable file or a missing address."""
+    cfg: dict = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ValueError(f"{args.config}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{args.config}: not valid TOML: {e}") from None
+        if isinstance(data.get("agency"), str):
+            cfg["agency"] = data["agency"]
+        for section in ("hub", "tls"):
+            for key, value in (data.get(section) or {}).items():
+                cfg[f"{section}.{key}"] = value
+    if args.hub:
+        cfg["hub.address"] = args.hub
+    if args.insecure:
+        cfg["hub.insecure"] = True
+    if not cfg.get("hub.address"):
+        raise ValueError("name the hub: --hub HOST:PORT, or --config with a [hub] address")
+    return cfg

@@ -141,6 +141,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
     pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
     catalog.add_to_server(server)
     sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, audit=audit, catalog=catalog.catalog)
+    catalog.servicer.late_answers = sharing.ledger.late_answers  # the evaluation report's late answers (Art. 22)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

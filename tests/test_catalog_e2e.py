@@ -108,7 +108,7 @@ def test_draft_submit_review_publish_flag_and_report(exchange_pair):
     via_config = json.loads(exchange("catalog", "list", "--json", "--config", str(node.config_path)).stdout)
     assert [e["code"] for e in via_config] == ["101001/0001"]
     nowhere = exchange("catalog", "list", check=False)
-    assert nowhere.returncode == 2 and "give --hub HOST:PORT, or --config with a [hub] address" in nowhere.stderr
+    assert nowhere.returncode == 2 and "name the hub: --hub HOST:PORT, or --config with a [hub] address" in nowhere.stderr
 
     # The source table changes: the node ships the schema event, the hub flags the entry.
     with sqlite3.connect(agency.path) as conn:

@@ -51,10 +51,10 @@ def publish_catalog(store_url: str) -> None:
 def approve_licences(hub) -> None:
     """The consumer requests licences and the provider approves two of the items asked for."""
     address = hub.config["listen"]["address"]
-    asked = json.loads(exchange("share", "request", "--hub", address, "--agency", CONSUMER, "--provider", AGENCY,
+    asked = json.loads(exchange("share", "request", "--hub", address, "--insecure", "--agency", CONSUMER, "--provider", AGENCY,
                                 "--resource", "licences", "--scope", "all", "--purpose", "licensing",
                                 "--items", "kind", "status", "issued").stdout)
-    approved = json.loads(exchange("share", "approve", asked["id"], "--hub", address, "--agency", AGENCY,
+    approved = json.loads(exchange("share", "approve", asked["id"], "--hub", address, "--insecure", "--agency", AGENCY,
                                    "--items", "kind", "status").stdout)
     assert approved["status"] == "approved" and approved["approved_items"] == ["kind", "status"]
 
@@ -118,7 +118,7 @@ def provider(launch, sample, tmp_path):
 
 def consumer_config(tmp_path, hub, free_port) -> dict:
     return {"agency": CONSUMER,
-            "hub": {"address": hub.config["listen"]["address"], "reconnect_max": 0.5},
+            "hub": {"address": hub.config["listen"]["address"], "reconnect_max": 0.5, "insecure": True},
             "consumer": {"replica": f"sqlite:///{tmp_path / 'replica.db'}",
                          "resources": [f"{AGENCY}/legal_persons", f"{AGENCY}/licences", f"{AGENCY}/persons"],
                          "purpose": "licensing", "hub_key": str(tmp_path / "hub.pub")},

@@ -91,7 +91,7 @@ def test_the_consumer_recopies_a_resource_whose_items_change_and_withdraws_it_wh
     hub = Hub(tmp_path, port := free_port())
     hub.publish(hub.schema("licences"), *hub.rows("licences", [1, 2, 3]))
     replica_path = tmp_path / "replica.db"
-    cfg = {"agency": CONSUMER, "hub.address": f"127.0.0.1:{port}", "hub.reconnect_max": 0.2,
+    cfg = {"agency": CONSUMER, "hub.address": f"127.0.0.1:{port}", "hub.reconnect_max": 0.2, "hub.insecure": True,
            "consumer.replica": f"sqlite:///{replica_path}", "consumer.purpose": "permits"}
     stopping = threading.Event()
     subscription = Subscription(cfg, Wanted(PROVIDER, "licences"), stopping)

@@ -140,7 +140,7 @@ def test_a_stream_not_starting_with_hello_is_refused(channel):
 
 @pytest.mark.parametrize("claimed", ["../../etc/passwd", "91310000OTHER00001", "x" * 100])
 def test_an_unknown_or_invalid_agency_claim_is_refused(channel, claimed):
-    for attempt in (lambda: publish(channel, claimed, []), lambda: subscribe_first(channel, claimed),
+    for attempt in (lambda: publish(channel, claimed, []), lambda: subscribe_first(channel, AGENCY, consumer=claimed),
                     lambda: get_position(channel, claimed)):
         with pytest.raises(grpc.RpcError) as refused:
             attempt()

@@ -36,7 +36,7 @@ def test_the_share_commands_refuse_what_the_rules_do_not_allow_and_say_why(launc
     address = hub.config["listen"]["address"]
 
     def share(*args, agency=None):
-        return exchange("share", *args, "--hub", address, *(["--agency", agency] if agency else []), check=False)
+        return exchange("share", *args, "--hub", address, "--insecure", *(["--agency", agency] if agency else []), check=False)
 
     refused = share("request", "--provider", AGENCY, "--resource", "persons", "--scope", "all", "--purpose", "x",
                     "--items", "name", agency=CONSUMER)
@@ -50,5 +50,8 @@ def test_the_share_commands_refuse_what_the_rules_do_not_allow_and_say_why(launc
     assert early.returncode == 1 and "decides disputes only" in early.stderr
     listed = json.loads(share("list", agency=AGENCY).stdout)["requests"]
     assert [(r["id"], r["status"], r["overdue"]) for r in listed] == [(request_id, "pending", False)]
-    missing = exchange("share", "list", "--hub", address, check=False)
+    missing = exchange("share", "list", "--hub", address, "--insecure", check=False)
     assert missing.returncode == 2 and "name the agency acting" in missing.stderr
+    evaluation = json.loads(exchange("catalog", "report", "--json", "--hub", address, "--insecure").stdout)["evaluation"]
+    [provider] = [row for row in evaluation if row["agency"] == AGENCY]
+    assert provider["late_answers"] == 0  # counted from the share requests (a hub without sharing reports null)

@@ -191,7 +191,7 @@ def _attempt(action: str, address: str, tls_settings_: dict) -> str:
             if action == "publish":
                 publish(channel, AGENCY, [])
             elif action == "subscribe":
-                subscribe_first(channel, AGENCY, timeout=2)
+                subscribe_first(channel, AGENCY, timeout=2, resource="persons")
             elif action == "position":
                 get_position(channel, AGENCY)
             else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from exchange.channel import open_channel
+from exchange.channel import add_hub_arguments, client_settings, open_channel
 from hub.catalog import metadata, wire
 from hub.catalog.entry import STATUSES
 from hub.catalog.terms import SENSITIVITIES
@@ -33,18 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit = actions.add_parser("submit", help="check entry files and submit them for review")
     submit.add_argument("files", nargs="+", metavar="FILE", help="entry files (.toml or .json)")
     submit.add_argument("--draft", action="store_true", help="save them as drafts without submitting")
-    _hub(submit)
+    add_hub_arguments(submit)
 
     listing = actions.add_parser("list", help="list catalog entries")
     listing.add_argument("--agency", default="", help="only this agency's entries")
     listing.add_argument("--status", default="", choices=("",) + STATUSES, help="only entries in this status")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    _hub(listing)
+    add_hub_arguments(listing)
 
     show = actions.add_parser("show", help="show one entry, or with --history every event of it")
     show.add_argument("code")
     show.add_argument("--history", action="store_true", help="print the entry's whole history")
-    _hub(show)
+    add_hub_arguments(show)
 
     secrecy = actions.add_parser("secrecy", help="record the secrecy review of a submitted entry (administrators)")
     secrecy.add_argument("code")
@@ -54,67 +54,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     secrecy.add_argument("--sensitivity", nargs="*", default=[], choices=sorted(SENSITIVITIES),
                          help="kinds of protected data it holds (sharing then needs a secrecy agreement)")
     secrecy.add_argument("--note", default="", help="the reviewer's note")
-    _hub(secrecy)
+    add_hub_arguments(secrecy)
 
     review = actions.add_parser("review", help="record item-by-item decisions on a submitted entry (administrators)")
     review.add_argument("code")
     review.add_argument("--accept", nargs="*", default=[], metavar="ITEM", help="data items accepted")
     review.add_argument("--accept-all", action="store_true", help="accept every data item not rejected")
     review.add_argument("--reject", nargs="*", default=[], metavar="ITEM=REASON", help="data items not accepted, and why")
-    _hub(review)
+    add_hub_arguments(review)
 
     publish = actions.add_parser("publish", help="publish a reviewed entry (administrators)")
     publish.add_argument("code")
-    _hub(publish)
+    add_hub_arguments(publish)
 
     back = actions.add_parser("return", help="return a submitted entry to its agency with reasons (administrators)")
     back.add_argument("code")
     back.add_argument("--reason", action="append", default=[], help="a reason (repeatable)")
-    _hub(back)
+    add_hub_arguments(back)
 
     full = actions.add_parser("full-review", help="record the yearly full review of a published entry (administrators)")
     full.add_argument("code")
     full.add_argument("--note", default="")
-    _hub(full)
+    add_hub_arguments(full)
 
     report = actions.add_parser("report", help="overdue entries, one datum one source, and the per-agency evaluation")
     report.add_argument("--at", default="", metavar="TIME", help="evaluate as of this ISO-8601 time (default now)")
     report.add_argument("--json", action="store_true", help="print JSON")
-    _hub(report)
+    add_hub_arguments(report)
 
     dcat = actions.add_parser("dcat", help="export the published catalog as DCAT JSON-LD")
     dcat.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
-    _hub(dcat)
-
-
-def _hub(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hub", metavar="ADDRESS", help="hub gRPC address host:port (default: the config's [hub] address)")
-    parser.add_argument("--config", help="TOML file whose [hub] and [tls] sections say how to reach the hub "
-                                         "(a node's config will do)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
-
-
-def client_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The hub address and the ``hub.*``/``tls.*`` settings of ``--config`` (other sections are ignored)."""
-    cfg: dict[str, Any] = {}
-    if args.config:
-        try:
-            with open(args.config, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ValueError(f"{args.config}: cannot read: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{args.config}: not valid TOML: {e}") from None
-        for section in ("hub", "tls"):
-            for key, value in (data.get(section) or {}).items():
-                cfg[f"{section}.{key}"] = value
-    if args.insecure:
-        cfg["hub.insecure"] = True
-    address = args.hub or cfg.get("hub.address")
-    if not address:
-        raise ValueError("give --hub HOST:PORT, or --config with a [hub] address")
-    return address, cfg
+    add_hub_arguments(dcat)
 
 
 def load_entry_file(path: str | Path) -> dict[str, Any]:
@@ -143,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(catalog_draft.draft(config.load(args.config), args.to, args.format), ensure_ascii=False))
         return 0
-    address, cfg = client_settings(args)
+    cfg = client_settings(args)
+    address = cfg["hub.address"]
     if args.action == "submit":
         return _submit(args, address, cfg)
     with open_channel(address, cfg) as channel:

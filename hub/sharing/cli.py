@@ -9,7 +9,7 @@ import sys
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from exchange.channel import open_channel
+from exchange.channel import add_hub_arguments, client_settings, open_channel
 from exchange.config import ConfigError
 from protos.exchange.v1 import sharing_pb2 as pb
 from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
@@ -22,8 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help)
-        parser.add_argument("--config", help="node or consumer TOML file: agency, [hub] address and TLS settings")
-        parser.add_argument("--hub", metavar="HOST:PORT", help="hub address (default: [hub] address of --config)")
+        add_hub_arguments(parser)
         parser.add_argument("--agency", help="the agency acting (default: agency of --config; with TLS the certificate's)")
         return parser
 
@@ -120,18 +119,7 @@ def _call(stub: pb_grpc.SharingStub, args: argparse.Namespace, agency: str):
 
 def _settings(args: argparse.Namespace) -> dict:
     """Identity, hub address and TLS settings from a node or consumer config (either works) and the flags."""
-    from node import config
-
-    cfg: dict = {}
-    if args.config:
-        try:
-            cfg = config.load(args.config)
-        except ConfigError:
-            cfg = config.load_consumer(args.config)
-    if args.hub:
-        cfg["hub.address"] = args.hub
-    if not cfg.get("hub.address"):
-        raise ConfigError("name the hub: --hub HOST:PORT or a --config with [hub] address")
+    cfg = client_settings(args)
     if args.action not in ("decide", "report") and not (args.agency or cfg.get("agency")) and \
             not (args.action in ("list", "revoke") and (getattr(args, "all", False) or getattr(args, "office", False))):
         raise ConfigError("name the agency acting: --agency ID or a --config with agency")

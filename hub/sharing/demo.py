@@ -237,7 +237,7 @@ class _Story:
     def _start_hub(self) -> None:
         self._start("hub", ["hub", "run"], {
             "store": {"url": f"sqlite:///{self.dir / 'hub-store.db'}"},
-            "listen": {"address": self.hub_address},
+            "listen": {"address": self.hub_address, "insecure": True},
             "metrics": {"port": 0},
         })
         wait_serving(self.hub_address)
@@ -265,7 +265,7 @@ class _Story:
 
     def _exchange(self, *args: str) -> str:
         """Run ``exchange ARGS --hub HUB``; its output, or an error saying what failed."""
-        done = subprocess.run([sys.executable, "-m", "exchange.cli", *args, "--hub", self.hub_address],
+        done = subprocess.run([sys.executable, "-m", "exchange.cli", *args, "--hub", self.hub_address, "--insecure"],
                               capture_output=True, text=True, timeout=60)
         if done.returncode:
             raise RuntimeError(f"exchange {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -276,12 +276,12 @@ class _Story:
                 "source": {"url": f"sqlite:///{self.source}", "tables": list(TABLES), "poll_interval": 0.05,
                            "not_shared": ["inspections"]},
                 "store": {"url": f"sqlite:///{self.dir / 'provider-store.db'}"},
-                "hub": {"address": self.hub_address, "reconnect_max": 1.0},
+                "hub": {"address": self.hub_address, "reconnect_max": 1.0, "insecure": True},
                 "metrics": {"port": 0}}
 
     def _consumer_config(self, consumer: str, resources: list[str]) -> dict[str, Any]:
         return {"agency": consumer,
-                "hub": {"address": self.hub_address, "reconnect_max": 0.5},
+                "hub": {"address": self.hub_address, "reconnect_max": 0.5, "insecure": True},
                 "consumer": {"replica": f"sqlite:///{self._replica(consumer)}",
                              "resources": [f"{PROVIDER}/{r}" for r in resources],
                              "purpose": "administrative licensing and taxation"},

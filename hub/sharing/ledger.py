@@ -204,6 +204,12 @@ class SharingLedger:
                                                     "working_days_late": self._days_late(r.deadline, now)})
         return {"at": now.isoformat(), "providers": per}
 
+    def late_answers(self, provider: str) -> int:
+        """Requests to ``provider`` answered after their deadline, or unanswered past it (Art. 22)."""
+        now = self.clock()
+        with self._lock:
+            return sum(1 for r in self.requests.values() if r.provider == provider and (r.late() or r.overdue(now)))
+
     def refresh_overdue(self) -> dict[str, int]:
         """Set the overdue gauge for every provider; the counts."""
         now = self.clock()

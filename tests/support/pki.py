@@ -84,9 +84,12 @@ def publish(channel: grpc.Channel, agency: str, batches: Iterable[pb.EventBatch]
     return list(pb_grpc.ExchangeStub(channel).Publish(iter(requests), timeout=timeout))
 
 
-def subscribe_first(channel: grpc.Channel, agency: str, timeout: float = 5) -> pb.EventBatch | None:
-    """The first batch a subscription to ``agency`` delivers (None when the agency's log is empty)."""
-    stream = pb_grpc.ExchangeStub(channel).Subscribe(pb.SubscribeRequest(agency=agency, after=0), timeout=timeout)
+def subscribe_first(channel: grpc.Channel, agency: str, timeout: float = 5, *, consumer: str = "",
+                    resource: str = "") -> pb.EventBatch | None:
+    """The first batch a subscription to ``agency`` delivers (None when the agency's log is empty);
+    ``consumer`` and ``resource`` as another agency's subscription states them."""
+    request = pb.SubscribeRequest(agency=agency, after=0, consumer=consumer, resource=resource, purpose="checks")
+    stream = pb_grpc.ExchangeStub(channel).Subscribe(request, timeout=timeout)
     try:
         return next(stream)
     except grpc.RpcError as e:
