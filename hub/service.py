@@ -130,8 +130,9 @@ def _credentials(cfg: dict[str, Any], audit: AuditLog) -> grpc.ServerCredentials
 
 def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None,
            catalog: CatalogRuntime) -> int:
+    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc")
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc"),
+        workers,
         options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg["listen.max_message_bytes"])],
         maximum_concurrent_rpcs=WORKERS,
         interceptors=[identity.CertificateCheck()],
@@ -198,6 +199,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
         log.info("hub stopping")
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
+        workers.shutdown(wait=True)  # cancelled streams end at their next check; the store outlives them
     finally:
         sharing.stop()
         if inbox is not None:

@@ -232,7 +232,8 @@ def _subscribe_once(address: str) -> None:
 def test_bundle_imports_and_quarantines_are_recorded(offline):
     offline.export("--max-events", "10")
     first, second, _ = sorted(offline.dir.glob("*.bundle"))
-    second.write_bytes(second.read_bytes()[:-1] + b"\x00")  # a broken signature
+    data = second.read_bytes()
+    second.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # a broken signature
     offline.import_(check=False)
     entries = [json.loads(line) for line in (offline.hub_config.parent / "audit.log").read_text().splitlines()]
     imported = [e for e in entries if e["action"] == "bundle.imported"]

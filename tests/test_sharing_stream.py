@@ -36,7 +36,8 @@ class Hub:
         self.ledger = SharingLedger(self.store, self.catalog, WorkingCalendar(), clock=self.clock)
         servicer = ExchangeServicer(self.ingest, max_batch=10)
         servicer.sharing = self.ledger
-        self.server = grpc.server(ThreadPoolExecutor(max_workers=8))
+        self.executor = ThreadPoolExecutor(max_workers=8)
+        self.server = grpc.server(self.executor)
         pb_grpc.add_ExchangeServicer_to_server(servicer, self.server)
         self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.server.start()
@@ -78,7 +79,9 @@ class Hub:
 
     def close(self):
         self.channel.close()
-        self.server.stop(None).wait(10)  # every handler has ended before the store closes
+        self.server.stop(None).wait(10)
+        # Cancelled handlers run on until their next check; the store must outlive them.
+        self.executor.shutdown(wait=True)
         self.store.close()
 
 
