@@ -10,12 +10,12 @@ from __future__ import annotations
 import queue
 import re
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,9 +25,9 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from exchange import tls
+from exchange.health import http_answers
 from exchange.sample import TABLES
-from hub import identity
-from hub.audit import AuditLog
+from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 from support.pki import PKI, client, events, get_position, publish, run_exchange, subscribe_first, tls_settings
@@ -194,48 +194,28 @@ def _attempt(action: str, address: str, tls_settings_: dict) -> str:
                 subscribe_first(channel, AGENCY, timeout=2, resource="persons")
             elif action == "position":
                 get_position(channel, AGENCY)
-            else:
-                channel.unary_unary("/test.Admin/Review")(b"", timeout=5)
+            else:  # the catalog's publish step, for an entry that does not exist
+                catalog_pb2_grpc.CatalogStub(channel).Publish(catalog_pb2.EntryRef(code="101001/9999"), timeout=5)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.PERMISSION_DENIED:
                 return DENY
+            if action == "admin call" and e.code() == grpc.StatusCode.NOT_FOUND:
+                return ALLOW  # let through to the catalog's own rules
             raise
     return ALLOW
 
 
-@pytest.fixture(scope="module")
-def admin_server(pki, certs):
-    """A gRPC server with the hub's TLS settings and identity layer whose one
-    method is administrative (as the catalog's review is); refusals audited."""
-    audit = AuditLog(pki.dir.parent / "audit.log")
-    settings = {f"tls.{k}": v for k, v in pki.hub_tls("admin-server").items()}
-    identity.configure(secure=True, revocations=tls.RevocationList(settings["tls.crl"], settings["tls.ca"]), audit=audit)
-
-    def review(request, context):
-        return identity.require_admin(context, frozenset([ADMIN])).encode()
-
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[identity.CertificateCheck()])
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "test.Admin", {"Review": grpc.unary_unary_rpc_method_handler(review)})])
-    port = server.add_secure_port("127.0.0.1:0", tls.server_credentials(settings))
-    server.start()
-    yield f"127.0.0.1:{port}", audit
-    server.stop(None)
-    identity.configure(secure=False)
-
-
 @pytest.mark.parametrize("holder", list(MATRIX))
 @pytest.mark.parametrize("action", ACTIONS)
-def test_access_matrix(tls_hub, admin_server, certs, holder, action):
-    address = admin_server[0] if action == "admin call" else tls_hub.grpc_address
+def test_access_matrix(tls_hub, certs, holder, action):
     expected = MATRIX[holder][ACTIONS.index(action)]
-    assert _attempt(action, address, certs[holder]) == expected
+    assert _attempt(action, tls_hub.grpc_address, certs[holder]) == expected
 
 
-def test_a_refused_administrative_call_is_audited(admin_server, certs):
-    address, audit = admin_server
-    assert _attempt("admin call", address, certs["B"]) == DENY
-    entry = [line for line in audit.path.read_text().splitlines() if OTHER in line][-1]
+def test_a_refused_administrative_call_is_audited(tls_hub, certs):
+    assert _attempt("admin call", tls_hub.grpc_address, certs["B"]) == DENY
+    audit = Path(tls_hub.config["store"]["url"].removeprefix("sqlite:///")).parent / "audit.log"
+    entry = [line for line in audit.read_text().splitlines() if OTHER in line][-1]
     assert '"action":"access.refused"' in entry and "is not a hub administrator" in entry
 
 
@@ -415,3 +395,62 @@ def test_a_node_holding_another_agencys_certificate_refuses_to_start(launch, tls
     with pytest.raises(RuntimeError, match=rf"exited with code 2[\s\S]*belongs to agency {OTHER}, not to agency {AGENCY}"):
         launch.node(tls_hub.grpc_address, Path(agency.path), TABLES, name="borrowed-node",
                     config={"tls": tls_settings(certs["B"])})
+
+
+# A consumer over mutual TLS: its certificate is its identity.
+
+def _replica_rows(replica: Path, table: str) -> list:
+    if not replica.exists():
+        return []
+    with sqlite3.connect(replica) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone():
+            return []
+        return db.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
+
+
+def _source_rows(source: str, table: str) -> list:
+    with sqlite3.connect(source) as db:
+        return db.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
+
+
+def _wait_for(condition, what: str, process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.running, process.log()[-3000:]
+        assert time.monotonic() < deadline, f"{what}\n{process.log()[-3000:]}"
+        time.sleep(0.2)
+
+
+def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revocation(launch, pki, tmp_path, free_port):
+    from exchange.sample import SampleAgency
+    from test_consumer import CONSUMER, publish_catalog
+
+    source = SampleAgency(str(tmp_path / "agency.db"))
+    source.create(persons=10, legal_persons=20, licences=10)
+    hub = launch.hub("consumer-tls-hub", config={"tls": pki.hub_tls("consumer-tls-hub")})
+    publish_catalog(hub.config["store"]["url"])  # legal_persons unconditional, licences conditional
+    node = launch.node(hub.grpc_address, source.path, ["legal_persons", "licences"],
+                       config={"tls": tls_settings(pki.issue("agency", AGENCY))})
+    wait_caught_up(node)
+    consumer_cert = pki.issue("agency", CONSUMER)
+    replica = tmp_path / "replica.db"
+    metrics_port = free_port()
+    consumer = launch.start(["node", "subscribe"], {
+        "agency": CONSUMER, "hub": {"address": hub.grpc_address, "reconnect_max": 0.5},
+        "tls": tls_settings(consumer_cert),
+        "consumer": {"replica": f"sqlite:///{replica}", "purpose": "licensing",
+                     "resources": [f"{AGENCY}/legal_persons", f"{AGENCY}/licences"]},
+        "metrics": {"address": "127.0.0.1", "port": metrics_port},
+    }, name="tls-consumer", ready=lambda: http_answers(f"http://127.0.0.1:{metrics_port}/metrics"))
+    _wait_for(lambda: _replica_rows(replica, "legal_persons") == _source_rows(source.path, "legal_persons"),
+              "the consumer's replica never held the unconditional resource", consumer)
+    assert _replica_rows(replica, "licences") == []  # conditional, and never approved for this consumer
+
+    pki.revoke(consumer_cert["serial"])
+    _wait_for(lambda: "revoked" in consumer.log(), "the hub never refused the revoked consumer certificate", consumer)
+    before = _replica_rows(replica, "legal_persons")
+    with sqlite3.connect(source.path) as db:
+        db.execute("UPDATE legal_persons SET name = name || ' (renamed)'")
+    wait_caught_up(node)
+    time.sleep(3)  # the consumer keeps retrying; nothing may arrive
+    assert _replica_rows(replica, "legal_persons") == before

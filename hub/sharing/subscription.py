@@ -19,6 +19,7 @@ from typing import Iterator
 import grpc
 
 from exchange.wire import to_wire
+from hub import identity
 from hub import metrics as hub_metrics
 from hub.ingest import Ingest
 from hub.sharing import metrics
@@ -75,6 +76,8 @@ def _entitlement(ledger: SharingLedger, consumer: str, provider: str, resource: 
 
 
 def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.ServicerContext) -> None:
+    """End the call unless the caller's certificate and its entitlement both still hold, unchanged."""
+    identity.peer(context)  # a certificate revoked or expired since the stream opened ends it here
     now = _entitlement(ledger, granted.consumer, granted.provider, granted.resource, context)
     if now.items != granted.items:
         context.abort(grpc.StatusCode.ABORTED,
