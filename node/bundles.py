@@ -66,7 +66,10 @@ def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, d
     ``max_events`` events (content encrypted to ``encrypt_to`` when given),
     leaving out the events of ``not_shared`` tables; the paths written and
     the number of events."""
-    position = written = after  # read up to / the last event written, which the next bundle follows
+    position = after  # read up to
+    # The last event written, which the next bundle follows: below ``after`` by the events the node kept
+    # and settled itself, since the hub's position stays at the last event it holds.
+    written = _last_shared(recorder, after, not_shared)
     paths, events = [], 0
     # One bundle's events in memory at a time.
     while notifications := recorder.read(position, max_events):
@@ -77,6 +80,21 @@ def write_bundles(recorder: NodeRecorder, agency: str, key: Ed25519PrivateKey, d
             events += len(notifications)
             written = notifications[-1].id
     return paths, events
+
+
+def _last_shared(recorder: NodeRecorder, upto: int, not_shared: frozenset[str], window: int = 500) -> int:
+    """The id of the last event up to ``upto`` that may leave the node (0 if none)."""
+    if not not_shared:
+        return upto
+    high = upto
+    while high > 0:
+        low = max(0, high - window)
+        events = [n for n in recorder.read(low, high - low) if n.id <= high]
+        shared = shareable(events, not_shared)
+        if shared:
+            return shared[-1].id
+        high = low
+    return 0
 
 
 def apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None = None) -> int:

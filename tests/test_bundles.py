@@ -11,13 +11,14 @@ import os
 import shutil
 import struct
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import StoredEvent, Tracking
 
 from conftest import to_toml
 from exchange.bundles import (MAGIC, SIGNED_PREFIX, BundleError, generate_key, key_id, load_private_key,
@@ -25,6 +26,7 @@ from exchange.bundles import (MAGIC, SIGNED_PREFIX, BundleError, generate_key, k
 from exchange.sample import TABLES
 from exchange.store import EventStore
 from hub.ingest import Ingest
+from node.positions import HUB_TRACKING
 from test_exchange_e2e import (AGENCY, agency, assert_exactly_once, assert_replay_equals, exchange, status, stored,
                                store_url, wait_caught_up)
 
@@ -416,3 +418,35 @@ def test_replay_from_bundles_names_a_missing_bundle(offline, keys, tmp_path):
                       "--agency", AGENCY, "--target", f"sqlite:///{tmp_path / 'rebuilt.db'}", check=False)
     assert result.returncode == 2
     assert "a bundle is missing" in result.stderr and Path(bundles[2]).name in result.stderr
+
+
+def test_export_after_settled_kept_events_starts_where_the_hub_is(offline):
+    """The node settles not-shared events itself, beyond the hub's position; a bundle
+    written after that must still follow the hub's position, or the hub holds it as a gap."""
+    def add(resource: str, count: int) -> None:
+        store = EventStore(offline.node_url)
+        try:
+            store.node_recorder(AGENCY).insert_events([
+                StoredEvent(originator_id=uuid4(), originator_version=1, topic="exchange.record:Created",
+                            state=json.dumps({"resource": resource}).encode())
+                for _ in range(count)])
+        finally:
+            store.close()
+
+    config = tomllib.loads(offline.node_config.read_text())
+    config["source"]["not_shared"] = ["secrets"]
+    write_config(offline.node_config, config)
+    offline.export()
+    offline.import_()
+    add("secrets", 5)  # events 31-35 stay at the node; its shipper settles them
+    store = EventStore(offline.node_url)
+    try:
+        store.node_recorder(AGENCY).insert_tracking(Tracking(HUB_TRACKING, 35))
+    finally:
+        store.close()
+    add("persons", 3)
+    report = offline.export()
+    assert report["events"] == 3
+    assert offline.import_()["pending"] == []
+    assert hub_position(offline.hub_url) == 38
+    assert len(stored(offline.hub_url)) == 33
