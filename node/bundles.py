@@ -8,6 +8,7 @@ after that position as bundles of at most ``max_events`` events.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -49,10 +50,11 @@ def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: 
     store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
-        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg))
+        not_shared = frozenset(cfg["source.not_shared"])
+        acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg), not_shared)
         start = acknowledged if after is None else after
         paths, events = write_bundles(recorder, agency, key, directory, start, max_events, encrypt_to(cfg),
-                                      frozenset(cfg["source.not_shared"]))
+                                      not_shared)
     finally:
         store.close()
     return {"agency": agency, "hub_position": acknowledged, "after": start, "events": events,
@@ -97,10 +99,37 @@ def _last_shared(recorder: NodeRecorder, upto: int, not_shared: frozenset[str], 
     return 0
 
 
-def apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None = None) -> int:
+def apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None = None,
+              not_shared: frozenset[str] = frozenset()) -> int:
     """Move the node's ``hub`` position forward to the acknowledgement at
     ``path``, if there is one, it is ahead and (with ``hub_key``) signed by
-    the hub; return the position."""
+    the hub, then past the events after it that stay at the node
+    (``not_shared``, as the shipper settles them); return the position."""
+    return _settle_kept(recorder, _apply_ack(recorder, path, agency, hub_key), not_shared)
+
+
+def _settle_kept(recorder: NodeRecorder, position: int, not_shared: frozenset[str]) -> int:
+    """Count the events right after ``position`` that stay at the node as settled: the hub holds every
+    event that may leave up to there.  The new position."""
+    settled = position
+    while not_shared:
+        events = recorder.read(settled, 500)
+        kept = list(itertools.takewhile(lambda n: not shareable([n], not_shared), events))
+        if not kept:
+            break
+        settled = kept[-1].id
+        if len(kept) < len(events):
+            break
+    if settled > position:
+        try:
+            recorder.insert_tracking(Tracking(HUB_TRACKING, settled))
+        except IntegrityError:
+            pass  # the running node's shipper settled the same events first
+        log.info("settled events %d to %d, which stay at the node", position + 1, settled)
+    return settled
+
+
+def _apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519PublicKey | None) -> int:
     current = recorder.position(HUB_TRACKING)
     if not path.exists():
         return current

@@ -142,7 +142,7 @@ class OfflineShipper:
         if data is not None:
             path.parent.mkdir(exist_ok=True)
             write_atomically(path, data)
-        position = apply_ack(self.recorder, path, self.agency, self.hub_key)
+        position = apply_ack(self.recorder, path, self.agency, self.hub_key, self.not_shared)
         metrics.HUB_POSITION.set(max(position, self.shipper.acknowledged))
         return position
 

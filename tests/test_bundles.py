@@ -6,6 +6,7 @@ real ``exchange`` commands and processes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -420,22 +421,37 @@ def test_replay_from_bundles_names_a_missing_bundle(offline, keys, tmp_path):
     assert "a bundle is missing" in result.stderr and Path(bundles[2]).name in result.stderr
 
 
+def add_events(url: str, resource: str, count: int) -> None:
+    """``count`` new records of ``resource`` in AGENCY's node store."""
+    store = EventStore(url)
+    try:
+        store.node_recorder(AGENCY).insert_events([
+            StoredEvent(originator_id=uuid4(), originator_version=1, topic="exchange.record:Created",
+                        state=json.dumps({"resource": resource}).encode())
+            for _ in range(count)])
+    finally:
+        store.close()
+
+
+def keep_at_node(offline: Offline, *tables: str) -> None:
+    config = tomllib.loads(offline.node_config.read_text())
+    config["source"]["not_shared"] = list(tables)
+    write_config(offline.node_config, config)
+
+
+def node_hub_position(url: str) -> int:
+    store = EventStore(url, create=False)
+    try:
+        return store.node_recorder(AGENCY).position(HUB_TRACKING)
+    finally:
+        store.close()
+
+
 def test_export_after_settled_kept_events_starts_where_the_hub_is(offline):
     """The node settles not-shared events itself, beyond the hub's position; a bundle
     written after that must still follow the hub's position, or the hub holds it as a gap."""
-    def add(resource: str, count: int) -> None:
-        store = EventStore(offline.node_url)
-        try:
-            store.node_recorder(AGENCY).insert_events([
-                StoredEvent(originator_id=uuid4(), originator_version=1, topic="exchange.record:Created",
-                            state=json.dumps({"resource": resource}).encode())
-                for _ in range(count)])
-        finally:
-            store.close()
-
-    config = tomllib.loads(offline.node_config.read_text())
-    config["source"]["not_shared"] = ["secrets"]
-    write_config(offline.node_config, config)
+    add = functools.partial(add_events, offline.node_url)
+    keep_at_node(offline, "secrets")
     offline.export()
     offline.import_()
     add("secrets", 5)  # events 31-35 stay at the node; its shipper settles them
@@ -450,3 +466,21 @@ def test_export_after_settled_kept_events_starts_where_the_hub_is(offline):
     assert offline.import_()["pending"] == []
     assert hub_position(offline.hub_url) == 38
     assert len(stored(offline.hub_url)) == 33
+
+
+def test_an_air_gapped_node_settles_the_events_it_keeps_once_the_hub_acknowledges_the_rest(offline):
+    """Without gRPC, the acknowledgement file is all the node hears: events after the hub's
+    position that stay at the node are settled then, as the shipper settles them (caught up)."""
+    keep_at_node(offline, "secrets")
+    add_events(offline.node_url, "secrets", 4)  # 31-34 stay at the node
+    assert offline.export()["events"] == 30
+    offline.import_()
+    report = offline.export()  # reads the hub's acknowledgement of 30
+    assert report["events"] == 0 and report["hub_position"] == 34
+    assert node_hub_position(offline.node_url) == 34
+    add_events(offline.node_url, "persons", 2)
+    add_events(offline.node_url, "secrets", 1)
+    assert offline.export()["events"] == 2
+    offline.import_()
+    offline.export()
+    assert node_hub_position(offline.node_url) == 37 and hub_position(offline.hub_url) == 36
