@@ -18,6 +18,7 @@ import adapters
 from exchange.changes import TableSchema
 from exchange.identifiers import is_valid_uscc
 from hub.catalog import metadata
+from node.field_policy import FieldPolicy
 
 # (pattern on the lower-cased declared type, type code); the first match wins.
 TYPE_CODES = [
@@ -71,6 +72,7 @@ def draft(cfg: dict[str, Any], directory: str | Path, file_format: str = "toml")
     """Write a draft file for every captured table without one; report what was written and kept."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    policy = FieldPolicy.from_config(cfg)
     reader = adapters.open_reader(cfg["source.url"])
     written, kept = [], []
     try:
@@ -79,7 +81,8 @@ def draft(cfg: dict[str, Any], directory: str | Path, file_format: str = "toml")
             if path.exists():
                 kept.append(str(path))
                 continue
-            content = draft_content(cfg["agency"], reader.table_schema(table))
+            # The items as they leave the node: excluded columns never do, masked ones are text.
+            content = draft_content(cfg["agency"], policy.table_schema(reader.table_schema(table)))
             text = json.dumps(content, ensure_ascii=False, indent=2) + "\n" if file_format == "json" else to_toml(content)
             temporary = path.with_suffix(path.suffix + ".tmp")
             temporary.write_text(text, encoding="utf-8")

@@ -122,3 +122,23 @@ def test_drafting_from_a_postgres_source_maps_its_types(postgres, tmp_path):
     (tmp_path / "drafts" / "licences.json").write_text("{}")  # the agency's edits
     assert draft(cfg, tmp_path / "drafts", "json") == {"written": [], "kept": [path]}
     assert (tmp_path / "drafts" / "licences.json").read_text() == "{}"
+
+
+def test_a_draft_lists_the_data_items_as_the_field_policy_lets_them_leave(tmp_path):
+    """Excluded columns never leave the node, masked ones leave as keyed hashes (text): the
+    entry must not offer consumers items the hub never receives, nor types they do not have."""
+    import base64
+    import sqlite3
+
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as db:
+        db.execute("CREATE TABLE persons (id_number varchar(18) PRIMARY KEY, born date, notes text, age integer)")
+    key = tmp_path / "mask.key"
+    key.write_text(base64.b64encode(b"k" * 32).decode())
+    cfg = {"agency": USCC, "source.url": f"sqlite:///{source}", "source.tables": ["persons"],
+           "policy.exclude": {"persons": ["notes"]}, "policy.mask": {"persons": {"born": "hmac"}},
+           "policy.mask_key_file": str(key)}
+    [path] = draft(cfg, tmp_path / "drafts", "json")["written"]
+    content = json.loads(open(path, encoding="utf-8").read())
+    assert [(i["name"], i["type"], i["length"]) for i in content["items"]] == [
+        ("id_number", "C", 18), ("born", "C", 0), ("age", "I", 0)]
