@@ -421,3 +421,20 @@ def test_drops_reach_the_hub_once_and_replay_to_the_last_drop(launch, tmp_path, 
     result = exchange("verify", "--source", f"sqlite:///{expected}", "--target", f"sqlite:///{target}",
                       "--tables", "persons", "licences", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_field_policy_applies_to_drop_tables_whose_columns_come_with_the_first_file(launch, tmp_path, drops):
+    """Before its first file a drop table has no known columns: the node starts all the same
+    and applies the policy to every file it takes."""
+    mask_key = tmp_path / "mask.key"
+    exchange("store", "keygen", str(mask_key))
+    hub = launch.hub()
+    node = launch.node(hub.grpc_address, f"files://{drops}", ["persons", "licences"], config={
+        "source": {"keys": KEYS, "settle_seconds": 0.2},
+        "policy": {"exclude": {"persons": ["city"]}, "mask": {"persons": {"id": "hmac"}},
+                   "mask_key_file": str(mask_key)}})
+    drop(drops, "persons.csv", PERSONS_1)
+    wait_caught_up(node)
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("hub-store.db*"))
+    assert "张三".encode() in data  # the rows arrived
+    assert b"110105194912310027" not in data and "上海".encode() not in data
