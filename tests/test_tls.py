@@ -423,7 +423,8 @@ def _wait_for(condition, what: str, process, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revocation(launch, pki, tmp_path, free_port):
+def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revocation(launch, pki, certs, tmp_path,
+                                                                                         free_port):
     from exchange.sample import SampleAgency
     from test_consumer import CONSUMER, publish_catalog
 
@@ -432,7 +433,7 @@ def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revoc
     hub = launch.hub("consumer-tls-hub", config={"tls": pki.hub_tls("consumer-tls-hub")})
     publish_catalog(hub.config["store"]["url"])  # legal_persons unconditional, licences conditional
     node = launch.node(hub.grpc_address, source.path, ["legal_persons", "licences"],
-                       config={"tls": tls_settings(pki.issue("agency", AGENCY))})
+                       config={"tls": tls_settings(certs["A"])})  # the module's certificate of A
     wait_caught_up(node)
     consumer_cert = pki.issue("agency", CONSUMER)
     replica = tmp_path / "replica.db"
