@@ -97,6 +97,20 @@ def require_admin(context: grpc.ServicerContext, administrators: frozenset[str] 
     return proven.name
 
 
+def require_reader(context: grpc.ServicerContext, administrators: frozenset[str] | set[str]) -> str | None:
+    """The caller of a read-only call (catalog reads): any agency, or an administrator as in ``require_admin``.
+
+    None on an insecure hub; any other certificate (e.g. a hub's) is refused with PERMISSION_DENIED."""
+    proven = peer(context)
+    if proven is None:
+        return None
+    if proven.role == ROLE_AGENCY or (proven.role == ROLE_ADMIN and proven.name in administrators):
+        return proven.name
+    _deny(context, grpc.StatusCode.PERMISSION_DENIED, proven,
+          f"the certificate of {proven.name} is for the role {proven.role or '(none)'}; only an agency's or a listed "
+          "administrator's certificate may read the catalog")
+
+
 def _deny(context: grpc.ServicerContext, code: grpc.StatusCode, proven: Peer | None, message: str):
     """Log, count and audit the refusal, then end the call (raises)."""
     who = proven.name if proven else "unknown"

@@ -205,3 +205,19 @@ def test_the_running_hub_counts_overdue_entries_into_its_metric(hub, store_url):
         assert REGISTRY.get_sample_value("exchange_hub_catalog_entries_overdue", {"agency": AGENCY}) == 1
     finally:
         runtime.catalog.close()
+
+
+
+def test_a_schema_event_the_watch_cannot_read_holds_up_only_its_own_agency(hub):
+    """One node's unreadable schema event must not stop the Art. 10 clock of every other agency."""
+    import uuid
+
+    from eventsourcing.persistence import StoredEvent
+
+    third = "91310115MA1H7GQ41X"  # OTHER < AGENCY < third: healthy agencies on both sides of the broken one
+    hub.store.recorder(AGENCY).insert_events([StoredEvent(uuid.uuid4(), 1, SchemaChanged.TOPIC,
+                                                          b'{"resource": "persons"}')])
+    for healthy in (OTHER, third):
+        hub.ship_schema(healthy, "persons", 1, COLUMNS, shanghai(2026, 9, 1, 9))
+    assert hub.watch.sync_all() == 2
+    assert set(hub.catalog.sources()) == {(OTHER, "persons"), (third, "persons")}

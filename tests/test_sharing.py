@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import pytest
 from eventsourcing.persistence import Notification
 
@@ -16,11 +19,13 @@ from hub.audit import AuditLog
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, ResourceTerms
 from hub.ingest import Ingest
 from hub.sharing import metrics
+from hub.sharing.api import SharingServicer
 from hub.sharing.guard import NotSharedEvents, NotSharedGuard
 from hub.sharing.ledger import NotEntitled, SharingLedger
 from hub.sharing.projection import project
 from hub.sharing.requests import APPROVED, DISPUTED, PENDING, REJECTED, REVOKED, WorkflowError
 from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 
 PROVIDER = "91310000MB2F31887F"
 CONSUMER = "91110108551385082Q"
@@ -326,3 +331,55 @@ def test_the_hub_refuses_a_batch_holding_a_not_shared_resource_and_stores_nothin
     assert ingest.hub_position(PROVIDER) == 0
     assert ingest.ingest(PROVIDER, pb.EventBatch(after=0, events=[wire(1, open_event)])) == (1, 1)
     assert json.loads(audit.path.read_text().splitlines()[-1])["action"] == "share.not_shared_refused"
+
+
+def test_a_request_whose_deadline_falls_in_a_year_the_calendar_does_not_know_is_refused_with_the_fix(world,
+                                                                                                      free_port):
+    """Late in December the 10 working days reach into next year: the Sharing API says which setting to add."""
+    ledger, clock, *_ = world
+    year = _first_unknown_year()
+    clock.now = datetime(year - 1, 12, 28, 2, 0, tzinfo=timezone.utc)
+    with _sharing_stub(ledger, free_port()) as stub, pytest.raises(grpc.RpcError) as refused:
+        stub.Request(sharing_pb2.ShareRequestCreate(agency=CONSUMER, provider=PROVIDER, resource="licences",
+                                                    scope="all", purpose="permits", items=["name"]))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{year}" in refused.value.details() and "[calendar]" in refused.value.details()
+    assert ledger.list() == []
+
+
+def test_the_report_on_a_request_overdue_into_a_year_the_calendar_does_not_know_says_what_to_configure(world,
+                                                                                                       free_port):
+    ledger, clock, *_ = world
+    year = _first_unknown_year()
+    clock.now = datetime(year - 1, 12, 1, 2, 0, tzinfo=timezone.utc)
+    ask(ledger)  # due within the known year
+    clock.now = datetime(year, 1, 20, 2, 0, tzinfo=timezone.utc)  # overdue; the working days late are unknown
+    with _sharing_stub(ledger, free_port()) as stub, pytest.raises(grpc.RpcError) as refused:
+        stub.Report(sharing_pb2.ShareReportRequest())
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"{year}" in refused.value.details() and "[calendar]" in refused.value.details()
+
+
+def _first_unknown_year() -> int:
+    """The first year whose holiday schedule chinesecalendar does not know."""
+    year = datetime.now().year
+    while True:
+        try:
+            WorkingCalendar().is_working_day(datetime(year, 6, 1).date())
+        except ValueError:
+            return year
+        year += 1
+
+
+@contextmanager
+def _sharing_stub(ledger, port):
+    """The Sharing service over ``ledger`` on a plain loopback port (the local operator may do everything)."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    sharing_pb2_grpc.add_SharingServicer_to_server(SharingServicer(ledger, frozenset()), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield sharing_pb2_grpc.SharingStub(channel)
+    finally:
+        server.stop(None).wait(10)

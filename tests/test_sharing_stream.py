@@ -218,3 +218,18 @@ def test_the_provider_subscribing_to_itself_still_gets_its_whole_log(hub):
     stream.cancel()
     assert ids == list(range(1, head + 1))
     assert hub.ledger.deliveries() == []
+
+
+def test_an_event_whose_state_names_no_resource_is_not_anyones_and_does_not_stop_the_stream(hub):
+    """A stored state that is not a JSON object belongs to no resource: it is never delivered, and the
+    provider's other events still are (the hub stores such states as it receives them)."""
+    hub.node_position += 1
+    odd = [pb.Event(notification_id=hub.node_position, originator_id=str(uuid.uuid4()), originator_version=1,
+                    topic=RecordCreated.TOPIC, state=state) for state in (b"\xff not json", b"[1, 2]")]
+    odd[1].notification_id = hub.node_position = hub.node_position + 1
+    hub.ingest.ingest(PROVIDER, pb.EventBatch(after=hub.node_position - 2, events=odd))
+    hub.publish(*hub.rows("open", [99]))
+    stream = hub.subscribe("open", consumer=OTHER, purpose="statistics")
+    events = decoded(read_until(stream, hub.ingest.hub_position(PROVIDER)))
+    stream.cancel()
+    assert len(events) == 17 and events[-1].row["id"] == 99

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from exchange.sample import TABLES
 from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
+from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 from support.pki import PKI, client, events, get_position, publish, run_exchange, subscribe_first, tls_settings
 from test_exchange_e2e import AGENCY, agency, assert_exactly_once, wait_caught_up  # noqa: F401 (agency: a fixture)
 
@@ -422,7 +424,7 @@ def _wait_for(condition, what: str, process, timeout: float = 60) -> None:
 
 
 def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revocation(launch, pki, certs, tmp_path,
-                                                                                        free_port):
+                                                                                         free_port):
     from exchange.sample import SampleAgency
     from test_consumer import CONSUMER, publish_catalog
 
@@ -431,7 +433,7 @@ def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revoc
     hub = launch.hub("consumer-tls-hub", config={"tls": pki.hub_tls("consumer-tls-hub")})
     publish_catalog(hub.config["store"]["url"])  # legal_persons unconditional, licences conditional
     node = launch.node(hub.grpc_address, source.path, ["legal_persons", "licences"],
-                       config={"tls": tls_settings(certs["A"])})  # the module PKI issues a name once
+                       config={"tls": tls_settings(certs["A"])})  # the module's certificate of A
     wait_caught_up(node)
     consumer_cert = pki.issue("agency", CONSUMER)
     replica = tmp_path / "replica.db"
@@ -455,3 +457,74 @@ def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revoc
     wait_caught_up(node)
     time.sleep(3)  # the consumer keeps retrying; nothing may arrive
     assert _replica_rows(replica, "legal_persons") == before
+
+
+# Catalog and Sharing calls: each acts only as the certificate's holder.
+
+def _catalog_content(agency: str) -> catalog_pb2.EntryContent:
+    from hub.catalog import wire
+    from test_catalog import entry
+    return wire.content_to_pb(entry(agency=agency, code="101001/0042", resource="tls_licences"))
+
+
+SHARING_CALLS = {
+    # call: (method, request made by the holder, acting for agency A where a message names one)
+    "request for A": ("Request", sharing_pb2.ShareRequestCreate(agency=AGENCY, provider=OTHER, resource="r",
+                                                                scope="s", purpose="p", items=["x"])),
+    "answer as A": ("Answer", sharing_pb2.ShareAnswer(agency=AGENCY, request_id=str(uuid.uuid4()), approve=True)),
+    "dispute as A": ("Dispute", sharing_pb2.ShareDispute(agency=AGENCY, request_id=str(uuid.uuid4()), grounds="g")),
+    "agreement as A": ("RecordAgreement", sharing_pb2.SecrecyAgreement(agency=AGENCY, consumer=OTHER, resource="r",
+                                                                       reference="ref")),
+    "list A's": ("List", sharing_pb2.ShareListRequest(agency=AGENCY)),
+    "decide": ("Decide", sharing_pb2.ShareAnswer(request_id=str(uuid.uuid4()), approve=True)),
+    "revoke as office": ("Revoke", sharing_pb2.ShareRevoke(request_id=str(uuid.uuid4()), reason="r")),
+    "list all": ("List", sharing_pb2.ShareListRequest()),
+    "report": ("Report", sharing_pb2.ShareReportRequest()),
+}
+
+
+@pytest.mark.parametrize("holder", ["B", "admin", "hub"])
+@pytest.mark.parametrize("call", list(SHARING_CALLS))
+def test_sharing_calls_act_only_as_the_certificate_holder(tls_hub, certs, holder, call):
+    method, request = SHARING_CALLS[call]
+    office_call = not getattr(request, "agency", "")
+    with client(tls_hub.grpc_address, certs[holder]) as channel:
+        try:
+            getattr(sharing_pb2_grpc.SharingStub(channel), method)(request, timeout=5)
+            outcome = ALLOW
+        except grpc.RpcError as e:
+            outcome = DENY if e.code() == grpc.StatusCode.PERMISSION_DENIED else ALLOW  # ALLOW: the ledger's rules
+    assert outcome == (ALLOW if holder == "admin" and office_call else DENY)
+
+
+@pytest.mark.parametrize("holder", ["B", "admin", "hub"])
+def test_no_certificate_but_the_agencys_saves_or_submits_its_catalog_entry(tls_hub, certs, holder):
+    with client(tls_hub.grpc_address, certs["A"]) as channel:
+        catalog_pb2_grpc.CatalogStub(channel).SaveEntry(
+            catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=5)
+    with client(tls_hub.grpc_address, certs[holder]) as channel:
+        stub = catalog_pb2_grpc.CatalogStub(channel)
+        for call in (lambda: stub.SaveEntry(catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=5),
+                     lambda: stub.Submit(catalog_pb2.EntryRef(code="101001/0042"), timeout=5)):
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("holder, expected", [("A", ALLOW), ("B", ALLOW), ("admin", ALLOW), ("hub", DENY),
+                                              ("unlisted admin", DENY)])
+def test_only_agencies_and_administrators_read_the_catalog(tls_hub, certs, holder, expected):
+    with client(tls_hub.grpc_address, certs[holder]) as channel:
+        stub = catalog_pb2_grpc.CatalogStub(channel)
+        outcomes = set()
+        for call in (lambda: stub.ListEntries(catalog_pb2.ListRequest(), timeout=5),
+                     lambda: stub.GetEntry(catalog_pb2.EntryRef(code="101001/0001"), timeout=5),
+                     lambda: stub.GetHistory(catalog_pb2.EntryRef(code="101001/0001"), timeout=5),
+                     lambda: stub.GetReport(catalog_pb2.ReportRequest(), timeout=5),
+                     lambda: stub.ExportDcat(catalog_pb2.DcatRequest(), timeout=5)):
+            try:
+                call()
+                outcomes.add(ALLOW)
+            except grpc.RpcError as e:
+                outcomes.add(DENY if e.code() == grpc.StatusCode.PERMISSION_DENIED else ALLOW)  # NOT_FOUND: read
+    assert outcomes == {expected}

@@ -103,19 +103,23 @@ class CatalogServicer(pb_grpc.CatalogServicer):
 
     @_answers
     def GetEntry(self, request: pb.EntryRef, context):
+        identity.require_reader(context, self.administrators)
         return self._entry(self._existing(request.code))
 
     @_answers
     def ListEntries(self, request: pb.ListRequest, context):
+        identity.require_reader(context, self.administrators)
         entries = self.catalog.entries(agency=request.agency or None, status=request.status or None)
         return pb.EntryList(entries=[self._entry(e) for e in entries])
 
     @_answers
     def GetHistory(self, request: pb.EntryRef, context):
+        identity.require_reader(context, self.administrators)
         return pb.History(events=[wire.event_to_pb(e) for e in self.catalog.history(request.code)])
 
     @_answers
     def GetReport(self, request: pb.ReportRequest, context):
+        identity.require_reader(context, self.administrators)
         at = _time(request.at) if request.at else datetime.now(timezone.utc)
         return wire.report_to_pb(
             at.isoformat(), reports.overdue(self.catalog, at), reports.one_datum_one_source(self.catalog),
@@ -123,6 +127,7 @@ class CatalogServicer(pb_grpc.CatalogServicer):
 
     @_answers
     def ExportDcat(self, request: pb.DcatRequest, context):
+        identity.require_reader(context, self.administrators)
         document = dcat.export(self.catalog, self.dcat_base)
         return pb.DcatDocument(json_ld=json.dumps(document, ensure_ascii=False, indent=2))
 

@@ -71,7 +71,15 @@ class SchemaWatch:
             return recorded
 
     def sync_all(self) -> int:
-        return sum(self.sync(agency) for agency in self.ingest.store.agencies())
+        """Sync every agency; one agency's unreadable event is logged and holds up only that agency."""
+        recorded = 0
+        for agency in self.ingest.store.agencies():
+            try:
+                recorded += self.sync(agency)
+            except Exception:
+                log.exception("the catalog's schema watch cannot read agency %s's schema events; retrying next pass",
+                              agency, extra={"agency": agency})
+        return recorded
 
     def run(self, interval: float, on_pass=None) -> None:
         """Sync every agency each ``interval`` seconds or when woken, until ``stop``."""

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from exchange.store import StoreError, check_agency
+from exchange.workdays import CalendarUnknown
 from hub.identity import acting_agency, require_admin
 from hub.sharing.ledger import SharingLedger
 from hub.sharing.requests import STATUSES, ShareRequest, WorkflowError
@@ -80,7 +81,10 @@ class SharingServicer(pb_grpc.SharingServicer):
 
     def Report(self, request: pb.ShareReportRequest, context: grpc.ServicerContext) -> pb.ShareReport:
         require_admin(context, self.administrators)
-        return report_message(self.ledger)
+        try:
+            return report_message(self.ledger)
+        except CalendarUnknown as e:  # working days late counted into a year [calendar] does not cover yet
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
 
     def _agency(self, claimed: str, context: grpc.ServicerContext) -> str:
         return _check(acting_agency(context, claimed), context)
@@ -88,7 +92,7 @@ class SharingServicer(pb_grpc.SharingServicer):
     def _call(self, context: grpc.ServicerContext, step) -> pb.ShareRequestInfo:
         try:
             result: ShareRequest = step()
-        except WorkflowError as e:
+        except (WorkflowError, CalendarUnknown) as e:  # e.g. a deadline in a year [calendar] does not cover yet
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         return info(result, self.ledger.clock())
 

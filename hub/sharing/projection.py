@@ -31,15 +31,23 @@ def project(notifications: Sequence[Notification], resource: str, items: Iterabl
     allowed = frozenset(items)
     projected = []
     for n in notifications:
-        state = json.loads(n.state)
-        if state.get("resource") != resource:
-            continue
+        state = _state(n)
+        if state is None or state.get("resource") != resource:
+            continue  # a state that is not a JSON object names no resource: it is nobody's to receive
         cut = _cut(n.topic, state, allowed)
         if cut is not None:
             projected.append(Notification(id=n.id, originator_id=n.originator_id,
                                           originator_version=n.originator_version, topic=n.topic,
                                           state=json.dumps(cut, separators=(",", ":"), ensure_ascii=False).encode()))
     return projected
+
+
+def _state(notification: Notification) -> dict[str, Any] | None:
+    try:
+        state = json.loads(notification.state)
+    except ValueError:  # includes bytes that are not UTF-8
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def _cut(topic: str, state: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any] | None:
