@@ -1,7 +1,7 @@
-"""One module per kind of database, behind the interfaces in exchange.changes.
+"""One module per kind of database, behind the interfaces in exchange.contracts.changes.
 
 ``open_source``, ``open_target`` and ``open_reader`` choose the module by the
-URL's scheme.  ``files://`` (a directory of table exports, adapters/files.py)
+URL's scheme.  ``files://`` (a directory of table exports, adapters/files/source.py)
 is a capture source only.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchange.changes import ApplyTarget, CaptureSource, TableReader
+from exchange.contracts.changes import ApplyTarget, CaptureSource, TableReader
 
 SCHEMES = ("sqlite", "postgresql")
 SOURCE_SCHEMES = (*SCHEMES, "files")
@@ -26,7 +26,7 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
     """The capture source for a business database URL (or a file-drop directory)."""
     scheme = _scheme(url, SOURCE_SCHEMES)
     if scheme == "files":
-        from adapters.files import FileDropSource
+        from adapters.files.source import FileDropSource
 
         return FileDropSource(url, tables, keys or {}, **options)
     if scheme == "postgresql":

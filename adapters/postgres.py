@@ -118,9 +118,9 @@ import psycopg2.extras
 
 from adapters import pgoutput
 from adapters.pgoutput import SESSION_OPTIONS, UNCHANGED, lsn_int, lsn_text, to_text
-from exchange import changes as ch
-from exchange.changes import Column, RowOp, SourceNotReady, TableSchema
-from exchange.events import canonical_json
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import Column, RowOp, SourceNotReady, TableSchema
+from exchange.contracts.events import canonical_json
 
 BOOKKEEPING = "exchange_capture"
 CHECKPOINTS = f"{BOOKKEEPING}.replay_checkpoints"  # replay progress in a target
@@ -1266,7 +1266,7 @@ class PostgresReader:
 
     def rows(self, table: str, order_by: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
         """Rows of ``table`` as dicts, streamed, ordered by ``order_by``, else by
-        the key: NULLs first, text by code point (as exchange.verify compares)."""
+        the key: NULLs first, text by code point (as exchange.tools.verify compares)."""
         t = self._table(table)
         schema = t.schema
         names = list(schema.column_names)

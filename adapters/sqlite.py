@@ -38,8 +38,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from exchange import changes as ch
-from exchange.changes import Column, RowOp, SourceNotReady, TableSchema
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import Column, RowOp, SourceNotReady, TableSchema
 from exchange.store import sqlite_path
 
 CHANGELOG = "_exchange_changelog"

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from replay_rate import AGENCY, build_store  # noqa: E402
 
-from exchange.bundles import SUFFIX, generate_key, load_trusted_keys, read_bundle  # noqa: E402
+from exchange.transport.offline.bundles import SUFFIX, generate_key, load_trusted_keys, read_bundle  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
 from hub.bundle_import import import_directory  # noqa: E402
 from node.bundles import export  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exchange.identifiers import uscc_check_char  # noqa: E402
-from exchange.workdays import WorkingCalendar  # noqa: E402
+from exchange.contracts.identifiers import uscc_check_char  # noqa: E402
+from hub.workdays import WorkingCalendar  # noqa: E402
 from hub.catalog import Catalog, dcat, reports  # noqa: E402
 
 AGENCIES = 48

@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exchange.demo import AGENCY, start, stop, write_configs  # noqa: E402
-from exchange.health import http_answers, wait_serving  # noqa: E402
-from exchange.sample import TABLES, SampleAgency  # noqa: E402
+from exchange.demos.pipeline import AGENCY, start, stop, write_configs  # noqa: E402
+from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
+from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
 
-EXCHANGE = [sys.executable, "-m", "exchange.cli"]
+EXCHANGE = [sys.executable, "-m", "exchange"]
 
 
 def wait_caught_up(cfg: dict, timeout: float = 1800) -> dict:

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import adapters  # noqa: E402
 from adapters.sqlite import SQLiteSource  # noqa: E402
-from exchange.replay import replay  # noqa: E402
-from exchange.sample import TABLES, SampleAgency  # noqa: E402
+from exchange.tools.replay import replay  # noqa: E402
+from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
-from exchange.verify import verify  # noqa: E402
+from exchange.tools.verify import verify  # noqa: E402
 from node.capture import Capture  # noqa: E402
 
 AGENCY = "91310000MB2F31887F"
@@ -84,7 +84,7 @@ def bulk_load_sqlite(path: Path, tables: dict[str, tuple]) -> float:
 def bulk_load_postgres(url: str, tables: dict[str, tuple]) -> float:
     import psycopg
 
-    from exchange.store_postgres import connection_settings
+    from exchange.store.postgres import connection_settings
 
     started = time.perf_counter()
     with psycopg.connect(**connection_settings(url)) as conn:
@@ -104,7 +104,7 @@ def _pg_type(declared: str) -> str:
 def fresh_postgres_db(url: str) -> str:
     import psycopg
 
-    from exchange.store_postgres import connection_settings
+    from exchange.store.postgres import connection_settings
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     settings = {**connection_settings(url), "dbname": "postgres"}

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange import ca  # noqa: E402
-from exchange.channel import open_channel  # noqa: E402
-from exchange.demo import free_port, stop  # noqa: E402
-from exchange.health import wait_serving  # noqa: E402
+from exchange.transport.rpc.channel import open_channel  # noqa: E402
+from exchange.demos.pipeline import free_port, stop  # noqa: E402
+from exchange.transport.rpc.health import wait_serving  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -79,7 +79,7 @@ def one_round(directory: Path, secure: bool, events: int, certs: dict) -> float:
     tls_section = "".join(f'{k} = "{v}"\n' for k, v in certs["hub"].items()) if secure else ""
     hub_toml.write_text(f'[store]\nurl = "sqlite:///{directory}/hub-{name}-{uuid.uuid4().hex}.db"\n{listen}'
                         f"[metrics]\nport = 0\n" + (f"[tls]\n{tls_section}" if secure else ""))
-    hub = subprocess.Popen([sys.executable, "-m", "exchange.cli", "hub", "run", "--config", str(hub_toml)],
+    hub = subprocess.Popen([sys.executable, "-m", "exchange", "hub", "run", "--config", str(hub_toml)],
                            stdout=subprocess.DEVNULL, stderr=open(directory / f"hub-{name}.log", "ab"))
     client_cfg = {f"tls.{k}": v for k, v in certs["node"].items()} if secure else {"hub.insecure": True}
     try:

@@ -8,7 +8,7 @@ from typing import Iterator
 import grpc
 
 from exchange.store import StoreError, VersionGapError, check_agency
-from exchange.wire import MalformedEvent, to_wire
+from exchange.transport.wire import MalformedEvent, to_wire
 from hub import identity, metrics
 from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap

@@ -26,14 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
-from exchange.acks import make_ack
-from exchange.at_rest import store_cipher
-from exchange.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
+from exchange.transport.offline.acks import make_ack
+from exchange.store.at_rest import store_cipher
+from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
                               key_id, load_hub_private_key, load_private_key, load_trusted_keys, read_bundle,
                               read_manifest, write_atomically)
 from exchange.store import EventStore, VersionGapError
-from exchange.wire import MalformedEvent
-from exchange.workdays import WorkingCalendar
+from exchange.transport.wire import MalformedEvent
+from hub.workdays import WorkingCalendar
 from hub import metrics
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from exchange.config import Setting, load_config
+from exchange.common.config import Setting, load_config
 
 ENV_PREFIX = "EXCHANGE_HUB"
 

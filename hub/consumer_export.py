@@ -17,10 +17,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from exchange.at_rest import store_cipher
-from exchange.bundles import load_private_key, write_bundle
+from exchange.store.at_rest import store_cipher
+from exchange.transport.offline.bundles import load_private_key, write_bundle
 from exchange.store import EventStore, StoreError, check_agency
-from exchange.workdays import WorkingCalendar
+from hub.workdays import WorkingCalendar
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 from hub.sharing.ledger import NotEntitled, SharingLedger

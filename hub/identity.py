@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import grpc
 
-from exchange.tls import ROLE_ADMIN, ROLE_AGENCY, Peer, RevocationList, peer_from_pem
+from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, Peer, RevocationList, peer_from_pem
 from hub import metrics
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from exchange.bundles import is_bundle_name, load_trusted_keys
+from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
 from hub import metrics
 from hub.audit import AuditLog
 from hub.bundle_import import BundleImporter, ack_key, decrypt_key

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from eventsourcing.persistence import Notification
 
 from exchange.store import AgencyRecorder, EventStore, Tracking, check_agency
-from exchange.wire import MalformedEvent, from_wire
+from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
 TRACKING_PREFIX = "node:"

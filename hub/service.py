@@ -14,8 +14,8 @@ from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange import tls
-from exchange.at_rest import store_cipher
+from exchange.transport.rpc import tls
+from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
 from hub import identity
 from hub import inbox as hub_inbox

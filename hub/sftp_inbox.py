@@ -25,8 +25,8 @@ import logging
 import threading
 from pathlib import Path
 
-from exchange.bundles import is_bundle_name, load_trusted_keys
-from exchange.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
+from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
+from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
 from hub import metrics
 from hub.audit import AuditLog
 from hub.bundle_import import ACK_DIR, BundleImporter, ack_key, decrypt_key

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from exchange.at_rest import store_cipher
+from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, redact_url
 from hub.ingest import Ingest
 from hub.metrics import commit_timestamp

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from exchange.acks import read_ack
-from exchange.at_rest import store_cipher
-from exchange.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
+from exchange.transport.offline.acks import read_ack
+from exchange.store.at_rest import store_cipher
+from exchange.transport.offline.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
                               load_public_key, write_bundle)
 from exchange.store import EventStore, NodeRecorder
 from node.positions import HUB_TRACKING

@@ -24,8 +24,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
-from exchange import changes as ch
-from exchange.events import (
+from exchange.contracts import changes as ch
+from exchange.contracts.events import (
     EVENT_SCHEMA_VERSION,
     RecordCreated,
     RecordDeleted,

@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from exchange.changes import Change, Column, TableSchema
-from exchange.events import canonical_json
+from exchange.contracts.changes import Change, Column, TableSchema
+from exchange.contracts.events import canonical_json
 
 MASK_METHODS = ("hmac",)
 

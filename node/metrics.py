@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
+from adapters.files.metrics import DROP_FILES_REFUSED, DROP_FILES_TAKEN  # noqa: F401 - the node's metrics in one place
+from exchange.common.metrics import ERRORS, serve  # noqa: F401
 
 CHANGES_CAPTURED = Counter(
     "exchange_node_changes_captured_total", "Source changes read from the change stream", ["op"]
@@ -18,7 +21,6 @@ BACKLOG_SECONDS = Gauge(
 )
 SOURCE_PENDING = Gauge("exchange_node_source_pending_changes", "Source changes not yet stored at the node")
 HUB_CONNECTED = Gauge("exchange_node_hub_connected", "1 while the publish stream to the hub is open")
-ERRORS = Counter("exchange_node_errors_total", "Errors by kind", ["kind"])
 STORE_BATCH_SECONDS = Histogram(
     "exchange_node_store_batch_duration_seconds",
     "Time to store one batch of captured changes (one event-store transaction)",
@@ -35,13 +37,6 @@ INVALID_IDENTIFIERS = Counter(
     ["resource", "kind"],
 )
 HUB_POSITION = Gauge("exchange_node_hub_position", "Node notification id acknowledged by the hub")
-DROP_FILES_TAKEN = Counter(
-    "exchange_node_drop_files_taken_total", "File-drop source: export files compared and logged as changes", ["table"]
-)
-DROP_FILES_REFUSED = Counter(
-    "exchange_node_drop_files_refused_total", "File-drop source: malformed export files refused and left in place",
-    ["table"],
-)
 
 OFFLINE_FALLBACK_ACTIVE = Gauge(
     "exchange_node_offline_fallback_active", "1 while the node ships by offline bundles because the hub is unreachable"
@@ -50,10 +45,3 @@ BUNDLES_UPLOADED = Counter("exchange_node_bundles_uploaded_total", "Offline bund
 BUNDLE_BYTES_UPLOADED = Counter(
     "exchange_node_bundle_bytes_uploaded_total", "Bytes of offline bundles sent to the SFTP server (resumed parts once)"
 )
-
-
-
-def serve(address: str, port: int) -> None:
-    """Serve /metrics on ``address:port`` (nothing when port is 0)."""
-    if port:
-        start_http_server(port, addr=address)

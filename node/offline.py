@@ -29,8 +29,8 @@ import threading
 import time
 from pathlib import Path
 
-from exchange.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
-from exchange.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
+from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
+from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
 from exchange.store import NodeRecorder
 from node import metrics
 from node.bundles import ACK_DIR, apply_ack, encrypt_to, hub_key, signing_key, write_bundles

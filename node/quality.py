@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from exchange.at_rest import store_cipher
-from exchange.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
-from exchange.identifiers import is_valid_resident_id, is_valid_uscc
+from exchange.store.at_rest import store_cipher
+from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
+from exchange.contracts.identifiers import is_valid_resident_id, is_valid_uscc
 from exchange.store import EventStore
 from node import metrics
 

@@ -21,11 +21,11 @@ from typing import Any, Iterator
 import grpc
 from eventsourcing.persistence import Tracking
 
-from exchange.at_rest import store_cipher
-from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
-from exchange.channel import open_channel
+from exchange.store.at_rest import store_cipher
+from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
+from exchange.transport.rpc.channel import open_channel
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
-from exchange.wire import from_wire
+from exchange.transport.wire import from_wire
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc

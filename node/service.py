@@ -8,10 +8,10 @@ import threading
 import time
 
 import adapters
-from exchange import tls
-from exchange.at_rest import store_cipher
-from exchange.changes import SourceNotReady
-from exchange.channel import check_settings
+from exchange.transport.rpc import tls
+from exchange.store.at_rest import store_cipher
+from exchange.contracts.changes import SourceNotReady
+from exchange.transport.rpc.channel import check_settings
 from exchange.store import EventStore, StoreError
 from node import metrics
 from node import offline as node_offline

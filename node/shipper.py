@@ -21,10 +21,10 @@ from typing import Sequence
 import grpc
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
-from exchange.channel import open_channel
+from exchange.transport.rpc.channel import open_channel
 from exchange.store import NodeRecorder
-from exchange.tls import TLSError
-from exchange.wire import to_wire
+from exchange.transport.rpc.tls import TLSError
+from exchange.transport.wire import to_wire
 from node import metrics
 from node.positions import HUB_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb

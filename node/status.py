@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 
 import adapters
-from exchange.at_rest import store_cipher
-from exchange.channel import open_channel
+from exchange.store.at_rest import store_cipher
+from exchange.transport.rpc.channel import open_channel
 from exchange.store import EventStore
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from node.shipper import kept_at_node

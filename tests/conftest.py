@@ -9,6 +9,12 @@
   ``launch.hub()`` starts a hub on fresh ports with a SQLite store.
   ``launch.node(hub_address, source_db, tables)`` starts a node.
 - ``hub``: a hub of its own for one test (``launch.hub()``).
+
+Tests are grouped by kind, in folders and as pytest markers set here from
+what each test uses: ``unit`` (nothing outside the process), ``contract``
+(the shared adapter suites in contract/), ``integration`` (a real
+PostgreSQL, MariaDB or sshd started by the session) and ``e2e`` (hub and
+node as real processes).  ``pytest -m unit`` runs the fast ones alone.
 """
 
 from __future__ import annotations
@@ -27,9 +33,29 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
-from exchange.health import http_answers, is_serving
+from exchange.transport.rpc.health import http_answers, is_serving
 
 READY_TIMEOUT = 30.0
+HERE = Path(__file__).resolve().parent
+KINDS = ("unit", "contract", "integration", "e2e")
+# Test modules share helpers across the kind folders (test_exchange_e2e's assertions, for one).
+sys.path[:0] = [str(HERE / kind) for kind in KINDS if str(HERE / kind) not in sys.path]
+PROCESS_FIXTURES = {"launch", "module_launch", "hub"}
+SERVER_FIXTURES = {"postgres", "mariadb", "sshd"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its kind: its folder's, or a heavier one by the fixtures it uses."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        folder = Path(str(item.path)).parent.name
+        kinds = [folder if folder in KINDS else "unit"]
+        if used & PROCESS_FIXTURES:
+            kinds.append("e2e")
+        elif used & SERVER_FIXTURES:
+            kinds.append("integration")
+        kind = max(kinds, key=KINDS.index)
+        item.add_marker(kind)
 _handed_out: set[int] = set()
 
 

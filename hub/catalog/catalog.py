@@ -19,9 +19,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from exchange.events import make_mapper
+from exchange.contracts.events import make_mapper
 from exchange.store import EventStore
-from exchange.workdays import SHANGHAI, WorkingCalendar
+from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog import metadata
 from hub.catalog.entry import (

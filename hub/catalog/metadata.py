@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.identifiers import is_valid_uscc
+from exchange.contracts.identifiers import is_valid_uscc
 
 CODE = re.compile(r"^(?P<category>[1-3])(?P<item>\d{2})(?P<subitem>\d{3})(?P<detail>\d*)/(?P<sequence>\d{4,})$")
 CATEGORIES = {"1": "base", "2": "subject", "3": "department"}

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from exchange.workdays import SHANGHAI, WorkingCalendar
+from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.catalog import Catalog
 from hub.catalog.entry import CatalogEntry
 

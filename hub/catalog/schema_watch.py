@@ -17,7 +17,7 @@ from typing import Sequence
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from exchange.events import SchemaChanged, make_mapper
+from exchange.contracts.events import SchemaChanged, make_mapper
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from exchange.workdays import WorkingCalendar
+from hub.workdays import WorkingCalendar
 from hub import metrics
 from hub.audit import AuditLog
 from hub.catalog import reports

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from exchange.events import canonical_json
-from exchange.workdays import WorkingCalendar
+from exchange.contracts.events import canonical_json
+from hub.workdays import WorkingCalendar
 from hub.catalog.entry import CatalogEntry, CatalogEvent
 from hub.catalog.metadata import normalise
 from hub.catalog.reports import update_due

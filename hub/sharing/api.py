@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from exchange.store import StoreError, check_agency
-from exchange.workdays import CalendarUnknown
+from hub.workdays import CalendarUnknown
 from hub.identity import acting_agency, require_admin
 from hub.sharing.ledger import SharingLedger
 from hub.sharing.requests import STATUSES, ShareRequest, WorkflowError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from exchange.wire import MalformedEvent
+from exchange.transport.wire import MalformedEvent
 from hub.catalog.terms import NOT_SHARED, TermsSource
 from protos.exchange.v1 import exchange_pb2 as pb
 

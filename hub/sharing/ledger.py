@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 from eventsourcing.persistence import StoredEvent
 
-from exchange.events import make_mapper
-from exchange.workdays import SHANGHAI, WorkingCalendar
+from exchange.contracts.events import make_mapper
+from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
 from hub.sharing import metrics
 from hub.sharing.requests import (ANSWER_WORKING_DAYS, AgreementRecorded, Requested, SharingEvent, ShareRequest,

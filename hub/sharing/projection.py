@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
-from exchange.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
+from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
 
 
 def resource_of(notification: Notification) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from exchange.workdays import WorkingCalendar
+from hub.workdays import WorkingCalendar
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest

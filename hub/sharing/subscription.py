@@ -18,7 +18,7 @@ from typing import Iterator
 
 import grpc
 
-from exchange.wire import to_wire
+from exchange.transport.wire import to_wire
 from hub import identity
 from hub import metrics as hub_metrics
 from hub.ingest import Ingest

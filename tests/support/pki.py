@@ -17,12 +17,12 @@ from typing import Any, Iterable, Mapping
 
 import grpc
 
-from exchange import ca
-from exchange.channel import open_channel
+from exchange.tools import ca
+from exchange.transport.rpc.channel import open_channel
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
-EXCHANGE = [sys.executable, "-m", "exchange.cli"]
+EXCHANGE = [sys.executable, "-m", "exchange"]
 
 
 def run_exchange(*args: str) -> dict[str, Any]:
@@ -45,7 +45,7 @@ class PKI:
         return str(self.dir / "crl.pem")
 
     def issue(self, role: str, name: str, **options: Any) -> dict[str, str]:
-        """Issue a certificate (exchange.ca.issue options); its ``[tls]`` settings plus ``serial``."""
+        """Issue a certificate (exchange.tools.ca.issue options); its ``[tls]`` settings plus ``serial``."""
         report = ca.issue(self.dir, role, name, out=self.certs, **options)
         return {"ca": report["ca"], "cert": report["cert"], "key": report["key"], "serial": report["serial"]}
 

@@ -1,0 +1,1 @@
+"""File-drop source: full table exports dropped in a directory, diffed into changes."""

@@ -1,0 +1,160 @@
+"""Encryption of event state at rest in node and hub stores.
+
+The store encrypts each event's state (the row images) as it writes it and
+decrypts it as it reads it, so everything above the store (capture, the
+shipper, ingest, subscribers, replay, bundles) sees plaintext and the
+database file holds only ciphertext.  Each store has its own key: a node
+decrypts to ship, the hub encrypts again with its key.
+
+The cipher is the ``eventsourcing`` AES-GCM cipher (256-bit key, random
+96-bit nonce per event).  A sealed state is ``MARK + key id + ciphertext``;
+the key id (first 8 bytes of the key's SHA-256) lets a wrong key be named as
+such rather than reported as damage.  A store is encrypted entirely or not at
+all: an unencrypted event read with a key set, or an encrypted one read
+without, is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from eventsourcing.cryptography import AESCipher
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import Environment
+
+from exchange.common.keyfile import write_new_key_file
+from exchange.store import StoreError
+
+log = logging.getLogger(__name__)
+
+MARK = b"\x00xchg-aes1:"
+KEY_BYTES = 32
+KEY_ENV = "EXCHANGE_STORE_CIPHER_KEY"  # for commands without a config file (exchange replay)
+_ID_BYTES = 8
+E = TypeVar("E", bound=StoredEvent)
+
+
+class CipherError(StoreError):
+    """A cipher key that cannot be used, or state that cannot be decrypted."""
+
+
+class StateCipher:
+    """Seals and opens event states with one AES-GCM key."""
+
+    def __init__(self, key: bytes, source: str = "the cipher key"):
+        if len(key) != KEY_BYTES:
+            raise CipherError(f"{source}: expected {KEY_BYTES} bytes (base64-encoded), got {len(key)}")
+        self._cipher = AESCipher(Environment(env={AESCipher.CIPHER_KEY: base64.b64encode(key).decode()}))
+        self.key_id = hashlib.sha256(key).digest()[:_ID_BYTES]
+        self.source = source
+
+    def __repr__(self) -> str:  # never the key itself
+        return f"StateCipher(key id {self.key_id.hex()})"
+
+    def seal(self, state: bytes) -> bytes:
+        return MARK + self.key_id + self._cipher.encrypt(state)
+
+    def open(self, state: bytes, where: str) -> bytes:
+        """The plaintext of a sealed ``state``; ``where`` names it in errors."""
+        if not state.startswith(MARK):
+            raise CipherError(f"{where} is not encrypted, but a cipher key is set: this store was written "
+                              "without encryption (a store is encrypted entirely or not at all)")
+        key_id = state[len(MARK):len(MARK) + _ID_BYTES]
+        if key_id != self.key_id:
+            raise CipherError(f"{where} was encrypted with key id {key_id.hex()}, but {self.source} has key id "
+                              f"{self.key_id.hex()}: wrong key")
+        try:
+            return self._cipher.decrypt(state[len(MARK) + _ID_BYTES:])
+        except ValueError:
+            raise CipherError(f"{where} does not decrypt with the right key: the stored state was altered") from None
+
+
+def seal_events(events: Sequence[E], cipher: StateCipher | None) -> Sequence[E]:
+    """The events with their states sealed (unchanged without a cipher)."""
+    if cipher is None:
+        return events
+    return [replace(e, state=cipher.seal(e.state)) for e in events]
+
+
+def open_events(events: Sequence[E], cipher: StateCipher | None, log_name: str) -> Sequence[E]:
+    """The events with their states opened; refuses sealed states without a cipher."""
+    if cipher is None:
+        for e in events:
+            if e.state.startswith(MARK):
+                raise CipherError(
+                    f"{log_name}: the store is encrypted (key id {e.state[len(MARK):len(MARK) + _ID_BYTES].hex()}): "
+                    "set [store] cipher_key_file or cipher_key (exchange replay: --cipher-key-file) to read it")
+        return events
+    return [replace(e, state=cipher.open(e.state, f"{log_name}: event {getattr(e, 'id', '?')}")) for e in events]
+
+
+def load_key(path: str | Path) -> StateCipher:
+    """The cipher whose key is in the file ``path`` (base64 text)."""
+    path = Path(path)
+    try:
+        text = path.read_text().strip()
+    except OSError as e:
+        raise CipherError(f"cannot read the store cipher key {path}: {e.strerror}") from None
+    if path.stat().st_mode & 0o077:
+        log.warning("store cipher key %s can be read by other users; make it mode 0600", path)
+    return StateCipher(_decode(text, f"cipher key file {path}"), f"cipher key file {path}")
+
+
+def _decode(text: str, source: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise CipherError(f"{source}: not base64 (create a key with `exchange store keygen`)") from None
+
+
+def store_cipher(cfg: dict[str, Any]) -> StateCipher | None:
+    """The store cipher configured by ``[store] cipher_key_file`` or ``[store] cipher_key``
+    (None: the store is not encrypted)."""
+    key_file, key = cfg.get("store.cipher_key_file", ""), cfg.get("store.cipher_key", "")
+    if key_file and key:
+        raise CipherError("set only one of [store] cipher_key_file and [store] cipher_key")
+    if key_file:
+        return load_key(key_file)
+    if key:
+        return StateCipher(_decode(key, "[store] cipher_key"), "[store] cipher_key")
+    return None
+
+
+def cipher_from(key_file: str | None, environ: dict[str, str] | None = None) -> StateCipher | None:
+    """For commands without a config: a key file, else ``EXCHANGE_STORE_CIPHER_KEY``, else None."""
+    if key_file:
+        return load_key(key_file)
+    key = (os.environ if environ is None else environ).get(KEY_ENV, "")
+    return StateCipher(_decode(key, KEY_ENV), KEY_ENV) if key else None
+
+
+class CipheredStates:
+    """Recorder mixin: seals states on insert and opens them on read (``cipher`` None: plaintext)."""
+
+    cipher: StateCipher | None = None
+    events_table_name: str
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        return super().insert_events(seal_events(stored_events, self.cipher), **kwargs)  # type: ignore[misc]
+
+    def read(self, after: int, limit: int):
+        """Notifications with id > ``after``, oldest first, states in plaintext."""
+        notifications = self.select_notifications(after, limit, inclusive_of_start=False)  # type: ignore[attr-defined]
+        return open_events(notifications, self.cipher, self.events_table_name)
+
+
+def keygen(path: str | Path) -> dict[str, str]:
+    """Create a new random key file at ``path`` (mode 0600, never overwriting)."""
+    key = os.urandom(KEY_BYTES)
+    try:
+        write_new_key_file(path, base64.b64encode(key) + b"\n")
+    except FileExistsError:
+        raise CipherError(f"{path}: a key already exists; a store encrypted with it cannot be read without it") from None
+    return {"key_file": str(path), "key_id": StateCipher(key).key_id.hex()}

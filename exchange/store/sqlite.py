@@ -1,0 +1,118 @@
+"""SQLite event stores (see exchange.store for the shared interface)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
+
+from exchange.store.at_rest import CipheredStates
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, sqlite_path
+
+
+class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
+    """An agency's notification log that refuses version gaps."""
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        check_continuity(stored_events, lambda oids: self._max_versions(c, oids))
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def _max_versions(self, c: SQLiteCursor, oids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in chunks(oids):
+            c.execute(
+                f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
+                f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
+                list(chunk),
+            )
+            found.update({row[0]: row[1] for row in c.fetchall()})
+        return found
+
+    def position(self, name: str) -> int:
+        """A tracked position (0 when none is recorded yet)."""
+        return self.max_tracking_id(name) or 0
+
+    def count_after(self, position: int = 0) -> int:
+        """How many notifications have an id > ``position``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE rowid > ?", (position,))
+            return c.fetchone()[0]
+
+
+    def advance_notification_ids(self, beyond: int) -> None:
+        """Make the next notification id greater than ``beyond``.
+
+        Ids here are rowids, one more than the largest, so the latest event
+        is moved to id ``beyond`` (a gap before it, as a PostgreSQL sequence
+        may leave); an empty log cannot be advanced."""
+        latest = self.max_notification_id() or 0
+        if latest >= beyond:
+            return
+        if not latest:
+            raise StoreError(f"{self.events_table_name}: next notification id would not exceed {beyond}")
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"UPDATE {self.events_table_name} SET rowid = ? WHERE rowid = ?", (beyond, latest))
+
+
+class SQLiteNodeRecorder(SQLiteAgencyRecorder):
+    """The node's recorder: also keeps each record's latest version and image
+    digest, written in the same transaction as its events, so capture can
+    number versions and skip snapshot rows it already holds."""
+
+    def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str):
+        self.state_table_name = "record_state_" + events_table_name.removeprefix("events_")
+        super().__init__(datastore, events_table_name=events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + [
+            f"CREATE TABLE IF NOT EXISTS {self.state_table_name} ("
+            "originator_id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+            "image_hash TEXT, live INTEGER NOT NULL) WITHOUT ROWID"
+        ]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        states: dict[str, RecordState] = kwargs.get("states") or {}
+        c.executemany(
+            f"INSERT OR REPLACE INTO {self.state_table_name} VALUES (?,?,?,?)",
+            [(oid, s.version, s.image_hash, int(s.live)) for oid, s in states.items()],
+        )
+        return returning
+
+    def record_states(self, oids: Sequence[str]) -> dict[str, RecordState]:
+        """The latest state of each of the given records (hex ids) that has one."""
+        found: dict[str, RecordState] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in chunks(list(oids)):
+                c.execute(
+                    f"SELECT originator_id, version, image_hash, live FROM {self.state_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+                    list(chunk),
+                )
+                for row in c.fetchall():
+                    found[row[0]] = RecordState(row[1], row[2], bool(row[3]))
+        return found
+
+
+class SQLiteEventStore(AgencyLogs):
+    """Agencies' notification logs in one SQLite file."""
+
+    agency_recorder_class = SQLiteAgencyRecorder
+    node_recorder_class = SQLiteNodeRecorder
+
+    def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30, cipher: Any = None):
+        self.url = url
+        path = sqlite_path(url)
+        if not create and not Path(path).exists():
+            raise StoreError(f"store {url!r} does not exist")
+        if create:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create, cipher)
+
+    def agencies(self) -> list[str]:
+        """Agencies that have a notification log in this store."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'events\\_%' ESCAPE '\\'")
+            return sorted(row[0].removeprefix("events_") for row in c.fetchall())

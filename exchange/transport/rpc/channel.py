@@ -1,0 +1,87 @@
+"""gRPC channels from nodes and command-line clients to the hub."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from typing import Mapping
+
+import grpc
+
+from exchange.transport.rpc import tls
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+_warned: set[str] = set()
+
+
+def open_channel(address: str, cfg: Mapping | None = None) -> grpc.Channel:
+    """A channel to the hub at ``address``, secured as the config's ``[tls]`` settings say.
+
+    Mutual TLS when ``[tls] cert`` is set; a plain channel only when
+    ``[hub] insecure = true`` and the hub is on a loopback address.
+    Raises tls.TLSError naming what to set or fix."""
+    cfg = cfg or {}
+    check_settings(address, cfg)
+    if cfg.get("tls.cert"):
+        return grpc.secure_channel(address, tls.client_credentials(cfg), options=CHANNEL_OPTIONS)
+    if address not in _warned:
+        _warned.add(address)
+        log.warning("connecting to the hub at %s WITHOUT TLS ([hub] insecure = true): for tests on one machine only",
+                    address, extra={"hub": address})
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def check_settings(address: str, cfg: Mapping) -> None:
+    """TLSError unless the settings choose exactly one of mutual TLS and an explicitly insecure loopback channel."""
+    secure, insecure = bool(cfg.get("tls.cert")), bool(cfg.get("hub.insecure"))
+    if secure and insecure:
+        raise tls.TLSError("[hub] insecure = true and [tls] cert are both set: choose one")
+    if not secure and not insecure:
+        raise tls.TLSError(f"no [tls] ca, cert and key for the hub at {address}: issue them with "
+                           "exchange ca issue --agency ID, or set [hub] insecure = true for a hub on this machine")
+    if insecure and not tls.is_loopback(address):
+        raise tls.TLSError(f"[hub] insecure = true is refused for {address}: plain connections are only "
+                           "allowed to a hub on a loopback address; configure [tls] ca, cert and key")
+
+
+def add_hub_arguments(parser) -> None:
+    """``--hub``, ``--config`` and ``--insecure``: how a command-line client reaches the hub."""
+    parser.add_argument("--hub", metavar="HOST:PORT", help="hub gRPC address (default: [hub] address of --config)")
+    parser.add_argument("--config", help="TOML file whose agency, [hub] and [tls] settings say who calls and how to "
+                                         "reach the hub (a node's or consumer's config will do)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
+
+
+def client_settings(args) -> dict:
+    """``agency``, ``hub.*`` and ``tls.*`` from ``--config`` (other sections are ignored), then
+    ``--hub`` and ``--insecure``.  ValueError names an unreadable file or a missing address."""
+    cfg: dict = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ValueError(f"{args.config}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{args.config}: not valid TOML: {e}") from None
+        if isinstance(data.get("agency"), str):
+            cfg["agency"] = data["agency"]
+        for section in ("hub", "tls"):
+            for key, value in (data.get(section) or {}).items():
+                cfg[f"{section}.{key}"] = value
+    if args.hub:
+        cfg["hub.address"] = args.hub
+    if args.insecure:
+        cfg["hub.insecure"] = True
+    if not cfg.get("hub.address"):
+        raise ValueError("name the hub: --hub HOST:PORT, or --config with a [hub] address")
+    return cfg
