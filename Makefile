@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test protos bench clean
+.PHONY: install demo test lint protos bench clean
 
 $(BIN)/exchange: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+
+# Linters and the import layers (docs/design.md §1); .ci/run runs them before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 protos: install
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto protos/exchange/v1/catalog.proto protos/exchange/v1/sharing.proto

@@ -1,1 +1,1 @@
-"""Government data exchange: shared core (events, stores, config, CLI)."""
+"""Government data exchange: the shared layers (contracts, common, store, transport), tools, demos and the CLI."""

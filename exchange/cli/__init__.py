@@ -1,0 +1,1 @@
+"""The `exchange` command: one parser assembled from one module per command group."""

@@ -1,0 +1,1 @@
+"""Plumbing every process uses: configuration (TOML + environment), logging, key files, shared metrics."""

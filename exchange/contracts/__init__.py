@@ -1,0 +1,1 @@
+"""What every layer agrees on: the change SPI, record events, identifier checks."""

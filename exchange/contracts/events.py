@@ -64,7 +64,7 @@ def image_hash(row: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class RecordEvent(DomainEvent):
-    """Common fields of every record event (DESIGN §3)."""
+    """Common fields of every record event (docs/design.md §3)."""
 
     agency: str
     resource: str

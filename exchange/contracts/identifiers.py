@@ -1,4 +1,4 @@
-"""Check characters of the identifiers records are keyed by (DESIGN Art. 13).
+"""Check characters of the identifiers records are keyed by (Art. 13 of the Measures, docs/design.md).
 
 Unified social credit code: GB 32100-2015, mod 31.  Resident identity card
 number: GB 11643-1999, mod 11 with X.

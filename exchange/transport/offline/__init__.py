@@ -1,0 +1,1 @@
+"""Offline exchange: signed bundles of events, acknowledgement files, SFTP transfer."""

@@ -1,4 +1,4 @@
-"""Signed event bundles: the files of the offline exchange (DESIGN §4).
+"""Signed event bundles: the files of the offline exchange (docs/design.md §4).
 
 A bundle holds a run of consecutive events of one agency's notification
 log, in the wire form (a ``protos`` EventBatch, which carries ``after``),

@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by hub and clients: channels, mutual TLS, health checks."""
