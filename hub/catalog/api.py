@@ -66,6 +66,7 @@ class CatalogServicer(pb_grpc.CatalogServicer):
 
     @_answers
     def Submit(self, request: pb.EntryRef, context):
+        identity.acting_agency(context, "")  # only an agency may submit: said before anything about the entry
         entry = self._existing(request.code)
         agency = identity.acting_agency(context, entry.agency)
         return self._entry(self.catalog.submit(agency, request.code))

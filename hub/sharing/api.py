@@ -68,14 +68,14 @@ class SharingServicer(pb_grpc.SharingServicer):
                                    reference=recorded["reference"], recorded_at=recorded["at"])
 
     def List(self, request: pb.ShareListRequest, context: grpc.ServicerContext) -> pb.ShareRequestList:
-        if request.status and request.status not in STATUSES:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"unknown status {request.status!r}: one of {', '.join(STATUSES)}")
         if request.agency:
             agency = self._agency(request.agency, context)
         else:
             require_admin(context, self.administrators)
             agency = None
+        if request.status and request.status not in STATUSES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"unknown status {request.status!r}: one of {', '.join(STATUSES)}")
         found = self.ledger.list(agency, request.status or None)
         return pb.ShareRequestList(requests=[_info_from_dict(d) for d in found])
 

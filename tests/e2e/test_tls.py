@@ -511,6 +511,23 @@ def test_no_certificate_but_the_agencys_saves_or_submits_its_catalog_entry(tls_h
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+@pytest.mark.parametrize("holder", ["admin", "hub"])
+def test_a_caller_that_is_no_agency_learns_nothing_about_entries_it_cannot_submit(tls_hub, certs, holder):
+    with client(tls_hub.grpc_address, certs[holder]) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            catalog_pb2_grpc.CatalogStub(channel).Submit(catalog_pb2.EntryRef(code="101001/9999"), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("holder", ["B", "hub"])
+def test_identity_is_checked_before_the_request_is_read(tls_hub, certs, holder):
+    with client(tls_hub.grpc_address, certs[holder]) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            sharing_pb2_grpc.SharingStub(channel).List(sharing_pb2.ShareListRequest(agency=AGENCY, status="bogus"),
+                                                       timeout=5)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 @pytest.mark.parametrize("holder, expected", [("A", ALLOW), ("B", ALLOW), ("admin", ALLOW), ("hub", DENY),
                                               ("unlisted admin", DENY)])
 def test_only_agencies_and_administrators_read_the_catalog(tls_hub, certs, holder, expected):
