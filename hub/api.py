@@ -7,6 +7,7 @@ from typing import Iterator
 
 import grpc
 
+from exchange.contracts.text import bounded
 from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.transport.wire import MalformedEvent, to_wire
 from hub import identity, metrics
@@ -142,6 +143,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
     def _refuse_batch(self, context: grpc.ServicerContext, agency: str, kind: str, code: grpc.StatusCode,
                       message: str):
         metrics.BATCHES.labels(agency, "refused").inc()
+        message = bounded(message)
         log.warning("refused a batch: %s", message, extra={"agency": agency, "kind": kind})
         self._record("batch.refused", agency, kind=kind, reason=message, peer=context.peer())
         _refuse(context, kind, code, message)
@@ -157,7 +159,7 @@ def _agency(agency: str, context: grpc.ServicerContext) -> str:
 def _refuse(context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):
     """Count the error and end the call with ``code`` (raises)."""
     metrics.ERRORS.labels(kind).inc()
-    context.abort(code, message)
+    context.abort(code, bounded(message))
 
 
 def _track_connected(gauge, agency: str, context: grpc.ServicerContext) -> None:

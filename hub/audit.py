@@ -33,6 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from exchange.contracts.text import EXCERPT_CHARS, bounded
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
@@ -104,7 +106,11 @@ class AuditLog:
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))  # readers can lock it now
 
     def record(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
-        """Append one entry (durable when this returns) and return it."""
+        """Append one entry (durable when this returns) and return it.
+
+        Long client-supplied values are kept as excerpts with their hash (exchange/contracts/text.py)."""
+        details = bounded(details)
+        actor = bounded(actor, EXCERPT_CHARS)
         with self._lock, open(self.path, "r+b") as f, _locked(f, fcntl.LOCK_EX):
             last = self._prepare_tail(f)
             entry = {"seq": last.seq + 1, "time": datetime.now(timezone.utc).isoformat(), "action": action,

@@ -7,7 +7,20 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from exchange.contracts.text import bounded
+
 _STANDARD = set(vars(logging.makeLogRecord({})))
+
+
+MESSAGE_CHARS = 4096  # of one log message; values a client sent can be megabytes
+
+
+class TextFormatter(logging.Formatter):
+    """The plain text format, with messages cut to ``MESSAGE_CHARS``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = bounded(record.message, MESSAGE_CHARS)
+        return super().formatMessage(record)
 
 
 class JSONFormatter(logging.Formatter):
@@ -16,9 +29,10 @@ class JSONFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": bounded(record.getMessage(), MESSAGE_CHARS),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        entry.update({k: bounded(v, MESSAGE_CHARS) for k, v in vars(record).items()
+                      if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -30,7 +44,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     try:

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from exchange.contracts.text import excerpt
 from protos.exchange.v1 import exchange_pb2 as pb
 
 
@@ -43,7 +44,7 @@ def from_wire(event: pb.Event) -> StoredEvent:
         originator_id = UUID(event.originator_id)
     except ValueError:
         raise MalformedEvent(
-            f"event {event.notification_id}: originator_id {event.originator_id!r} is not a UUID"
+            f"event {event.notification_id}: originator_id {excerpt(event.originator_id)} is not a UUID"
         ) from None
     if event.originator_version < 1:
         raise MalformedEvent(f"event {event.notification_id}: originator_version must be >= 1")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.contracts.identifiers import is_valid_uscc
+from exchange.contracts.text import excerpt
 
 CODE = re.compile(r"^(?P<category>[1-3])(?P<item>\d{2})(?P<subitem>\d{3})(?P<detail>\d*)/(?P<sequence>\d{4,})$")
 CATEGORIES = {"1": "base", "2": "subject", "3": "department"}
@@ -44,6 +45,13 @@ UPDATE_CYCLES = ("realtime", "daily", "weekly", "monthly", "quarterly", "yearly"
 TEXT_FIELDS = ("code", "name", "agency", "provider", "provider_uscc", "resource", "summary", "format",
                "share_condition", "not_shared_basis", "open_condition", "update_cycle")
 FIELDS = TEXT_FIELDS + ("share_type", "share_modes", "open_to_public", "related", "items")
+# Lengths in characters: an entry is copied into every event that edits it, so none may grow without bound.
+TEXT_LIMITS = {"code": 64, "name": 200, "agency": 64, "provider": 200, "provider_uscc": 18, "resource": 128,
+               "summary": 4000, "format": 32, "share_condition": 2000, "not_shared_basis": 2000,
+               "open_condition": 2000, "update_cycle": 32}
+MAX_ITEMS = 2000  # data items of one entry (the largest 2016 entries had a few hundred)
+MAX_ITEM_NAME = 128
+MAX_RELATED = 200
 REQUIRED = ("code", "name", "agency", "provider", "provider_uscc", "summary", "format", "share_type",
             "share_modes", "update_cycle", "items")
 
@@ -93,12 +101,15 @@ def validate(content: dict[str, Any]) -> list[Problem]:
         problems.append(Problem(field, rule))
 
     for key in sorted(set(content) - set(FIELDS)):
-        bad(key, f"unknown field; known: {', '.join(FIELDS)}")
+        bad(key if len(key) <= MAX_ITEM_NAME else excerpt(key), f"unknown field; known: {', '.join(FIELDS)}")
     c = normalise(content)
     for key in TEXT_FIELDS:
         if not isinstance(c[key], str):
             bad(key, "must be text")
             c[key] = ""
+        elif len(c[key]) > TEXT_LIMITS[key]:
+            bad(key, f"at most {TEXT_LIMITS[key]} characters, got {len(c[key])}")
+            c[key] = c[key][:TEXT_LIMITS[key]]  # the other rules see no more than the limit
     hints = {"share_type": "1 (unconditional), 2 (conditional) or 3 (not shared)",
              "format": "one of " + ", ".join(FORMATS), "update_cycle": "one of " + ", ".join(UPDATE_CYCLES),
              "share_modes": "any of " + ", ".join(SHARE_MODES), "code": "e.g. 101001/0001"}
@@ -161,9 +172,12 @@ def _check_list(c: dict[str, Any], key: str, bad, ok, what: str) -> None:
     if not isinstance(values, list):
         bad(key, "must be a list")
         return
+    if len(values) > MAX_RELATED:
+        bad(key, f"at most {MAX_RELATED} values, got {len(values)}")
+        return
     for i, value in enumerate(values):
         if not isinstance(value, str) or not ok(value):
-            bad(f"{key}[{i}]", f"must be {what}, got {value!r}")
+            bad(f"{key}[{i}]", f"must be {what}, got {excerpt(value)}")
     if len(set(map(str, values))) != len(values):
         bad(key, "lists a value twice")
 
@@ -172,6 +186,9 @@ def _check_items(items: Any, bad) -> None:
     if not isinstance(items, list):
         bad("items", "must be a list of data items")
         return
+    if len(items) > MAX_ITEMS:
+        bad("items", f"at most {MAX_ITEMS} data items, got {len(items)}")
+        return
     seen: set[str] = set()
     for i, item in enumerate(items):
         where = f"items[{i}]"
@@ -179,12 +196,14 @@ def _check_items(items: Any, bad) -> None:
             bad(where, "must be a table with name, type and length")
             continue
         for key in sorted(set(item) - {"name", "type", "length"}):
-            bad(f"{where}.{key}", "unknown field; known: name, type, length")
+            bad(f"{where}.{key if len(key) <= MAX_ITEM_NAME else excerpt(key)}", "unknown field; known: name, type, length")
         name, kind, length = item.get("name"), item.get("type"), item.get("length", 0)
         if not isinstance(name, str) or not name.strip():
             bad(f"{where}.name", "required")
+        elif len(name) > MAX_ITEM_NAME:
+            bad(f"{where}.name", f"at most {MAX_ITEM_NAME} characters, got {len(name)}")
         elif name in seen:
-            bad(f"{where}.name", f"{name!r} is listed twice")
+            bad(f"{where}.name", f"{excerpt(name)} is listed twice")
         else:
             seen.add(name)
         if kind not in ITEM_TYPES:

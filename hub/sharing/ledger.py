@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from eventsourcing.persistence import StoredEvent
 
+from exchange.contracts.text import excerpt
 from exchange.contracts.events import make_mapper
 from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
@@ -79,7 +80,7 @@ class SharingLedger:
         now = self.clock()
         terms = self.terms.terms(provider, resource)
         if terms is None:
-            raise WorkflowError(f"agency {provider} has no published resource {resource!r}")
+            raise WorkflowError(f"agency {provider} has no published resource {excerpt(resource)}")
         if terms.share_type == UNCONDITIONAL:
             raise WorkflowError(f"{provider}/{resource} is shared unconditionally: subscribe to it, no request needed")
         if terms.share_type == NOT_SHARED:
@@ -93,7 +94,8 @@ class SharingLedger:
             raise WorkflowError(f"name the data items wanted; {resource} publishes {', '.join(terms.items)}")
         unknown = [i for i in wanted if i not in terms.items]
         if unknown:
-            raise WorkflowError(f"{provider}/{resource} publishes no data items {unknown}; it has {list(terms.items)}")
+            raise WorkflowError(f"{provider}/{resource} publishes no data items {excerpt(unknown)}; "
+                                f"it has {list(terms.items)}")
         event = Requested(originator_id=uuid.uuid4(), originator_version=1, timestamp=now, actor=requester,
                           provider=provider, resource=resource, scope=scope, purpose=purpose, items=wanted,
                           deadline=self.calendar.deadline(now, ANSWER_WORKING_DAYS))
@@ -126,7 +128,7 @@ class SharingLedger:
         if not reference.strip():
             raise WorkflowError("name the signed agreement (its reference or document number)")
         if self.terms.terms(provider, resource) is None:
-            raise WorkflowError(f"agency {provider} has no published resource {resource!r}")
+            raise WorkflowError(f"agency {provider} has no published resource {excerpt(resource)}")
         oid = agreement_id(provider, consumer, resource)
         with self._lock:
             previous = self.agreements.get(oid)
@@ -260,6 +262,7 @@ class SharingLedger:
 
     def _save(self, event: SharingEvent) -> None:
         """Store the event, fold it in, audit it (called under the lock)."""
+        _check_sizes(event)
         self._requests_log.insert_events([self.mapper.to_stored_event(event)])
         self._fold(event)
         if self.audit is not None:
@@ -309,3 +312,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+TEXT_CHARS = 4000  # of a scope, purpose, reason or note: every event repeats it in the store and the audit log
+LIST_VALUES = 2000  # data items named in one request
+
+
+def _check_sizes(event: SharingEvent) -> None:
+    """Refuse an event whose free text or lists are larger than a request needs, naming the field."""
+    for name, value in vars(event).items():
+        if isinstance(value, str) and len(value) > TEXT_CHARS:
+            raise WorkflowError(f"{name}: at most {TEXT_CHARS} characters, got {len(value)}")
+        if isinstance(value, (list, tuple)) and (len(value) > LIST_VALUES or any(
+                isinstance(v, str) and len(v) > TEXT_CHARS for v in value)):
+            raise WorkflowError(f"{name}: at most {LIST_VALUES} values of at most {TEXT_CHARS} characters each")

@@ -158,3 +158,20 @@ def test_an_invalid_agency_id_on_an_insecure_hub_is_refused(hub):
 def test_the_ca_refuses_to_issue_a_certificate_for_an_invalid_agency_id(pki):
     with pytest.raises(CAError, match="invalid agency id"):
         pki.issue("agency", "A/../B")
+
+
+def test_an_attacker_sized_field_is_repeated_as_an_excerpt_only(exchange_pair, channel):
+    hub, _ = exchange_pair
+    audit = Path(store_url(hub).removeprefix("sqlite:///")).with_name("audit.log")
+    huge = "v" * 200_000
+    before = audit.stat().st_size, len(hub.log())
+    requests = [pb.PublishRequest(hello=pb.Hello(agency=AGENCY, node_version=huge)),
+                pb.PublishRequest(batch=pb.EventBatch(after=_position(channel), events=[
+                    pb.Event(notification_id=_position(channel) + 1, originator_id=huge, originator_version=1,
+                             topic="t", state=b"{}")]))]
+    with pytest.raises(grpc.RpcError) as refused:
+        list(pb_grpc.ExchangeStub(channel).Publish(iter(requests), timeout=20))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "200000 characters" in refused.value.details() and len(refused.value.details()) < 2000
+    assert audit.stat().st_size - before[0] < 8000, "the audit log repeats the whole field"
+    assert len(hub.log()) - before[1] < 20000, "the hub's log repeats the whole field"
