@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Counter, Gauge
 
-from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.channel import check_settings, open_channel
 from exchange.contracts.events import make_mapper
 from exchange.store import check_agency
 from exchange.transport.wire import from_wire
@@ -159,6 +159,7 @@ def run(cfg: dict) -> int:
         resources = wanted(cfg)
         if not cfg["hub.address"]:
             raise ValueError("[hub] address is required to subscribe")
+        check_settings(cfg["hub.address"], cfg)  # mutual TLS, or an explicitly insecure loopback hub
         Replica(cfg["consumer.replica"]).close()  # a bad replica URL fails here, not in every thread
     except Exception as e:
         log.error("consumer cannot start: %s", e)

@@ -267,3 +267,16 @@ def test_hub_import_quarantines_a_bundle_holding_a_not_shared_resource(launch, s
     report = json.loads(refused.stdout)
     assert refused.returncode == 1 and len(report["quarantined"]) == 1
     assert "persons" in json.dumps(report["quarantined"]) and "not shared" in json.dumps(report["quarantined"])
+
+
+def test_a_consumer_without_tls_settings_exits_2_naming_them(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "consumer.toml"
+    config.write_text(f'agency = "{CONSUMER}"\n[hub]\naddress = "hub.example.gov.cn:50051"\n'
+                      f'[consumer]\nreplica = "sqlite:///{tmp_path / "replica.db"}"\nresources = ["{AGENCY}/licences"]\n')
+    started = subprocess.run([sys.executable, "-m", "exchange", "node", "subscribe", "--config", str(config)],
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 2, started.stderr
+    assert "[tls]" in started.stderr and "Traceback" not in started.stderr

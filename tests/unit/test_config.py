@@ -1,7 +1,10 @@
 """Configuration: TOML plus environment, unknown keys refused with clear errors."""
 
+import argparse
+
 import pytest
 
+from exchange.transport.rpc.channel import client_settings
 from exchange.common.config import ConfigError
 from hub import config as hub_config
 from node import config as node_config
@@ -78,3 +81,7 @@ def test_the_example_configs_load():
     root = __import__("pathlib").Path(__file__).resolve().parents[2] / "deploy" / "config"
     assert node_config.load(root / "node.example.toml", environ={})["agency"]
     assert hub_config.load(root / "hub.example.toml", environ={})["store.url"]
+    consumer = node_config.load_consumer(root / "consumer.example.toml", environ={})
+    assert consumer["tls.cert"] and consumer["consumer.replica"]
+    admin = client_settings(argparse.Namespace(config=root / "admin.example.toml", hub=None, insecure=False))
+    assert admin["tls.cert"] and admin["hub.address"]
