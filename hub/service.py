@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from exchange.transport.rpc import tls
 from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
-from hub import identity
+from hub import audit_reconcile, identity
 from hub import inbox as hub_inbox
 from hub import metrics, status, web
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
@@ -70,6 +70,7 @@ def run(cfg: dict[str, Any]) -> int:
             return 2
         audit, watch = started
         try:
+            _reconcile_audit(store, audit)
             try:
                 credentials = _credentials(cfg, audit)
             except tls.TLSError as e:
@@ -89,6 +90,14 @@ def run(cfg: dict[str, Any]) -> int:
             audit.record("hub.stopped", "hub")
     finally:
         store.close()
+
+
+def _reconcile_audit(store: Any, audit: AuditLog) -> None:
+    """Audit the decisions a crash left stored but unaudited (hub/audit_reconcile.py)."""
+    try:
+        audit_reconcile.repair(store, audit)
+    except AuditError as e:  # a broken chain: the chain watch reports it; appending would not mend it
+        log.error("cannot reconcile the store with the audit log: %s", e)
 
 
 def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:

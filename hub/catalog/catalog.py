@@ -193,7 +193,7 @@ class Catalog:
                                             schema_version=schema_version, columns=list(columns)))
             self._insert(events, tracking)
             if flag:
-                self._audited("catalog.schema_flag", "source", entry.code, events[-1].originator_version)
+                self._audited("catalog.schema_flag", "source", entry.code, events[-1:])
                 return self._existing(entry.code)
             return None
 
@@ -288,7 +288,7 @@ class Catalog:
 
     def _save(self, entry: CatalogEntry, events: list[CatalogEvent], action: str, actor: str) -> CatalogEntry:
         self._insert(events, code=entry.code)
-        self._audited(action, actor, entry.code, events[-1].originator_version)
+        self._audited(action, actor, entry.code, events)
         return self._existing(entry.code)
 
     def _insert(self, events: list[CatalogEvent], tracking: Tracking | None = None, code: str = "") -> None:
@@ -305,9 +305,11 @@ class Catalog:
             raise WorkflowError(f"entry {code} was changed at the same time by someone else; "
                                 "look at it again and retry") from None
 
-    def _audited(self, action: str, actor: str, code: str, version: int) -> None:
+    def _audited(self, action: str, actor: str, code: str, events: list[CatalogEvent]) -> None:
+        """Audit the entry's ``events`` just stored (hub/audit_reconcile.py relies on code, first and version)."""
         if self.audit is not None:
-            self.audit.record(action, actor, code=code, version=version)
+            self.audit.record(action, actor, code=code, first=events[0].originator_version,
+                              version=events[-1].originator_version)
         log.info("%s %s by %s", action, code, actor, extra={"code": code, "action": action, "actor": actor})
 
     def _catch_up(self) -> None:

@@ -1,0 +1,141 @@
+"""The hub store and the audit log agree: every stored decision is audited, every audited decision is stored.
+
+A decision (a catalog edit, review, publication ...; a share request, its
+answer, a dispute, the office's decision, a revocation, a secrecy agreement)
+is written to the hub store first and audited right after.  A hub killed
+between the two leaves a stored decision without its audit entry, and the
+chain alone cannot show it.  ``reconcile`` cross-checks both and names
+
+- decisions the store holds that no audit entry covers (a crash between the
+  two writes; the hub appends them at its next start, see ``repair``), and
+- audit entries naming decisions the store does not hold (no crash causes
+  this: the store was restored from an older backup, or one side was
+  altered).
+
+A decision is identified by its log, aggregate id and version.  Catalog
+entries are audited by ``code`` with the last ``version`` an action stored
+(and, since this module, the ``first``); sharing steps by ``originator_id``
+and ``originator_version``.  Appended repairs are ``audit.recovered``
+entries carrying the same identity, the decision's kind, actor and time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from uuid import UUID
+
+from exchange.contracts.events import make_mapper
+from hub.audit import AuditError, AuditLog, verify
+from hub.catalog.catalog import EVENTS_TABLE as CATALOG_LOG
+from hub.catalog.entry import SourceSchemaSeen, entry_id
+from hub.sharing.ledger import REQUESTS_LOG
+
+log = logging.getLogger(__name__)
+
+RECOVERED = "audit.recovered"
+READ_BATCH = 1000
+
+
+@dataclass(frozen=True, order=True)
+class Decision:
+    """One stored step: which log, which aggregate, which version."""
+
+    log: str  # "catalog" or "sharing"
+    id: str
+    version: int
+
+
+@dataclass
+class Report:
+    """What ``reconcile`` found."""
+
+    decisions: int = 0
+    audited: int = 0
+    unaudited: list[tuple[Decision, Any]] = field(default_factory=list)  # (decision, its stored event)
+    not_stored: list[tuple[Decision, int]] = field(default_factory=list)  # (decision, audit seq naming it)
+
+    @property
+    def agree(self) -> bool:
+        return not self.unaudited and not self.not_stored
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agree": self.agree, "decisions": self.decisions, "audited": self.audited,
+                "unaudited": [_describe(d, e) for d, e in self.unaudited],
+                "not_stored": [{**vars(d), "audit_seq": seq} for d, seq in self.not_stored]}
+
+
+def reconcile(store: Any, audit_path: str | Path) -> Report:
+    """Cross-check the hub ``store`` (an open EventStore) with the audit log at ``audit_path``."""
+    verdict = verify(audit_path)
+    if not verdict.valid:
+        raise AuditError(f"the audit log's chain is broken ({verdict.reason}): run `exchange audit verify` first")
+    stored = dict(_stored_decisions(store))
+    audited = _audited_decisions(audit_path)
+    report = Report(decisions=len(stored), audited=len(audited))
+    report.unaudited = [(d, stored[d]) for d in sorted(set(stored) - set(audited))]
+    report.not_stored = sorted(((d, seq) for d, seq in audited.items() if d not in stored),
+                               key=lambda pair: pair[1])
+    return report
+
+
+def repair(store: Any, audit: AuditLog) -> Report:
+    """Append an ``audit.recovered`` entry for every stored decision the log lacks; the report before repair."""
+    report = reconcile(store, audit.path)
+    for decision, event in report.unaudited:
+        audit.record(RECOVERED, getattr(event, "actor", "unknown"), **_describe(decision, event))
+    if report.unaudited:
+        log.warning("appended %d audit entries for decisions stored without one (the hub stopped between "
+                    "storing and auditing them)", len(report.unaudited))
+    for decision, seq in report.not_stored:
+        log.error("audit entry %d names a decision the store does not hold: %s %s version %d",
+                  seq, decision.log, decision.id, decision.version)
+    return report
+
+
+def _describe(decision: Decision, event: Any) -> dict[str, Any]:
+    return {"log": decision.log, "id": decision.id, "version": decision.version,
+            "decision": type(event).__name__, "at": event.timestamp.isoformat()}
+
+
+def _stored_decisions(store: Any) -> Iterator[tuple[Decision, Any]]:
+    mapper = make_mapper()
+    for name, table in (("catalog", CATALOG_LOG), ("sharing", REQUESTS_LOG)):
+        recorder = store.agency_recorder_class(store.datastore, events_table_name=table)
+        recorder.create_table()
+        after = 0
+        while notifications := recorder.read(after, READ_BATCH):
+            for n in notifications:
+                event = mapper.to_domain_event(n)
+                if not isinstance(event, SourceSchemaSeen):  # what a node reported, not a decision
+                    yield Decision(name, str(n.originator_id), n.originator_version), event
+            after = notifications[-1].id
+
+
+def _audited_decisions(path: str | Path) -> dict[Decision, int]:
+    """Each decision the log covers, with the sequence number of the entry that covers it."""
+    covered: dict[Decision, int] = {}
+    last_catalog_version: dict[str, int] = {}
+    for entry in _entries(path):
+        action, details, seq = entry["action"], entry["details"], entry["seq"]
+        if action == RECOVERED:
+            covered[Decision(details["log"], details["id"], details["version"])] = seq
+        elif action.startswith("catalog.") and "code" in details and "version" in details:
+            oid = str(entry_id(details["code"]))
+            first = details.get("first", last_catalog_version.get(oid, 0) + 1)
+            for version in range(first, details["version"] + 1):
+                covered[Decision("catalog", oid, version)] = seq
+            last_catalog_version[oid] = max(last_catalog_version.get(oid, 0), details["version"])
+        elif action.startswith("share.") and "originator_id" in details and "originator_version" in details:
+            covered[Decision("sharing", str(UUID(details["originator_id"])), details["originator_version"])] = seq
+    return covered
+
+
+def _entries(path: str | Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        for raw in f:
+            if raw.endswith(b"\n"):
+                yield json.loads(raw)

@@ -1,0 +1,25 @@
+"""A hub that died between storing a decision and auditing it audits the decision when it starts again."""
+
+from __future__ import annotations
+
+import json
+
+from hub.catalog.catalog import Catalog
+from hub.workdays import WorkingCalendar
+from test_catalog import AGENCY, entry
+
+
+def test_the_hub_audits_at_start_what_a_crash_left_unaudited(launch, tmp_path):
+    store = tmp_path / "hub-store.db"
+    catalog = Catalog(f"sqlite:///{store}", WorkingCalendar(), audit=None)  # stored, and then the crash
+    try:
+        catalog.edit(AGENCY, entry())
+    finally:
+        catalog.close()
+    hub = launch.hub(config={"store": {"url": f"sqlite:///{store}"}})
+    hub.terminate()
+    actions = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    recovered = [a for a in actions if a["action"] == "audit.recovered"]
+    assert [(r["details"]["log"], r["details"]["decision"], r["details"]["version"]) for r in recovered] == [
+        ("catalog", "Edited", 1)]
+    assert recovered[0]["actor"] == AGENCY

@@ -1,0 +1,77 @@
+"""The hub store and the audit log agree: a decision stored but not audited is found and repaired."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from exchange.store import EventStore
+from hub import audit_reconcile
+from hub.audit import AuditLog, verify
+from hub.catalog.catalog import Catalog
+from hub.catalog.terms import CONDITIONAL
+from hub.sharing.ledger import SharingLedger
+from hub.workdays import WorkingCalendar
+from test_catalog import AGENCY, entry
+from test_sharing import CONSUMER, PROVIDER, Clock, DictTerms, terms
+
+
+@pytest.fixture
+def hub(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    store = EventStore(url)
+    yield url, store, AuditLog(tmp_path / "audit.log")
+    store.close()
+
+
+def _ledger(store, audit):
+    clock = Clock(datetime(2026, 9, 28, 2, 0, tzinfo=timezone.utc))
+    return SharingLedger(store, DictTerms(terms("licences", CONDITIONAL)), WorkingCalendar(), audit=audit, clock=clock)
+
+
+def test_audited_workflows_agree_with_the_store(hub):
+    url, store, audit = hub
+    catalog = Catalog(url, WorkingCalendar(), audit=audit)
+    try:
+        code = entry()["code"]
+        catalog.edit(AGENCY, entry(), submit=True)  # one action, two events
+        catalog.record_secrecy_review(code, "reviewer", True, [], "")
+        catalog.return_entry(code, "reviewer", ["name the district"])
+        catalog.edit(AGENCY, entry(name="Renamed"))
+    finally:
+        catalog.close()
+    request = _ledger(store, audit).request(CONSUMER, PROVIDER, "licences", scope="Pudong", purpose="permits",
+                                            items=["name"])
+    _ledger(store, audit).approve(request.id, PROVIDER)
+    report = audit_reconcile.reconcile(store, audit.path)
+    assert report.agree, report.to_dict()
+    assert report.decisions == 7
+
+
+def test_decisions_stored_without_their_audit_entries_are_named_and_repaired(hub):
+    url, store, audit = hub
+    catalog = Catalog(url, WorkingCalendar(), audit=None)  # as if the hub died between storing and auditing
+    try:
+        catalog.edit(AGENCY, entry())
+    finally:
+        catalog.close()
+    _ledger(store, None).request(CONSUMER, PROVIDER, "licences", scope="Pudong", purpose="permits", items=["name"])
+    found = audit_reconcile.reconcile(store, audit.path)
+    assert sorted((d.log, d.version) for d, _ in found.unaudited) == [("catalog", 1), ("sharing", 1)]
+
+    repaired = audit_reconcile.repair(store, audit)
+    assert len(repaired.unaudited) == 2
+    assert audit_reconcile.reconcile(store, audit.path).agree
+    assert verify(audit.path).valid
+    assert audit_reconcile.repair(store, audit).agree  # a second repair appends nothing
+
+
+def test_an_audit_entry_naming_a_decision_the_store_lacks_is_reported(hub):
+    _, store, audit = hub
+    ghost = str(uuid.uuid4())
+    audit.record("share.approved", PROVIDER, originator_id=ghost, originator_version=2)
+    report = audit_reconcile.reconcile(store, audit.path)
+    assert [(d.id, d.version) for d, _ in report.not_stored] == [(ghost, 2)]
+    assert not report.agree
