@@ -221,7 +221,7 @@ def test_node_serves_prometheus_metrics(launch, agency):
     node = launch.node(hub.grpc_address, Path(agency.path), TABLES)
     wait_caught_up(node)
     port = node.config["metrics"]["port"]
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     for name in ("exchange_node_changes_captured_total", "exchange_node_events_stored_total",
                  "exchange_node_events_shipped_total", "exchange_node_events_acknowledged_total",
                  "exchange_node_backlog_events", "exchange_node_backlog_seconds", "exchange_node_hub_connected",

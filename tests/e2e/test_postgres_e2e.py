@@ -37,7 +37,7 @@ def test_pgbench_through_the_exchange_replays_equal_into_postgres(launch, postgr
     wait_caught_up(node)
     assert_exactly_once(node, hub)
     port = node.config["metrics"]["port"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     assert re.search(r"^exchange_node_slot_retained_wal_bytes \d", metrics, re.M)
 
     target = postgres.create_database("bench_replayed")

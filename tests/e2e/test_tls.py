@@ -148,7 +148,7 @@ def test_a_revoked_certificate_is_refused_without_restarting_the_hub(tls_hub, pk
         with pytest.raises(grpc.RpcError) as refused:
             get_position(channel, "REVOKED_AGENCY")
         with pytest.raises(grpc.RpcError) as health_refused:  # every service, not only those asking who calls
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     assert refused.value.code() == health_refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert f"serial {revoked['serial']}) has been revoked" in refused.value.details()
     assert tls_hub.running
@@ -197,7 +197,7 @@ def _attempt(action: str, address: str, tls_settings_: dict) -> str:
             elif action == "position":
                 get_position(channel, AGENCY)
             else:  # the catalog's publish step, for an entry that does not exist
-                catalog_pb2_grpc.CatalogStub(channel).Publish(catalog_pb2.EntryRef(code="101001/9999"), timeout=5)
+                catalog_pb2_grpc.CatalogStub(channel).Publish(catalog_pb2.EntryRef(code="101001/9999"), timeout=30)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.PERMISSION_DENIED:
                 return DENY
@@ -490,7 +490,7 @@ def test_sharing_calls_act_only_as_the_certificate_holder(tls_hub, certs, holder
     office_call = not getattr(request, "agency", "")
     with client(tls_hub.grpc_address, certs[holder]) as channel:
         try:
-            getattr(sharing_pb2_grpc.SharingStub(channel), method)(request, timeout=5)
+            getattr(sharing_pb2_grpc.SharingStub(channel), method)(request, timeout=30)
             outcome = ALLOW
         except grpc.RpcError as e:
             outcome = DENY if e.code() == grpc.StatusCode.PERMISSION_DENIED else ALLOW  # ALLOW: the ledger's rules
@@ -501,11 +501,11 @@ def test_sharing_calls_act_only_as_the_certificate_holder(tls_hub, certs, holder
 def test_no_certificate_but_the_agencys_saves_or_submits_its_catalog_entry(tls_hub, certs, holder):
     with client(tls_hub.grpc_address, certs["A"]) as channel:
         catalog_pb2_grpc.CatalogStub(channel).SaveEntry(
-            catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=5)
+            catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=30)
     with client(tls_hub.grpc_address, certs[holder]) as channel:
         stub = catalog_pb2_grpc.CatalogStub(channel)
-        for call in (lambda: stub.SaveEntry(catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=5),
-                     lambda: stub.Submit(catalog_pb2.EntryRef(code="101001/0042"), timeout=5)):
+        for call in (lambda: stub.SaveEntry(catalog_pb2.SaveEntryRequest(content=_catalog_content(AGENCY)), timeout=30),
+                     lambda: stub.Submit(catalog_pb2.EntryRef(code="101001/0042"), timeout=30)):
             with pytest.raises(grpc.RpcError) as refused:
                 call()
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -515,7 +515,7 @@ def test_no_certificate_but_the_agencys_saves_or_submits_its_catalog_entry(tls_h
 def test_a_caller_that_is_no_agency_learns_nothing_about_entries_it_cannot_submit(tls_hub, certs, holder):
     with client(tls_hub.grpc_address, certs[holder]) as channel:
         with pytest.raises(grpc.RpcError) as refused:
-            catalog_pb2_grpc.CatalogStub(channel).Submit(catalog_pb2.EntryRef(code="101001/9999"), timeout=5)
+            catalog_pb2_grpc.CatalogStub(channel).Submit(catalog_pb2.EntryRef(code="101001/9999"), timeout=30)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -524,7 +524,7 @@ def test_identity_is_checked_before_the_request_is_read(tls_hub, certs, holder):
     with client(tls_hub.grpc_address, certs[holder]) as channel:
         with pytest.raises(grpc.RpcError) as refused:
             sharing_pb2_grpc.SharingStub(channel).List(sharing_pb2.ShareListRequest(agency=AGENCY, status="bogus"),
-                                                       timeout=5)
+                                                       timeout=30)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -534,11 +534,11 @@ def test_only_agencies_and_administrators_read_the_catalog(tls_hub, certs, holde
     with client(tls_hub.grpc_address, certs[holder]) as channel:
         stub = catalog_pb2_grpc.CatalogStub(channel)
         outcomes = set()
-        for call in (lambda: stub.ListEntries(catalog_pb2.ListRequest(), timeout=5),
-                     lambda: stub.GetEntry(catalog_pb2.EntryRef(code="101001/0001"), timeout=5),
-                     lambda: stub.GetHistory(catalog_pb2.EntryRef(code="101001/0001"), timeout=5),
-                     lambda: stub.GetReport(catalog_pb2.ReportRequest(), timeout=5),
-                     lambda: stub.ExportDcat(catalog_pb2.DcatRequest(), timeout=5)):
+        for call in (lambda: stub.ListEntries(catalog_pb2.ListRequest(), timeout=30),
+                     lambda: stub.GetEntry(catalog_pb2.EntryRef(code="101001/0001"), timeout=30),
+                     lambda: stub.GetHistory(catalog_pb2.EntryRef(code="101001/0001"), timeout=30),
+                     lambda: stub.GetReport(catalog_pb2.ReportRequest(), timeout=30),
+                     lambda: stub.ExportDcat(catalog_pb2.DcatRequest(), timeout=30)):
             try:
                 call()
                 outcomes.add(ALLOW)

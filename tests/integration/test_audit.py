@@ -174,7 +174,7 @@ def test_cli_verify_names_the_first_bad_entry_and_exits_1(tmp_path):
 
 def _metric(hub, name: str) -> float | None:
     port = hub.config["metrics"]["port"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
         for line in response.read().decode().splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
