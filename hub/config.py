@@ -17,7 +17,7 @@ SETTINGS: dict[str, Setting] = {
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent", minimum=1),
     "listen.insecure": Setting(bool, False, "serve without TLS: every caller trusted; refused unless the address is loopback"),
     "listen.max_message_bytes": Setting(int, 64 * 1024 * 1024, "largest gRPC message accepted; larger ones get "
-                                         "RESOURCE_EXHAUSTED", minimum=1024, maximum=2**31 - 1),  # gRPC: an int32,
+                                         "RESOURCE_EXHAUSTED", minimum=1024, maximum=2**31 - 1),  # gRPC takes an int32
     "tls.ca": Setting(str, "", "PEM CA certificate(s) that client certificates must be issued by"),
     "tls.cert": Setting(str, "", "the hub's PEM certificate (exchange ca issue --hub)"),
     "tls.key": Setting(str, "", "the hub's PEM private key"),

@@ -59,7 +59,7 @@ class Shipper:
         self.acknowledged = recorder.position(HUB_TRACKING)
         # time.monotonic() since when the hub has not answered (None while connected); the offline fallback reads it.
         self.unreachable_since: float | None = time.monotonic()
-        self.not_shared = frozenset(cfg.source.not_shared if cfg else ())  # tables whose events stay here
+        self.not_shared = frozenset(cfg.source.not_shared if cfg is not None else ())  # tables whose events stay here
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import make_dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 
 class Config(Mapping):
@@ -33,6 +33,9 @@ class Config(Mapping):
 
     def __len__(self) -> int:
         return len(self._spec)
+
+    if TYPE_CHECKING:  # the sections and settings are fields of the class built for each spec
+        def __getattr__(self, name: str) -> Any: ...
 
 
 _classes: dict[int, tuple[Mapping[str, Any], type[Config]]] = {}
