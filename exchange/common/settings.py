@@ -9,7 +9,7 @@ loaded config reads ``cfg.hub.batch_size`` and ``cfg.agency``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import make_dataclass
+from dataclasses import fields, make_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 
@@ -72,5 +72,5 @@ def build(spec: Mapping[str, Any], values: Mapping[str, Any]) -> Config:
     for key, value in values.items():
         section, _, name = key.rpartition(".")
         (grouped.setdefault(section, {}) if section else top)[name] = value
-    section_types = {f.name: f.type for f in cls.__dataclass_fields__.values()}
+    section_types = {f.name: f.type for f in fields(cls)}
     return cls(**top, **{section: section_types[section](**named) for section, named in grouped.items()})
