@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exchange.common.config import Config
 from exchange.contracts.changes import ApplyTarget, CaptureSource, TableReader
 
 SCHEMES = ("sqlite", "postgresql")
@@ -38,10 +39,10 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
     return SQLiteSource(url, tables, keys or {}, **options)
 
 
-def source_options(cfg: dict[str, Any]) -> dict[str, Any]:
+def source_options(cfg: Config) -> dict[str, Any]:
     """The node settings that ``open_source`` takes as options for the configured source's kind."""
-    if cfg["source.url"].startswith("files://"):
-        return {"settle_seconds": cfg["source.settle_seconds"], "state_path": cfg["source.state_path"]}
+    if cfg.source.url.startswith("files://"):
+        return {"settle_seconds": cfg.source.settle_seconds, "state_path": cfg.source.state_path}
     return {}
 
 

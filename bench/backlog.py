@@ -60,7 +60,7 @@ def one_run(directory: Path, changes: int) -> dict:
     cfg = node_config.load(node_toml, environ={})
     node = start("node", node_toml, directory / "node.log")
     try:
-        metrics_url = f"http://127.0.0.1:{cfg['metrics.port']}/metrics"
+        metrics_url = f"http://127.0.0.1:{cfg.metrics.port}/metrics"
         wait_until(lambda: http_answers(metrics_url), timeout=30)  # triggers installed: every change is captured
         started = time.perf_counter()
         agency.run(changes)

@@ -38,8 +38,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from replay_rate import AGENCY, build_store  # noqa: E402
 
 from exchange.transport.offline.bundles import SUFFIX, generate_key, load_trusted_keys, read_bundle  # noqa: E402
+from exchange.common.config import from_values  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
+from hub import config as hub_config  # noqa: E402
 from hub.bundle_import import import_directory  # noqa: E402
+from node import config as node_config  # noqa: E402
 from node.bundles import export  # noqa: E402
 
 
@@ -96,7 +99,9 @@ def main() -> None:
         key, public = directory / "node.pem", directory / f"{AGENCY}.pub"
         generate_key(key, public)
         trusted = load_trusted_keys({AGENCY: str(public)})
-        node_cfg = {"agency": AGENCY, "bundles.key": str(key), "store.url": store_url}
+        node_cfg = from_values(node_config.SETTINGS, {"agency": AGENCY, "bundles.key": str(key), "store.url": store_url,
+                                                      "source.url": "sqlite:///unused.db", "source.tables": ["unused"],
+                                                      "hub.address": "127.0.0.1:1"})
         times: dict[str, list[float]] = {"export": [], "read": [], "import": [], "json write": [], "json read": []}
         sizes: dict[str, int] = {}
         for i in range(args.repeat):
@@ -109,8 +114,8 @@ def main() -> None:
             seconds, count = timed(lambda: read_bundles(paths, trusted))
             assert count == events
             times["read"].append(seconds)
-            hub_cfg = {"store.url": f"sqlite:///{directory / f'hub{i}.db'}",
-                       "bundles.trusted_keys": {AGENCY: str(public)}}
+            hub_cfg = from_values(hub_config.SETTINGS, {"store.url": f"sqlite:///{directory / f'hub{i}.db'}",
+                                                        "bundles.trusted_keys": {AGENCY: str(public)}})
             seconds, result = timed(lambda: import_directory(hub_cfg, out))
             assert sum(b["stored"] for b in result["imported"]) == events and not result["quarantined"], result
             times["import"].append(seconds)

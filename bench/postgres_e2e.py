@@ -102,7 +102,7 @@ class Exchange:
         self.hub = start("hub", hub_toml, directory / "hub.log")
         wait_serving(self.hub_address)
         self.node = start("node", node_toml, directory / "node.log")
-        while not http_answers(f"http://127.0.0.1:{self.cfg['metrics.port']}/metrics"):
+        while not http_answers(f"http://127.0.0.1:{self.cfg.metrics.port}/metrics"):
             time.sleep(0.1)
 
     def hub_events(self) -> int:

@@ -28,13 +28,14 @@ sys.path.insert(0, str(ROOT))
 from exchange.demos.pipeline import AGENCY, start, stop, write_configs  # noqa: E402
 from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
 from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
+from exchange.common.config import Config  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
 
 EXCHANGE = [sys.executable, "-m", "exchange"]
 
 
-def wait_caught_up(cfg: dict, timeout: float = 1800) -> dict:
+def wait_caught_up(cfg: Config, timeout: float = 1800) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         status = node_status(cfg)
@@ -61,7 +62,7 @@ def main(changes: int) -> None:
         hub = start("hub", hub_toml, directory / "hub.log")
         node = start("node", node_toml, directory / "node.log")
         wait_serving(hub_address)
-        while not http_answers(f"http://127.0.0.1:{cfg['metrics.port']}/metrics"):
+        while not http_answers(f"http://127.0.0.1:{cfg.metrics.port}/metrics"):
             time.sleep(0.1)
         agency.run(changes, per_transaction=100)
         events = wait_caught_up(cfg)["events_stored"]

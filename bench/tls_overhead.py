@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange import ca  # noqa: E402
-from exchange.transport.rpc.channel import open_channel  # noqa: E402
+from exchange.common.config import Config, from_values  # noqa: E402
+from exchange.transport.rpc.channel import CLIENT_SETTINGS, open_channel  # noqa: E402
 from exchange.demos.pipeline import free_port, stop  # noqa: E402
 from exchange.transport.rpc.health import wait_serving  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
@@ -49,7 +50,7 @@ def batches(events: int):
         yield pb.EventBatch(after=start, events=evs)
 
 
-def publish_all(address: str, client_cfg: dict, events: int) -> float:
+def publish_all(address: str, client_cfg: Config, events: int) -> float:
     """Seconds to publish ``events`` with at most WINDOW batches unacknowledged."""
     prepared = list(batches(events))
     requests: queue.Queue = queue.Queue()
@@ -81,9 +82,10 @@ def one_round(directory: Path, secure: bool, events: int, certs: dict) -> float:
                         f"[metrics]\nport = 0\n" + (f"[tls]\n{tls_section}" if secure else ""))
     hub = subprocess.Popen([sys.executable, "-m", "exchange", "hub", "run", "--config", str(hub_toml)],
                            stdout=subprocess.DEVNULL, stderr=open(directory / f"hub-{name}.log", "ab"))
-    client_cfg = {f"tls.{k}": v for k, v in certs["node"].items()} if secure else {"hub.insecure": True}
+    tls = {f"tls.{k}": v for k, v in certs["node"].items() if k in ("ca", "cert", "key")}
+    client_cfg = from_values(CLIENT_SETTINGS, tls if secure else {"hub.insecure": True})
     try:
-        wait_serving(address, cfg={f"tls.{k}": v for k, v in certs["node"].items()} if secure else None)
+        wait_serving(address, cfg=client_cfg if secure else None)
         return events / publish_all(address, client_cfg, events)
     finally:
         stop(hub)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from exchange.common.config import Config
 from exchange.transport.offline.bundles import BundleError, is_bundle_name, load_trusted_keys, read_bundle, read_manifest
 from exchange.contracts.events import make_mapper
 from exchange.store import StoreError
@@ -25,19 +26,19 @@ from consumer.replica import Replica
 log = logging.getLogger(__name__)
 
 
-def import_bundles(cfg: dict[str, Any], directory: str | Path) -> dict[str, Any]:
+def import_bundles(cfg: Config, directory: str | Path) -> dict[str, Any]:
     """Apply what the directory holds for this consumer; a report per resource (``errors`` lists problems)."""
-    if not cfg["consumer.hub_key"]:
+    if not cfg.consumer.hub_key:
         raise StoreError("[consumer] hub_key is not set: name the hub's bundle public key (hub.pub) to trust")
-    base = Path(directory) / cfg["agency"]
+    base = Path(directory) / cfg.agency
     report: dict[str, Any] = {"resources": {}, "errors": []}
-    replica = Replica(cfg["consumer.replica"])
+    replica = Replica(cfg.consumer.replica)
     try:
         for want in wanted(cfg):
             folder = base / want.provider / want.resource
             if not folder.is_dir():
                 continue
-            trusted = load_trusted_keys({want.provider: cfg["consumer.hub_key"]})
+            trusted = load_trusted_keys({want.provider: cfg.consumer.hub_key})
             try:
                 report["resources"][f"{want.provider}/{want.resource}"] = _import(replica, want, folder, trusted)
             except (BundleError, StoreError) as e:

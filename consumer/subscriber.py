@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Counter, Gauge
 
+from exchange.common.config import Config
 from exchange.transport.rpc.channel import check_settings, open_channel
 from exchange.contracts.events import make_mapper
 from exchange.store import check_agency
@@ -51,10 +52,10 @@ class Resubscribe(Exception):
     """The replica was reset for new data items: subscribe again from the start."""
 
 
-def wanted(cfg: dict) -> list[Wanted]:
+def wanted(cfg: Config) -> list[Wanted]:
     """The ``[consumer] resources`` setting as (provider, resource) pairs; refuses ambiguous ones."""
     found, tables = [], {}
-    for text in cfg["consumer.resources"]:
+    for text in cfg.consumer.resources:
         provider, slash, resource = str(text).partition("/")
         if not slash or not resource:
             raise ValueError(f"[consumer] resources: {text!r} is not PROVIDER/RESOURCE")
@@ -72,7 +73,7 @@ def wanted(cfg: dict) -> list[Wanted]:
 class Subscription:
     """Keeps one resource of the replica current until stopped."""
 
-    def __init__(self, cfg: dict, want: Wanted, stopping: threading.Event):
+    def __init__(self, cfg: Config, want: Wanted, stopping: threading.Event):
         self.cfg = cfg
         self.want = want
         self.stopping = stopping
@@ -84,7 +85,7 @@ class Subscription:
         delay = 0.2
         labels = (self.want.provider, self.want.resource)
         while not self.stopping.is_set():
-            replica = Replica(self.cfg["consumer.replica"])
+            replica = Replica(self.cfg.consumer.replica)
             try:
                 self._session(replica)
                 delay = 0.2
@@ -97,9 +98,9 @@ class Subscription:
                     replica.withdraw(*labels)
                     REPLICA_POSITION.labels(*labels).set(0)
                     log.warning("hub refuses %s/%s: %s; withdrawn from the replica, asking again in %.0fs",
-                                *labels, e.details(), self.cfg["hub.reconnect_max"],
+                                *labels, e.details(), self.cfg.hub.reconnect_max,
                                 extra={"provider": labels[0], "resource": labels[1]})
-                    delay = self.cfg["hub.reconnect_max"]
+                    delay = self.cfg.hub.reconnect_max
                 elif code == grpc.StatusCode.ABORTED:
                     log.info("hub: %s", e.details())
                     delay = 0.0
@@ -113,7 +114,7 @@ class Subscription:
             finally:
                 replica.close()
             self.stopping.wait(delay)
-            delay = min(max(delay, 0.2) * 2, self.cfg["hub.reconnect_max"])
+            delay = min(max(delay, 0.2) * 2, self.cfg.hub.reconnect_max)
 
     def stop(self) -> None:
         call = self.call
@@ -123,9 +124,9 @@ class Subscription:
     def _session(self, replica: Replica) -> None:
         provider, resource = self.want.provider, self.want.resource
         after = replica.position(provider, resource)
-        request = pb.SubscribeRequest(agency=provider, consumer=self.cfg["agency"], resource=resource,
-                                      purpose=self.cfg["consumer.purpose"], after=after)
-        with open_channel(self.cfg["hub.address"], self.cfg) as channel:
+        request = pb.SubscribeRequest(agency=provider, consumer=self.cfg.agency, resource=resource,
+                                      purpose=self.cfg.consumer.purpose, after=after)
+        with open_channel(self.cfg.hub.address, self.cfg) as channel:
             self.call = pb_grpc.ExchangeStub(channel).Subscribe(request)
             try:
                 for batch in self.call:
@@ -152,15 +153,15 @@ class Subscription:
         raise Resubscribe()
 
 
-def run(cfg: dict) -> int:
+def run(cfg: Config) -> int:
     """Keep the replica current until SIGTERM or SIGINT; 2 when the settings cannot work."""
     try:
-        check_agency(cfg["agency"])
+        check_agency(cfg.agency)
         resources = wanted(cfg)
-        if not cfg["hub.address"]:
+        if not cfg.hub.address:
             raise ValueError("[hub] address is required to subscribe")
-        check_settings(cfg["hub.address"], cfg)  # mutual TLS, or an explicitly insecure loopback hub
-        Replica(cfg["consumer.replica"]).close()  # a bad replica URL fails here, not in every thread
+        check_settings(cfg.hub.address, cfg)  # mutual TLS, or an explicitly insecure loopback hub
+        Replica(cfg.consumer.replica).close()  # a bad replica URL fails here, not in every thread
     except Exception as e:
         log.error("consumer cannot start: %s", e)
         return 2
@@ -174,11 +175,11 @@ def run(cfg: dict) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
+    metrics.serve(cfg.metrics.address, cfg.metrics.port)
     threads = [threading.Thread(target=s.run, name=f"consumer-{s.want.resource}", daemon=True) for s in subscriptions]
     for t in threads:
         t.start()
-    log.info("consumer %s replicating %s into the replica", cfg["agency"],
+    log.info("consumer %s replicating %s into the replica", cfg.agency,
              ", ".join(f"{w.provider}/{w.resource}" for w in resources))
     while not stopping.is_set():
         stopping.wait(0.5)

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+from exchange.common.config import Config
 from exchange.contracts.text import EXCERPT_CHARS, bounded
 
 log = logging.getLogger(__name__)
@@ -262,11 +263,11 @@ def _bad(path: Path, count: int, previous: Head, seq: int, line: int, kind: str,
     return Verdict(str(path), False, count, previous, bad_seq=seq, bad_line=line, kind=kind, reason=reason)
 
 
-def audit_path(cfg: dict[str, Any]) -> Path:
+def audit_path(cfg: Config) -> Path:
     """The hub's audit log: ``[audit] path``, or ``audit.log`` beside a SQLite store."""
-    if cfg.get("audit.path"):
-        return Path(cfg["audit.path"])
-    url = cfg["store.url"]
+    if cfg.audit.path:
+        return Path(cfg.audit.path)
+    url = cfg.store.url
     if url.startswith("sqlite:"):
         from exchange.store import sqlite_path
 
@@ -275,7 +276,7 @@ def audit_path(cfg: dict[str, Any]) -> Path:
                      "set it to a file on a local disk, e.g. /var/lib/exchange/audit.log")
 
 
-def open_audit(cfg: dict[str, Any]) -> AuditLog:
+def open_audit(cfg: Config) -> AuditLog:
     """The hub's audit log as configured."""
     try:
         return AuditLog(audit_path(cfg))

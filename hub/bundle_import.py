@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
+from exchange.common.config import Config
 from exchange.transport.offline.acks import make_ack
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
@@ -156,51 +157,51 @@ class BundleImporter:
         return path
 
 
-def keygen(cfg: dict) -> dict:
+def keygen(cfg: Config) -> dict:
     """``exchange hub keygen``: create the keys the config names (each never overwritten):
     ``[bundles] decrypt_key`` (X25519; its ``<name>.pub`` is the nodes' ``[bundles]
     encrypt_to``) and ``[bundles] ack_key`` (Ed25519; ``hub.pub`` beside it is the
     nodes' ``[bundles] hub_key``)."""
-    if not cfg["bundles.decrypt_key"] and not cfg["bundles.ack_key"]:
+    if not cfg.bundles.decrypt_key and not cfg.bundles.ack_key:
         raise SigningKeyError("set [bundles] decrypt_key (bundles encrypted to the hub) and/or [bundles] ack_key "
                               "(signed acknowledgements) to the key file paths to create")
     report = {}
-    if cfg["bundles.decrypt_key"]:
-        path = Path(cfg["bundles.decrypt_key"])
+    if cfg.bundles.decrypt_key:
+        path = Path(cfg.bundles.decrypt_key)
         public_path = path.with_suffix(".pub")
         if public_path == path:
             raise SigningKeyError(f"[bundles] decrypt_key {path}: name the private key file, not a .pub file")
         report["decrypt_key"] = {"key": str(path), "public_key": str(public_path),
                                  "key_id": key_id(generate_hub_key(path, public_path))}
-    if cfg["bundles.ack_key"]:
-        path = Path(cfg["bundles.ack_key"])
+    if cfg.bundles.ack_key:
+        path = Path(cfg.bundles.ack_key)
         public_path = path.with_name("hub.pub")
         report["ack_key"] = {"key": str(path), "public_key": str(public_path),
                              "key_id": key_id(generate_key(path, public_path))}
     return report
 
 
-def decrypt_key(cfg: dict) -> X25519PrivateKey | None:
+def decrypt_key(cfg: Config) -> X25519PrivateKey | None:
     """The hub's bundle decryption key, ``[bundles] decrypt_key`` (None when unset)."""
-    return load_hub_private_key(cfg["bundles.decrypt_key"]) if cfg["bundles.decrypt_key"] else None
+    return load_hub_private_key(cfg.bundles.decrypt_key) if cfg.bundles.decrypt_key else None
 
 
-def ack_key(cfg: dict) -> Ed25519PrivateKey | None:
+def ack_key(cfg: Config) -> Ed25519PrivateKey | None:
     """The key signing the hub's acknowledgements (``[bundles] ack_key``), or None: unsigned."""
-    return load_private_key(cfg["bundles.ack_key"]) if cfg["bundles.ack_key"] else None
+    return load_private_key(cfg.bundles.ack_key) if cfg.bundles.ack_key else None
 
 
-def import_directory(cfg: dict, directory: str | Path) -> dict:
+def import_directory(cfg: Config, directory: str | Path) -> dict:
     """``exchange hub import``: one pass over ``directory`` into the hub's store.
 
     Safe beside a running hub on the same SQLite store: SQLite serialises
     the writers and Ingest's position check makes every write exactly-once."""
     if not Path(directory).is_dir():
         raise ValueError(f"{directory}: no such directory")
-    trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
+    trusted_keys = load_trusted_keys(cfg.bundles.trusted_keys)
     audit = open_audit(cfg)
-    store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
-    catalog = Catalog(cfg["store.url"], WorkingCalendar.from_config(cfg), audit=audit)
+    store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
+    catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit)
     try:
         ingest = Ingest(store)
         ingest.guards.append(NotSharedGuard(catalog))  # as the running hub does: not-shared resources are refused

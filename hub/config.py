@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from exchange.common.config import Setting, load_config
+from exchange.common.config import Config, Setting, load_config
+from exchange.common.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "EXCHANGE_HUB"
 
@@ -15,9 +14,10 @@ SETTINGS: dict[str, Setting] = {
                                      "(exchange store keygen; empty: not encrypted)"),
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
-    "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent"),
+    "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent", minimum=1),
     "listen.insecure": Setting(bool, False, "serve without TLS: every caller trusted; refused unless the address is loopback"),
-    "listen.max_message_bytes": Setting(int, 64 * 1024 * 1024, "largest gRPC message accepted; larger ones get RESOURCE_EXHAUSTED"),
+    "listen.max_message_bytes": Setting(int, 64 * 1024 * 1024, "largest gRPC message accepted; larger ones get "
+                                         "RESOURCE_EXHAUSTED", minimum=1024, maximum=2**31 - 1),  # gRPC takes an int32
     "tls.ca": Setting(str, "", "PEM CA certificate(s) that client certificates must be issued by"),
     "tls.cert": Setting(str, "", "the hub's PEM certificate (exchange ca issue --hub)"),
     "tls.key": Setting(str, "", "the hub's PEM private key"),
@@ -29,26 +29,27 @@ SETTINGS: dict[str, Setting] = {
     "bundles.ack_key": Setting(str, "", "Ed25519 key signing what the hub writes for others: acknowledgements and the bundles "
                                         "it exports for consumers (exchange hub keygen; hub.pub beside it)"),
     "inbox.path": Setting(str, "", "directory the hub watches for offline bundles (empty: no inbox)"),
-    "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox"),
+    "inbox.rescan_interval": Setting(float, 30.0, "seconds between full rescans of the inbox", above=0),
     "sftp_inbox.host": Setting(str, "", "SFTP server the hub polls for offline bundles (empty: no SFTP inbox)"),
-    "sftp_inbox.port": Setting(int, 22, "SFTP server port"),
+    "sftp_inbox.port": Setting(int, 22, "SFTP server port", minimum=1, maximum=65535),
     "sftp_inbox.user": Setting(str, "", "SFTP user name"),
     "sftp_inbox.key": Setting(str, "", "private key file the hub logs in with (no passwords)"),
     "sftp_inbox.known_hosts": Setting(str, "", "known_hosts file holding the SFTP server's host key"),
     "sftp_inbox.remote_dir": Setting(str, "", "directory on the server that nodes upload bundles to"),
     "sftp_inbox.local_dir": Setting(str, "", "local directory bundles are downloaded to and imported from"),
-    "sftp_inbox.poll_interval": Setting(float, 30.0, "seconds between polls of the SFTP server"),
+    "sftp_inbox.poll_interval": Setting(float, 30.0, "seconds between polls of the SFTP server", above=0),
     "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),
-    "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain"),
+    "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain", above=0),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
-    "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)"),
-    "log.level": Setting(str, "info", "debug, info, warning or error"),
-    "log.format": Setting(str, "text", "text or json"),
+    "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)", minimum=0, maximum=65535),
+    "log.level": Setting(str, "info", "debug, info, warning or error", choices=LOG_LEVELS),
+    "log.format": Setting(str, "text", "text or json", choices=LOG_FORMATS),
     "calendar.holidays": Setting(list, [], "ISO dates off work that the working-day calendar does not know yet"),
     "calendar.workdays": Setting(list, [], "ISO dates of make-up working days the working-day calendar does not know yet"),
     "catalog.dcat_base": Setting(str, "urn:exchange:catalog:", "IRI prefix of the catalog and its datasets in the DCAT export"),
 }
 
 
-def load(path: str | Path | None, environ=None) -> dict[str, Any]:
+def load(path: str | Path | None, environ=None) -> Config:
+    """The hub's settings from ``path`` and the environment."""
     return load_config(path, SETTINGS, ENV_PREFIX, environ)

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import load_private_key, write_bundle
 from exchange.store import EventStore, StoreError, check_agency
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 READ_BATCH = 5000
 
 
-def export(cfg: dict[str, Any], consumer: str, directory: str | Path, *, resources: list[str] | None = None,
+def export(cfg: Config, consumer: str, directory: str | Path, *, resources: list[str] | None = None,
            purpose: str = "", max_events: int = 10000, from_start: bool = False) -> dict[str, Any]:
     """Write the consumer's entitled events as bundles; a report per resource."""
     if max_events < 1:
@@ -40,9 +41,9 @@ def export(cfg: dict[str, Any], consumer: str, directory: str | Path, *, resourc
     check_agency(consumer)
     key = load_private_key(_key_path(cfg))
     audit = open_audit(cfg)
-    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
+    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
     calendar = WorkingCalendar.from_config(cfg)
-    catalog = Catalog(cfg["store.url"], calendar, audit=audit)
+    catalog = Catalog(cfg.store.url, calendar, audit=audit)
     try:
         ledger = SharingLedger(store, catalog, calendar, audit=audit)
         exporter = _Exporter(Ingest(store), ledger, key, Path(directory) / consumer, max_events)
@@ -113,8 +114,8 @@ def _targets(resources: list[str] | None, ledger: SharingLedger, catalog: Catalo
     return sorted(c for c in candidates if c[0] != consumer)
 
 
-def _key_path(cfg: dict[str, Any]) -> Path:
-    if not cfg["bundles.ack_key"]:
+def _key_path(cfg: Config) -> Path:
+    if not cfg.bundles.ack_key:
         raise StoreError("[bundles] ack_key is not set: the hub signs consumer bundles with its own key "
                          "(create it with exchange hub keygen)")
-    return Path(cfg["bundles.ack_key"])
+    return Path(cfg.bundles.ack_key)

@@ -17,6 +17,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
 from hub import metrics
 from hub.audit import AuditLog
@@ -74,17 +75,15 @@ class _Wake(FileSystemEventHandler):
             self.wake.set()
 
 
-def start(cfg: dict, ingest: Ingest, audit: AuditLog | None = None) -> Inbox | None:
+def start(cfg: Config, ingest: Ingest, audit: AuditLog | None = None) -> Inbox | None:
     """Start watching ``[inbox] path`` (None when it is empty: no inbox)."""
-    if not cfg["inbox.path"]:
+    if not cfg.inbox.path:
         return None
-    if cfg["inbox.rescan_interval"] <= 0:
-        raise ValueError(f"[inbox] rescan_interval must be positive, got {cfg['inbox.rescan_interval']}")
-    trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
+    trusted_keys = load_trusted_keys(cfg.bundles.trusted_keys)
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle in the inbox will be quarantined as unknown_signer")
-    importer = BundleImporter(ingest, trusted_keys, cfg["inbox.path"], audit=audit, decrypt_key=decrypt_key(cfg),
+    importer = BundleImporter(ingest, trusted_keys, cfg.inbox.path, audit=audit, decrypt_key=decrypt_key(cfg),
                               ack_key=ack_key(cfg))
-    inbox = Inbox(importer, cfg["inbox.rescan_interval"])
+    inbox = Inbox(importer, cfg.inbox.rescan_interval)
     inbox.start()
     return inbox

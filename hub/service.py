@@ -6,14 +6,15 @@ import logging
 import signal
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from eventsourcing.persistence import PersistenceError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.common.config import Config
 from exchange.transport.rpc import tls
 from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
@@ -44,26 +45,20 @@ SERVER_OPTIONS = [
 ]
 
 
-def run(cfg: dict[str, Any]) -> int:
+def run(cfg: Config) -> int:
     """Serve until SIGTERM or SIGINT; 0 after a clean stop, 2 on a setup error."""
-    if cfg["listen.max_batch"] < 1:
-        log.error("[listen] max_batch must be at least 1, got %d", cfg["listen.max_batch"])
-        return 2
-    if cfg["listen.max_message_bytes"] < 1024:
-        log.error("[listen] max_message_bytes must be at least 1024, got %d", cfg["listen.max_message_bytes"])
-        return 2
     try:
-        store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
+        store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
         agencies = store.agencies()  # opens the database now, so a bad path fails here
     except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
-        log.error("cannot open the hub store %s: %s", redact_url(cfg["store.url"]), e)
+        log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)
         return 2
     try:
         ingest = Ingest(store)
         try:
             _restore_metrics(ingest, agencies)  # reads each agency's log: a wrong cipher key fails here
         except StoreError as e:
-            log.error("cannot read the hub store %s: %s", redact_url(cfg["store.url"]), e)
+            log.error("cannot read the hub store %s: %s", redact_url(cfg.store.url), e)
             return 2
         started = _start_audit(cfg)
         if started is None:
@@ -100,13 +95,13 @@ def _reconcile_audit(store: Any, audit: AuditLog) -> None:
         log.error("cannot reconcile the store with the audit log: %s", e)
 
 
-def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
+def _start_audit(cfg: Config) -> tuple[AuditLog, ChainWatch] | None:
     """Open the audit log, record the start and begin verifying the chain; None (logged) when it cannot."""
     try:
         audit = open_audit(cfg)
-        watch = ChainWatch(audit.path, cfg["audit.verify_interval"])
+        watch = ChainWatch(audit.path, cfg.audit.verify_interval)
         # An unreadable last entry fails here: appending after it would hide it.
-        audit.record("hub.started", "hub", address=cfg["listen.address"], store=redact_url(cfg["store.url"]))
+        audit.record("hub.started", "hub", address=cfg.listen.address, store=redact_url(cfg.store.url))
     except (AuditError, ValueError, OSError) as e:
         log.error("cannot use the audit log: %s", e)
         return None
@@ -114,40 +109,40 @@ def _start_audit(cfg: dict[str, Any]) -> tuple[AuditLog, ChainWatch] | None:
     return audit, watch
 
 
-def _credentials(cfg: dict[str, Any], audit: AuditLog) -> grpc.ServerCredentials | None:
+def _credentials(cfg: Config, audit: AuditLog) -> grpc.ServerCredentials | None:
     """Mutual TLS credentials (and the revocation list for the identity layer);
     None for an explicitly insecure hub on a loopback address.  Raises TLSError."""
-    address = cfg["listen.address"]
-    if cfg["listen.insecure"]:
-        if cfg["tls.cert"]:
+    address = cfg.listen.address
+    if cfg.listen.insecure:
+        if cfg.tls.cert:
             raise tls.TLSError("[listen] insecure = true and [tls] cert are both set: choose one")
         if not tls.is_loopback(address):
             raise tls.TLSError(f"[listen] insecure = true is refused on {address}: without TLS the hub may only "
                                "listen on a loopback address (127.0.0.1, ::1, localhost); configure [tls]")
         identity.configure(secure=False, audit=audit)
         return None
-    if not cfg["tls.cert"]:
+    if not cfg.tls.cert:
         raise tls.TLSError("no [tls] ca, cert and key: issue them with exchange ca (docs/security.md), "
                            "or set [listen] insecure = true to serve plain gRPC on a loopback address for tests")
     credentials = tls.server_credentials(cfg)
-    revocations = tls.RevocationList(cfg["tls.crl"], cfg["tls.ca"]) if cfg["tls.crl"] else None
+    revocations = tls.RevocationList(cfg.tls.crl, cfg.tls.ca) if cfg.tls.crl else None
     if revocations is None:
         log.warning("no [tls] crl set: revoked certificates cannot be refused")
     identity.configure(secure=True, revocations=revocations, audit=audit)
     return credentials
 
 
-def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None,
+def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None,
            catalog: CatalogRuntime) -> int:
     workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc")
     server = grpc.server(
         workers,
-        options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg["listen.max_message_bytes"])],
+        options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg.listen.max_message_bytes)],
         maximum_concurrent_rpcs=WORKERS,
         interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()
-    exchange_servicer = ExchangeServicer(ingest, cfg["listen.max_batch"], board, audit)
+    exchange_servicer = ExchangeServicer(ingest, cfg.listen.max_batch, board, audit)
     pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
     catalog.add_to_server(server)
     sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, audit=audit, catalog=catalog.catalog)
@@ -159,7 +154,7 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
         server
     )
 
-    address = cfg["listen.address"]
+    address = cfg.listen.address
     try:
         bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:
@@ -174,20 +169,20 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
     try:
         inbox = hub_inbox.start(cfg, ingest, audit)
     except (ValueError, StoreError, OSError) as e:  # a bad key file, setting or directory
-        log.error("cannot start the bundle inbox %s: %s", cfg["inbox.path"], e)
+        log.error("cannot start the bundle inbox %s: %s", cfg.inbox.path, e)
         return 2
     try:
         sftp_inbox = hub_sftp_inbox.start(cfg, ingest, audit)
     except (ValueError, StoreError, OSError) as e:
-        log.error("cannot start the SFTP inbox %s: %s", cfg["sftp_inbox.host"], e)
+        log.error("cannot start the SFTP inbox %s: %s", cfg.sftp_inbox.host, e)
         if inbox is not None:
             inbox.stop()
         return 2
     try:
-        http = web.serve(cfg["metrics.address"], cfg["metrics.port"], 
+        http = web.serve(cfg.metrics.address, cfg.metrics.port, 
                          lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.refresh_overdue()))
     except OSError as e:
-        log.error("cannot serve metrics on %s:%s: %s", cfg["metrics.address"], cfg["metrics.port"], e)
+        log.error("cannot serve metrics on %s:%s: %s", cfg.metrics.address, cfg.metrics.port, e)
         if inbox is not None:
             inbox.stop()
         if sftp_inbox is not None:
@@ -201,9 +196,9 @@ def _serve(cfg: dict[str, Any], ingest: Ingest, audit: AuditLog, credentials: gr
         catalog.start()
         for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-        metrics_at = f"{cfg['metrics.address']}:{cfg['metrics.port']}" if cfg["metrics.port"] else "off"
-        log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg["store.url"]),
-                 metrics_at, extra={"address": address, "store": redact_url(cfg["store.url"]), "metrics": metrics_at})
+        metrics_at = f"{cfg.metrics.address}:{cfg.metrics.port}" if cfg.metrics.port else "off"
+        log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg.store.url),
+                 metrics_at, extra={"address": address, "store": redact_url(cfg.store.url), "metrics": metrics_at})
         stop.wait()
         log.info("hub stopping")
         health_servicer.enter_graceful_shutdown()

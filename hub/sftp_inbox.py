@@ -25,6 +25,7 @@ import logging
 import threading
 from pathlib import Path
 
+from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
 from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
 from hub import metrics
@@ -92,20 +93,18 @@ class SftpInbox:
         return report
 
 
-def start(cfg: dict, ingest: Ingest, audit: AuditLog | None = None) -> SftpInbox | None:
+def start(cfg: Config, ingest: Ingest, audit: AuditLog | None = None) -> SftpInbox | None:
     """Start polling ``[sftp_inbox]`` (None when its host is empty: no SFTP inbox)."""
-    if not cfg["sftp_inbox.host"]:
+    if not cfg.sftp_inbox.host:
         return None
-    if cfg["sftp_inbox.poll_interval"] <= 0:
-        raise ValueError(f"[sftp_inbox] poll_interval must be positive, got {cfg['sftp_inbox.poll_interval']}")
-    if not cfg["sftp_inbox.local_dir"]:
+    if not cfg.sftp_inbox.local_dir:
         raise ValueError("[sftp_inbox] local_dir must be set: the directory bundles are downloaded to and imported from")
     target = SftpTarget.from_config(cfg, "sftp_inbox")
-    trusted_keys = load_trusted_keys(cfg["bundles.trusted_keys"])
+    trusted_keys = load_trusted_keys(cfg.bundles.trusted_keys)
     if not trusted_keys:
         log.warning("[bundles] trusted_keys is empty: every bundle from SFTP will be quarantined as unknown_signer")
-    importer = BundleImporter(ingest, trusted_keys, cfg["sftp_inbox.local_dir"], audit=audit,
+    importer = BundleImporter(ingest, trusted_keys, cfg.sftp_inbox.local_dir, audit=audit,
                               decrypt_key=decrypt_key(cfg), ack_key=ack_key(cfg))
-    inbox = SftpInbox(importer, target, cfg["sftp_inbox.poll_interval"])
+    inbox = SftpInbox(importer, target, cfg.sftp_inbox.poll_interval)
     inbox.start()
     return inbox

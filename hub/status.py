@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, redact_url
 from hub.ingest import Ingest
@@ -92,16 +93,16 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
             "agencies": rows}
 
 
-def status_url(cfg: dict[str, Any]) -> str | None:
+def status_url(cfg: Config) -> str | None:
     """Where a hub with settings ``cfg`` serves /status.json (None when its port is 0)."""
-    if not cfg["metrics.port"]:
+    if not cfg.metrics.port:
         return None
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg["metrics.address"], cfg["metrics.address"])
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(cfg.metrics.address, cfg.metrics.address)
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{cfg['metrics.port']}/status.json"
+    return f"http://{host}:{cfg.metrics.port}/status.json"
 
 
-def hub_status(cfg: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+def hub_status(cfg: Config, timeout: float = 2.0) -> dict[str, Any]:
     """Ask the running hub for its status; when it does not answer, read its store."""
     url = status_url(cfg)
     if url:
@@ -110,7 +111,7 @@ def hub_status(cfg: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
                 return json.load(response)
         except (OSError, ValueError):
             pass
-    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
+    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
     try:
         result = report(Ingest(store), None)
     finally:

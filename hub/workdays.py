@@ -21,6 +21,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
+from exchange.common.config import Config
+
 import chinese_calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -42,9 +44,9 @@ class WorkingCalendar:
         self.override_years = {d.year for d in self.holidays | self.workdays}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "WorkingCalendar":
+    def from_config(cls, cfg: Config) -> "WorkingCalendar":
         """The calendar with the ``calendar.holidays``/``calendar.workdays`` overrides of a config."""
-        return cls(cfg.get("calendar.holidays", ()), cfg.get("calendar.workdays", ()))
+        return cls(cfg.calendar.holidays, cfg.calendar.workdays)
 
     def is_working_day(self, day: date) -> bool:
         if day in self.workdays:

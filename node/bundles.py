@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from exchange.common.config import Config
 from exchange.transport.offline.acks import read_ack
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
@@ -29,28 +30,28 @@ log = logging.getLogger(__name__)
 ACK_DIR = "ack"
 
 
-def keygen(cfg: dict) -> dict:
+def keygen(cfg: Config) -> dict:
     """Create the node's signing key at ``[bundles] key`` and its public key
     ``<agency>.pub`` beside it (the file the hub operator trusts)."""
     path = _key_path(cfg)
-    public_path = path.with_name(f"{cfg['agency']}.pub")
+    public_path = path.with_name(f"{cfg.agency}.pub")
     public_key = generate_key(path, public_path)
     return {"key": str(path), "public_key": str(public_path), "key_id": key_id(public_key)}
 
 
-def export(cfg: dict, directory: str | Path, *, max_events: int = 10000, after: int | None = None) -> dict:
+def export(cfg: Config, directory: str | Path, *, max_events: int = 10000, after: int | None = None) -> dict:
     """Write the events the hub has not acknowledged (or those after ``after``)
     into ``directory`` as signed bundles; return what was done."""
     if max_events < 1:
         raise ValueError(f"--max-events must be at least 1, got {max_events}")
-    agency = cfg["agency"]
+    agency = cfg.agency
     key = signing_key(cfg)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
+    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
-        not_shared = frozenset(cfg["source.not_shared"])
+        not_shared = frozenset(cfg.source.not_shared)
         acknowledged = apply_ack(recorder, directory / ACK_DIR / f"{agency}.json", agency, hub_key(cfg), not_shared)
         start = acknowledged if after is None else after
         paths, events = write_bundles(recorder, agency, key, directory, start, max_events, encrypt_to(cfg),
@@ -153,23 +154,23 @@ def _apply_ack(recorder: NodeRecorder, path: Path, agency: str, hub_key: Ed25519
     return position
 
 
-def hub_key(cfg: dict) -> Ed25519PublicKey | None:
+def hub_key(cfg: Config) -> Ed25519PublicKey | None:
     """The hub's public key acknowledgements must be signed with (``[bundles] hub_key``), or None."""
-    return load_public_key(cfg["bundles.hub_key"], "[bundles] hub_key") if cfg["bundles.hub_key"] else None
+    return load_public_key(cfg.bundles.hub_key, "[bundles] hub_key") if cfg.bundles.hub_key else None
 
 
-def encrypt_to(cfg: dict) -> X25519PublicKey | None:
+def encrypt_to(cfg: Config) -> X25519PublicKey | None:
     """The hub's public key bundle content is encrypted to (``[bundles] encrypt_to``), or None."""
-    return load_hub_public_key(cfg["bundles.encrypt_to"]) if cfg["bundles.encrypt_to"] else None
+    return load_hub_public_key(cfg.bundles.encrypt_to) if cfg.bundles.encrypt_to else None
 
 
-def signing_key(cfg: dict) -> Ed25519PrivateKey:
+def signing_key(cfg: Config) -> Ed25519PrivateKey:
     """The node's bundle signing key, from ``[bundles] key``."""
     return load_private_key(_key_path(cfg))
 
 
-def _key_path(cfg: dict) -> Path:
-    if not cfg["bundles.key"]:
+def _key_path(cfg: Config) -> Path:
+    if not cfg.bundles.key:
         raise SigningKeyError("[bundles] key is not set: set it to the path of the node's signing key "
                               "(create one with `exchange node keygen`)")
-    return Path(cfg["bundles.key"])
+    return Path(cfg.bundles.key)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from exchange.common.config import Setting, load_config
+from exchange.common.config import Config, Setting, load_config
+from exchange.common.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "EXCHANGE_NODE"
 
@@ -18,10 +17,10 @@ SETTINGS: dict[str, Setting] = {
     "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
                                             "stay in the node's store and are never sent to the hub"),
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
-    "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source"),
-    "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction"),
+    "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source", above=0),
+    "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction", minimum=1),
     "source.settle_seconds": Setting(float, 5.0, "file drops: seconds a file's size and mtime must stay unchanged "
-                                     "before it is read"),
+                                     "before it is read", minimum=0),
     "source.state_path": Setting(str, "", "file drops: the adapter's state database "
                                  "(default: .exchange/state.db in the drop directory)"),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
@@ -29,9 +28,9 @@ SETTINGS: dict[str, Setting] = {
                                      "(exchange store keygen; empty: not encrypted)"),
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
-    "hub.batch_size": Setting(int, 500, "events per publish batch"),
-    "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer"),
-    "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds"),
+    "hub.batch_size": Setting(int, 500, "events per publish batch", minimum=1),
+    "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer", minimum=1),
+    "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds", above=0),
     "hub.insecure": Setting(bool, False, "connect without TLS (only to a hub on a loopback address)"),
     "tls.ca": Setting(str, "", "PEM CA certificate the hub's certificate must be issued by"),
     "tls.cert": Setting(str, "", "the node's PEM certificate (exchange ca issue --agency)"),
@@ -45,27 +44,30 @@ SETTINGS: dict[str, Setting] = {
     "policy.mask_key_file": Setting(str, "", "base64 key of the masking HMAC (exchange store keygen); "
                                              "required with [policy] mask"),
     "bundles.hub_key": Setting(str, "", "hub's public key; acknowledgements must be signed with it (empty: unsigned accepted)"),
-    "offline.mode": Setting(str, "off", "ship bundles over SFTP: auto (when the hub is unreachable), always or off"),
-    "offline.fallback_after": Setting(float, 60.0, "seconds the hub must be unreachable before auto mode falls back"),
+    "offline.mode": Setting(str, "off", "ship bundles over SFTP: auto (when the hub is unreachable), always or off",
+                            choices=("auto", "always", "off")),
+    "offline.fallback_after": Setting(float, 60.0, "seconds the hub must be unreachable before auto mode falls back",
+                                      minimum=0),
     "offline.outbox": Setting(str, "", "directory keeping the node's bundles until the hub acknowledges them"),
-    "offline.interval": Setting(float, 10.0, "seconds between fallback rounds (read the ack, export, upload)"),
-    "offline.max_events": Setting(int, 10000, "events per bundle in fallback"),
+    "offline.interval": Setting(float, 10.0, "seconds between fallback rounds (read the ack, export, upload)", above=0),
+    "offline.max_events": Setting(int, 10000, "events per bundle in fallback", minimum=1),
     "sftp.host": Setting(str, "", "SFTP server the node uploads bundles to"),
-    "sftp.port": Setting(int, 22, "SFTP server port"),
+    "sftp.port": Setting(int, 22, "SFTP server port", minimum=1, maximum=65535),
     "sftp.user": Setting(str, "", "SFTP user name"),
     "sftp.key": Setting(str, "", "private key file the node logs in with (no passwords)"),
     "sftp.known_hosts": Setting(str, "", "known_hosts file holding the SFTP server's host key"),
     "sftp.remote_dir": Setting(str, "", "directory on the server the hub polls for bundles"),
     "sftp.accept_unknown_host": Setting(bool, False, "trust and record an unknown host key on first connect"),
-    "sftp.max_rate": Setting(int, 0, "upload bytes per second (0: no limit)"),
+    "sftp.max_rate": Setting(int, 0, "upload bytes per second (0: no limit)", minimum=0),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
-    "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)"),
-    "log.level": Setting(str, "info", "debug, info, warning or error"),
-    "log.format": Setting(str, "text", "text or json"),
+    "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)", minimum=0, maximum=65535),
+    "log.level": Setting(str, "info", "debug, info, warning or error", choices=LOG_LEVELS),
+    "log.format": Setting(str, "text", "text or json", choices=LOG_FORMATS),
 }
 
 
-def load(path: str | Path | None, environ=None) -> dict[str, Any]:
+def load(path: str | Path | None, environ=None) -> Config:
+    """The node's settings from ``path`` and the environment."""
     return load_config(path, SETTINGS, ENV_PREFIX, environ)
 
 
@@ -82,5 +84,6 @@ CONSUMER_SETTINGS: dict[str, Setting] = {
 }
 
 
-def load_consumer(path: str | Path | None, environ=None) -> dict[str, Any]:
+def load_consumer(path: str | Path | None, environ=None) -> Config:
+    """A consumer's settings from ``path`` and the environment."""
     return load_config(path, CONSUMER_SETTINGS, ENV_PREFIX, environ)

@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from exchange.common.config import Config
 from exchange.contracts.changes import Change, Column, TableSchema
 from exchange.contracts.events import canonical_json
 
@@ -54,9 +55,9 @@ class FieldPolicy:
         self._key = mask_key or b""
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "FieldPolicy":
+    def from_config(cls, cfg: Config) -> "FieldPolicy":
         """The policy in the node settings ``policy.*``."""
-        exclude, mask = cfg.get("policy.exclude", {}), cfg.get("policy.mask", {})
+        exclude, mask = cfg.policy.exclude, cfg.policy.mask
         for table, columns in exclude.items():
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
                 raise ValueError(f"[policy] exclude: {table} must be a list of column names, got {columns!r}")
@@ -64,8 +65,8 @@ class FieldPolicy:
             if not isinstance(columns, dict):
                 raise ValueError(f"[policy] mask: {table} must be a table {{column = \"hmac\"}}, got {columns!r}")
         key = None
-        if cfg.get("policy.mask_key_file"):
-            key = _read_key(cfg["policy.mask_key_file"])
+        if cfg.policy.mask_key_file:
+            key = _read_key(cfg.policy.mask_key_file)
         return cls(exclude, mask, key)
 
     def __bool__(self) -> bool:

@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from exchange.common.config import Config
 from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
 from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
 from exchange.store import NodeRecorder
@@ -39,26 +40,25 @@ from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "always", "off")
 SENT_DIR = "sent"
 
 
 class OfflineShipper:
     """Runs fallback rounds while the hub is unreachable (or always), until stopped."""
 
-    def __init__(self, cfg: dict, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event):
-        self.agency = cfg["agency"]
-        self.mode = cfg["offline.mode"]
-        self.fallback_after = cfg["offline.fallback_after"]
-        self.interval = cfg["offline.interval"]
-        self.max_events = cfg["offline.max_events"]
-        self.max_rate = cfg["sftp.max_rate"]
-        self.outbox = Path(cfg["offline.outbox"])
+    def __init__(self, cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event):
+        self.agency = cfg.agency
+        self.mode = cfg.offline.mode
+        self.fallback_after = cfg.offline.fallback_after
+        self.interval = cfg.offline.interval
+        self.max_events = cfg.offline.max_events
+        self.max_rate = cfg.sftp.max_rate
+        self.outbox = Path(cfg.offline.outbox)
         self.target = SftpTarget.from_config(cfg, "sftp")
         self.key = signing_key(cfg)
         self.hub_key = hub_key(cfg)
         self.encrypt_to = encrypt_to(cfg)
-        self.not_shared = frozenset(cfg["source.not_shared"])
+        self.not_shared = frozenset(cfg.source.not_shared)
         self.recorder = recorder
         self.shipper = shipper
         self.stopping = stopping
@@ -185,18 +185,12 @@ class OfflineShipper:
             raise
 
 
-def create(cfg: dict, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event) -> OfflineShipper | None:
+def create(cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event) -> OfflineShipper | None:
     """The node's offline fallback (None when ``[offline] mode`` is off); ``start()`` it.
 
     Raises ValueError (or SigningKeyError) naming a setting that is missing or wrong."""
-    mode = cfg["offline.mode"]
-    if mode not in MODES:
-        raise ValueError(f"[offline] mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "off":
+    if cfg.offline.mode == "off":
         return None
-    if not cfg["offline.outbox"]:
+    if not cfg.offline.outbox:
         raise ValueError("[offline] outbox must be set: the directory keeping bundles until the hub acknowledges them")
-    for name in ("offline.interval", "offline.max_events"):
-        if cfg[name] <= 0:
-            raise ValueError(f"[offline] {name.partition('.')[2]} must be positive, got {cfg[name]}")
     return OfflineShipper(cfg, recorder, shipper, stopping)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
 from exchange.contracts.identifiers import is_valid_resident_id, is_valid_uscc
@@ -41,8 +42,8 @@ class IdentifierCheck:
         self.declared = declared
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "IdentifierCheck":
-        return cls(cfg["source.identifiers"], cfg["source.tables"])
+    def from_config(cls, cfg: Config) -> "IdentifierCheck":
+        return cls(cfg.source.identifiers, cfg.source.tables)
 
     def invalid(self, table: str, values: dict[str, Any]) -> list[tuple[str, str, Any]]:
         """(column, kind, value) of each declared column in ``values`` whose value is invalid (nulls are not)."""
@@ -64,15 +65,15 @@ def _values(event: RecordEvent) -> dict[str, Any]:
     return {}
 
 
-def quality_report(cfg: dict[str, Any]) -> dict[str, Any]:
+def quality_report(cfg: Config) -> dict[str, Any]:
     """Records whose declared identifier columns currently hold an invalid value, with counts."""
     check = IdentifierCheck.from_config(cfg)
-    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
+    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
     mapper = make_mapper()
     invalid: dict[str, dict[str, dict[str, Any]]] = {}  # record id -> column -> finding
     captured: dict[tuple[str, str], int] = {}
     try:
-        recorder = store.node_recorder(cfg["agency"])
+        recorder = store.node_recorder(cfg.agency)
         position = 0
         while batch := recorder.read(position, READ_BATCH):
             position = batch[-1].id
@@ -101,7 +102,7 @@ def quality_report(cfg: dict[str, Any]) -> dict[str, Any]:
     for f in findings:
         current[(f["resource"], f["kind"])] = current.get((f["resource"], f["kind"]), 0) + 1
     return {
-        "agency": cfg["agency"],
+        "agency": cfg.agency,
         "declared": check.declared,
         "summary": [{"resource": r, "kind": k, "invalid_now": current.get((r, k), 0), "invalid_captured": n}
                     for (r, k), n in sorted(captured.items())],

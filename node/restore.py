@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import grpc
 from eventsourcing.persistence import Tracking
 
+from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
 from exchange.transport.rpc.channel import open_channel
@@ -63,21 +64,21 @@ class RowImages:
         self.db.close()
 
 
-def restore(cfg: dict, timeout: float = 30.0) -> dict[str, Any]:
+def restore(cfg: Config, timeout: float = 30.0) -> dict[str, Any]:
     """Rebuild the node store named in ``cfg`` from the hub; returns a summary."""
-    agency = cfg["agency"]
-    store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
+    agency = cfg.agency
+    store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         if recorder.position(SOURCE_TRACKING) or recorder.position(HUB_TRACKING):
-            raise StoreError(f"store {cfg['store.url']!r} already belongs to a running node; "
+            raise StoreError(f"store {cfg.store.url!r} already belongs to a running node; "
                              "restore needs the empty store of a node that lost its own")
-        with open_channel(cfg["hub.address"], cfg) as channel:
+        with open_channel(cfg.hub.address, cfg) as channel:
             stub = pb_grpc.ExchangeStub(channel)
             try:
                 positions = stub.GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
             except grpc.RpcError as e:
-                raise StoreError(f"cannot restore from hub {cfg['hub.address']}: {e.details()}") from None
+                raise StoreError(f"cannot restore from hub {cfg.hub.address}: {e.details()}") from None
             with tempfile.TemporaryDirectory(prefix="exchange-restore-") as tmp:
                 images = RowImages(tmp)
                 try:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import adapters
+from exchange.common.config import Config
 from exchange.transport.rpc import tls
 from exchange.store.at_rest import store_cipher
 from exchange.contracts.changes import SourceNotReady
@@ -28,11 +29,11 @@ SLOT_MEASURE_SECONDS = 5.0  # how often to ask PostgreSQL how much WAL the slot 
 class Node:
     """A running node: capture thread + shipper thread."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.agency = cfg["agency"]
+        self.agency = cfg.agency
         self.identifiers = IdentifierCheck.from_config(cfg)
-        self.store = EventStore(cfg["store.url"], cipher=store_cipher(cfg))
+        self.store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
         self.policy = FieldPolicy.from_config(cfg)
         for table, columns in self.identifiers.declared.items():
@@ -45,12 +46,12 @@ class Node:
         self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
         self.stored = threading.Event()  # wakes the shipper when capture stored events
         self.shipper = Shipper(
-            self.agency, self.recorder, cfg["hub.address"], batch_size=cfg["hub.batch_size"],
-            window=cfg["hub.window"], reconnect_max=cfg["hub.reconnect_max"], wake=self.stored, cfg=cfg,
+            self.agency, self.recorder, cfg.hub.address, batch_size=cfg.hub.batch_size,
+            window=cfg.hub.window, reconnect_max=cfg.hub.reconnect_max, wake=self.stored, cfg=cfg,
         )
 
     def open_source(self):
-        return adapters.open_source(self.cfg["source.url"], self.cfg["source.tables"], self.cfg["source.keys"],
+        return adapters.open_source(self.cfg.source.url, self.cfg.source.tables, self.cfg.source.keys,
                                     **adapters.source_options(self.cfg))
 
     def capture_forever(self) -> None:
@@ -60,7 +61,7 @@ class Node:
         the thread that opened them."""
         try:
             source = self.open_source()
-            capture = Capture(self.agency, source, self.recorder, self.cfg["source.batch_size"], self.policy,
+            capture = Capture(self.agency, source, self.recorder, self.cfg.source.batch_size, self.policy,
                               on_stored=self.identifiers.count)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
@@ -75,7 +76,7 @@ class Node:
             source.close()
 
     def _capture_loop(self, source, capture: Capture) -> None:
-        delay = self.cfg["source.poll_interval"]
+        delay = self.cfg.source.poll_interval
         measured = 0.0
         while not self.stopping.is_set():
             try:
@@ -102,15 +103,15 @@ class Node:
         self.shipper.stop()
 
 
-def run(cfg: dict) -> int:
+def run(cfg: Config) -> int:
     """Run a node until SIGTERM or SIGINT; 2 when it cannot start."""
     try:
         node = Node(cfg)
         if node.recorder.position(RESTORE_TRACKING) and not node.recorder.position(SOURCE_TRACKING):
             raise StoreError("a restore of this node's store from the hub was interrupted: "
                              "run `exchange node restore` again before `exchange node run`")
-        check_settings(cfg["hub.address"], cfg)
-        if cfg["tls.cert"]:
+        check_settings(cfg.hub.address, cfg)
+        if cfg.tls.cert:
             tls.export_expiry(tls.check_node_certificate(cfg))
         source = node.open_source()
         try:
@@ -124,13 +125,13 @@ def run(cfg: dict) -> int:
         return 2
     signal.signal(signal.SIGTERM, node.stop)
     signal.signal(signal.SIGINT, node.stop)
-    metrics.serve(cfg["metrics.address"], cfg["metrics.port"])
+    metrics.serve(cfg.metrics.address, cfg.metrics.port)
     shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
     shipper.start()
     if offline is not None:
         offline.start()
-    log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg["source.tables"]),
-             cfg["hub.address"])
+    log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg.source.tables),
+             cfg.hub.address)
     capture = threading.Thread(target=node.capture_forever, name="capture", daemon=True)
     capture.start()
     while capture.is_alive():

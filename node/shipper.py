@@ -21,6 +21,7 @@ from typing import Sequence
 import grpc
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
+from exchange.common.config import Config
 from exchange.transport.rpc.channel import open_channel
 from exchange.store import NodeRecorder
 from exchange.transport.rpc.tls import TLSError
@@ -45,7 +46,7 @@ class Shipper:
 
     def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
                  window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None,
-                 cfg: dict | None = None):
+                 cfg: Config | None = None):
         self.agency = agency
         self.recorder = recorder
         self.address = address
@@ -58,7 +59,7 @@ class Shipper:
         self.acknowledged = recorder.position(HUB_TRACKING)
         # time.monotonic() since when the hub has not answered (None while connected); the offline fallback reads it.
         self.unreachable_since: float | None = time.monotonic()
-        self.not_shared = frozenset((cfg or {}).get("source.not_shared", ()))  # tables whose events stay here
+        self.not_shared = frozenset(cfg.source.not_shared if cfg is not None else ())  # tables whose events stay here
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 import adapters
+from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc.channel import open_channel
 from exchange.store import EventStore
@@ -14,14 +15,14 @@ from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
 
-def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
+def node_status(cfg: Config, hub_timeout: float = 2.0) -> dict:
     """The node's state as a JSON-ready dict.
 
     ``hub_position`` is asked of the hub when it answers within
     ``hub_timeout`` seconds, else the last acknowledgement the node recorded.
     """
-    agency = cfg["agency"]
-    store = EventStore(cfg["store.url"], create=False, cipher=store_cipher(cfg))
+    agency = cfg.agency
+    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
     try:
         recorder = store.node_recorder(agency)
         latest = recorder.max_notification_id() or 0
@@ -32,12 +33,12 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
             hub_position = acknowledged
         settled = hub_position  # beyond what the hub holds, the node may have settled events it keeps
         if acknowledged > hub_position and kept_at_node(recorder, hub_position, acknowledged,
-                                                         frozenset(cfg["source.not_shared"])):
+                                                         frozenset(cfg.source.not_shared)):
             settled = acknowledged
         backlog = recorder.count_after(settled)
     finally:
         store.close()
-    source = adapters.open_source(cfg["source.url"], cfg["source.tables"], cfg["source.keys"],
+    source = adapters.open_source(cfg.source.url, cfg.source.tables, cfg.source.keys,
                                   **adapters.source_options(cfg))
     try:
         pending = source.pending(source_position)
@@ -55,9 +56,9 @@ def node_status(cfg: dict, hub_timeout: float = 2.0) -> dict:
     }
 
 
-def _ask_hub(cfg: dict, agency: str, timeout: float) -> tuple[int | None, bool]:
+def _ask_hub(cfg: Config, agency: str, timeout: float) -> tuple[int | None, bool]:
     try:
-        with open_channel(cfg["hub.address"], cfg) as channel:
+        with open_channel(cfg.hub.address, cfg) as channel:
             answer = pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
             return answer.position, True
     except grpc.RpcError:

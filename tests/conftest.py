@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
+from exchange.common.config import from_values
+from exchange.transport.rpc.channel import CLIENT_SETTINGS
 from exchange.transport.rpc.health import http_answers, is_serving
 
 READY_TIMEOUT = 90.0  # a busy CI machine starts processes slowly; a healthy one is ready in a second
@@ -173,7 +175,8 @@ class Launcher:
         deadline = time.monotonic() + timeout
         if grpc_address:
             # A TLS hub is probed with its own certificate (it may act as a client too).
-            probe = {f"tls.{k}": v for k, v in config.get("tls", {}).items()} or None
+            tls = {f"tls.{k}": v for k, v in config.get("tls", {}).items() if k in ("ca", "cert", "key")}
+            probe = from_values(CLIENT_SETTINGS, tls) if tls else None
             _wait_for(process, deadline, lambda: is_serving(grpc_address, cfg=probe), f"gRPC health SERVING at {grpc_address}")
         if ready:
             _wait_for(process, deadline, ready, "readiness")

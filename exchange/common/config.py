@@ -4,17 +4,24 @@ Every setting has a dotted name (``source.url``) that is a key in the TOML
 file (``[source] url = ...``) and an environment variable
 (``EXCHANGE_NODE_SOURCE_URL`` for a node, ``EXCHANGE_HUB_...`` for the hub).
 The environment wins over the file.  Unknown keys, in the file or under the
-component's environment prefix, are refused with an error naming them.
+component's environment prefix, are refused with an error naming them, and
+so are values of the wrong type or outside a setting's allowed range.
+The result is a frozen object: ``cfg.hub.batch_size``, ``cfg.agency``
+(exchange.common.settings).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
+
+from exchange.common.settings import Config, build
 
 REQUIRED = object()
 
@@ -25,9 +32,47 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its type, default (REQUIRED: none) and meaning, and the values allowed.
+
+    ``minimum``/``maximum`` bound a number inclusively, ``above`` exclusively
+    (intervals that must be positive); ``choices`` enumerate a string's values."""
+
     type: type  # str, int, float, bool, list (of str) or dict
     default: Any = REQUIRED
     help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def allowed(self) -> str:
+        """The allowed values in words, as in "must be ...": "at least 1", "between 0 and 65535",
+        "one of text, json"; "" when any value of the type goes."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        lower = (f"greater than {_number(self.above)}" if self.above is not None
+                 else f"at least {_number(self.minimum)}" if self.minimum is not None else "")
+        if self.maximum is None:
+            return lower
+        if self.minimum is not None:
+            return f"between {_number(self.minimum)} and {_number(self.maximum)}"
+        return f"{lower} and at most {_number(self.maximum)}" if lower else f"at most {_number(self.maximum)}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` (already of the right type) is not allowed; None when it is."""
+        if self.choices:
+            return None if value in self.choices else f"must be {self.allowed()}"
+        if self.type not in (int, float):
+            return None
+        if not math.isfinite(value):
+            return "must be a finite number"
+        within = ((self.minimum is None or value >= self.minimum) and (self.above is None or value > self.above)
+                  and (self.maximum is None or value <= self.maximum))
+        return None if within else f"must be {self.allowed()}"
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 def env_name(prefix: str, key: str) -> str:
@@ -39,12 +84,12 @@ def load_config(
     spec: Mapping[str, Setting],
     env_prefix: str,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Read ``path`` (may be None) and the environment into a flat dict of
-    dotted keys, checked against ``spec``."""
+) -> Config:
+    """Read ``path`` (may be None) and the environment into a frozen config
+    object checked against ``spec``; ConfigError names what is wrong."""
     environ = os.environ if environ is None else environ
     where = str(path) if path else "environment"
-    raw: dict[str, Any] = {}
+    raw: dict[str, tuple[Any, str]] = {}  # dotted key: (value, where it came from)
     if path is not None:
         try:
             with open(path, "rb") as f:
@@ -53,7 +98,7 @@ def load_config(
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        raw = _flatten(data, spec, path)
+        raw = {key: (value, f"{path}: {_display(key)}") for key, value in _flatten(data, spec, path).items()}
 
     known_env = {env_name(env_prefix, k): k for k in spec}
     for var, value in environ.items():
@@ -63,20 +108,41 @@ def load_config(
             raise ConfigError(
                 f"environment variable {var} is not a setting; known: {', '.join(sorted(known_env))}"
             )
-        raw[known_env[var]] = _from_env(value, spec[known_env[var]], var)
+        raw[known_env[var]] = (_from_env(value, spec[known_env[var]], var), f"environment variable {var}")
 
+    return _checked(spec, raw, lambda key: f"{where}: missing required setting {_display(key)} "
+                                           f"(or environment variable {env_name(env_prefix, key)})")
+
+
+def from_values(spec: Mapping[str, Setting], values: Mapping[str, Any], source: str = "settings") -> Config:
+    """A config for ``spec`` from dotted keys (``{"tls.ca": ...}``), defaults for the rest,
+    checked as a file's would be; for tools and tests that build settings in code."""
+    unknown = sorted(set(values) - set(spec))
+    if unknown:
+        raise ConfigError(f"{source}: unknown settings {', '.join(unknown)}; known: {', '.join(spec)}")
+    return _checked(spec, {key: (value, f"{source}: {_display(key)}") for key, value in values.items()},
+                    lambda key: f"{source}: missing required setting {_display(key)}")
+
+
+def _checked(spec: Mapping[str, Setting], raw: Mapping[str, tuple[Any, str]], missing) -> Config:
     values: dict[str, Any] = {}
     for key, setting in spec.items():
         if key in raw:
-            values[key] = _check_type(raw[key], setting, f"{where}: {_display(key)}")
+            value, label = raw[key]
+            value = _check_type(value, setting, label)
+            problem = setting.problem(value)
+            if problem:
+                raise ConfigError(f"{label} = {_shown(value)}: {problem}")
+            values[key] = value
         elif setting.default is REQUIRED:
-            raise ConfigError(
-                f"{where}: missing required setting {_display(key)} "
-                f"(or environment variable {env_name(env_prefix, key)})"
-            )
+            raise ConfigError(missing(key))
         else:
-            values[key] = setting.default
-    return values
+            values[key] = copy.deepcopy(setting.default)  # a list or table of one config is not another's
+    return build(spec, values)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
 
 
 def _display(key: str) -> str:

@@ -38,6 +38,10 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     """Log to stderr at ``level`` as ``text`` or ``json``."""
     handler = logging.StreamHandler(sys.stderr)
@@ -50,4 +54,4 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     try:
         root.setLevel(level.upper())
     except ValueError:
-        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error") from None
+        raise ValueError(f"unknown log level {level!r}: use {', '.join(LOG_LEVELS)}") from None

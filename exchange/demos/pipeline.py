@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
+from exchange.common.config import Config
 from exchange.tools import replay
 from exchange.tools import verify
 from exchange.transport.rpc.health import wait_serving
@@ -127,7 +128,7 @@ def _check_running(node: subprocess.Popen) -> None:
         raise RuntimeError(f"node exited with status {node.returncode}; see node.log")
 
 
-def _wait_caught_up(cfg: dict, node: subprocess.Popen) -> dict:
+def _wait_caught_up(cfg: Config, node: subprocess.Popen) -> dict:
     while True:
         _check_running(node)
         try:
@@ -139,7 +140,7 @@ def _wait_caught_up(cfg: dict, node: subprocess.Popen) -> dict:
         time.sleep(0.1)
 
 
-def _make_changes_and_watch(agency: SampleAgency, cfg: dict, changes: int, console: Console,
+def _make_changes_and_watch(agency: SampleAgency, cfg: Config, changes: int, console: Console,
                             node: subprocess.Popen, before: int) -> int:
     """Make the workload while showing progress; wait until the hub holds
     everything and return the number of events it holds."""

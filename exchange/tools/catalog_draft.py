@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import adapters
+from exchange.common.config import Config
 from exchange.contracts.changes import TableSchema
 from exchange.contracts.identifiers import is_valid_uscc
 from hub.catalog import metadata
@@ -68,21 +69,21 @@ def draft_content(agency: str, schema: TableSchema) -> dict[str, Any]:
     return content
 
 
-def draft(cfg: dict[str, Any], directory: str | Path, file_format: str = "toml") -> dict[str, Any]:
+def draft(cfg: Config, directory: str | Path, file_format: str = "toml") -> dict[str, Any]:
     """Write a draft file for every captured table without one; report what was written and kept."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     policy = FieldPolicy.from_config(cfg)
-    reader = adapters.open_reader(cfg["source.url"])
+    reader = adapters.open_reader(cfg.source.url)
     written, kept = [], []
     try:
-        for table in cfg["source.tables"]:
+        for table in cfg.source.tables:
             path = directory / f"{table}.{file_format}"
             if path.exists():
                 kept.append(str(path))
                 continue
             # The items as they leave the node: excluded columns never do, masked ones are text.
-            content = draft_content(cfg["agency"], policy.table_schema(reader.table_schema(table)))
+            content = draft_content(cfg.agency, policy.table_schema(reader.table_schema(table)))
             text = json.dumps(content, ensure_ascii=False, indent=2) + "\n" if file_format == "json" else to_toml(content)
             temporary = path.with_suffix(path.suffix + ".tmp")
             temporary.write_text(text, encoding="utf-8")

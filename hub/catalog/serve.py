@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import grpc
 
+from exchange.common.config import Config
 from hub.workdays import WorkingCalendar
 from hub import metrics
 from hub.audit import AuditLog
@@ -36,15 +36,15 @@ def newest_commit(ingest: Ingest, agency: str) -> float | None:
 class CatalogRuntime:
     """Owns the hub's Catalog while the hub serves."""
 
-    def __init__(self, cfg: dict[str, Any], ingest: Ingest, audit: AuditLog | None = None):
+    def __init__(self, cfg: Config, ingest: Ingest, audit: AuditLog | None = None):
         """``audit``: the hub's one audit log (one writer per file keeps its chain whole), if it has one.
 
         The evaluation's late answers come from ``servicer.late_answers``
         (agency -> share requests answered late), set once sharing runs."""
-        self.catalog = Catalog(cfg["store.url"], WorkingCalendar.from_config(cfg), audit=audit)
-        self.servicer = CatalogServicer(self.catalog, frozenset(cfg["security.administrators"]),
+        self.catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit)
+        self.servicer = CatalogServicer(self.catalog, frozenset(cfg.security.administrators),
                                         sync=lambda agency: newest_commit(ingest, agency),
-                                        dcat_base=cfg["catalog.dcat_base"])
+                                        dcat_base=cfg.catalog.dcat_base)
         self.watch = SchemaWatch(self.catalog, ingest)
         ingest.listeners.append(self.watch.notice)
         self._overdue: dict[str, int] | None = None

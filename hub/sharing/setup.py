@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from exchange.common.config import Config
 from hub.workdays import WorkingCalendar
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
@@ -49,16 +50,16 @@ class Sharing:
             self.catalog.close()
 
 
-def start(cfg: dict[str, Any], ingest: Ingest, server: grpc.Server, exchange_servicer: Any, *,
+def start(cfg: Config, ingest: Ingest, server: grpc.Server, exchange_servicer: Any, *,
           audit: AuditLog | None = None, catalog: Catalog | None = None) -> Sharing:
     """Open the ledger over the hub's store and serve ``exchange.v1.Sharing`` on ``server``."""
     calendar = WorkingCalendar.from_config(cfg)
     audit = audit if audit is not None else open_audit(cfg)
     owns_catalog = catalog is None
-    catalog = catalog or Catalog(cfg["store.url"], calendar, audit)
+    catalog = catalog or Catalog(cfg.store.url, calendar, audit)
     ledger = SharingLedger(ingest.store, catalog, calendar, audit=audit)
     ingest.guards.append(NotSharedGuard(catalog, audit))
     sharing_pb2_grpc.add_SharingServicer_to_server(
-        SharingServicer(ledger, frozenset(cfg["security.administrators"])), server)
+        SharingServicer(ledger, frozenset(cfg.security.administrators)), server)
     exchange_servicer.sharing = ledger
     return Sharing(ledger, catalog, owns_catalog)

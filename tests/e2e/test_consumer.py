@@ -219,9 +219,13 @@ def test_the_consumer_example_config_loads_and_names_its_resources():
 ])
 def test_consumer_resources_that_cannot_work_are_refused(resources, message):
     from consumer.subscriber import wanted
+    from exchange.common.config import from_values
+    from node import config
 
+    cfg = from_values(config.CONSUMER_SETTINGS, {"agency": CONSUMER, "consumer.replica": "sqlite:///replica.db",
+                                                 "consumer.resources": resources})
     with pytest.raises(ValueError, match=message):
-        wanted({"consumer.resources": resources})
+        wanted(cfg)
 
 
 def test_a_node_keeping_not_shared_events_is_restored_from_the_hub_without_losing_shared_ones(launch, provider,

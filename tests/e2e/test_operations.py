@@ -4,6 +4,7 @@ errors, systemd units, container files and the Grafana dashboard."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -75,6 +76,34 @@ def test_a_bad_config_exits_2_naming_the_file_and_the_key(tmp_path, content, exp
     result = exchange("hub", "run", "--config", str(bad))
     assert result.returncode == 2
     assert f"exchange: configuration error: {bad}: {expected}" in result.stderr
+
+
+NODE_TOML = """agency = "91310000MB2F31887F"
+[source]
+url = "sqlite:///agency.db"
+tables = ["persons"]
+[store]
+url = "sqlite:///node-store.db"
+[hub]
+address = "127.0.0.1:1"
+insecure = true
+"""
+
+
+@pytest.mark.parametrize("extra, env, expected", [
+    ("batch_size = 0\n", {}, "{config}: [hub] batch_size = 0: must be at least 1"),
+    ("", {"EXCHANGE_NODE_HUB_RECONNECT_MAX": "-1"},
+     "environment variable EXCHANGE_NODE_HUB_RECONNECT_MAX = -1.0: must be greater than 0"),
+], ids=["file", "environment"])
+def test_a_node_setting_out_of_range_exits_2_naming_key_value_and_range(tmp_path, extra, env, expected):
+    config = tmp_path / "bad.toml"
+    config.write_text(NODE_TOML + extra)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_NODE_")}
+    result = subprocess.run([str(Path(sys.executable).with_name("exchange")), "node", "run", "--config", str(config)],
+                            cwd=tmp_path, env={**environ, **env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"exchange: configuration error: {expected.format(config=config)}" in result.stderr
+    assert not (tmp_path / "node-store.db").exists()  # refused before anything was opened
 
 
 def test_json_logs_are_one_object_per_line_with_level_message_and_logger(launch, tmp_path):

@@ -21,10 +21,12 @@ import adapters
 from adapters.files import formats as files_formats
 from adapters.files import source as files
 from adapters.files.source import FileDropSource, match_table
+from exchange.common.config import from_values
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import SourceNotReady
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
 from exchange.store import EventStore
+from node import config as node_config
 from node.capture import Capture
 from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, store_url, wait_caught_up
 
@@ -100,8 +102,10 @@ def test_a_missing_drop_directory_is_refused(tmp_path):
 
 
 def test_open_source_chooses_the_file_drop_adapter(drops):
-    cfg = {"source.url": f"files://{drops}", "source.settle_seconds": 2.5, "source.state_path": ""}
-    s = adapters.open_source(cfg["source.url"], ["persons"], {"persons": ["id"]}, **adapters.source_options(cfg))
+    cfg = from_values(node_config.SETTINGS, {
+        "agency": "A", "source.url": f"files://{drops}", "source.tables": ["persons"], "source.settle_seconds": 2.5,
+        "store.url": "sqlite:///unused.db", "hub.address": "127.0.0.1:1"})
+    s = adapters.open_source(cfg.source.url, ["persons"], {"persons": ["id"]}, **adapters.source_options(cfg))
     assert isinstance(s, FileDropSource) and s.settle_seconds == 2.5
     assert s.state_path == drops / ".exchange" / "state.db"
     with pytest.raises(ValueError, match="unsupported database URL"):

@@ -325,7 +325,7 @@ def test_node_killed_during_an_upload_resumes_it_without_loss_or_duplicate(
 # Settings.
 
 @pytest.mark.parametrize("offline, sftp, words", [
-    ({"mode": "sometimes"}, {}, "[offline] mode must be one of auto, always, off, got 'sometimes'"),
+    ({"mode": "sometimes"}, {}, '[offline] mode = "sometimes": must be one of auto, always, off'),
     ({"mode": "auto"}, {"host": "127.0.0.1"}, "[offline] outbox must be set"),
     ({"mode": "always", "outbox": "outbox"}, {"host": "127.0.0.1", "user": "u"}, "[sftp] key, known_hosts, remote_dir must be set"),
 ])

@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 
 import grpc
 
+from exchange.common.config import from_values
 from exchange.tools import ca
-from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.channel import CLIENT_SETTINGS, open_channel
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
@@ -67,7 +68,7 @@ def client(address: str, tls: Mapping[str, str] | None) -> grpc.Channel:
     """A channel to ``address`` presenting the certificate in ``tls`` (plain gRPC when None)."""
     if tls is None:
         return grpc.insecure_channel(address)
-    return open_channel(address, {f"tls.{k}": v for k, v in tls_settings(tls).items()})
+    return open_channel(address, from_values(CLIENT_SETTINGS, {f"tls.{k}": v for k, v in tls_settings(tls).items()}))
 
 
 def events(count: int, start: int = 1, record: uuid.UUID | None = None) -> list[pb.Event]:

@@ -8,12 +8,14 @@ import pytest
 from eventsourcing.persistence import Tracking
 from prometheus_client import REGISTRY
 
+from exchange.common.config import from_values
 from exchange.contracts.changes import Column, TableSchema
 from exchange.contracts.events import SchemaChanged, make_mapper, schema_id
 from exchange.store import EventStore
 from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog import Catalog, reports
 from hub.catalog.schema_watch import SchemaWatch
+from hub import config as hub_config
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
 from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture)
@@ -194,9 +196,7 @@ def test_a_year_the_calendar_does_not_know_is_refused_not_guessed(hub):
 def test_the_running_hub_counts_overdue_entries_into_its_metric(hub, store_url):
     publish(hub.catalog, entry())
     hub.ship_schema(AGENCY, "persons", 2, COLUMNS, shanghai(2026, 9, 30, 16))  # due by 10 October 2026
-    cfg = {"store.url": store_url, "calendar.holidays": [], "calendar.workdays": [], "security.administrators": [],
-           "catalog.dcat_base": "urn:exchange:catalog:"}
-    runtime = CatalogRuntime(cfg, hub.ingest)
+    runtime = CatalogRuntime(from_values(hub_config.SETTINGS, {"store.url": store_url}), hub.ingest)
     try:
         assert runtime.overdue_counts() is None
         runtime.watch.sync_all()

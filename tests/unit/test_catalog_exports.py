@@ -14,6 +14,8 @@ from exchange.contracts.events import RecordCreated, RecordUpdated
 from hub.workdays import WorkingCalendar
 from hub.catalog import Catalog, dcat, metadata, wire
 from exchange.tools.catalog_draft import draft, draft_content, item_type, to_toml
+from exchange.common.config import from_values
+from node import config as node_config
 from node.quality import IdentifierCheck
 from test_catalog import AGENCY, USCC, entry, publish
 
@@ -108,11 +110,17 @@ def test_only_invalid_identifiers_in_captured_events_are_counted():
     assert counted() - before == 2
 
 
+def node_settings(values: dict) -> object:
+    """A node config of the agency USCC with ``values``; the store and hub are not used by drafting."""
+    return from_values(node_config.SETTINGS, {"agency": USCC, "store.url": "sqlite:///unused.db",
+                                              "hub.address": "127.0.0.1:1", **values})
+
+
 def test_drafting_from_a_postgres_source_maps_its_types(postgres, tmp_path):
     db = postgres.create_database("catalog_draft_source")
     postgres.execute("CREATE TABLE licences (licence_no varchar(32) PRIMARY KEY, fee numeric(10,2), "
                      "issued date, updated timestamptz, active boolean, scan bytea, extra jsonb)", dbname=db)
-    cfg = {"agency": USCC, "source.url": postgres.url(db), "source.tables": ["licences"]}
+    cfg = node_settings({"source.url": postgres.url(db), "source.tables": ["licences"]})
     report = draft(cfg, tmp_path / "drafts", "json")
     [path] = report["written"]
     content = json.loads(open(path, encoding="utf-8").read())
@@ -135,9 +143,9 @@ def test_a_draft_lists_the_data_items_as_the_field_policy_lets_them_leave(tmp_pa
         db.execute("CREATE TABLE persons (id_number varchar(18) PRIMARY KEY, born date, notes text, age integer)")
     key = tmp_path / "mask.key"
     key.write_text(base64.b64encode(b"k" * 32).decode())
-    cfg = {"agency": USCC, "source.url": f"sqlite:///{source}", "source.tables": ["persons"],
-           "policy.exclude": {"persons": ["notes"]}, "policy.mask": {"persons": {"born": "hmac"}},
-           "policy.mask_key_file": str(key)}
+    cfg = node_settings({"source.url": f"sqlite:///{source}", "source.tables": ["persons"],
+                         "policy.exclude": {"persons": ["notes"]}, "policy.mask": {"persons": {"born": "hmac"}},
+                         "policy.mask_key_file": str(key)})
     [path] = draft(cfg, tmp_path / "drafts", "json")["written"]
     content = json.loads(open(path, encoding="utf-8").read())
     assert [(i["name"], i["type"], i["length"]) for i in content["items"]] == [

@@ -86,13 +86,17 @@ def test_the_consumer_recopies_a_resource_whose_items_change_and_withdraws_it_wh
     import time
 
     from consumer.subscriber import Subscription, Wanted
+    from exchange.common.config import from_values
+    from node import config
     from test_sharing_stream import Hub, approve
 
     hub = Hub(tmp_path, port := free_port())
     hub.publish(hub.schema("licences"), *hub.rows("licences", [1, 2, 3]))
     replica_path = tmp_path / "replica.db"
-    cfg = {"agency": CONSUMER, "hub.address": f"127.0.0.1:{port}", "hub.reconnect_max": 0.2, "hub.insecure": True,
-           "consumer.replica": f"sqlite:///{replica_path}", "consumer.purpose": "permits"}
+    cfg = from_values(config.CONSUMER_SETTINGS, {
+        "agency": CONSUMER, "hub.address": f"127.0.0.1:{port}", "hub.reconnect_max": 0.2, "hub.insecure": True,
+        "consumer.replica": f"sqlite:///{replica_path}", "consumer.resources": [f"{PROVIDER}/licences"],
+        "consumer.purpose": "permits"})
     stopping = threading.Event()
     subscription = Subscription(cfg, Wanted(PROVIDER, "licences"), stopping)
     worker = threading.Thread(target=subscription.run)

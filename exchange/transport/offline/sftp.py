@@ -28,6 +28,8 @@ from typing import Iterator
 
 import paramiko
 
+from exchange.common.config import Config
+
 log = logging.getLogger(__name__)
 # paramiko logs every connection and login at INFO; a poll every few seconds would drown the log.
 logging.getLogger("paramiko").setLevel(logging.WARNING)
@@ -58,13 +60,14 @@ class SftpTarget:
     accept_unknown_host: bool = False
 
     @classmethod
-    def from_config(cls, cfg: dict, section: str) -> "SftpTarget":
+    def from_config(cls, cfg: Config, section: str) -> "SftpTarget":
         """The target in ``[section]`` of a loaded config; ValueError naming a missing setting."""
-        values = {name: cfg[f"{section}.{name}"] for name in ("host", "port", "user", "key", "known_hosts", "remote_dir")}
+        settings = getattr(cfg, section)
+        values = {name: getattr(settings, name) for name in ("host", "port", "user", "key", "known_hosts", "remote_dir")}
         missing = [name for name, value in values.items() if value in ("", None)]
         if missing:
             raise ValueError(f"[{section}] {', '.join(missing)} must be set to use SFTP (host {values['host']!r})")
-        return cls(**values, accept_unknown_host=cfg.get(f"{section}.accept_unknown_host", False))
+        return cls(**values, accept_unknown_host=getattr(settings, "accept_unknown_host", False))
 
     @property
     def known_hosts_name(self) -> str:

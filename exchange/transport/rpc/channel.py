@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from typing import Mapping
 
 import grpc
 
+from exchange.common.config import Config, Setting, from_values
 from exchange.transport.rpc import tls
 
 log = logging.getLogger(__name__)
@@ -21,16 +21,25 @@ CHANNEL_OPTIONS = [
 ]
 _warned: set[str] = set()
 
+# What a client of the hub needs from a config: who calls, where the hub is, and how to connect.
+CLIENT_SETTINGS: dict[str, Setting] = {
+    "agency": Setting(str, "", "the agency calling"),
+    "hub.address": Setting(str, "", "hub gRPC address host:port"),
+    "hub.insecure": Setting(bool, False, "plain gRPC (only to a hub on a loopback address)"),
+    "tls.ca": Setting(str, "", "PEM CA certificate the hub's certificate must be issued by"),
+    "tls.cert": Setting(str, "", "the client's PEM certificate"),
+    "tls.key": Setting(str, "", "the client's PEM private key"),
+}
 
-def open_channel(address: str, cfg: Mapping | None = None) -> grpc.Channel:
+
+def open_channel(address: str, cfg: Config | None = None) -> grpc.Channel:
     """A channel to the hub at ``address``, secured as the config's ``[tls]`` settings say.
 
     Mutual TLS when ``[tls] cert`` is set; a plain channel only when
     ``[hub] insecure = true`` and the hub is on a loopback address.
     Raises tls.TLSError naming what to set or fix."""
-    cfg = cfg or {}
     check_settings(address, cfg)
-    if cfg.get("tls.cert"):
+    if cfg is not None and cfg.tls.cert:
         return grpc.secure_channel(address, tls.client_credentials(cfg), options=CHANNEL_OPTIONS)
     if address not in _warned:
         _warned.add(address)
@@ -39,9 +48,9 @@ def open_channel(address: str, cfg: Mapping | None = None) -> grpc.Channel:
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 
 
-def check_settings(address: str, cfg: Mapping) -> None:
+def check_settings(address: str, cfg: Config | None) -> None:
     """TLSError unless the settings choose exactly one of mutual TLS and an explicitly insecure loopback channel."""
-    secure, insecure = bool(cfg.get("tls.cert")), bool(cfg.get("hub.insecure"))
+    secure, insecure = (bool(cfg.tls.cert), cfg.hub.insecure) if cfg is not None else (False, False)
     if secure and insecure:
         raise tls.TLSError("[hub] insecure = true and [tls] cert are both set: choose one")
     if not secure and not insecure:
@@ -61,10 +70,11 @@ def add_hub_arguments(parser) -> None:
                         help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
 
 
-def client_settings(args) -> dict:
-    """``agency``, ``hub.*`` and ``tls.*`` from ``--config`` (other sections are ignored), then
-    ``--hub`` and ``--insecure``.  ValueError names an unreadable file or a missing address."""
-    cfg: dict = {}
+def client_settings(args) -> Config:
+    """``agency``, ``hub.*`` and ``tls.*`` (CLIENT_SETTINGS) from ``--config`` (other settings are ignored),
+    then ``--hub`` and ``--insecure``.  ValueError names an unreadable file or a missing address;
+    ConfigError a value of the wrong type."""
+    values: dict = {}
     if args.config:
         try:
             with open(args.config, "rb") as f:
@@ -74,14 +84,16 @@ def client_settings(args) -> dict:
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{args.config}: not valid TOML: {e}") from None
         if isinstance(data.get("agency"), str):
-            cfg["agency"] = data["agency"]
+            values["agency"] = data["agency"]
         for section in ("hub", "tls"):
             for key, value in (data.get(section) or {}).items():
-                cfg[f"{section}.{key}"] = value
+                if f"{section}.{key}" in CLIENT_SETTINGS:
+                    values[f"{section}.{key}"] = value
     if args.hub:
-        cfg["hub.address"] = args.hub
+        values["hub.address"] = args.hub
     if args.insecure:
-        cfg["hub.insecure"] = True
-    if not cfg.get("hub.address"):
+        values["hub.insecure"] = True
+    cfg = from_values(CLIENT_SETTINGS, values, source=args.config or "command line")
+    if not cfg.hub.address:
         raise ValueError("name the hub: --hub HOST:PORT, or --config with a [hub] address")
     return cfg

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+
+from exchange.common.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -85,36 +86,36 @@ def load_certificates(path: str, setting: str) -> list[x509.Certificate]:
     return certs
 
 
-def check_pair(cfg: Mapping, now: datetime | None = None) -> x509.Certificate:
+def check_pair(cfg: Config, now: datetime | None = None) -> x509.Certificate:
     """Check that ``[tls] ca``, ``cert`` and ``key`` are all set, readable, that the key
     belongs to the certificate, which the CA issued and which is valid now; the certificate."""
-    missing = [name for name in ("ca", "cert", "key") if not cfg.get(f"tls.{name}")]
+    missing = [name for name in ("ca", "cert", "key") if not getattr(cfg.tls, name)]
     if missing:
         raise TLSError(f"[tls] {', '.join(missing)} not set: mutual TLS needs the CA certificate, "
                        "this party's certificate and its key (exchange ca issue creates them)")
-    cas = load_certificates(cfg["tls.ca"], "ca")
-    cert = load_certificates(cfg["tls.cert"], "cert")[0]
+    cas = load_certificates(cfg.tls.ca, "ca")
+    cert = load_certificates(cfg.tls.cert, "cert")[0]
     try:
-        key = serialization.load_pem_private_key(read_file(cfg["tls.key"], "key"), password=None)
+        key = serialization.load_pem_private_key(read_file(cfg.tls.key, "key"), password=None)
     except (ValueError, TypeError) as e:
-        raise TLSError(f"[tls] key {cfg['tls.key']}: not an unencrypted PEM private key: {e}") from None
+        raise TLSError(f"[tls] key {cfg.tls.key}: not an unencrypted PEM private key: {e}") from None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.PEM, spki) != \
             cert.public_key().public_bytes(serialization.Encoding.PEM, spki):
-        raise TLSError(f"[tls] key {cfg['tls.key']} does not belong to the certificate {cfg['tls.cert']}")
+        raise TLSError(f"[tls] key {cfg.tls.key} does not belong to the certificate {cfg.tls.cert}")
     if not any(_issued_by(cert, ca) for ca in cas):
-        raise TLSError(f"[tls] cert {cfg['tls.cert']} was not issued by the CA in {cfg['tls.ca']}")
-    check_validity(cert, cfg["tls.cert"], now)
+        raise TLSError(f"[tls] cert {cfg.tls.cert} was not issued by the CA in {cfg.tls.ca}")
+    check_validity(cert, cfg.tls.cert, now)
     return cert
 
 
-def check_node_certificate(cfg: Mapping) -> x509.Certificate:
+def check_node_certificate(cfg: Config) -> x509.Certificate:
     """``check_pair``, and that the certificate is the configured agency's (the hub would refuse any other)."""
     cert = check_pair(cfg)
     holder = describe(cert)
-    if holder.role != ROLE_AGENCY or holder.name != cfg["agency"]:
-        raise TLSError(f"[tls] cert {cfg['tls.cert']} belongs to {holder.role or 'no role'} {holder.name}, "
-                       f"not to agency {cfg['agency']}; issue one with exchange ca issue --agency {cfg['agency']}")
+    if holder.role != ROLE_AGENCY or holder.name != cfg.agency:
+        raise TLSError(f"[tls] cert {cfg.tls.cert} belongs to {holder.role or 'no role'} {holder.name}, "
+                       f"not to agency {cfg.agency}; issue one with exchange ca issue --agency {cfg.agency}")
     return cert
 
 
@@ -140,18 +141,18 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 # gRPC credentials.
 
-def client_credentials(cfg: Mapping) -> grpc.ChannelCredentials:
+def client_credentials(cfg: Config) -> grpc.ChannelCredentials:
     """Channel credentials from ``[tls] ca, cert, key``; exports the certificate's expiry."""
     cert = check_pair(cfg)
     export_expiry(cert)
     return grpc.ssl_channel_credentials(
-        root_certificates=read_file(cfg["tls.ca"], "ca"),
-        private_key=read_file(cfg["tls.key"], "key"),
-        certificate_chain=read_file(cfg["tls.cert"], "cert"),
+        root_certificates=read_file(cfg.tls.ca, "ca"),
+        private_key=read_file(cfg.tls.key, "key"),
+        certificate_chain=read_file(cfg.tls.cert, "cert"),
     )
 
 
-def server_credentials(cfg: Mapping) -> grpc.ServerCredentials:
+def server_credentials(cfg: Config) -> grpc.ServerCredentials:
     """Server credentials that require a client certificate issued by ``[tls] ca``.
 
     The files are re-read when they change (checked at each new connection),
@@ -162,16 +163,16 @@ def server_credentials(cfg: Mapping) -> grpc.ServerCredentials:
 
 
 class _ServerFiles:
-    def __init__(self, cfg: Mapping):
+    def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.paths = [cfg["tls.ca"], cfg["tls.cert"], cfg["tls.key"]]
+        self.paths = [cfg.tls.ca, cfg.tls.cert, cfg.tls.key]
         self.seen = [_stamp(p) for p in self.paths]
 
     def load(self) -> grpc.ServerCertificateConfiguration:
         cert = check_pair(self.cfg)
         configuration = grpc.ssl_server_certificate_configuration(
-            [(read_file(self.cfg["tls.key"], "key"), read_file(self.cfg["tls.cert"], "cert"))],
-            root_certificates=read_file(self.cfg["tls.ca"], "ca"))
+            [(read_file(self.cfg.tls.key, "key"), read_file(self.cfg.tls.cert, "cert"))],
+            root_certificates=read_file(self.cfg.tls.ca, "ca"))
         export_expiry(cert)
         return configuration
 
@@ -186,7 +187,7 @@ class _ServerFiles:
         except TLSError as e:
             log.error("the changed TLS files cannot be used (%s); still serving with the previous ones", e)
             return None
-        log.info("TLS certificate, key or CA changed: serving with %s from now on", self.cfg["tls.cert"])
+        log.info("TLS certificate, key or CA changed: serving with %s from now on", self.cfg.tls.cert)
         return configuration
 
 
