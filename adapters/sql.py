@@ -43,18 +43,23 @@ def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, .
 
 
 def shape(op: RowOp) -> Shape:
-    """Consecutive operations of one shape share one statement."""
-    return op.table, op.op, tuple(op.values), tuple(op.key), tuple(v is None for v in op.key.values())
+    """Consecutive operations of one shape share one statement; ``nulls`` marks the key
+    values that are NULL (empty when none is, the usual case)."""
+    key = op.key.values()
+    nulls = tuple(v is None for v in key) if None in key else ()
+    return op.table, op.op, tuple(op.values), tuple(op.key), nulls
 
 
-def params(op: RowOp, convert: Callable[[Any], Any] = lambda value: value) -> list[Any]:
-    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert``."""
-    key = [convert(v) for v in op.key.values() if v is not None]  # NULL keys are matched by IS NULL
+def params(op: RowOp, convert: Callable[[Any], Any] | None = None) -> list[Any]:
+    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert`` if given."""
     if op.op == ch.INSERT:
-        return [convert(v) for v in op.values.values()]
-    if op.op == ch.UPDATE:
-        return [convert(v) for v in op.values.values()] + key
-    return key
+        values = list(op.values.values())
+    else:
+        key: Iterable[Any] = op.key.values()
+        if None in key:
+            key = [v for v in key if v is not None]  # NULL keys are matched by IS NULL
+        values = [*key] if op.op == ch.DELETE else [*op.values.values(), *key]
+    return values if convert is None else [convert(v) for v in values]
 
 
 @lru_cache(maxsize=1024)
@@ -63,7 +68,7 @@ def row_sql(table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...],
     """The statement for operations of one shape on ``table`` (already quoted); None for an
     update of no columns."""
     where = " AND ".join(f"{quote(k)} IS NULL" if null else f"{quote(k)} = {placeholder}"
-                         for k, null in zip(key, nulls))
+                         for k, null in zip(key, nulls or (False,) * len(key)))
     if op == ch.INSERT:
         return (f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
                 f"VALUES ({', '.join([placeholder] * len(columns))})")
