@@ -324,6 +324,19 @@ def test_target_applies_row_operations_in_order(tmp_path):
     ]
 
 
+def test_target_finds_rows_whose_key_holds_null(tmp_path):
+    target, reader = target_and_reader(tmp_path)
+    loose = TableSchema("loose", (Column("a", "TEXT"), Column("b", "TEXT")), ("a", "b"))  # SQLite keys may be NULL
+    target.apply_schema(loose)
+    target.apply([RowOp("loose", ch.INSERT, {}, {"a": None, "b": "x"}),
+                  RowOp("loose", ch.INSERT, {}, {"a": None, "b": None}),
+                  RowOp("loose", ch.INSERT, {}, {"a": "k", "b": None})])
+    target.apply([RowOp("loose", ch.UPDATE, {"a": None, "b": "x"}, {"b": "y"}),
+                  RowOp("loose", ch.DELETE, {"a": None, "b": None}),
+                  RowOp("loose", ch.UPDATE, {"a": "k", "b": None}, {"a": "m"})])
+    assert sorted(map(str, reader.rows("loose"))) == ["{'a': 'm', 'b': None}", "{'a': None, 'b': 'y'}"]
+
+
 def test_target_rolls_back_a_failing_batch(tmp_path):
     target, reader = target_and_reader(tmp_path)
     target.apply_schema(SCHEMA)
