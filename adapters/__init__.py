@@ -1,4 +1,4 @@
-"""One module per kind of database, behind the interfaces in exchange.contracts.changes.
+"""One package per kind of database, behind the interfaces in exchange.contracts.changes.
 
 ``open_source``, ``open_target`` and ``open_reader`` choose the module by the
 URL's scheme.  ``files://`` (a directory of table exports, adapters/files/source.py)
@@ -31,10 +31,10 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
 
         return FileDropSource(url, tables, keys or {}, **options)
     if scheme == "postgresql":
-        from adapters.postgres import PostgresSource
+        from adapters.postgres.source import PostgresSource
 
         return PostgresSource(url, tables, keys or {}, **options)
-    from adapters.sqlite import SQLiteSource
+    from adapters.sqlite.source import SQLiteSource
 
     return SQLiteSource(url, tables, keys or {}, **options)
 
@@ -49,10 +49,10 @@ def source_options(cfg: Config) -> dict[str, Any]:
 def open_target(url: str) -> ApplyTarget:
     """An apply target (for replay) for a database URL."""
     if _scheme(url) == "postgresql":
-        from adapters.postgres import PostgresTarget
+        from adapters.postgres.target import PostgresTarget
 
         return PostgresTarget(url)
-    from adapters.sqlite import SQLiteTarget
+    from adapters.sqlite.target import SQLiteTarget
 
     return SQLiteTarget(url)
 
@@ -60,9 +60,9 @@ def open_target(url: str) -> ApplyTarget:
 def open_reader(url: str) -> TableReader:
     """A table reader (for verify) for a database URL."""
     if _scheme(url) == "postgresql":
-        from adapters.postgres import PostgresReader
+        from adapters.postgres.reader import PostgresReader
 
         return PostgresReader(url)
-    from adapters.sqlite import SQLiteReader
+    from adapters.sqlite.reader import SQLiteReader
 
     return SQLiteReader(url)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import adapters  # noqa: E402
-from adapters.sqlite import SQLiteSource  # noqa: E402
+from adapters.sqlite.source import SQLiteSource  # noqa: E402
 from exchange.tools.replay import replay  # noqa: E402
 from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
@@ -68,13 +68,13 @@ def final_rows(source_url: str) -> dict[str, tuple]:
 
 
 def bulk_load_sqlite(path: Path, tables: dict[str, tuple]) -> float:
-    from adapters.sqlite import _create_sql  # the same DDL replay uses
+    from adapters.sqlite.dialect import create_sql  # the same DDL replay uses
 
     started = time.perf_counter()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN")
     for schema, rows in tables.values():
-        db.execute(_create_sql(schema))
+        db.execute(create_sql(schema))
         db.executemany(f'INSERT INTO "{schema.name}" VALUES ({",".join("?" * len(schema.columns))})', rows)
     db.execute("COMMIT")
     db.close()

@@ -5,8 +5,9 @@ ApplyTarget, each batch in one transaction with its checkpoint
 (``consumer:<provider>:<resource>``: the hub position reached).  Beside
 that, the replica remembers the data items each resource was projected to;
 when they change, or the entitlement is lost, the resource is withdrawn:
-its table, checkpoint and items removed in one transaction, so the replica
-never holds more than the consumer is entitled to.
+its table and checkpoint removed in one transaction (``drop_table``), then
+its items, so the replica never holds more than the consumer is entitled
+to.  Stopped in between, the replica holds no rows and asks the hub afresh.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import sqlite3
 from typing import Sequence
 
 import adapters
+from adapters.apply import apply_events
+from adapters.postgres import dialect as postgres
+from adapters.sqlite import dialect as sqlite
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.events import RecordEvent
-from adapters.apply import apply_events
 from exchange.store import sqlite_path
 
 
@@ -43,11 +46,13 @@ class Replica:
         return self.books.items(checkpoint_name(provider, resource))
 
     def set_items(self, provider: str, resource: str, items: Sequence[str]) -> None:
-        self.books.withdraw(checkpoint_name(provider, resource), None, list(items))
+        self.books.set_items(checkpoint_name(provider, resource), list(items))
 
     def withdraw(self, provider: str, resource: str, items: Sequence[str] | None = None) -> None:
         """Remove the resource's table, checkpoint and items; with ``items``, start over with those."""
-        self.books.withdraw(checkpoint_name(provider, resource), resource, None if items is None else list(items))
+        name = checkpoint_name(provider, resource)
+        self.target.drop_table(resource, checkpoint=name)
+        self.books.set_items(name, None if items is None else list(items))
 
     def apply(self, provider: str, resource: str, events: Sequence[tuple[int, RecordEvent]], after: int,
               reached: int) -> int:
@@ -63,69 +68,50 @@ class _SQLiteBooks:
     TABLE = "_exchange_replica"
 
     def __init__(self, url: str):
-        from adapters.sqlite import CHECKPOINTS, _connect
-
-        self.checkpoints = CHECKPOINTS
-        self.db: sqlite3.Connection = _connect(sqlite_path(url))
+        self.db: sqlite3.Connection = sqlite.connect(sqlite_path(url))
         self.db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (name TEXT PRIMARY KEY, items TEXT NOT NULL)")
 
     def items(self, name: str) -> list[str] | None:
         row = self.db.execute(f"SELECT items FROM {self.TABLE} WHERE name = ?", (name,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def withdraw(self, name: str, table: str | None, items: list[str] | None) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            if table is not None:
-                self.db.execute(f'DROP TABLE IF EXISTS "{table.replace(chr(34), chr(34) * 2)}"')
-                if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (self.checkpoints,)).fetchone():
-                    self.db.execute(f"DELETE FROM {self.checkpoints} WHERE name = ?", (name,))
+    def set_items(self, name: str, items: list[str] | None) -> None:
+        """Record the resource's ``items`` (None: forget them)."""
+        with sqlite.transaction(self.db):
             self.db.execute(f"DELETE FROM {self.TABLE} WHERE name = ?", (name,))
             if items is not None:
                 self.db.execute(f"INSERT INTO {self.TABLE} VALUES (?, ?)", (name, json.dumps(items)))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         self.db.close()
 
 
 class _PostgresBooks:
-    def __init__(self, url: str):
-        from adapters.postgres import BOOKKEEPING, CHECKPOINTS, _connect
+    TABLE = f"{postgres.BOOKKEEPING}.replica_items"
 
-        self.table = f"{BOOKKEEPING}.replica_items"
-        self.checkpoints = CHECKPOINTS
-        self.db = _connect(url)
+    def __init__(self, url: str):
+        self.db = postgres.connect(url)
         with self.db.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING}")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (name text PRIMARY KEY, items text NOT NULL)")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.checkpoints} (name text PRIMARY KEY, position bigint)")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {postgres.BOOKKEEPING}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (name text PRIMARY KEY, items text NOT NULL)")
         self.db.commit()
 
     def items(self, name: str) -> list[str] | None:
         try:
             with self.db.cursor() as cur:
-                cur.execute(f"SELECT items FROM {self.table} WHERE name = %s", (name,))
+                cur.execute(f"SELECT items FROM {self.TABLE} WHERE name = %s", (name,))
                 row = cur.fetchone()
                 return json.loads(row[0]) if row else None
         finally:
             self.db.rollback()
 
-    def withdraw(self, name: str, table: str | None, items: list[str] | None) -> None:
-        from adapters.postgres import _quote, _split
-
+    def set_items(self, name: str, items: list[str] | None) -> None:
+        """Record the resource's ``items`` (None: forget them)."""
         try:
             with self.db.cursor() as cur:
-                if table is not None:
-                    schema, bare = _split(table)
-                    cur.execute(f"DROP TABLE IF EXISTS {_quote(schema)}.{_quote(bare)}")
-                    cur.execute(f"DELETE FROM {self.checkpoints} WHERE name = %s", (name,))
-                cur.execute(f"DELETE FROM {self.table} WHERE name = %s", (name,))
+                cur.execute(f"DELETE FROM {self.TABLE} WHERE name = %s", (name,))
                 if items is not None:
-                    cur.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (name, json.dumps(items)))
+                    cur.execute(f"INSERT INTO {self.TABLE} VALUES (%s, %s)", (name, json.dumps(items)))
             self.db.commit()
         except BaseException:
             self.db.rollback()

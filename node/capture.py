@@ -94,8 +94,8 @@ class Capture:
         self.recorder = recorder
         self.batch_size = batch_size
         self.mapper = make_mapper()
-        self.position = recorder.position(SOURCE_TRACKING)
-        self.pruned = 0
+        self.position = ch.Position(recorder.position(SOURCE_TRACKING))
+        self.pruned = ch.Position(0)
         self.keys: dict[str, tuple[str, ...]] = {}
         self.schema_versions: dict[str, int] = {}
         for name, schema in source.schemas().items():
@@ -132,15 +132,15 @@ class Capture:
             self.source.acknowledge(shipped)
             self.pruned = shipped
 
-    def _shipped_source_position(self) -> int:
+    def _shipped_source_position(self) -> ch.Position:
         acknowledged = self.recorder.position(HUB_TRACKING)
         if not acknowledged:
-            return 0
+            return ch.Position(0)
         if acknowledged >= (self.recorder.max_notification_id() or 0):
             return self.position  # the hub holds every event: changes that made none may go too
         # The acknowledged id is a real notification id, so this reads exactly that event.
         event = self.mapper.to_domain_event(self.recorder.read(acknowledged - 1, 1)[0])
-        return event.position
+        return ch.Position(event.position)
 
     def _translate(self, changes: list[ch.Change]) -> _Batch:
         self._ids: dict[tuple, UUID] = {}

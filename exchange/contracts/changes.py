@@ -1,6 +1,6 @@
 """What capture adapters produce and apply targets consume.
 
-Every adapter (``adapters/<kind>.py``) offers the same small interface:
+Every adapter (``adapters/<kind>/``) offers the same small interface:
 prepare the source for capture, read committed changes after a position,
 acknowledge a durably stored position, and read table contents (for
 verification).  Apply targets rebuild tables from replayed events.
@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterator, NewType, Protocol, Sequence
+
+
+# A place in a source's change stream, packed into one integer below 2**63
+# (what the node stores): a change-log id, an LSN with an index, ...  Only the
+# source that produced a position knows how to unpack it.
+Position = NewType("Position", int)
 
 
 class SourceNotReady(Exception):
@@ -73,7 +79,7 @@ class Change:
     deletes.  For ``SCHEMA`` changes ``schema`` is set and both images are None.
     """
 
-    position: int
+    position: Position
     table: str
     op: str
     before: dict[str, Any] | None = None
@@ -96,14 +102,14 @@ class CaptureSource(Protocol):
     def schemas(self) -> dict[str, TableSchema]:
         """The captured tables as they are now."""
 
-    def read(self, after: int, limit: int) -> list[Change]:
+    def read(self, after: Position, limit: int) -> list[Change]:
         """Committed changes with position > ``after``, oldest first, at most
         about ``limit`` (never splitting one source transaction)."""
 
-    def pending(self, after: int) -> int:
+    def pending(self, after: Position) -> int:
         """How many changes wait after ``after`` (for status and metrics)."""
 
-    def acknowledge(self, position: int) -> None:
+    def acknowledge(self, position: Position) -> None:
         """Everything up to ``position`` is durably stored at the node."""
 
     def close(self) -> None: ...
@@ -138,6 +144,10 @@ class ApplyTarget(Protocol):
 
     def apply_schema(self, schema: TableSchema) -> None:
         """Create the table, or alter it to match ``schema``."""
+
+    def drop_table(self, table: str, checkpoint: str | None = None) -> None:
+        """Drop ``table`` when it exists and forget the checkpoint named
+        ``checkpoint`` with it, in one transaction."""
 
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
         """Apply row operations in order, in one transaction; a ``checkpoint``

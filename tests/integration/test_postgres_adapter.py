@@ -12,8 +12,12 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from adapters.pgoutput import lsn_int, to_text
-from adapters.postgres import COPY_COLUMN, PostgresReader, PostgresSource, PostgresTarget, UnsupportedChange
+from adapters.postgres.dialect import COPY_COLUMN
+from adapters.postgres.position import UnsupportedChange, lsn_int
+from adapters.postgres.reader import PostgresReader
+from adapters.postgres.source import PostgresSource
+from adapters.postgres.target import PostgresTarget
+from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, SourceNotReady
 from exchange.tools.replay import replay
@@ -596,3 +600,36 @@ def test_capture_store_replay_and_verify_through_the_node(app, postgres, sources
 
     assert report.equal, report.render()
     assert [t.target.rows for t in report.tables] == [1, 26, 4]
+
+
+def test_the_target_drops_a_table_with_its_checkpoint_in_one_go(app):
+    target = PostgresTarget(app.url)
+    reader = PostgresReader(app.url)
+    try:
+        target.drop_table("records.cases", checkpoint="consumer:a:cases")  # neither exists yet
+        schema = ch.TableSchema("records.cases", (ch.Column("no", "integer", True),), ("no",))
+        target.apply_schema(schema)
+        target.apply([RowOp("records.cases", ch.INSERT, {"no": 1}, {"no": 1})], checkpoint=("consumer:a:cases", 7))
+        target.apply([], checkpoint=("consumer:a:other", 9))
+        target.drop_table("records.cases", checkpoint="consumer:a:cases")
+        assert reader.tables() == []
+        assert (target.checkpoint("consumer:a:cases"), target.checkpoint("consumer:a:other")) == (None, 9)
+    finally:
+        target.close()
+        reader.close()
+
+
+
+def test_a_table_dropped_from_the_configuration_but_still_published_is_ignored(app, sources):
+    people(app)
+    app.run("CREATE TABLE cases (id integer PRIMARY KEY)")
+    first = sources(["people", "cases"])  # the publication now holds both tables
+    drain(first)
+    first.close()
+    source = sources(["people"])
+    drain(source, after=0)
+    app.run("INSERT INTO cases VALUES (1)")
+    app.run("INSERT INTO people (id) VALUES (1)")
+    changes = drain(source)
+    assert [(c.table, c.op) for c in changes] == [("people", ch.INSERT)]
+    source.acknowledge(changes[-1].position)  # knows the relation of cases as one it does not capture

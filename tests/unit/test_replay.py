@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from adapters.sqlite import SQLiteSource
+from adapters.sqlite.source import SQLiteSource
 from exchange.tools.replay import ReplayError, replay
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore

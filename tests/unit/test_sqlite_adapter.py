@@ -7,7 +7,9 @@ from datetime import timezone
 
 import pytest
 
-from adapters.sqlite import SQLiteReader, SQLiteSource, SQLiteTarget
+from adapters.sqlite.reader import SQLiteReader
+from adapters.sqlite.source import SQLiteSource
+from adapters.sqlite.target import SQLiteTarget
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, RowOp, SourceNotReady, TableSchema
 
@@ -322,6 +324,19 @@ def test_target_applies_row_operations_in_order(tmp_path):
     ]
 
 
+def test_target_finds_rows_whose_key_holds_null(tmp_path):
+    target, reader = target_and_reader(tmp_path)
+    loose = TableSchema("loose", (Column("a", "TEXT"), Column("b", "TEXT")), ("a", "b"))  # SQLite keys may be NULL
+    target.apply_schema(loose)
+    target.apply([RowOp("loose", ch.INSERT, {}, {"a": None, "b": "x"}),
+                  RowOp("loose", ch.INSERT, {}, {"a": None, "b": None}),
+                  RowOp("loose", ch.INSERT, {}, {"a": "k", "b": None})])
+    target.apply([RowOp("loose", ch.UPDATE, {"a": None, "b": "x"}, {"b": "y"}),
+                  RowOp("loose", ch.DELETE, {"a": None, "b": None}),
+                  RowOp("loose", ch.UPDATE, {"a": "k", "b": None}, {"a": "m"})])
+    assert sorted(map(str, reader.rows("loose"))) == ["{'a': 'm', 'b': None}", "{'a': None, 'b': 'y'}"]
+
+
 def test_target_rolls_back_a_failing_batch(tmp_path):
     target, reader = target_and_reader(tmp_path)
     target.apply_schema(SCHEMA)
@@ -350,6 +365,18 @@ def test_target_follows_schema_changes(tmp_path):
     assert reader.table_schema("cases") == rekeyed
     assert list(reader.rows("cases")) == [{"region": "京", "no": 1, "status": "open", "level": 3}]
     assert reader.tables() == ["cases"]
+
+
+def test_target_drops_a_table_with_its_checkpoint_in_one_go(tmp_path):
+    target, reader = target_and_reader(tmp_path)
+    target.drop_table("cases", checkpoint="consumer:a:cases")  # neither the table nor checkpoints exist yet
+    target.apply_schema(SCHEMA)
+    target.apply([RowOp("cases", ch.INSERT, {}, {"region": "京", "no": 1, "title": "a", "status": "open"})],
+                 checkpoint=("consumer:a:cases", 7))
+    target.apply([], checkpoint=("consumer:a:other", 9))
+    target.drop_table("cases", checkpoint="consumer:a:cases")
+    assert reader.tables() == []
+    assert (target.checkpoint("consumer:a:cases"), target.checkpoint("consumer:a:other")) == (None, 9)
 
 
 def test_reader_hides_capture_tables_and_streams_in_key_order(app, url):

@@ -1,0 +1,262 @@
+"""Snapshot sessions: the captured tables' rows, read in chunks at exported snapshots, gap-free and duplicate-free.
+
+* A session writes its marker (adapters/postgres/position.py), then creates
+  a temporary slot with an exported snapshot, imports it into a REPEATABLE
+  READ transaction and reads the tables that are not done yet, each from the
+  key after its last stored chunk, in key order, ``snapshot_chunk`` rows per
+  chunk.  The temporary slot's consistent point ``P`` splits the WAL
+  exactly: commits starting before ``P`` are visible in the snapshot, later
+  ones are not.  The session's rows are handed out once the stream reaches
+  the marker.
+* Each chunk is recorded (position of its last row, ``P``, its last key,
+  done flag; table ``exchange_capture.chunks``).  The key ranges read at one
+  snapshot form a *region*; a streamed change to a row is emitted only when
+  its key lies in a region whose ``P`` is at or before the change's commit
+  LSN.  Older changes are already in the rows the region's snapshot read;
+  rows not in any region yet will be read by a later session, which sees
+  them.  This is the rule PostgreSQL's own table synchronisation uses, per
+  key range instead of per table.
+* So when the source stops mid-snapshot, the rows the node stored keep
+  their region, and the next session reads only the rest, at a new
+  snapshot, with its own ``P``: nothing is read twice, nothing is missed,
+  including rows deleted or changed in between.  Whether a key lies in a
+  region is decided by PostgreSQL (row comparison with the columns' types
+  and collations), only for tables whose snapshot was split.
+
+A snapshot waits for the transactions running when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Sequence
+
+import psycopg2.extras
+
+from adapters.postgres import pgoutput
+from adapters.postgres.catalog import Table, estimated_rows, load_table
+from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, connect, qualified, quote, raw_text
+from adapters.postgres.keyless import CopyCounts, digest
+from adapters.postgres.position import check_lsn, lsn_int, pack
+from adapters.postgres.schema_history import SchemaHistory
+from adapters.postgres.types import Types, to_text
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import Position, SourceNotReady
+
+MARKER_PREFIX = "exchange_snapshot"
+MARKER_PAD = 4096  # bytes of WAL per marker: its gap holds MARKER_PAD << SHIFT positions
+
+
+@dataclass
+class Chunk:
+    position: int  # its last position: stored at the node once the node's position reaches it
+    point: int  # consistent point (LSN) of the snapshot it was read at
+    last_key: list[str | None] | None  # text values of the last key read so far in the table
+    done: bool
+
+
+@dataclass
+class Session:
+    """One exported snapshot, read table by table into the marker's gap."""
+
+    marker: str  # the marker message's content
+    point: int  # the exported snapshot's consistent point (LSN)
+    connection: Any  # REPEATABLE READ transaction in the exported snapshot
+    resources: list[str]
+    next: int  # last position handed out
+    end: int  # first position past the gap
+    started: datetime
+    active: bool = False  # the stream has reached the marker
+    cursor: Any = None
+    table: Table | None = None
+
+    def position(self) -> Position:
+        self.next += 1
+        if self.next >= self.end:
+            raise RuntimeError("snapshot gap exhausted")  # Snapshots.chunk ends sessions long before
+        return Position(self.next)
+
+
+class Snapshots:
+    """The snapshot progress of the captured ``tables`` and the session reading them.
+
+    ``db`` returns the source's connection; ``history`` and ``copies`` are the
+    source's schema history and keyless copy counts, which snapshot rows extend.
+    """
+
+    def __init__(self, url: str, slot: str, database: str, tables: Sequence[str], keys: dict[str, tuple[str, ...]],
+                 chunk_size: int, db: Callable[[], Any], types: Types, history: SchemaHistory, copies: CopyCounts):
+        self.url, self.slot, self.database = url, slot, database
+        self.tables, self.keys, self.chunk_size = tables, keys, chunk_size
+        self._db, self._types, self._history, self._copies = db, types, history, copies
+        self._chunks: dict[str, list[Chunk]] = {}
+        self.session: Session | None = None
+
+    def load(self, cur) -> None:
+        """Read the stored chunks (after the rows beyond the node's position were deleted)."""
+        cur.execute(f"SELECT resource, position, point, last_key, done FROM {BOOKKEEPING}.chunks "
+                    "WHERE slot = %s ORDER BY position", (self.slot,))
+        self._chunks = {}
+        for resource, position, point, last_key, done in cur.fetchall():
+            self._chunks.setdefault(resource, []).append(
+                Chunk(position, point, json.loads(last_key) if last_key else None, done))
+
+    def unsnapshotted(self) -> list[str]:
+        """The tables whose snapshot is not done, sorted."""
+        return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
+
+    def waiting(self, cur, after: Position) -> int:
+        """An estimate of the rows still to read once the node stored everything up to ``after``."""
+        cur.execute(f"SELECT DISTINCT ON (resource) resource, done FROM {BOOKKEEPING}.chunks "
+                    "WHERE slot = %s AND position <= %s ORDER BY resource, position DESC", (self.slot, after))
+        done = {resource for resource, finished in cur.fetchall() if finished}
+        return sum(estimated_rows(cur, resource) for resource in self.tables if resource not in done)
+
+    # -- sessions -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Write the marker, then export a snapshot from a temporary slot."""
+        marker = f"{MARKER_PREFIX} {uuid.uuid4().hex}"
+        with self._db().cursor() as cur:
+            cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (MARKER_PREFIX, marker.ljust(MARKER_PAD)))
+            marker_end = lsn_int(cur.fetchone()[0])
+        check_lsn(marker_end)
+        replication = connect(self.url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        try:
+            with replication.cursor() as cur:
+                cur.execute(f"CREATE_REPLICATION_SLOT {quote(self.slot[:40] + '_' + marker[-16:])} "
+                            "TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT")
+                _, point, snapshot, _ = cur.fetchone()
+            reader = connect(self.url)
+            reader.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            reader.cursor().execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        finally:
+            replication.close()  # drops the temporary slot; the reader keeps the snapshot
+        self.session = Session(marker, lsn_int(point), reader, self.unsnapshotted(), pack(marker_end - MARKER_PAD),
+                               pack(marker_end), datetime.now(timezone.utc))
+
+    def reached(self, message: pgoutput.Message) -> None:
+        """The stream passed a marker: the session whose marker it is may hand out its rows."""
+        if self.session is not None and message.content.decode().rstrip() == self.session.marker:
+            self.session.active = True
+
+    def end(self) -> None:
+        """End the session (if any), releasing its snapshot."""
+        if self.session is not None:
+            self.session.connection.close()
+            self.session = None
+
+    def chunk(self, room: int) -> list[ch.Change] | None:
+        """The next chunk of the session's current table; None when the session is over."""
+        s = self.session
+        if not s.resources or s.end - s.next < 2 * self.chunk_size + 10:
+            return None  # done, or the gap is nearly full: the next session goes on
+        if s.cursor is None:
+            self._open_table(s, s.resources[0])
+        changes = []
+        schema = s.table.schema
+        if schema != self._history.before(s.table.resource, s.next + 1):
+            changes.append(self._history.change(s.position(), s.table.resource, schema, s.started))
+        size = max(1, min(self.chunk_size, room - len(changes)))
+        rows = s.cursor.fetchmany(size)
+        last_key = None
+        for values in rows:
+            changes += self._rows(s, values)
+            last_key = [values[-1]] if s.table.keyless else [values[s.table.columns.index(s.table.column(k))]
+                                                              for k in s.table.key]
+        done = len(rows) < size
+        chunks = self._chunks.setdefault(s.table.resource, [])
+        if last_key is None and chunks:
+            last_key = chunks[-1].last_key
+        position = changes[-1].position if changes else s.position()
+        chunks.append(Chunk(position, s.point, last_key, done))
+        with self._db().cursor() as cur:
+            cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks VALUES (%s, %s, %s, %s, %s, %s)",
+                        (self.slot, s.table.resource, position, s.point,
+                         json.dumps(last_key) if last_key is not None else None, done))
+        if done:
+            s.cursor.close()
+            s.cursor = None
+            s.resources.pop(0)
+        return changes
+
+    def _open_table(self, s: Session, resource: str) -> None:
+        """Load the table in the snapshot and open a cursor on its rows after the last stored key."""
+        with s.connection.cursor() as cur:
+            s.table = load_table(cur, resource, self.keys.get(resource, ()))
+        if s.table is None:
+            raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
+        chunks = self._chunks.get(resource)
+        last_key = chunks[-1].last_key if chunks else None
+        sql, key = _snapshot_sql(s.table)
+        if last_key is not None:
+            sql += f" WHERE ({key}) > ({', '.join(['%s'] * len(last_key))})"
+        s.cursor = s.connection.cursor(name="exchange_snapshot")
+        raw_text(s.cursor)
+        s.cursor.execute(f"{sql} ORDER BY {key}", last_key)
+
+    def _rows(self, s: Session, values: tuple) -> list[ch.Change]:
+        table = s.table
+        row = self._types.row(table.columns, values)
+        if not table.keyless:
+            return [ch.Change(s.position(), table.resource, ch.SNAPSHOT, after=row, commit_time=s.started)]
+        count = int(values[len(table.columns)])
+        changes = [ch.Change(s.position(), table.resource, ch.SNAPSHOT, after={**row, COPY_COLUMN: copy},
+                             commit_time=s.started) for copy in range(count)]
+        self._copies.set(table.resource, digest(row), changes[-1].position, count)
+        return changes
+
+    # -- regions ------------------------------------------------------------------
+
+    def in_region(self, table: Table, image: dict[str, Any], commit_lsn: int) -> bool:
+        """Whether the row is in a snapshot region older than the commit."""
+        chunks = self._chunks.get(table.resource)
+        if not chunks:
+            return False
+        if chunks[-1].done and chunks[0].point == chunks[-1].point:  # points only grow along the chunks
+            return commit_lsn >= chunks[0].point  # the usual case: one snapshot read the whole table
+        lower = None
+        for i, chunk in enumerate(chunks):
+            last_of_region = i + 1 == len(chunks) or chunks[i + 1].point != chunk.point
+            if not last_of_region:
+                continue
+            upper = chunk.last_key
+            above_lower = lower is None or self._key_after(table, image, lower)
+            below_upper = chunk.done or (upper is not None and not self._key_after(table, image, upper))
+            if above_lower and below_upper:
+                return commit_lsn >= chunk.point
+            lower = upper
+        return False
+
+    def _key_after(self, table: Table, image: dict[str, Any], bound: list[str | None]) -> bool:
+        """Whether the row's key sorts after ``bound`` (as the snapshot's ORDER BY sorts)."""
+        with self._db().cursor() as cur:
+            if table.keyless:
+                values = [to_text(image.get(c.name)) for c in table.columns]
+                row = ", ".join(f"CAST(%s AS {c.type})" for c in table.columns)
+                cur.execute(f"SELECT CAST(ROW({row}) AS {qualified(table.resource)})::text COLLATE \"C\" > %s",
+                            (*values, bound[0]))
+            else:
+                typed = []
+                for name in table.key:
+                    column = table.column(name)
+                    typed.append(f"CAST(%s AS {column.type})" + (f" COLLATE {column.collation}" if column.collation
+                                                                 else ""))
+                cur.execute(f"SELECT ROW({', '.join(typed)}) > ROW({', '.join(typed)})",
+                            (*[to_text(image.get(k)) for k in table.key], *bound))
+            return cur.fetchone()[0]
+
+
+def _snapshot_sql(table: Table) -> tuple[str, str]:
+    """A query of the table's rows, and the key expression to order it by.  A
+    table without key gives one row per distinct content, then its count and
+    its text (the sort key, in collation C)."""
+    if table.keyless:
+        columns = ", ".join(f"(g.r).{quote(c.name)}" for c in table.columns)
+        return (f"SELECT {columns}, g.n, g.k FROM (SELECT (array_agg(t))[1] AS r, count(*) AS n, "
+                f't::text COLLATE "C" AS k FROM {qualified(table.resource)} t GROUP BY 3) g', "g.k")
+    columns = ", ".join(f"t.{quote(c.name)}" for c in table.columns)
+    return f"SELECT {columns} FROM {qualified(table.resource)} t", ", ".join(f"t.{quote(k)}" for k in table.key)

@@ -1,0 +1,260 @@
+"""PostgresSource: logical-decoding capture of a PostgreSQL database.
+
+Capture reads a logical replication slot (``exchange_<db>`` by default) with
+the built-in ``pgoutput`` plugin through a publication of the captured
+tables, and decodes the messages itself (pgoutput.py, stream.py).  The node
+only ever tells the source a position (``read(after)``, ``acknowledge``;
+position.py says how they are packed); everything else needed to resume is
+kept in the source database, schema ``exchange_capture`` (prepare.py), rows
+tagged with the position they belong to.  A read after any position other
+than the last one returned (a new source object, a node retrying a failed
+store) first deletes the rows tagged after it and restarts the stream from
+the slot's confirmed position: what the node never stored is produced
+again, what it stored is skipped by position.
+
+The source is an orchestration of collaborators, one job each:
+
+* snapshot.py (``Snapshots``): snapshot sessions and the regions they read;
+* stream.py (``ReplicationStream``): the slot's whole transactions, in commit order;
+* transactions.py (``TransactionDecoder``): a transaction's changes and positions;
+* schema_history.py (``SchemaHistory``): the schemas emitted;
+* keyless.py (``CopyCounts``): copy numbers of tables without a key;
+* position.py (``Overflows``): what to confirm for transactions too large for their LSN.
+
+Acknowledging a position confirms its transaction's commit LSN to the slot
+(an LSN inside the marker for snapshot rows): after a restart the server
+sends that one transaction again and its changes are skipped by position.
+When a read finds nothing new and everything read is acknowledged, the
+source confirms all the WAL the server has sent (a heartbeat), so the slot
+follows a quiet database instead of holding WAL written for other tables.
+
+Limits: PostgreSQL 14 or later (pgoutput's ``messages`` option); one
+transaction is held in memory while it is read (no spilling); TRUNCATE of a
+captured table stops capture with an error saying how to go on; reading
+again before an acknowledged position is not possible (the slot has moved
+on); a snapshot waits for the transactions running when it starts; only
+ordinary tables are captured (no partitioned tables); a read waits at most
+``READ_WAIT`` seconds for WAL the server has written but not yet decoded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Sequence
+
+import psycopg2
+import psycopg2.extensions
+
+from adapters.postgres import pgoutput, prepare
+from adapters.postgres.dialect import BOOKKEEPING, connect
+from adapters.postgres.keyless import CopyCounts
+from adapters.postgres.position import Overflows, lsn_int
+from adapters.postgres.schema_history import SchemaHistory
+from adapters.postgres.snapshot import Snapshots
+from adapters.postgres.stream import ReplicationStream
+from adapters.postgres.transactions import TransactionDecoder
+from adapters.postgres.types import Types
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import Position, SourceNotReady, TableSchema
+
+READ_WAIT = 5.0  # seconds a read waits at most for WAL the server has already written
+
+
+class PostgresSource:
+    """Logical-decoding capture of ``tables`` (``table`` or ``schema.table``) of
+    the PostgreSQL database at ``url``.
+
+    ``keys`` ({table: [column, ...]}) names a unique key for tables without a
+    primary key (it must be covered by the table's replica identity).
+    ``slot`` and ``publication`` default to ``exchange_<database>``.
+    """
+
+    def __init__(self, url: str, tables: Sequence[str], keys: dict[str, list[str]] | None = None,
+                 snapshot_chunk: int = 10000, slot: str | None = None, publication: str | None = None):
+        self.url = url
+        self.tables = list(tables)
+        self.keys = {table: tuple(key) for table, key in (keys or {}).items()}
+        self.snapshot_chunk = snapshot_chunk
+        self.database = psycopg2.extensions.parse_dsn(url).get("dbname", "postgres")
+        default = "exchange_" + re.sub(r"[^a-z0-9_]", "_", self.database.lower())
+        self.slot = (slot or default)[:63]
+        self.publication = publication or default
+        self._db = None
+        self._prepared = False
+        self._stream: ReplicationStream | None = None
+        self._position: Position | None = None  # last position returned; None: resume at the next read
+        self._pending: list[ch.Change] = []  # the rest of a transaction split by ``limit``
+        self._acknowledged = 0
+        types = Types(self._open)
+        self._history = SchemaHistory(self.slot, self._open)
+        self._copies = CopyCounts(self.slot, self._open)
+        self._overflows = Overflows()
+        self._snapshots = Snapshots(url, self.slot, self.database, self.tables, self.keys, snapshot_chunk, self._open,
+                                    types, self._history, self._copies)
+        self._decoder = TransactionDecoder(self.slot, self.database, self.tables, self.keys, self._open, types,
+                                           self._snapshots, self._history, self._copies, self._overflows)
+
+    # -- the CaptureSource interface ------------------------------------------
+
+    def prepare(self) -> None:
+        """Check the database, role and tables; create the bookkeeping schema,
+        the publication and the replication slot when missing."""
+        with self._open().cursor() as cur:
+            user = prepare.check_server(cur)
+            tables = prepare.check_tables(cur, self.tables, self.keys, self.database)
+            prepare.install_bookkeeping(cur, self.database)
+            prepare.ensure_publication(cur, self.publication, user, tables)
+            prepare.ensure_slot(cur, self.url, self.slot, self.database)
+            cur.execute(f"DELETE FROM {BOOKKEEPING}.chunks WHERE slot = %s AND resource <> ALL(%s)",
+                        (self.slot, self.tables))
+        self._prepared = True
+
+    def schemas(self) -> dict[str, TableSchema]:
+        """The captured tables as they are now."""
+        with self._open().cursor() as cur:
+            return {table.resource: table.schema for table in prepare.check_tables(cur, self.tables, self.keys,
+                                                                                    self.database)}
+
+    def read(self, after: Position, limit: int) -> list[ch.Change]:
+        """Changes with position > ``after``: snapshot rows and whole transactions
+        (split only when one holds more than ``limit`` changes).  Waits at most a
+        few seconds for WAL the server has written but not yet sent."""
+        if not self._prepared:
+            self.prepare()
+        try:
+            if after != self._position:
+                self._resume(after)
+            changes = self._read(limit)
+            self._copies.save()
+        except BaseException:
+            self._position = None  # whatever state we are in, start over from the node's position
+            raise
+        if changes:
+            self._position = changes[-1].position
+        return changes
+
+    def pending(self, after: Position) -> int:
+        """Rows the snapshot has still to read (an estimate), plus 1 when the
+        slot holds WAL not yet read; 0 means caught up."""
+        with self._open().cursor() as cur:
+            cur.execute("SELECT confirmed_flush_lsn, pg_current_wal_flush_lsn() FROM pg_replication_slots "
+                        "WHERE slot_name = %s", (self.slot,))
+            found = cur.fetchone()
+            if found is None:
+                raise SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node")
+            confirmed, current = (lsn_int(v) for v in found)
+            waiting = self._snapshots.waiting(cur, after)
+        stream = self._stream
+        read_all = (stream is not None and self._position == after and not self._pending
+                    and not stream.in_transaction and stream.wal_end >= current)
+        return waiting + (0 if read_all or confirmed >= current else 1)
+
+    def acknowledge(self, position: Position) -> None:
+        """Confirm to the server what is stored up to ``position``, so that it
+        may recycle that WAL."""
+        self._acknowledged = max(self._acknowledged, position)
+        if self._stream is not None:
+            self._stream.confirm(self._overflows.safe_lsn(position))
+        self._overflows.forget(position)
+        if self._decoder.keyless:
+            self._copies.prune(position)
+
+    def slot_retained_wal_bytes(self) -> int:
+        """WAL bytes the slot keeps that the node has not confirmed (0 without a slot)."""
+        with self._open().cursor() as cur:
+            cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) FROM pg_replication_slots "
+                        "WHERE slot_name = %s", (self.slot,))
+            found = cur.fetchone()
+            return int(found[0] or 0) if found else 0
+
+    def close(self) -> None:
+        self._stop()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- connection and resuming ----------------------------------------------------
+
+    def _open(self):
+        if self._db is None:
+            try:
+                self._db = connect(self.url)
+            except psycopg2.OperationalError as e:
+                raise SourceNotReady(f"cannot connect to the source database: {str(e).strip()}") from e
+            self._db.autocommit = True
+        return self._db
+
+    def _resume(self, after: Position) -> None:
+        """Forget what was read after ``after`` and restart from the slot."""
+        self._stop()
+        self._pending = []
+        self._overflows.clear()
+        self._copies.clear()
+        self._decoder.clear()
+        with self._open().cursor() as cur:
+            prepare.forget(cur, self.slot, after)
+            self._snapshots.load(cur)
+            self._history.load(cur)
+        self._position = after
+
+    def _stop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._snapshots.end()
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read(self, limit: int) -> list[ch.Change]:
+        changes = self._take_pending(limit)
+        deadline = time.monotonic() + READ_WAIT
+        target = None
+        while len(changes) < limit:
+            if self._snapshots.session is None and self._snapshots.unsnapshotted():
+                self._snapshots.start()
+            if self._snapshots.session is not None and self._snapshots.session.active:
+                chunk = self._snapshots.chunk(limit - len(changes))
+                if chunk is None:
+                    self._snapshots.end()
+                else:
+                    changes += chunk
+                continue
+            if self._stream is None:
+                self._stream = ReplicationStream(self.url, self.slot, self.publication)
+            if target is None:
+                target = self._current_lsn()
+            unit = self._stream.next(target, deadline)
+            if unit is None:
+                break
+            if isinstance(unit, pgoutput.Message):
+                self._snapshots.reached(unit)
+                continue
+            self._pending = self._decoder.changes(unit, self._position)
+            if self._pending and changes and len(changes) + len(self._pending) > limit:
+                break  # the next read returns it whole
+            changes += self._take_pending(limit - len(changes))
+            if unit.commit.end_lsn >= target and changes:
+                break  # all that was committed when this read began: hand it over now, not when the batch is full
+        if not changes:
+            self._heartbeat()
+        elif self._snapshots.session is not None:
+            self._stream.keep_alive()  # the stream waits while the session reads
+        return changes
+
+    def _take_pending(self, room: int) -> list[ch.Change]:
+        taken, self._pending = self._pending[:room], self._pending[room:]
+        return taken
+
+    def _current_lsn(self) -> int:
+        with self._open().cursor() as cur:
+            cur.execute("SELECT pg_current_wal_flush_lsn()")
+            return lsn_int(cur.fetchone()[0])
+
+    def _heartbeat(self) -> None:
+        """On a quiet stream, let the slot follow the server once everything
+        read is acknowledged (WAL of other tables and databases would pile up)."""
+        stream = self._stream
+        caught_up = self._acknowledged >= (self._position or 0) and not self._pending
+        if stream is not None and caught_up and self._snapshots.session is None and not stream.in_transaction:
+            stream.confirm(stream.wal_end)

@@ -1,0 +1,81 @@
+"""SQL that the SQLite and PostgreSQL apply targets write alike.
+
+Both dialects quote identifiers the same way and apply replayed row
+operations with the same statements; what differs (placeholders, how a
+table is named, column types and defaults) is passed in by the dialect
+modules (adapters/sqlite/dialect.py, adapters/postgres/dialect.py).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Iterable
+
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import RowOp
+
+Shape = tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[bool, ...]]
+
+
+def quote(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_sql(name: str, type_: str | None, notnull: bool, default: str | None) -> str:
+    """A column definition; ``type_`` and ``default`` are SQL as the dialect declares them."""
+    parts = [quote(name)]
+    if type_:
+        parts.append(type_)
+    if notnull:
+        parts.append("NOT NULL")
+    if default is not None:
+        parts.append(f"DEFAULT {default}")
+    return " ".join(parts)
+
+
+def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, ...]) -> str:
+    """CREATE TABLE ``table`` (already quoted) with column ``definitions`` and the primary key, if any."""
+    definitions = list(definitions)
+    if primary_key:
+        definitions.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
+    return f"CREATE TABLE {table} ({', '.join(definitions)})"
+
+
+def shape(op: RowOp) -> Shape:
+    """Consecutive operations of one shape share one statement; ``nulls`` marks the key
+    values that are NULL (empty when none is, the usual case)."""
+    key = op.key.values()
+    nulls = tuple(v is None for v in key) if None in key else ()
+    return op.table, op.op, tuple(op.values), tuple(op.key), nulls
+
+
+def params(op: RowOp, convert: Callable[[Any], Any] | None = None) -> list[Any]:
+    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert`` if given."""
+    if op.op == ch.INSERT:
+        values = list(op.values.values())
+    else:
+        key: Iterable[Any] = op.key.values()
+        if None in key:
+            key = [v for v in key if v is not None]  # NULL keys are matched by IS NULL
+        values = [*key] if op.op == ch.DELETE else [*op.values.values(), *key]
+    return values if convert is None else [convert(v) for v in values]
+
+
+@lru_cache(maxsize=1024)
+def row_sql(table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], nulls: tuple[bool, ...],
+            placeholder: str) -> str | None:
+    """The statement for operations of one shape on ``table`` (already quoted); None for an
+    update of no columns."""
+    where = " AND ".join(f"{quote(k)} IS NULL" if null else f"{quote(k)} = {placeholder}"
+                         for k, null in zip(key, nulls or (False,) * len(key)))
+    if op == ch.INSERT:
+        return (f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES ({', '.join([placeholder] * len(columns))})")
+    if op == ch.UPDATE:
+        if not columns:
+            return None
+        return f"UPDATE {table} SET {', '.join(f'{quote(c)} = {placeholder}' for c in columns)} WHERE {where}"
+    if op == ch.DELETE:
+        return f"DELETE FROM {table} WHERE {where}"
+    raise ValueError(f"unknown row operation {op!r}")

@@ -1,0 +1,94 @@
+"""SQLiteTarget: rebuilds tables from replayed row operations (replay and consumer replicas)."""
+
+from __future__ import annotations
+
+import sqlite3
+from itertools import groupby
+from pathlib import Path
+from typing import Sequence
+
+from adapters import sql
+from adapters.sqlite.dialect import (CHECKPOINTS, PLACEHOLDER, column_sql, connect, create_sql, has_table, quote,
+                                     read_schema, transaction)
+from exchange.contracts.changes import RowOp, TableSchema
+from exchange.store import sqlite_path
+
+
+class SQLiteTarget:
+    """Rebuilds tables from replayed row operations (the file is created if missing)."""
+
+    def __init__(self, url: str):
+        path = sqlite_path(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = connect(path)
+
+    def apply_schema(self, schema: TableSchema) -> None:
+        """Create the table, or alter it to match ``schema``."""
+        current = read_schema(self._db, schema.name)
+        if current == schema:
+            return
+        with transaction(self._db):
+            if current is None:
+                self._db.execute(create_sql(schema))
+            elif not self._alter(current, schema):
+                self._rebuild(current, schema)
+
+    def drop_table(self, table: str, checkpoint: str | None = None) -> None:
+        """Drop ``table`` when it exists and forget the checkpoint named
+        ``checkpoint`` with it, in one transaction."""
+        with transaction(self._db):
+            self._db.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            if checkpoint is not None and has_table(self._db, CHECKPOINTS):
+                self._db.execute(f"DELETE FROM {CHECKPOINTS} WHERE name = ?", (checkpoint,))
+
+    def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
+        """Apply row operations in order, in one transaction; a ``checkpoint``
+        (name, position) is recorded in the same transaction."""
+        with transaction(self._db):
+            for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
+                statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER)
+                if statement:
+                    self._db.executemany(statement, map(sql.params, run))
+            if checkpoint is not None:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name TEXT PRIMARY KEY, position INTEGER)")
+                self._db.execute(f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?)", checkpoint)
+
+    def checkpoint(self, name: str) -> int | None:
+        """The position last recorded under ``name`` (None when there is none)."""
+        if not has_table(self._db, CHECKPOINTS):
+            return None
+        row = self._db.execute(f"SELECT position FROM {CHECKPOINTS} WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _alter(self, current: TableSchema, schema: TableSchema) -> bool:
+        """ADD/DROP COLUMN to reach ``schema``; False (nothing changed) when that cannot."""
+        names = set(schema.column_names)
+        kept = [c for c in current.columns if c.name in names]
+        added = [c for c in schema.columns if c.name not in set(current.column_names)]
+        if tuple(kept + added) != schema.columns or current.primary_key != schema.primary_key:
+            return False
+        table = quote(schema.name)
+        self._db.execute("SAVEPOINT alter_columns")
+        try:
+            for column in added:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column_sql(column)}")
+            for column in current.columns:
+                if column.name not in names:
+                    self._db.execute(f"ALTER TABLE {table} DROP COLUMN {quote(column.name)}")
+            done = True
+        except sqlite3.OperationalError:  # e.g. NOT NULL without a default, a non-constant default
+            self._db.execute("ROLLBACK TO alter_columns")
+            done = False
+        self._db.execute("RELEASE alter_columns")
+        return done
+
+    def _rebuild(self, current: TableSchema, schema: TableSchema) -> None:
+        temporary = "_exchange_rebuild"
+        common = ", ".join(quote(c) for c in schema.column_names if c in current.column_names)
+        self._db.execute(create_sql(schema, temporary))
+        self._db.execute(f"INSERT INTO {temporary} ({common}) SELECT {common} FROM {quote(schema.name)}")
+        self._db.execute(f"DROP TABLE {quote(schema.name)}")
+        self._db.execute(f"ALTER TABLE {temporary} RENAME TO {quote(schema.name)}")
