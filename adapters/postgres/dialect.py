@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -11,9 +11,6 @@ from adapters import sql
 from adapters.postgres.types import SESSION_OPTIONS
 from adapters.sql import quote
 from exchange.contracts.changes import Column, TableSchema
-
-if TYPE_CHECKING:
-    from adapters.postgres.catalog import Table
 
 BOOKKEEPING = "exchange_capture"  # the schema of capture's (and replay's) own tables
 CHECKPOINTS = f"{BOOKKEEPING}.replay_checkpoints"  # replay progress in a target
@@ -78,8 +75,9 @@ def create_sql(schema: TableSchema) -> str:
     return sql.create_sql(qualified(schema.name), map(column_sql, schema.columns), _primary_key(schema))
 
 
-def alter_sql(current: Table, schema: TableSchema) -> list[str]:
-    """ALTER TABLE statements that turn ``current`` into ``schema``."""
+def alter_sql(current: Any, schema: TableSchema) -> list[str]:
+    """ALTER TABLE statements that turn ``current`` (the table as adapters.postgres.catalog reads it, which
+    imports this module) into ``schema``."""
     table = qualified(schema.name)
     wanted = {c.name: c for c in schema.columns}
     key = _primary_key(schema)
