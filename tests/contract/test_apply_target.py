@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from backends import VALUES, Backend, Contract, suites
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import RowOp, TableSchema
+from exchange.contracts.changes import Column, RowOp, TableSchema
+
+from backends import BACKENDS, VALUES, Backend
+from suites import Contract, suites
 
 KEY = {"region": "京", "no": 1}
 ROW = {**KEY, "title": "a", "status": "open"}
@@ -104,6 +106,53 @@ class ApplyTargetContract(Contract):
         assert reader.table_schema("cases").column_names == added.column_names
         assert list(reader.rows("cases")) == [{**ROW, "level": 3, "note": None},
                                               {**ROW, "no": 2, "level": 1, "note": "新"}]
+
+    def test_the_table_is_altered_to_a_schema_without_a_column_and_with_another_key(self, backend):
+        schema = self.cases(backend)
+        target = backend.target()
+        target.apply_schema(schema)
+        target.apply([RowOp("cases", ch.INSERT, KEY, ROW), RowOp("cases", ch.INSERT, {}, {**ROW, "no": 2})])
+        dropped = TableSchema("cases", tuple(c for c in schema.columns if c.name != "title"), schema.primary_key)
+        rekeyed = TableSchema("cases", dropped.columns, ("no",))
+
+        target.apply_schema(dropped)
+        target.apply_schema(rekeyed)
+        target.apply([RowOp("cases", ch.UPDATE, {"no": 2}, {"status": "closed"})])
+
+        reader = backend.reader()
+        assert reader.tables() == ["cases"]
+        assert reader.table_schema("cases").column_names == ("region", "no", "status")
+        assert reader.table_schema("cases").primary_key == ("no",)
+        assert list(reader.rows("cases")) == [{"region": "京", "no": 1, "status": "open"},
+                                              {"region": "京", "no": 2, "status": "closed"}]
+
+    @pytest.mark.parametrize("kind", [b for b in BACKENDS if "capture" in b.kinds], ids=lambda b: b.name)
+    def test_a_schema_any_kind_of_source_captured_applies(self, backend, kind):
+        schema = TableSchema("kinds", (Column("id", kind.types["integer"], True),
+                                       *(Column(logical, declared) for logical, declared in kind.types.items())),
+                             ("id",))
+        target = backend.target()
+        target.apply_schema(schema)
+        target.apply_schema(schema)
+
+        created = backend.reader().table_schema("kinds")
+
+        assert created.column_names == schema.column_names and created.primary_key == ("id",)
+
+    def test_names_that_need_quoting_are_applied(self, backend):
+        table = '案件 "Cases"'
+        schema = TableSchema(table, (backend.column("Id", "integer", True), backend.column("名称 x", "text")), ("Id",))
+        target = backend.target()
+        target.apply_schema(schema)
+        target.apply([RowOp(table, ch.INSERT, {"Id": 1}, {"Id": 1, "名称 x": "a"}),
+                      RowOp(table, ch.INSERT, {"Id": 2}, {"Id": 2, "名称 x": "b"}),
+                      RowOp(table, ch.UPDATE, {"Id": 1}, {"名称 x": "c"}),
+                      RowOp(table, ch.DELETE, {"Id": 2})], checkpoint=(table, 1))
+        target.apply_schema(TableSchema(table, (*schema.columns, backend.column("Level y", "integer")), ("Id",)))
+
+        reader = backend.reader()
+        assert reader.tables() == [table] and target.checkpoint(table) == 1
+        assert list(reader.rows(table)) == [{"Id": 1, "名称 x": "c", "Level y": None}]
 
     @pytest.mark.parametrize("logical", list(VALUES))
     def test_every_value_type_is_applied(self, backend, logical):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends import VALUES, Contract, suites
+from backends import VALUES
+from suites import Contract, suites
 
 CASES = (("region", "text"), ("no", "integer"), ("title", "text"))
 
