@@ -50,8 +50,8 @@ def fold(changes: list[ch.Change], key: tuple[str, ...], columns: tuple[str, ...
     (an update may carry only some columns; a column added later reads as NULL)."""
     held: dict[tuple, dict[str, Any]] = {}
     for c in row_changes(changes):
-        old = c.before and tuple(c.before[k] for k in key)
-        new = c.after and tuple(c.after[k] for k in key)
+        old = None if c.before is None else tuple(c.before[k] for k in key)
+        new = None if c.after is None else tuple(c.after[k] for k in key)
         if old is not None and old != new:  # a delete, or an update of the key
             held.pop(old, None)
         if new is not None:
