@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from decimal import Decimal
 from itertools import groupby
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+from uuid import UUID
 
 from adapters import sql
 from adapters.sqlite.dialect import (CHECKPOINTS, PLACEHOLDER, column_sql, connect, create_sql, has_table, quote,
@@ -48,7 +51,7 @@ class SQLiteTarget:
             for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
                 statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER)
                 if statement:
-                    self._db.executemany(statement, map(sql.params, run))
+                    self._db.executemany(statement, (sql.params(op, bindable) for op in run))
             if checkpoint is not None:
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name TEXT PRIMARY KEY, position INTEGER)")
                 self._db.execute(f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?)", checkpoint)
@@ -92,3 +95,14 @@ class SQLiteTarget:
         self._db.execute(f"INSERT INTO {temporary} ({common}) SELECT {common} FROM {quote(schema.name)}")
         self._db.execute(f"DROP TABLE {quote(schema.name)}")
         self._db.execute(f"ALTER TABLE {temporary} RENAME TO {quote(schema.name)}")
+
+
+def bindable(value: Any) -> Any:
+    """``value`` as SQLite can bind it: exact decimals and UUIDs as text, arrays and JSON as JSON text.
+
+    (A NUMERIC column turns decimal text into a number where that loses nothing.)"""
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value

@@ -189,11 +189,6 @@ class SQLiteBackend(_SQLBackend):
     chunked = {"snapshot_chunk": 2}
     placeholder = "?"
     integrity_error = sqlite3.IntegrityError
-    known_failures = {
-        "test_every_value_type_is_applied[decimal]":
-            "SQLiteTarget binds values with sqlite3's defaults, which refuse decimal.Decimal: a PostgreSQL "
-            "numeric column cannot be replayed or replicated into SQLite",
-    }
 
     def __init__(self, request: pytest.FixtureRequest):
         super().__init__(request)

@@ -394,3 +394,26 @@ def test_reader_hides_capture_tables_and_streams_in_key_order(app, url):
 def test_reader_of_a_missing_file_sees_no_tables_and_creates_nothing(tmp_path):
     assert SQLiteReader(f"sqlite:///{tmp_path / 'none.db'}").tables() == []
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_sqlite_target_takes_the_values_other_sources_produce(tmp_path):
+    """Exact decimals, UUIDs and arrays (from PostgreSQL) are kept as text, not refused."""
+    import decimal
+    import uuid as uuid_module
+
+    from adapters import open_target
+    from exchange.contracts import changes as ch
+    from exchange.contracts.changes import Column, RowOp, TableSchema
+
+    target = open_target(f"sqlite:///{tmp_path / 'replica.db'}")
+    try:
+        target.apply_schema(TableSchema("t", (Column("id", "INTEGER", True, None), Column("amount", "NUMERIC", False, None),
+                                              Column("ref", "TEXT", False, None), Column("tags", "TEXT", False, None)),
+                                        ("id",)))
+        ref = uuid_module.uuid4()
+        target.apply([RowOp("t", ch.INSERT, {"id": 1}, {"id": 1, "amount": decimal.Decimal("12.50"), "ref": ref,
+                                                        "tags": ["a", "乙"]})])
+    finally:
+        target.close()
+    row = sqlite3.connect(tmp_path / "replica.db").execute("SELECT amount, ref, tags FROM t").fetchone()
+    assert row == (12.5, str(ref), '["a", "乙"]')
