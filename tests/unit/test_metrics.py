@@ -13,7 +13,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from adapters.sqlite import SQLiteSource
+from adapters import open_source
 from exchange.common.config import from_values
 from exchange.common.metrics import commit_timestamp
 from exchange.contracts.events import make_mapper
@@ -41,7 +41,7 @@ class Node:
         self.agency = SampleAgency(str(directory / "agency.db"))
         self.agency.create(persons=5, legal_persons=2, licences=2)
         self.url = f"sqlite:///{self.agency.path}"
-        self.source = SQLiteSource(self.url, TABLES)
+        self.source = open_source(self.url, TABLES)
         self.source.prepare()
         self.store = EventStore(f"sqlite:///{directory / 'node.db'}")
         self.recorder = self.store.node_recorder(AGENCY)
@@ -98,7 +98,7 @@ def test_node_state_is_read_when_scraped(node):
     oldest = node.oldest_commit_after(node.snapshot)
     clock = Clock(oldest + 30)
     registry = CollectorRegistry()
-    registry.register(NodeState(node.recorder, lambda: acknowledged[0], lambda: SQLiteSource(node.url, TABLES), clock))
+    registry.register(NodeState(node.recorder, lambda: acknowledged[0], lambda: open_source(node.url, TABLES), clock))
     value = registry.get_sample_value
     latest = node.recorder.max_notification_id()
 
@@ -125,7 +125,7 @@ def test_node_state_is_read_when_scraped(node):
 def test_a_source_that_cannot_be_read_leaves_its_samples_out_and_is_logged_once(node, tmp_path, caplog):
     registry = CollectorRegistry()
     missing = f"sqlite:///{tmp_path / 'gone.db'}"
-    registry.register(NodeState(node.recorder, lambda: 0, lambda: SQLiteSource(missing, TABLES)))
+    registry.register(NodeState(node.recorder, lambda: 0, lambda: open_source(missing, TABLES)))
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
             text = generate_latest(registry).decode()
