@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Iterator
 
 import grpc
 
+from exchange.common.metrics import commit_timestamp
 from exchange.contracts.text import bounded
 from exchange.store import StoreError, VersionGapError, check_agency
 from exchange.transport.wire import MalformedEvent, to_wire
-from hub import identity, metrics
+from hub import identity
 from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap
+from hub.metrics import METRICS, HubMetrics
 from hub.sharing import subscription as sharing_subscription
 from hub.sharing.guard import NotSharedEvents
 from hub.status import StatusBoard
@@ -30,7 +33,8 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
     """Publish, Subscribe and GetPosition over an Ingest."""
 
     def __init__(self, ingest: Ingest, max_batch: int, board: StatusBoard | None = None,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, metrics: HubMetrics = METRICS):
+        self.metrics = metrics
         self.ingest = ingest
         self.max_batch = max_batch
         self.board = board or StatusBoard()
@@ -47,13 +51,11 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         if first is None:
             return
         if first.WhichOneof("kind") != "hello":
-            _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
-                    "the first message of a publish stream must be a Hello naming the agency")
-        agency = _agency(identity.acting_agency(context, first.hello.agency), context)
-        _track_connected(metrics.PUBLISHERS, agency, context)
+            self._refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
+                         "the first message of a publish stream must be a Hello naming the agency")
+        agency = self._agency(identity.acting_agency(context, first.hello.agency), context)
         self.board.connected(agency, context)
         position = self.ingest.position(agency)
-        metrics.POSITION.labels(agency).set(position)
         log.info("publisher connected: agency %s from %s, node version %s, position %d",
                  agency, context.peer(), first.hello.node_version or "unknown", position,
                  extra={"agency": agency, "peer": context.peer(), "position": position})
@@ -62,21 +64,21 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         yield pb.PublishResponse(position=position)
         for request in request_iterator:
             if request.WhichOneof("kind") != "batch":
-                _refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
-                        "only the first message of a publish stream may be a Hello")
+                self._refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
+                             "only the first message of a publish stream may be a Hello")
             identity.peer(context)  # a certificate revoked or expired since the stream opened stops it here
             position, stored = self._store(agency, request.batch, context)
             yield pb.PublishResponse(position=position, stored=stored)
 
     def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
         """The agency's events after ``request.after``, then new ones as they come."""
-        agency = _agency(request.agency, context)  # the provider whose log is read
+        agency = self._agency(request.agency, context)  # the provider whose log is read
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
-        _track_connected(metrics.SUBSCRIBERS, agency, context)
+        _track_connected(self.metrics.subscribers, agency, context)
         consumer = identity.acting_agency(context, request.consumer) or agency
         if consumer != agency:
-            yield from self._subscribe_consumer(agency, _agency(consumer, context), request, limit, context)
+            yield from self._subscribe_consumer(agency, self._agency(consumer, context), request, limit, context)
             return
         # Audit: one delivery summary per subscribe call, recorded when the call ends.
         delivery = {"agency": agency, "after": after, "last": after, "events": 0}
@@ -91,7 +93,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             # Audit counts what is handed to the transport (the call may end before the next resume).
             delivery.update(last=notifications[-1].id, events=delivery["events"] + len(notifications))
             yield to_wire(notifications, after)
-            metrics.EVENTS_DELIVERED.labels(agency).inc(len(notifications))
+            self.metrics.events_delivered.labels(agency).inc(len(notifications))
             after = notifications[-1].id
 
     def _subscribe_consumer(self, provider: str, consumer: str, request: pb.SubscribeRequest, limit: int,
@@ -103,12 +105,12 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
 
     def GetPosition(self, request: pb.PositionRequest, context: grpc.ServicerContext) -> pb.Position:
         """The node position and latest hub notification id for the agency."""
-        agency = _agency(identity.acting_agency(context, request.agency), context)
+        agency = self._agency(identity.acting_agency(context, request.agency), context)
         return pb.Position(position=self.ingest.position(agency), hub_position=self.ingest.hub_position(agency))
 
     def _store(self, agency: str, batch: pb.EventBatch, context: grpc.ServicerContext) -> tuple[int, int]:
         try:
-            with metrics.STORE_BATCH_SECONDS.time():
+            with self.metrics.store_batch_seconds.time():
                 position, stored = self.ingest.ingest(agency, batch)
         except NotSharedEvents as e:
             self._refuse_batch(context, agency, "not_shared", grpc.StatusCode.PERMISSION_DENIED, str(e))
@@ -128,38 +130,34 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
             self._refuse_batch(context, agency, "internal", grpc.StatusCode.INTERNAL,
                                f"agency {agency}: batch after {batch.after} not stored: {e}")
         duplicates = len(batch.events) - stored
-        metrics.BATCHES.labels(agency, "stored" if stored else "duplicate").inc()
-        metrics.EVENTS_STORED.labels(agency).inc(stored)
-        metrics.EVENTS_DUPLICATE.labels(agency).inc(duplicates)
-        metrics.POSITION.labels(agency).set(position)
+        self.metrics.batches.labels(agency, "stored" if stored else "duplicate").inc()
+        self.metrics.events_stored.labels(agency).inc(stored)
+        self.metrics.events_duplicate.labels(agency).inc(duplicates)
         if batch.head:
-            backlog = max(0, batch.head - position)
-            metrics.NODE_BACKLOG.labels(agency).set(backlog)
-            self.board.set_backlog(agency, backlog)
-        if stored:
-            metrics.record_commit_time(agency, batch.events[-1].state)
+            self.board.set_head(agency, batch.head)
+        commit = commit_timestamp(batch.events[-1].state) if stored else None
+        if commit is not None:
+            self.board.set_clock_ahead(agency, commit, time.time())
         return position, stored
 
     def _refuse_batch(self, context: grpc.ServicerContext, agency: str, kind: str, code: grpc.StatusCode,
                       message: str):
-        metrics.BATCHES.labels(agency, "refused").inc()
+        self.metrics.batches.labels(agency, "refused").inc()
         message = bounded(message)
         log.warning("refused a batch: %s", message, extra={"agency": agency, "kind": kind})
         self._record("batch.refused", agency, kind=kind, reason=message, peer=context.peer())
-        _refuse(context, kind, code, message)
+        self._refuse(context, kind, code, message)
 
+    def _agency(self, agency: str, context: grpc.ServicerContext) -> str:
+        try:
+            return check_agency(agency)
+        except StoreError as e:
+            self._refuse(context, "invalid_agency", grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
-def _agency(agency: str, context: grpc.ServicerContext) -> str:
-    try:
-        return check_agency(agency)
-    except StoreError as e:
-        _refuse(context, "invalid_agency", grpc.StatusCode.INVALID_ARGUMENT, str(e))
-
-
-def _refuse(context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):
-    """Count the error and end the call with ``code`` (raises)."""
-    metrics.ERRORS.labels(kind).inc()
-    context.abort(code, bounded(message))
+    def _refuse(self, context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):
+        """Count the error and end the call with ``code`` (raises)."""
+        self.metrics.errors.labels(kind).inc()
+        context.abort(code, bounded(message))
 
 
 def _track_connected(gauge, agency: str, context: grpc.ServicerContext) -> None:

@@ -308,13 +308,13 @@ class ChainWatch:
         self.thread.join(10)
 
     def check(self) -> Verdict:
-        from hub import metrics
+        from hub.metrics import METRICS
 
         try:
             verdict = verify(self.path)
         except (OSError, AuditError) as e:
             verdict = Verdict(str(self.path), False, 0, Head(0, GENESIS), kind="unreadable", reason=str(e))
-        metrics.AUDIT_CHAIN_VALID.set(1 if verdict.valid else 0)
+        METRICS.audit_chain_valid.set(1 if verdict.valid else 0)
         if not verdict.valid and verdict != self.last:
             log.error("audit log chain broken: %s", verdict.render(),
                       extra={"audit_path": str(self.path), "bad_seq": verdict.bad_seq, "kind": verdict.kind})

@@ -35,7 +35,7 @@ from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKe
 from exchange.store import EventStore, VersionGapError
 from exchange.transport.wire import MalformedEvent
 from hub.workdays import WorkingCalendar
-from hub import metrics
+from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest, PositionGap
@@ -87,7 +87,7 @@ class BundleImporter:
         """Import one bundle; False if it was quarantined."""
         try:
             manifest, batch = read_bundle(path, self.trusted_keys, self.decrypt_key)
-            with metrics.STORE_BATCH_SECONDS.time():
+            with metrics.store_batch_seconds.time():
                 position, stored = self._ingest(manifest.agency, batch)
         except BundleError as e:
             return self._quarantine(path, e.reason, e.detail, report)
@@ -104,12 +104,9 @@ class BundleImporter:
         except VersionGapError as e:
             return self._quarantine(path, "version_gap", f"{e}; nothing of the bundle was stored", report)
         agency = manifest.agency
-        metrics.BUNDLES_IMPORTED.labels(agency).inc()
-        metrics.EVENTS_STORED.labels(agency).inc(stored)
-        metrics.EVENTS_DUPLICATE.labels(agency).inc(len(batch.events) - stored)
-        metrics.POSITION.labels(agency).set(position)
-        if stored:
-            metrics.record_commit_time(agency, batch.events[-1].state)
+        metrics.bundles_imported.labels(agency).inc()
+        metrics.events_stored.labels(agency).inc(stored)
+        metrics.events_duplicate.labels(agency).inc(len(batch.events) - stored)
         if self.audit is not None:  # before the move: a crash between the two repeats the entry, never loses it
             self.audit.record("bundle.imported", agency, file=path.name, first=manifest.first, last=manifest.last,
                               stored=stored, key_id=manifest.key_id, content_sha256=manifest.content_sha256)
@@ -139,7 +136,7 @@ class BundleImporter:
         if self.audit is not None:
             self.audit.record("bundle.quarantined", "bundle-import", file=path.name, reason=reason, detail=detail)
         self._move(path, QUARANTINE_DIR)
-        metrics.BUNDLES_QUARANTINED.labels(reason).inc()
+        metrics.bundles_quarantined.labels(reason).inc()
         report["quarantined"].append({"file": path.name, "reason": reason, "detail": detail})
         log.error("quarantined bundle %s (%s): %s", path.name, reason, detail)
         return False

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import grpc
 
 from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, Peer, RevocationList, peer_from_pem
-from hub import metrics
+from hub.metrics import METRICS as metrics
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _deny(context: grpc.ServicerContext, code: grpc.StatusCode, proven: Peer | N
     if proven is not None:
         details["serial"] = proven.serial_hex
     log.warning("refused %s: %s", context.peer(), message, extra={"identity": who, **details})
-    metrics.ERRORS.labels("unauthenticated" if code == grpc.StatusCode.UNAUTHENTICATED else "permission_denied").inc()
+    metrics.errors.labels("unauthenticated" if code == grpc.StatusCode.UNAUTHENTICATED else "permission_denied").inc()
     if _audit is not None:
         _audit.record("access.refused", who, **details)
     context.abort(code, message)

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
-from hub import metrics
+from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog
 from hub.bundle_import import BundleImporter, ack_key, decrypt_key
 from hub.ingest import Ingest
@@ -58,7 +58,7 @@ class Inbox:
             try:
                 self.importer.import_all()
             except Exception:  # e.g. the store is busy; the next pass retries
-                metrics.ERRORS.labels("inbox").inc()
+                metrics.errors.labels("inbox").inc()
                 log.exception("inbox import failed; retrying in %.0fs", self.rescan_interval)
             self.wake.wait(self.rescan_interval)
 

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from eventsourcing.persistence import Notification
 
+from exchange.common.metrics import commit_timestamp
 from exchange.store import AgencyRecorder, EventStore, Tracking, check_agency
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -79,6 +80,12 @@ class Ingest:
         """The latest hub notification id in the agency's log (0 when empty)."""
         recorder = self.recorder(agency, create=False)
         return (recorder.max_notification_id() or 0) if recorder else 0
+
+    def newest_commit(self, agency: str) -> float | None:
+        """Source commit time (Unix) of the agency's newest event at the hub (None without one)."""
+        latest = self.hub_position(agency)
+        newest = self.read(agency, latest - 1, 1) if latest else []
+        return commit_timestamp(newest[0].state) if newest else None
 
     def read(self, agency: str, after: int, limit: int) -> Sequence[Notification]:
         """Up to ``limit`` notifications of the agency's log after hub id ``after``."""

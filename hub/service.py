@@ -20,13 +20,14 @@ from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, StoreError, redact_url
 from hub import audit_reconcile, identity
 from hub import inbox as hub_inbox
-from hub import metrics, status, web
+from hub import status, web
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
 from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
+from hub.metrics import METRICS, HubState
 from hub.sharing import setup as hub_sharing
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -56,7 +57,7 @@ def run(cfg: Config) -> int:
     try:
         ingest = Ingest(store)
         try:
-            _restore_metrics(ingest, agencies)  # reads each agency's log: a wrong cipher key fails here
+            _check_readable(ingest, agencies)  # a wrong cipher key fails here
         except StoreError as e:
             log.error("cannot read the hub store %s: %s", redact_url(cfg.store.url), e)
             return 2
@@ -142,7 +143,7 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()
-    exchange_servicer = ExchangeServicer(ingest, cfg.listen.max_batch, board, audit)
+    exchange_servicer = ExchangeServicer(ingest, cfg.listen.max_batch, board, audit, METRICS)
     pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
     catalog.add_to_server(server)
     sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, audit=audit, catalog=catalog.catalog)
@@ -178,11 +179,14 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         if inbox is not None:
             inbox.stop()
         return 2
+    state = HubState(ingest, board, catalog.overdue_counts, sharing.ledger.overdue_counts)
+    METRICS.registry.register(state)
     try:
-        http = web.serve(cfg.metrics.address, cfg.metrics.port, 
-                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.refresh_overdue()))
+        http = web.serve(cfg.metrics.address, cfg.metrics.port,
+                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg.metrics.address, cfg.metrics.port, e)
+        METRICS.registry.unregister(state)
         if inbox is not None:
             inbox.stop()
         if sftp_inbox is not None:
@@ -205,6 +209,7 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         server.stop(GRACE_SECONDS).wait()
         workers.shutdown(wait=True)  # cancelled streams end at their next check; the store outlives them
     finally:
+        METRICS.registry.unregister(state)
         sharing.stop()
         if inbox is not None:
             inbox.stop()
@@ -219,13 +224,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     return 0
 
 
-def _restore_metrics(ingest: Ingest, agencies: list[str]) -> None:
-    """Publish positions and commit times of what the store already holds
-    (and no open publish stream, so a node that never reconnects is seen)."""
+def _check_readable(ingest: Ingest, agencies: list[str]) -> None:
+    """Read each agency's newest event, so a store the hub cannot read fails at start (StoreError)."""
     for agency in agencies:
-        metrics.POSITION.labels(agency).set(ingest.position(agency))
-        metrics.PUBLISHERS.labels(agency).set(0)
-        last = ingest.read(agency, ingest.hub_position(agency) - 1, 1)
-        if last:
-            metrics.record_commit_time(agency, last[0].state)
+        ingest.newest_commit(agency)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
 from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
-from hub import metrics
+from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog
 from hub.bundle_import import ACK_DIR, BundleImporter, ack_key, decrypt_key
 from hub.ingest import Ingest
@@ -63,12 +63,12 @@ class SftpInbox:
                 self.poll()
                 self.last_error = None
             except SftpError as e:
-                metrics.ERRORS.labels("sftp_inbox").inc()
+                metrics.errors.labels("sftp_inbox").inc()
                 # Once per distinct error, not every poll: it needs the operator, not a full log.
                 log.log(logging.ERROR if str(e) != self.last_error else logging.DEBUG, "SFTP inbox: %s", e)
                 self.last_error = str(e)
             except Exception:
-                metrics.ERRORS.labels("sftp_inbox").inc()
+                metrics.errors.labels("sftp_inbox").inc()
                 log.exception("SFTP inbox poll failed; retrying in %gs", self.poll_interval)
             self.stopping.wait(self.poll_interval)
 

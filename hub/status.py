@@ -21,7 +21,6 @@ from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.store import EventStore, redact_url
 from hub.ingest import Ingest
-from hub.metrics import commit_timestamp
 
 DASH = "—"
 
@@ -31,7 +30,8 @@ class AgencyStatus:
     """What the running hub knows of one agency beyond its store."""
 
     publishers: int = 0
-    node_backlog_events: int | None = None  # from the head of the latest batch
+    node_head: int | None = None  # the node's latest notification id when it sent its latest batch
+    clock_ahead_seconds: float | None = None  # source commit time beyond the hub's clock, in the latest batch
 
 
 class StatusBoard:
@@ -47,11 +47,18 @@ class StatusBoard:
         if not context.add_callback(lambda: self._change(agency, -1)):
             self._change(agency, -1)
 
-    def set_backlog(self, agency: str, events: int) -> None:
-        """Record the backlog the node reported with its latest batch."""
+    def set_head(self, agency: str, head: int) -> None:
+        """Record the node's latest notification id, sent with its latest batch (``EventBatch.head``)."""
         with self._lock:
             current = self._agencies.get(agency, AgencyStatus())
-            self._agencies[agency] = replace(current, node_backlog_events=events)
+            self._agencies[agency] = replace(current, node_head=head)
+
+    def set_clock_ahead(self, agency: str, commit: float, received: float) -> None:
+        """Record how far the source commit time ``commit`` of the newest event of a batch received
+        at ``received`` (hub clock) lies in the future: the source's clock is at least that far ahead."""
+        with self._lock:
+            current = self._agencies.get(agency, AgencyStatus())
+            self._agencies[agency] = replace(current, clock_ahead_seconds=round(max(0.0, commit - received), 3))
 
     def snapshot(self) -> dict[str, AgencyStatus]:
         with self._lock:
@@ -73,17 +80,19 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
     rows = []
     for agency in sorted(set(ingest.store.agencies()) | set(live)):
         known = live.get(agency, AgencyStatus())
-        latest = ingest.hub_position(agency)
-        newest = ingest.read(agency, latest - 1, 1) if latest else []
-        commit = commit_timestamp(newest[0].state) if newest else None
+        position = ingest.position(agency)
+        backlog = node_backlog(known, position)
+        commit = ingest.newest_commit(agency)
+        lag = lag_seconds(backlog, commit, known.clock_ahead_seconds, now)
         rows.append({
             "agency": agency,
             "connected": known.publishers > 0,
             "last_event_time": _iso(commit) if commit is not None else None,
-            "lag_seconds": round(now - commit, 3) if commit is not None else None,
-            "node_backlog_events": known.node_backlog_events,
-            "hub_position": ingest.position(agency),
-            "latest_event_id": latest,
+            "lag_seconds": round(lag, 3) if lag is not None else None,
+            "source_clock_ahead_seconds": known.clock_ahead_seconds,
+            "node_backlog_events": backlog,
+            "latest_event_id": ingest.hub_position(agency),
+            "hub_position": position,
             # Planned features; None until they exist.
             "offline_fallback": None,
             "catalog_entries_overdue": catalog_overdue.get(agency, 0) if catalog_overdue is not None else None,
@@ -91,6 +100,31 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
         })
     return {"hub_running": board is not None, "store": redact_url(ingest.store.url), "generated_at": _iso(now),
             "agencies": rows}
+
+
+def node_backlog(known: AgencyStatus, position: int) -> int | None:
+    """Events the node held beyond the hub's ``position`` when it sent its latest batch, less those
+    that reached the hub since (by a later batch or a bundle); None until a batch arrives after a hub start."""
+    return None if known.node_head is None else max(0, known.node_head - position)
+
+
+def lag_seconds(backlog: int | None, newest_commit: float | None, clock_ahead: float | None,
+                now: float) -> float | None:
+    """Age of the oldest event the node holds and the hub does not, as far as the hub knows (None: unknown).
+
+    The hub learns the node's backlog from the head of each batch, not the
+    times of the events still at the node: 0 when nothing is left there;
+    else ``now`` minus the source commit time of the newest event the hub
+    holds (the events still at the node were committed no earlier, so this
+    bounds their age from above), plus how far the source clock was seen
+    ahead of the hub's (``clock_ahead``), and never below 0."""
+    if backlog is None:
+        return None
+    if backlog == 0:
+        return 0.0
+    if newest_commit is None:
+        return None
+    return max(0.0, now - newest_commit + (clock_ahead or 0.0))
 
 
 def status_url(cfg: Config) -> str | None:
@@ -143,6 +177,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _ahead(seconds: float | None) -> str:
+    """A source clock seen ahead of the hub's (by a second or more), else a dash."""
+    return format_duration(seconds) if seconds is not None and seconds >= 1 else DASH
+
+
 def _time(iso: str | None) -> str:
     return iso.replace("T", " ").replace("+00:00", "Z") if iso else DASH
 
@@ -152,6 +191,7 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("agency", lambda r: r["agency"]),
     ("connected", lambda r: _text(r["connected"])),
     ("lag", lambda r: format_duration(r["lag_seconds"])),
+    ("source clock ahead", lambda r: _ahead(r.get("source_clock_ahead_seconds"))),
     ("last event", lambda r: _time(r["last_event_time"])),
     ("node backlog", lambda r: _text(r["node_backlog_events"])),
     ("hub position", lambda r: _text(r["hub_position"])),

@@ -38,7 +38,7 @@ from exchange.contracts.events import (
     schema_id,
 )
 from exchange.store import NodeRecorder, RecordState
-from node import metrics
+from node.metrics import METRICS, NodeMetrics
 from node.field_policy import FieldPolicy
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 
@@ -86,8 +86,9 @@ class Capture:
 
     def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
                  policy: FieldPolicy | None = None,
-                 on_stored: Callable[[list[RecordEvent]], None] | None = None):
+                 on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS):
         self.agency = agency
+        self.metrics = metrics
         self.policy = policy or FieldPolicy()
         self.on_stored = on_stored  # told of each batch's events once they are stored
         self.source = source
@@ -116,11 +117,10 @@ class Capture:
         stored = [self.mapper.to_stored_event(e) for e in batch.events]
         self.recorder.insert_events(stored, tracking=Tracking(SOURCE_TRACKING, last), states=batch.states)
         self.position = last
-        metrics.STORE_BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.EVENTS_STORED.inc(len(stored))
-        metrics.SOURCE_POSITION.set(last)
+        self.metrics.store_batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.events_stored.inc(len(stored))
         for change in changes:
-            metrics.CHANGES_CAPTURED.labels(change.op).inc()
+            self.metrics.changes_captured.labels(change.op).inc()
         if self.on_stored is not None:
             self.on_stored(batch.events)
         return len(changes)

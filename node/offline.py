@@ -33,7 +33,7 @@ from exchange.common.config import Config
 from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
 from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
 from exchange.store import NodeRecorder
-from node import metrics
+from node.metrics import METRICS, NodeMetrics
 from node.bundles import ACK_DIR, apply_ack, encrypt_to, hub_key, signing_key, write_bundles
 from node.positions import HUB_TRACKING
 from node.shipper import Shipper
@@ -46,7 +46,9 @@ SENT_DIR = "sent"
 class OfflineShipper:
     """Runs fallback rounds while the hub is unreachable (or always), until stopped."""
 
-    def __init__(self, cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event):
+    def __init__(self, cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event,
+                 metrics: NodeMetrics = METRICS):
+        self.metrics = metrics
         self.agency = cfg.agency
         self.mode = cfg.offline.mode
         self.fallback_after = cfg.offline.fallback_after
@@ -82,16 +84,16 @@ class OfflineShipper:
                     self.round()
                     self.last_error = None
             except SftpError as e:
-                metrics.ERRORS.labels("offline").inc()
+                self.metrics.errors.labels("offline").inc()
                 # Once per distinct error, not every round: it needs the operator, not a full log.
                 log.log(logging.ERROR if str(e) != self.last_error else logging.DEBUG, "offline fallback: %s", e,
                         extra={"sftp": self.target.known_hosts_name})
                 self.last_error = str(e)
             except Exception:
-                metrics.ERRORS.labels("offline").inc()
+                self.metrics.errors.labels("offline").inc()
                 log.exception("offline fallback round failed; retrying in %gs", self.interval)
             self.stopping.wait(self.interval if self.active else min(1.0, self.interval))
-        metrics.OFFLINE_FALLBACK_ACTIVE.set(0)
+        self.metrics.offline_fallback_active.set(0)
 
     def _should_be_active(self) -> bool:
         if self.mode == "always":
@@ -108,7 +110,7 @@ class OfflineShipper:
             log.info("offline fallback stopped: the hub is reachable again", extra={"agency": self.agency})
             self._forget_acknowledged(self.recorder.position(HUB_TRACKING))
         self.active = active
-        metrics.OFFLINE_FALLBACK_ACTIVE.set(1 if active else 0)
+        self.metrics.offline_fallback_active.set(1 if active else 0)
 
     def round(self) -> dict:
         """One fallback round (see the module docstring); what was uploaded."""
@@ -129,8 +131,8 @@ class OfflineShipper:
                 result = upload(sftp, path, self.target.remote_dir, max_rate=self.max_rate)
                 path.replace(self.outbox / SENT_DIR / path.name)
                 if result["uploaded"]:
-                    metrics.BUNDLES_UPLOADED.inc()
-                metrics.BUNDLE_BYTES_UPLOADED.inc(result["sent"])
+                    self.metrics.bundles_uploaded.inc()
+                self.metrics.bundle_bytes_uploaded.inc(result["sent"])
                 uploaded.append(result)
                 log.info("uploaded bundle %s (%d bytes sent)", path.name, result["sent"],
                          extra={"agency": self.agency, "bundle": path.name})
@@ -142,9 +144,7 @@ class OfflineShipper:
         if data is not None:
             path.parent.mkdir(exist_ok=True)
             write_atomically(path, data)
-        position = apply_ack(self.recorder, path, self.agency, self.hub_key, self.not_shared)
-        metrics.HUB_POSITION.set(max(position, self.shipper.acknowledged))
-        return position
+        return apply_ack(self.recorder, path, self.agency, self.hub_key, self.not_shared)
 
     def _forget_acknowledged(self, acknowledged: int) -> None:
         for path in self._bundles(self.outbox) + self._bundles(self.outbox / SENT_DIR):
@@ -185,7 +185,8 @@ class OfflineShipper:
             raise
 
 
-def create(cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event) -> OfflineShipper | None:
+def create(cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: threading.Event,
+           metrics: NodeMetrics = METRICS) -> OfflineShipper | None:
     """The node's offline fallback (None when ``[offline] mode`` is off); ``start()`` it.
 
     Raises ValueError (or SigningKeyError) naming a setting that is missing or wrong."""
@@ -193,4 +194,4 @@ def create(cfg: Config, recorder: NodeRecorder, shipper: Shipper, stopping: thre
         return None
     if not cfg.offline.outbox:
         raise ValueError("[offline] outbox must be set: the directory keeping bundles until the hub acknowledges them")
-    return OfflineShipper(cfg, recorder, shipper, stopping)
+    return OfflineShipper(cfg, recorder, shipper, stopping, metrics)

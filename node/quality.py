@@ -19,7 +19,7 @@ from exchange.store.at_rest import store_cipher
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
 from exchange.contracts.identifiers import is_valid_resident_id, is_valid_uscc
 from exchange.store import EventStore
-from node import metrics
+from node.metrics import METRICS, NodeMetrics
 
 KINDS: dict[str, Callable[[Any], bool]] = {"uscc": is_valid_uscc, "resident_id": is_valid_resident_id}
 READ_BATCH = 5000
@@ -28,7 +28,8 @@ READ_BATCH = 5000
 class IdentifierCheck:
     """The declared identifier columns of each captured table, and their check."""
 
-    def __init__(self, declared: dict[str, dict[str, str]], tables: Iterable[str]):
+    def __init__(self, declared: dict[str, dict[str, str]], tables: Iterable[str], metrics: NodeMetrics = METRICS):
+        self.metrics = metrics
         tables = set(tables)
         for table, columns in declared.items():
             if table not in tables:
@@ -42,8 +43,8 @@ class IdentifierCheck:
         self.declared = declared
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "IdentifierCheck":
-        return cls(cfg.source.identifiers, cfg.source.tables)
+    def from_config(cls, cfg: Config, metrics: NodeMetrics = METRICS) -> "IdentifierCheck":
+        return cls(cfg.source.identifiers, cfg.source.tables, metrics)
 
     def invalid(self, table: str, values: dict[str, Any]) -> list[tuple[str, str, Any]]:
         """(column, kind, value) of each declared column in ``values`` whose value is invalid (nulls are not)."""
@@ -54,7 +55,7 @@ class IdentifierCheck:
         """Count the invalid identifiers that captured events carry (the capture hook)."""
         for event in events:
             for _, kind, _ in self.invalid(event.resource, _values(event)):
-                metrics.INVALID_IDENTIFIERS.labels(event.resource, kind).inc()
+                self.metrics.invalid_identifiers.labels(event.resource, kind).inc()
 
 
 def _values(event: RecordEvent) -> dict[str, Any]:

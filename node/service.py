@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 
 import adapters
 from exchange.common.config import Config
@@ -14,25 +13,26 @@ from exchange.store.at_rest import store_cipher
 from exchange.contracts.changes import SourceNotReady
 from exchange.transport.rpc.channel import check_settings
 from exchange.store import EventStore, StoreError
-from node import metrics
+from node import metrics as node_metrics
+from node.metrics import NodeMetrics, NodeState
 from node import offline as node_offline
 from node.capture import Capture
 from node.field_policy import FieldPolicy
-from node.positions import RESTORE_TRACKING, SOURCE_TRACKING
+from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from node.quality import IdentifierCheck
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
-SLOT_MEASURE_SECONDS = 5.0  # how often to ask PostgreSQL how much WAL the slot retains
 
 
 class Node:
     """A running node: capture thread + shipper thread."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, metrics: NodeMetrics = node_metrics.METRICS):
         self.cfg = cfg
+        self.metrics = metrics
         self.agency = cfg.agency
-        self.identifiers = IdentifierCheck.from_config(cfg)
+        self.identifiers = IdentifierCheck.from_config(cfg, metrics)
         self.store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
         self.recorder = self.store.node_recorder(self.agency)
         self.policy = FieldPolicy.from_config(cfg)
@@ -48,6 +48,7 @@ class Node:
         self.shipper = Shipper(
             self.agency, self.recorder, cfg.hub.address, batch_size=cfg.hub.batch_size,
             window=cfg.hub.window, reconnect_max=cfg.hub.reconnect_max, wake=self.stored, cfg=cfg,
+            metrics=metrics,
         )
 
     def open_source(self):
@@ -62,7 +63,7 @@ class Node:
         try:
             source = self.open_source()
             capture = Capture(self.agency, source, self.recorder, self.cfg.source.batch_size, self.policy,
-                              on_stored=self.identifiers.count)
+                              on_stored=self.identifiers.count, metrics=self.metrics)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
         except Exception:
@@ -77,17 +78,12 @@ class Node:
 
     def _capture_loop(self, source, capture: Capture) -> None:
         delay = self.cfg.source.poll_interval
-        measured = 0.0
         while not self.stopping.is_set():
             try:
                 consumed = capture.step()
                 capture.prune()
-                metrics.SOURCE_PENDING.set(source.pending(capture.position))
-                if hasattr(source, "slot_retained_wal_bytes") and time.monotonic() - measured > SLOT_MEASURE_SECONDS:
-                    metrics.SLOT_RETAINED_WAL.set(source.slot_retained_wal_bytes())
-                    measured = time.monotonic()
             except Exception:
-                metrics.ERRORS.labels("capture").inc()
+                self.metrics.errors.labels("capture").inc()
                 log.exception("capture failed; retrying")
                 self.stopping.wait(1.0)
                 continue
@@ -96,6 +92,14 @@ class Node:
             else:
                 self.wake.wait(delay)
                 self.wake.clear()
+
+    def state(self) -> NodeState:
+        """The collector of the node's state gauges (register it to export them)."""
+        return NodeState(self.recorder, self.acknowledged, self.open_source)
+
+    def acknowledged(self) -> int:
+        """The node notification id the hub holds, as the shipper or the offline fallback last learnt it."""
+        return max(self.shipper.acknowledged, self.recorder.position(HUB_TRACKING))
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
@@ -119,13 +123,14 @@ def run(cfg: Config) -> int:
             node.policy.check(source.schemas())
         finally:
             source.close()
-        offline = node_offline.create(cfg, node.recorder, node.shipper, node.stopping)
+        offline = node_offline.create(cfg, node.recorder, node.shipper, node.stopping, node.metrics)
     except (SourceNotReady, StoreError, ValueError) as e:
         log.error("node cannot start: %s", e)
         return 2
     signal.signal(signal.SIGTERM, node.stop)
     signal.signal(signal.SIGINT, node.stop)
-    metrics.serve(cfg.metrics.address, cfg.metrics.port)
+    node.metrics.registry.register(node.state())  # a node runs once per process: never unregistered
+    node_metrics.serve(cfg.metrics.address, cfg.metrics.port)
     shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
     shipper.start()
     if offline is not None:

@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
 from typing import Sequence
 
 import grpc
@@ -26,7 +25,7 @@ from exchange.transport.rpc.channel import open_channel
 from exchange.store import NodeRecorder
 from exchange.transport.rpc.tls import TLSError
 from exchange.transport.wire import to_wire
-from node import metrics
+from node.metrics import METRICS, NodeMetrics
 from node.positions import HUB_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -46,8 +45,9 @@ class Shipper:
 
     def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
                  window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None,
-                 cfg: Config | None = None):
+                 cfg: Config | None = None, metrics: NodeMetrics = METRICS):
         self.agency = agency
+        self.metrics = metrics
         self.recorder = recorder
         self.address = address
         self.cfg = cfg
@@ -71,7 +71,7 @@ class Shipper:
             except grpc.RpcError as e:
                 code = e.code() if hasattr(e, "code") else None
                 kind = code.name.lower() if code else "rpc"
-                metrics.ERRORS.labels(kind).inc()
+                self.metrics.errors.labels(kind).inc()
                 if code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
                     log.error("hub refused events: %s", e.details(), extra={"hub": self.address})
                     delay = self.reconnect_max
@@ -85,14 +85,14 @@ class Shipper:
                     log.warning("hub %s unavailable (%s: %s); retrying in %.1fs", self.address, kind,
                                 e.details() if hasattr(e, "details") else e, delay)
             except TLSError as e:
-                metrics.ERRORS.labels("tls").inc()
+                self.metrics.errors.labels("tls").inc()
                 log.error("cannot connect to the hub: %s", e, extra={"hub": self.address})
                 delay = self.reconnect_max
             except Exception:
-                metrics.ERRORS.labels("shipper").inc()
+                self.metrics.errors.labels("shipper").inc()
                 log.exception("shipper failed; retrying in %.1fs", delay)
             finally:
-                metrics.HUB_CONNECTED.set(0)
+                self.metrics.hub_connected.set(0)
                 if self.unreachable_since is None:
                     self.unreachable_since = time.monotonic()
             self.stopping.wait(delay)
@@ -117,7 +117,7 @@ class Shipper:
 
     def _stream(self, requests: queue.Queue, responses) -> None:
         hub_position = next(responses).position
-        metrics.HUB_CONNECTED.set(1)
+        self.metrics.hub_connected.set(1)
         self.unreachable_since = None
         log.info("connected to hub %s; hub holds events up to %d", self.address, hub_position)
         self._acknowledge(hub_position)
@@ -133,15 +133,16 @@ class Shipper:
                 if not notifications:
                     continue
                 head = self.recorder.max_notification_id() or 0
+                if head == sent:  # the events after this batch stay at the node: the hub is caught up with it
+                    head = notifications[-1].id
                 requests.put(pb.PublishRequest(batch=to_wire(notifications, after=shipped, head=head)))
-                metrics.EVENTS_SHIPPED.inc(len(notifications))
+                self.metrics.events_shipped.inc(len(notifications))
                 shipped = notifications[-1].id
                 in_flight.append(shipped)
             if not in_flight:
                 self._settle(sent)
                 self.wake.wait(0.5)
                 self.wake.clear()
-                self._update_backlog()
                 continue
             answer = next(responses)
             while in_flight and in_flight[0] <= answer.position:
@@ -159,8 +160,6 @@ class Shipper:
                     self.recorder.insert_tracking(Tracking(HUB_TRACKING, sent))
                 except IntegrityError:
                     pass  # the offline fallback settled the same events first
-            metrics.HUB_POSITION.set(sent)
-            self._update_backlog()
 
     def _acknowledge(self, position: int) -> None:
         if position < self.acknowledged and kept_at_node(self.recorder, position, self.acknowledged, self.not_shared):
@@ -170,21 +169,13 @@ class Shipper:
                         position, self.acknowledged, position)
             self.acknowledged = position
         elif position > self.acknowledged:
-            metrics.EVENTS_ACKNOWLEDGED.inc(position - self.acknowledged)
+            self.metrics.events_acknowledged.inc(position - self.acknowledged)
             self.acknowledged = position
             if position > self.recorder.position(HUB_TRACKING):
                 try:
                     self.recorder.insert_tracking(Tracking(HUB_TRACKING, position))
                 except IntegrityError:
                     pass  # the offline fallback recorded the same acknowledgement first
-        metrics.HUB_POSITION.set(self.acknowledged)
-        self._update_backlog()
-
-    def _update_backlog(self) -> None:
-        latest = self.recorder.max_notification_id() or 0
-        metrics.BACKLOG_EVENTS.set(max(0, latest - self.acknowledged))
-        oldest = self.recorder.read(self.acknowledged, 1)
-        metrics.BACKLOG_SECONDS.set(_age_seconds(oldest[0].state) if oldest else 0)
 
 
 def shareable(notifications: Sequence[Notification], not_shared: frozenset[str]) -> Sequence[Notification]:
@@ -203,12 +194,3 @@ def kept_at_node(recorder: NodeRecorder, after: int, upto: int, not_shared: froz
         after = events[-1].id
     return after >= upto
 
-
-def _age_seconds(state: bytes) -> float:
-    """Seconds since the source commit recorded in an event's state."""
-    try:
-        commit = json.loads(state).get("commit_time")
-        moment = datetime.fromisoformat(commit["_data_"]) if commit else None
-    except (ValueError, TypeError, KeyError):
-        return 0.0
-    return max(0.0, (datetime.now(timezone.utc) - moment).total_seconds()) if moment else 0.0

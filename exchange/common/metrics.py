@@ -1,13 +1,75 @@
-"""Metrics shared by every process of an agency (``node run`` and ``node subscribe``) and serving them."""
+"""Metrics shared by every process of an agency (``node run`` and ``node subscribe``), serving them,
+and the safe reads that collectors of state gauges make at scrape time."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, start_http_server
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, start_http_server
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ERRORS = Counter("exchange_node_errors_total", "Errors by kind", ["kind"])
+
+
+def errors_counter(registry: CollectorRegistry) -> Counter:
+    """``exchange_node_errors_total`` in ``registry``: the process-wide one for the global registry."""
+    if registry is REGISTRY:
+        return ERRORS
+    return Counter("exchange_node_errors_total", "Errors by kind", ["kind"], registry=registry)
 
 
 def serve(address: str, port: int) -> None:
     """Serve /metrics on ``address:port`` (nothing when port is 0)."""
     if port:
         start_http_server(port, addr=address)
+
+
+class ScrapeReads:
+    """Reads the figures of a scrape so that one failing read never fails the scrape.
+
+    A read that raises gives None (its sample is skipped); the failure is
+    logged once, and again only after that figure was read successfully."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self._failing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def read(self, what: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None when it raises."""
+        try:
+            value = read()
+        except Exception as e:
+            with self._lock:
+                first = what not in self._failing
+                self._failing.add(what)
+            if first:
+                log.warning("%s: cannot read %s for /metrics (%s: %s); its samples are left out until it can",
+                            self.owner, what, type(e).__name__, e)
+            return None
+        with self._lock:
+            self._failing.discard(what)
+        return value
+
+
+def commit_timestamp(state: bytes) -> float | None:
+    """The source commit time (Unix) in an event's serialised state, or None.
+
+    The state is the JSON of a record event, whose ``commit_time`` is
+    ``{"_type_": "datetime_iso", "_data_": ISO}`` or null.  States that are
+    not such JSON (compressed, encrypted, other event kinds) give None.
+    """
+    try:
+        commit_time = json.loads(state).get("commit_time")
+        moment = datetime.fromisoformat(commit_time["_data_"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

@@ -4,8 +4,7 @@ For each agency the position read so far in its log is tracked in the
 catalog's own log (``catalog-schema:<agency>``), written in the same
 transaction as what the events caused, so a crash neither loses a schema
 change nor records one twice.  Ingest wakes the watch when a batch holds a
-schema event; a periodic pass catches up everything else (and refreshes the
-overdue metric, which moves with the clock).
+schema event; a periodic pass catches up everything else.
 """
 
 from __future__ import annotations
@@ -81,13 +80,11 @@ class SchemaWatch:
                               agency, extra={"agency": agency})
         return recorded
 
-    def run(self, interval: float, on_pass=None) -> None:
+    def run(self, interval: float) -> None:
         """Sync every agency each ``interval`` seconds or when woken, until ``stop``."""
         while not self._stop.is_set():
             try:
                 self.sync_all()
-                if on_pass is not None:
-                    on_pass()
             except Exception:
                 log.exception("the catalog's schema watch failed; retrying")
             self.wake.wait(interval)

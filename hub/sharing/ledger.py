@@ -24,7 +24,7 @@ from exchange.contracts.text import excerpt
 from exchange.contracts.events import make_mapper
 from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
-from hub.sharing import metrics
+from hub.metrics import METRICS, HubMetrics
 from hub.sharing.requests import (ANSWER_WORKING_DAYS, AgreementRecorded, Requested, SharingEvent, ShareRequest,
                                   WorkflowError, agreement_id)
 
@@ -59,7 +59,8 @@ class SharingLedger:
     """Share-request workflow, agreements, entitlement decisions and delivery records."""
 
     def __init__(self, store: Any, terms: TermsSource, calendar: WorkingCalendar, *, audit: Any = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, metrics: HubMetrics = METRICS):
+        self.metrics = metrics
         self.terms = terms
         self.calendar = calendar
         self.audit = audit
@@ -212,15 +213,13 @@ class SharingLedger:
         with self._lock:
             return sum(1 for r in self.requests.values() if r.provider == provider and (r.late() or r.overdue(now)))
 
-    def refresh_overdue(self) -> dict[str, int]:
-        """Set the overdue gauge for every provider; the counts."""
+    def overdue_counts(self) -> dict[str, int]:
+        """Share requests unanswered past their deadline, per provider (every provider asked)."""
         now = self.clock()
         with self._lock:
             counts = {r.provider: 0 for r in self.requests.values()}
             for r in self.requests.values():
                 counts[r.provider] += r.overdue(now)
-        for provider, count in counts.items():
-            metrics.REQUESTS_OVERDUE.labels(provider).set(count)
         return counts
 
     # Deliveries -------------------------------------------------------------------------------
@@ -236,7 +235,7 @@ class SharingLedger:
         self._deliveries_log.insert_events([StoredEvent(uuid.uuid4(), 1, DELIVERED_TOPIC, state)])
         if self.audit is not None:
             self.audit.record("share.delivered", entitlement.consumer, **details)
-        metrics.EVENTS_SHARED.labels(entitlement.provider, entitlement.consumer, mode).inc(events)
+        self.metrics.events_shared.labels(entitlement.provider, entitlement.consumer, mode).inc(events)
 
     def deliveries(self, consumer: str | None = None, provider: str | None = None,
                    resource: str | None = None) -> list[dict[str, Any]]:
@@ -270,7 +269,6 @@ class SharingLedger:
             self.audit.record(f"share.{type(event).__name__.lower()}", event.actor, **details)
         log.info("share %s %s by %s", type(event).__name__.lower(), event.originator_id, event.actor,
                  extra={"request": str(event.originator_id), "actor": event.actor})
-        self.refresh_overdue()
 
     def _fold(self, event: SharingEvent) -> None:
         if isinstance(event, AgreementRecorded):
@@ -286,7 +284,6 @@ class SharingLedger:
             for n in notifications:
                 self._fold(self.mapper.to_domain_event(n))
             after = notifications[-1].id
-        self.refresh_overdue()
 
     def _days_late(self, deadline: datetime, moment: datetime) -> int:
         """Working days after the deadline's last working day, up to and including ``moment``'s day."""

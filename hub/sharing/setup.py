@@ -1,9 +1,7 @@
-"""Sharing in a running hub: the ledger, the Sharing service, the not-shared guard, the overdue gauge."""
+"""Sharing in a running hub: the ledger, the Sharing service and the not-shared guard."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
 import grpc
@@ -19,33 +17,18 @@ from hub.sharing.ledger import SharingLedger
 from protos.exchange.v1 import sharing_pb2
 from protos.exchange.v1 import sharing_pb2_grpc
 
-log = logging.getLogger(__name__)
-
 SHARING_SERVICE = sharing_pb2.DESCRIPTOR.services_by_name["Sharing"].full_name
-OVERDUE_REFRESH_SECONDS = 60.0  # deadlines pass with the clock, not only with commands
 
 
 class Sharing:
-    """What ``start`` set up; ``stop()`` ends the overdue refresher."""
+    """What ``start`` set up; ``stop()`` closes the catalog it opened."""
 
     def __init__(self, ledger: SharingLedger, catalog: Catalog, owns_catalog: bool):
         self.ledger = ledger
         self.catalog = catalog
         self._owns_catalog = owns_catalog
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._refresh, name="share-overdue", daemon=True)
-        self._thread.start()
-
-    def _refresh(self) -> None:
-        while not self._stopping.wait(OVERDUE_REFRESH_SECONDS):
-            try:
-                self.ledger.refresh_overdue()
-            except Exception:
-                log.exception("refreshing the overdue share requests failed")
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(5)
         if self._owns_catalog:
             self.catalog.close()
 

@@ -20,9 +20,7 @@ import grpc
 
 from exchange.transport.wire import to_wire
 from hub import identity
-from hub import metrics as hub_metrics
 from hub.ingest import Ingest
-from hub.sharing import metrics
 from hub.sharing.ledger import Entitlement, NotEntitled, SharingLedger
 from hub.sharing.projection import project
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -60,7 +58,7 @@ def stream(ingest: Ingest, ledger: SharingLedger, provider: str, consumer: str, 
         batch = to_wire(projected, after)
         batch.reached, batch.items[:] = reached, items
         if projected:  # recorded before sending: a record may name a batch the consumer never read, never the reverse
-            hub_metrics.EVENTS_DELIVERED.labels(provider).inc(len(projected))
+            ledger.metrics.events_delivered.labels(provider).inc(len(projected))
             ledger.record_delivery(granted, purpose=purpose, events=len(projected), after=after, reached=reached,
                                    mode="stream")
         yield batch
@@ -87,7 +85,7 @@ def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.Servicer
 
 def _refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
             context: grpc.ServicerContext) -> None:
-    metrics.SHARE_REFUSED.labels(provider).inc()
+    ledger.metrics.share_refused.labels(provider).inc()
     if ledger.audit is not None:
         ledger.audit.record("share.refused", consumer, provider=provider, resource=resource, reason=reason)
     log.info("consumer %s refused %s/%s: %s", consumer, provider, resource, reason,

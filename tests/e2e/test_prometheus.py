@@ -104,6 +104,31 @@ def metrics_url(process) -> str:
     return f"http://127.0.0.1:{process.config['metrics']['port']}/metrics"
 
 
+def sample(process, name: str) -> float | None:
+    """The value of the unlabelled metric ``name`` that ``process`` serves now (None when absent)."""
+    found = re.search(rf"^{name} (\S+)$", get(metrics_url(process)), re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_the_node_backlog_age_grows_while_the_hub_is_down_and_is_0_once_caught_up(launch, tmp_path):
+    hub, node = start_pair(launch, tmp_path)
+    wait_for(lambda: sample(node, "exchange_node_backlog_events") == 0, "the node to see its events acknowledged")
+    assert sample(node, "exchange_node_backlog_seconds") == 0
+    assert hub.terminate() == 0
+    source = SampleAgency(str(tmp_path / "agency.db")).connect()
+    source.execute("UPDATE legal_persons SET registered_capital = registered_capital + 1")
+    source.close()
+    wait_for(lambda: (sample(node, "exchange_node_backlog_events") or 0) > 0, "the node to capture the changes")
+    age = wait_for(lambda: sample(node, "exchange_node_backlog_seconds"), "a backlog age above 0")
+    wait_for(lambda: sample(node, "exchange_node_backlog_seconds") > age + 1, "the backlog age to grow")
+    assert sample(node, "exchange_node_hub_connected") == 0
+
+    launch.restart(hub)
+    wait_for(lambda: sample(node, "exchange_node_backlog_events") == 0, "the node to catch up")
+    assert sample(node, "exchange_node_backlog_seconds") == 0
+    assert sample(node, "exchange_node_source_pending_changes") == 0
+
+
 @needs_promtool
 def test_rules_and_scrape_config_pass_promtool():
     for args in (["check", "rules", str(RULES)], ["check", "config", str(PROMETHEUS_DIR / "prometheus.yml")]):

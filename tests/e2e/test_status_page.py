@@ -39,7 +39,9 @@ def test_status_json_shows_each_agency_with_its_sync_state(pair):
     assert row["connected"] is True
     assert row["node_backlog_events"] == 0
     assert row["hub_position"] > 0 and row["latest_event_id"] > 0
-    assert row["last_event_time"] and row["lag_seconds"] >= 0
+    assert row["last_event_time"]
+    assert row["lag_seconds"] == 0  # caught up and idle: no lag, however old the newest event
+    assert row["source_clock_ahead_seconds"] == 0
     assert row["catalog_entries_overdue"] == 0  # no catalog entry yet
     assert row["share_requests_overdue"] == 0  # no share request yet
     assert row["offline_fallback"] is None

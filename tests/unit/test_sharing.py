@@ -18,7 +18,6 @@ from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, ResourceTerms
 from hub.ingest import Ingest
-from hub.sharing import metrics
 from hub.sharing.api import SharingServicer
 from hub.sharing.guard import NotSharedEvents, NotSharedGuard
 from hub.sharing.ledger import NotEntitled, SharingLedger
@@ -177,19 +176,18 @@ def test_an_answer_on_the_last_working_day_is_in_time_one_after_it_is_late(world
     assert ledger.get(str(in_time.id)).late() is False
 
 
-def test_unanswered_requests_become_overdue_in_the_report_and_the_gauge(world):
+def test_unanswered_requests_become_overdue_in_the_report_and_the_counts(world):
     ledger, clock, *_ = world
     request = ask(ledger)
     clock.now = datetime(2026, 10, 16, 23, 59, tzinfo=SHANGHAI)
-    assert ledger.refresh_overdue() == {PROVIDER: 0}
+    assert ledger.overdue_counts() == {PROVIDER: 0}
     clock.now = datetime(2026, 10, 17, 0, 0, tzinfo=SHANGHAI)
-    assert ledger.refresh_overdue() == {PROVIDER: 1}
-    assert metrics.REQUESTS_OVERDUE.labels(PROVIDER)._value.get() == 1
+    assert ledger.overdue_counts() == {PROVIDER: 1}
     clock.now = datetime(2026, 10, 20, 12, 0, tzinfo=SHANGHAI)  # Tuesday: Mon 19 and Tue 20 passed
     overdue = ledger.report()["providers"][PROVIDER]["overdue_requests"]
     assert [(r["id"], r["working_days_late"]) for r in overdue] == [(str(request.id), 2)]
     ledger.approve(str(request.id), PROVIDER)
-    assert ledger.refresh_overdue() == {PROVIDER: 0}
+    assert ledger.overdue_counts() == {PROVIDER: 0}
     assert ledger.report()["providers"][PROVIDER]["answered_late"] == 1
 
 
