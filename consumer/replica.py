@@ -22,7 +22,7 @@ from adapters.postgres import dialect as postgres
 from adapters.sqlite import dialect as sqlite
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.events import RecordEvent
-from exchange.store import sqlite_path
+from exchange.common.urls import sqlite_path
 
 
 def checkpoint_name(provider: str, resource: str) -> str:

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 from exchange.common.config import Config
 from exchange.transport.rpc.channel import check_settings, open_channel
 from exchange.contracts.events import make_mapper
-from exchange.store import check_agency
+from exchange.contracts.agency import check_agency
 from exchange.transport.wire import from_wire
 from exchange.common import metrics
 from consumer.replica import Replica

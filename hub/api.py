@@ -9,8 +9,9 @@ from typing import Iterator
 import grpc
 
 from exchange.common.metrics import commit_timestamp
+from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.contracts.text import bounded
-from exchange.store import StoreError, VersionGapError, check_agency
+from exchange.store import VersionGapError
 from exchange.transport.wire import MalformedEvent, to_wire
 from hub import identity
 from hub.audit import AuditLog
@@ -151,7 +152,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
     def _agency(self, agency: str, context: grpc.ServicerContext) -> str:
         try:
             return check_agency(agency)
-        except StoreError as e:
+        except InvalidAgency as e:
             self._refuse(context, "invalid_agency", grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     def _refuse(self, context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):

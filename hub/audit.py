@@ -269,7 +269,7 @@ def audit_path(cfg: Config) -> Path:
         return Path(cfg.audit.path)
     url = cfg.store.url
     if url.startswith("sqlite:"):
-        from exchange.store import sqlite_path
+        from exchange.common.urls import sqlite_path
 
         return Path(sqlite_path(url)).parent / "audit.log"
     raise AuditError("[audit] path is required when the hub store is not SQLite: "

@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 from eventsourcing.persistence import Notification
 
 from exchange.common.metrics import commit_timestamp
-from exchange.store import AgencyRecorder, EventStore, Tracking, check_agency
+from exchange.contracts.agency import check_agency
+from exchange.store import AgencyRecorder, EventStore, Tracking
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 

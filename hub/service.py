@@ -17,7 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from exchange.common.config import Config
 from exchange.transport.rpc import tls
 from exchange.store.at_rest import store_cipher
-from exchange.store import EventStore, StoreError, redact_url
+from exchange.common.urls import redact_url
+from exchange.store import EventStore, StoreError
 from hub import audit_reconcile, identity
 from hub import inbox as hub_inbox
 from hub import status, web

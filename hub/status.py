@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
-from exchange.store import EventStore, redact_url
+from exchange.common.urls import redact_url
+from exchange.store import EventStore
 from hub.ingest import Ingest
 
 DASH = "—"

@@ -7,7 +7,7 @@ from typing import Any, Iterator, Sequence
 
 from adapters.sqlite.dialect import connect, quote, read_schema, user_tables
 from exchange.contracts.changes import TableSchema
-from exchange.store import sqlite_path
+from exchange.common.urls import sqlite_path
 
 _FETCH = 500
 

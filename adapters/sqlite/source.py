@@ -36,7 +36,7 @@ from adapters.sqlite.dialect import connect, has_table, key_sql, literal, quote,
 from adapters.sqlite.images import decode_image, image_sql
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady, TableSchema
-from exchange.store import sqlite_path
+from exchange.common.urls import sqlite_path
 
 CHANGELOG = "_exchange_changelog"
 CAPTURE = "_exchange_capture"

@@ -14,7 +14,7 @@ from adapters import sql
 from adapters.sqlite.dialect import (CHECKPOINTS, PLACEHOLDER, column_sql, connect, create_sql, has_table, quote,
                                      read_schema, transaction)
 from exchange.contracts.changes import RowOp, TableSchema
-from exchange.store import sqlite_path
+from exchange.common.urls import sqlite_path
 
 
 class SQLiteTarget:

@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from exchange.transport.offline.bundles import write_atomically
 from exchange.contracts.identifiers import is_valid_uscc
 from exchange.common.keyfile import write_new_key_file
-from exchange.store import StoreError, check_agency
+from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_HUB, TLSError, describe
 
 ORGANISATION = "Government data exchange"
@@ -105,7 +105,7 @@ def issue(directory: str | Path, role: str, name: str, *, out: str | Path | None
     if role == ROLE_AGENCY:
         try:
             check_agency(name)
-        except StoreError as e:
+        except InvalidAgency as e:
             raise CAError(str(e)) from None
     elif role in (ROLE_ADMIN, ROLE_HUB):
         if not name or not all(c.isalnum() or c in "-_." for c in name):

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from exchange.store import StoreError, check_agency
+from exchange.contracts.agency import InvalidAgency, check_agency
 from hub.workdays import CalendarUnknown
 from hub.identity import acting_agency, require_admin
 from hub.sharing.ledger import SharingLedger
@@ -126,7 +126,7 @@ def _info_from_dict(d: dict[str, Any]) -> pb.ShareRequestInfo:
 def _check(agency: str, context: grpc.ServicerContext) -> str:
     try:
         return check_agency(agency)
-    except StoreError as e:
+    except InvalidAgency as e:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
 

@@ -42,7 +42,7 @@ from eventsourcing.persistence import Notification
 from google.protobuf.message import DecodeError
 
 from exchange.common.keyfile import write_new_key_file
-from exchange.store import StoreError, check_agency
+from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.transport.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -329,7 +329,7 @@ def _parse_manifest(path, data: bytes) -> Manifest:
         raise BundleError(path, "malformed", "manifest ids and counts must be non-negative integers")
     try:
         check_agency(manifest.agency)
-    except StoreError as e:
+    except InvalidAgency as e:
         raise BundleError(path, "malformed", f"manifest: {e}") from None
     return manifest
 

@@ -1,0 +1,18 @@
+"""Agency ids: the names that key every agency's log, table, certificate and bundle."""
+
+from __future__ import annotations
+
+import re
+
+AGENCY_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+class InvalidAgency(ValueError):
+    """An agency id that is not 1-64 letters, digits or underscores."""
+
+
+def check_agency(agency: str) -> str:
+    """``agency``, if it is a valid agency id (it names tables and files); else InvalidAgency."""
+    if not isinstance(agency, str) or not AGENCY_PATTERN.match(agency):
+        raise InvalidAgency(f"invalid agency id {agency!r}: use 1-64 letters, digits or underscores")
+    return agency
