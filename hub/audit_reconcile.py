@@ -104,8 +104,7 @@ def _describe(decision: Decision, event: Any) -> dict[str, Any]:
 def _stored_decisions(store: Any) -> Iterator[tuple[Decision, Any]]:
     mapper = make_mapper()
     for name, table in (("catalog", CATALOG_LOG), ("sharing", REQUESTS_LOG)):
-        recorder = store.agency_recorder_class(store.datastore, events_table_name=table)
-        recorder.create_table()
+        recorder = store.log(table)
         after = 0
         while notifications := recorder.read(after, READ_BATCH):
             for n in notifications:

@@ -32,7 +32,7 @@ from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
                               key_id, load_hub_private_key, load_private_key, load_trusted_keys, read_bundle,
                               read_manifest, write_atomically)
-from exchange.store import EventStore, VersionGapError
+from exchange.store import VersionGapError, open_store
 from exchange.transport.wire import MalformedEvent
 from hub.workdays import WorkingCalendar
 from hub.metrics import METRICS as metrics
@@ -197,8 +197,8 @@ def import_directory(cfg: Config, directory: str | Path) -> dict:
         raise ValueError(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg.bundles.trusted_keys)
     audit = open_audit(cfg)
-    store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
-    catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit)
+    store = open_store(cfg.store.url, cipher=store_cipher(cfg))
+    catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit, cipher=store.cipher)
     try:
         ingest = Ingest(store)
         ingest.guards.append(NotSharedGuard(catalog))  # as the running hub does: not-shared resources are refused

@@ -20,7 +20,8 @@ from typing import Any
 from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import load_private_key, write_bundle
-from exchange.store import EventStore, StoreError, check_agency
+from exchange.contracts.agency import check_agency
+from exchange.store import StoreError, open_store
 from hub.workdays import WorkingCalendar
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
@@ -41,9 +42,9 @@ def export(cfg: Config, consumer: str, directory: str | Path, *, resources: list
     check_agency(consumer)
     key = load_private_key(_key_path(cfg))
     audit = open_audit(cfg)
-    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
+    store = open_store(cfg.store.url, create=False, cipher=store_cipher(cfg))
     calendar = WorkingCalendar.from_config(cfg)
-    catalog = Catalog(cfg.store.url, calendar, audit=audit)
+    catalog = Catalog(cfg.store.url, calendar, audit=audit, cipher=store.cipher)
     try:
         ledger = SharingLedger(store, catalog, calendar, audit=audit)
         exporter = _Exporter(Ingest(store), ledger, key, Path(directory) / consumer, max_events)

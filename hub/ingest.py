@@ -21,7 +21,7 @@ from eventsourcing.persistence import Notification
 
 from exchange.common.metrics import commit_timestamp
 from exchange.contracts.agency import check_agency
-from exchange.store import AgencyRecorder, EventStore, Tracking
+from exchange.store import AgencyLogs, AgencyRecorder, Tracking
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -53,7 +53,7 @@ class _Agency:
 class Ingest:
     """Stores published batches and reads agency logs for the hub."""
 
-    def __init__(self, store: EventStore):
+    def __init__(self, store: AgencyLogs):
         self.store = store
         self._lock = threading.Lock()
         self._agencies: dict[str, _Agency] = {}

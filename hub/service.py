@@ -18,7 +18,7 @@ from exchange.common.config import Config
 from exchange.transport.rpc import tls
 from exchange.store.at_rest import store_cipher
 from exchange.common.urls import redact_url
-from exchange.store import EventStore, StoreError
+from exchange.store import StoreError, open_store
 from hub import audit_reconcile, identity
 from hub import inbox as hub_inbox
 from hub import status, web
@@ -50,7 +50,7 @@ SERVER_OPTIONS = [
 def run(cfg: Config) -> int:
     """Serve until SIGTERM or SIGINT; 0 after a clean stop, 2 on a setup error."""
     try:
-        store = EventStore(cfg.store.url, cipher=store_cipher(cfg))
+        store = open_store(cfg.store.url, cipher=store_cipher(cfg))
         agencies = store.agencies()  # opens the database now, so a bad path fails here
     except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
         log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from exchange.common.config import Config
 from exchange.store.at_rest import store_cipher
 from exchange.common.urls import redact_url
-from exchange.store import EventStore
+from exchange.store import open_store
 from hub.ingest import Ingest
 
 DASH = "—"
@@ -146,7 +146,7 @@ def hub_status(cfg: Config, timeout: float = 2.0) -> dict[str, Any]:
                 return json.load(response)
         except (OSError, ValueError):
             pass
-    store = EventStore(cfg.store.url, create=False, cipher=store_cipher(cfg))
+    store = open_store(cfg.store.url, create=False, cipher=store_cipher(cfg))
     try:
         result = report(Ingest(store), None)
     finally:

@@ -11,23 +11,35 @@ recorders with the same methods:
 
 - ``insert_events(stored_events, tracking=..., states=...)``: one transaction;
   refuses a gap in any record's versions (VersionGapError, nothing written);
-- ``read(after, limit)``, ``count_after(position)``, ``max_notification_id()``;
+- ``read(after, limit)``, the library's ``select_notifications`` and
+  ``select_events``, ``count_after(position)``, ``max_notification_id()``;
 - ``position(name)`` / ``insert_tracking(Tracking)``: tracked positions;
 - node recorders also ``record_states(oids)``: each record's latest version.
+
+Besides the agencies' logs, a store holds logs of its own (``log(name)``:
+the hub's catalog and sharing logs).  Every log of a store opened with a
+cipher is sealed at rest (exchange.store.at_rest).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
 
-AGENCY_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+from exchange.contracts.agency import check_agency
+
+if TYPE_CHECKING:
+    from exchange.store.at_rest import StateCipher
+
+_log = logging.getLogger(__name__)
+
+OWN_LOG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class StoreError(Exception):
@@ -59,6 +71,9 @@ class AgencyRecorder(Protocol):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None: ...
     def read(self, after: int, limit: int) -> Sequence[Notification]: ...
+    def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
+                             topics: Sequence[str] = (), *, inclusive_of_start: bool = True) -> Sequence[Notification]: ...
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]: ...
     def count_after(self, position: int = 0) -> int: ...
     def max_notification_id(self) -> int | None: ...
     def position(self, name: str) -> int: ...
@@ -70,28 +85,6 @@ class NodeRecorder(AgencyRecorder, Protocol):
     """A node's notification log, which also keeps each record's state."""
 
     def record_states(self, oids: Sequence[str]) -> dict[str, RecordState]: ...
-
-
-def check_agency(agency: str) -> str:
-    if not isinstance(agency, str) or not AGENCY_PATTERN.match(agency):
-        raise StoreError(f"invalid agency id {agency!r}: use 1-64 letters, digits or underscores")
-    return agency
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise StoreError(f"unsupported URL {url!r}: expected sqlite:///PATH")
-    return url[len(prefix):]
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def hex_id(originator_id: UUID | str) -> str:
@@ -129,21 +122,22 @@ class AgencyLogs:
 
     agency_recorder_class: type
     node_recorder_class: type
+    url: str
 
-    def __init__(self, datastore: Any, create: bool, cipher: Any = None):
+    def __init__(self, datastore: Any, create: bool, cipher: StateCipher | None = None):
         self.datastore = datastore
         self.create = create  # False: only open logs that exist (readers never race a writer creating tables)
-        self.cipher = cipher  # exchange.store.at_rest.StateCipher: event states encrypted at rest
+        self.cipher = cipher  # event states encrypted at rest (None: plaintext)
         self._recorders: dict[tuple[str, type], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # log() opens agency logs while it holds it
 
     def recorder(self, agency: str) -> AgencyRecorder:
         """The notification log of ``agency`` (created when missing)."""
-        return self._recorder(agency, self.agency_recorder_class)
+        return self._recorder(agency, self.agency_recorder_class)  # type: ignore[no-any-return]
 
     def node_recorder(self, agency: str) -> NodeRecorder:
         """The node's notification log of ``agency``, with record states."""
-        return self._recorder(agency, self.node_recorder_class)
+        return self._recorder(agency, self.node_recorder_class)  # type: ignore[no-any-return]
 
     def _recorder(self, agency: str, kind: type) -> Any:
         key = (check_agency(agency), kind)
@@ -151,13 +145,37 @@ class AgencyLogs:
             if key not in self._recorders:
                 if not self.create and agency not in self.agencies():
                     raise StoreError(f"the store holds no event log of agency {agency}")
-                recorder = kind(self.datastore, events_table_name="events_" + agency)
-                recorder.cipher = self.cipher
+                recorder = kind(self.datastore, events_table_name="events_" + agency, cipher=self.cipher)
                 if self.create:
                     recorder.create_table()
                 recorder.read(0, 1)  # a wrong or missing cipher key fails here, when the log is opened
                 self._recorders[key] = recorder
             return self._recorders[key]
+
+    def log(self, name: str) -> AgencyRecorder:
+        """The store's own log ``name`` (e.g. the hub's ``catalog_events``), created when missing.
+
+        Its table name must not start with ``events_`` (agency logs).  With a
+        cipher, states left in plaintext by releases that did not seal these
+        logs are sealed in place when the log is opened, provided the agency
+        logs are sealed with the same key (docs/audit-and-encryption.md)."""
+        if not OWN_LOG_PATTERN.match(name) or name.startswith("events_"):
+            raise StoreError(f"invalid log name {name!r}: use lower-case letters, digits and underscores, "
+                             "not starting with events_ (agency logs)")
+        key = (name, self.agency_recorder_class)
+        with self._lock:
+            if key not in self._recorders:
+                recorder = self.agency_recorder_class(self.datastore, events_table_name=name, cipher=self.cipher)
+                recorder.create_table()
+                if self.cipher is not None and recorder.has_plaintext():
+                    for agency in self.agencies():
+                        self.recorder(agency)  # refuses a store whose agency logs are not sealed with this key
+                    sealed = recorder.seal_plaintext()
+                    _log.warning("sealed %d events of log %s that were stored in plaintext", sealed, name,
+                                 extra={"log": name, "sealed": sealed})
+                recorder.read(0, 1)  # a wrong cipher key fails here, when the log is opened
+                self._recorders[key] = recorder
+            return self._recorders[key]  # type: ignore[no-any-return]
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
@@ -167,10 +185,11 @@ class AgencyLogs:
         self.datastore.close()
 
 
-def EventStore(url: str, *, create: bool = True, cipher: Any = None):  # noqa: N802 - reads as a class at call sites
+def open_store(url: str, *, create: bool = True, cipher: StateCipher | None = None) -> AgencyLogs:
     """Open the store at ``url``: a SQLiteEventStore or a PostgresEventStore.
 
-    ``cipher`` (exchange.store.at_rest.StateCipher) encrypts event states at rest."""
+    ``create``: False opens only logs that exist; ``cipher`` (exchange.store.at_rest.StateCipher)
+    seals event states at rest."""
     if url.startswith("sqlite:"):
         from exchange.store.sqlite import SQLiteEventStore
 
@@ -182,6 +201,9 @@ def EventStore(url: str, *, create: bool = True, cipher: Any = None):  # noqa: N
     raise StoreError(f"unsupported store URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 
+EventStore = open_store  # the former name, for existing callers
+
+
 __all__ = [
     "AgencyRecorder",
     "EventStore",
@@ -190,7 +212,6 @@ __all__ = [
     "StoreError",
     "Tracking",
     "VersionGapError",
-    "check_agency",
     "check_continuity",
-    "sqlite_path",
+    "open_store",
 ]

@@ -1,17 +1,23 @@
 """Encryption of event state at rest in node and hub stores.
 
-The store encrypts each event's state (the row images) as it writes it and
-decrypts it as it reads it, so everything above the store (capture, the
-shipper, ingest, subscribers, replay, bundles) sees plaintext and the
-database file holds only ciphertext.  Each store has its own key: a node
-decrypts to ship, the hub encrypts again with its key.
+The store encrypts each event's state (the row images, catalog entries,
+share requests, delivery records) as it writes it and decrypts it as it
+reads it, in every log of the store: everything above the store (capture,
+the shipper, ingest, the catalog and its schema watch, the sharing ledger,
+subscribers, replay, bundles) sees plaintext and the database holds only
+ciphertext.  Each store has its own key: a node decrypts to ship, the hub
+encrypts again with its key.
 
-The cipher is the ``eventsourcing`` AES-GCM cipher (256-bit key, random
-96-bit nonce per event).  A sealed state is ``MARK + key id + ciphertext``;
-the key id (first 8 bytes of the key's SHA-256) lets a wrong key be named as
-such rather than reported as damage.  A store is encrypted entirely or not at
-all: an unencrypted event read with a key set, or an encrypted one read
-without, is an error.
+Sealing is done by the recorders (``CipheredStates``), not by the library's
+mapper cipher hook: the hub stores the events nodes send as they arrive,
+without a mapper, and the delivery log is written without one too; in the
+recorder, no write or read path can miss it.  The cipher is the library's
+AES-GCM cipher (256-bit key, random 96-bit nonce per event).  A sealed
+state is ``MARK + key id + ciphertext``; the key id (first 8 bytes of the
+key's SHA-256) lets a wrong key be named as such rather than reported as
+damage.  A store is encrypted entirely or not at all: an unencrypted event
+read with a key set, or an encrypted one read without, is an error (except
+the one-time sealing of the store's own logs, ``AgencyLogs.log``).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
+from uuid import UUID
 
 from eventsourcing.cryptography import AESCipher
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.utils import Environment
 
 from exchange.common.keyfile import write_new_key_file
@@ -136,18 +143,67 @@ def cipher_from(key_file: str | None, environ: dict[str, str] | None = None) -> 
 
 
 class CipheredStates:
-    """Recorder mixin: seals states on insert and opens them on read (``cipher`` None: plaintext)."""
+    """Recorder mixin: seals states on every insert and opens them on every select
+    (``insert_events``; ``select_events``, ``select_notifications`` and ``read``),
+    so no caller sees ciphertext or writes plaintext (``cipher`` None: plaintext).
 
-    cipher: StateCipher | None = None
+    The backends add ``_plaintext_states`` and ``_replace_states`` for ``seal_plaintext``."""
+
     events_table_name: str
+    datastore: Any
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any):
-        return super().insert_events(seal_events(stored_events, self.cipher), **kwargs)  # type: ignore[misc]
+    def __init__(self, *args: Any, cipher: StateCipher | None, **kwargs: Any):
+        self.cipher = cipher
+        super().__init__(*args, **kwargs)
 
-    def read(self, after: int, limit: int):
-        """Notifications with id > ``after``, oldest first, states in plaintext."""
-        notifications = self.select_notifications(after, limit, inclusive_of_start=False)  # type: ignore[attr-defined]
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        return super().insert_events(seal_events(stored_events, self.cipher), **kwargs)  # type: ignore[misc, no-any-return]
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        """The record's events (as the library's ``select_events``), states in plaintext."""
+        events = super().select_events(originator_id, **kwargs)  # type: ignore[misc]
+        return open_events(events, self.cipher, self.events_table_name)
+
+    def select_notifications(self, start: int | None, limit: int, stop: int | None = None,
+                             topics: Sequence[str] = (), *, inclusive_of_start: bool = True) -> Sequence[Notification]:
+        """Notifications (as the library's ``select_notifications``), states in plaintext."""
+        notifications = super().select_notifications(  # type: ignore[misc]
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start)
         return open_events(notifications, self.cipher, self.events_table_name)
+
+    def read(self, after: int, limit: int) -> Sequence[Notification]:
+        """Notifications with id > ``after``, oldest first, states in plaintext."""
+        return self.select_notifications(after, limit, inclusive_of_start=False)
+
+    def has_plaintext(self) -> bool:
+        """Whether any state in this log is not sealed."""
+        with self.datastore.transaction(commit=False) as c:
+            return bool(self._plaintext_states(c, 0, 1))
+
+    def seal_plaintext(self, batch: int = 1000) -> int:
+        """Seal, in place, every state of this log stored in plaintext; returns how many.
+
+        Each batch commits on its own and only replaces a state that is still
+        the plaintext read, so an interrupted or concurrent run is harmless."""
+        if self.cipher is None:
+            raise CipherError(f"{self.events_table_name}: sealing needs a cipher key")
+        sealed, after = 0, 0
+        while True:
+            with self.datastore.transaction(commit=True) as c:
+                rows = self._plaintext_states(c, after, batch)
+                self._replace_states(c, [(i, state, self.cipher.seal(state)) for i, state in rows])
+            sealed += len(rows)
+            if len(rows) < batch:
+                return sealed
+            after = rows[-1][0]
+
+    def _plaintext_states(self, c: Any, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """(notification id, state) of unsealed states with id > ``after``, oldest first."""
+        raise NotImplementedError
+
+    def _replace_states(self, c: Any, rows: list[tuple[int, bytes, bytes]]) -> None:
+        """Replace each (id, old, new) state that is still ``old``."""
+        raise NotImplementedError
 
 
 def keygen(path: str | Path) -> dict[str, str]:

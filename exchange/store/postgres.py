@@ -15,8 +15,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from exchange.store.at_rest import CipheredStates
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id, redact_url
+from exchange.common.urls import redact_url
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id
+from exchange.store.at_rest import MARK, CipheredStates, StateCipher
 
 LOCK_TIMEOUT_SECONDS = 30
 
@@ -64,6 +65,16 @@ class PostgresAgencyRecorder(CipheredStates, PostgresProcessRecorder):
                 Identifier(self.datastore.schema), Identifier(self.events_table_name)), (position,))
             return curs.fetchone()["n"]
 
+    def _plaintext_states(self, curs: Cursor[DictRow], after: int, limit: int) -> list[tuple[int, bytes]]:
+        curs.execute(SQL("SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
+                         "AND substring(state FROM 1 FOR %s) <> %s ORDER BY notification_id LIMIT %s").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)), (after, len(MARK), MARK, limit))
+        return [(row["notification_id"], bytes(row["state"])) for row in curs.fetchall()]
+
+    def _replace_states(self, curs: Cursor[DictRow], rows: list[tuple[int, bytes, bytes]]) -> None:
+        curs.executemany(SQL("UPDATE {}.{} SET state = %s WHERE notification_id = %s AND state = %s").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name)),
+            [(new, i, old) for i, old, new in rows])
 
     def advance_notification_ids(self, beyond: int) -> None:
         """Make the next notification id greater than ``beyond``."""
@@ -79,8 +90,8 @@ class PostgresNodeRecorder(PostgresAgencyRecorder):
     """The node's recorder: also keeps each record's latest version and image
     digest, written in the same transaction as its events."""
 
-    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str):
-        super().__init__(datastore, events_table_name=events_table_name)
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str, cipher: StateCipher | None):
+        super().__init__(datastore, events_table_name=events_table_name, cipher=cipher)
         self.state_table = SQL("{}.{}").format(
             Identifier(datastore.schema), Identifier("record_state_" + events_table_name.removeprefix("events_")))
         self.sql_create_statements.append(SQL(
@@ -114,7 +125,7 @@ class PostgresEventStore(AgencyLogs):
     agency_recorder_class = PostgresAgencyRecorder
     node_recorder_class = PostgresNodeRecorder
 
-    def __init__(self, url: str, *, create: bool = True, cipher: Any = None):
+    def __init__(self, url: str, *, create: bool = True, cipher: StateCipher | None = None):
         self.url = url
         super().__init__(PostgresDatastore(
             # No pool_open_timeout: with one, every checkout waits for a full pool,

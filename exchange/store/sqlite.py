@@ -8,8 +8,9 @@ from typing import Any, Sequence
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 
-from exchange.store.at_rest import CipheredStates
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, sqlite_path
+from exchange.common.urls import sqlite_path
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks
+from exchange.store.at_rest import MARK, CipheredStates, StateCipher
 
 
 class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
@@ -38,8 +39,16 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
         """How many notifications have an id > ``position``."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE rowid > ?", (position,))
-            return c.fetchone()[0]
+            return c.fetchone()[0]  # type: ignore[no-any-return]
 
+    def _plaintext_states(self, c: SQLiteCursor, after: int, limit: int) -> list[tuple[int, bytes]]:
+        c.execute(f"SELECT rowid, state FROM {self.events_table_name} WHERE rowid > ? AND substr(state, 1, ?) != ? "
+                  "ORDER BY rowid LIMIT ?", (after, len(MARK), MARK, limit))
+        return [(row[0], row[1]) for row in c.fetchall()]
+
+    def _replace_states(self, c: SQLiteCursor, rows: list[tuple[int, bytes, bytes]]) -> None:
+        c.executemany(f"UPDATE {self.events_table_name} SET state = ? WHERE rowid = ? AND state = ?",
+                      [(new, i, old) for i, old, new in rows])
 
     def advance_notification_ids(self, beyond: int) -> None:
         """Make the next notification id greater than ``beyond``.
@@ -61,9 +70,9 @@ class SQLiteNodeRecorder(SQLiteAgencyRecorder):
     digest, written in the same transaction as its events, so capture can
     number versions and skip snapshot rows it already holds."""
 
-    def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str):
+    def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str, cipher: StateCipher | None):
         self.state_table_name = "record_state_" + events_table_name.removeprefix("events_")
-        super().__init__(datastore, events_table_name=events_table_name)
+        super().__init__(datastore, events_table_name=events_table_name, cipher=cipher)
 
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + [
@@ -102,9 +111,12 @@ class SQLiteEventStore(AgencyLogs):
     agency_recorder_class = SQLiteAgencyRecorder
     node_recorder_class = SQLiteNodeRecorder
 
-    def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30, cipher: Any = None):
+    def __init__(self, url: str, *, create: bool = True, lock_timeout: int = 30, cipher: StateCipher | None = None):
         self.url = url
-        path = sqlite_path(url)
+        try:
+            path = sqlite_path(url)
+        except ValueError as e:
+            raise StoreError(str(e)) from None
         if not create and not Path(path).exists():
             raise StoreError(f"store {url!r} does not exist")
         if create:

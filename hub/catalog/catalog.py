@@ -20,7 +20,8 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.contracts.events import make_mapper
-from exchange.store import EventStore
+from exchange.store import open_store
+from exchange.store.at_rest import StateCipher
 from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog import metadata
@@ -51,16 +52,16 @@ READ_BATCH = 1000
 
 
 class Catalog:
-    """The hub's resource catalog over the hub's store (``sqlite:///...`` or ``postgresql://...``)."""
+    """The hub's resource catalog over the hub's store (``sqlite:///...`` or ``postgresql://...``;
+    ``cipher``: the store's key when it is encrypted at rest)."""
 
     def __init__(self, store_url: str, calendar: WorkingCalendar, audit: AuditLog | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc), cipher: StateCipher | None = None):
         self.calendar = calendar
         self.audit = audit
         self.now = now
-        self.store = EventStore(store_url)
-        self.recorder = self.store.agency_recorder_class(self.store.datastore, events_table_name=EVENTS_TABLE)
-        self.recorder.create_table()
+        self.store = open_store(store_url, cipher=cipher)
+        self.recorder = self.store.log(EVENTS_TABLE)
         self.mapper = make_mapper()
         self._lock = threading.RLock()
         self._entries: dict[UUID, CatalogEntry] = {}

@@ -32,7 +32,8 @@ class CatalogRuntime:
 
         The evaluation's late answers come from ``servicer.late_answers``
         (agency -> share requests answered late), set once sharing runs."""
-        self.catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit)
+        self.catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit,
+                               cipher=ingest.store.cipher)
         self.servicer = CatalogServicer(self.catalog, frozenset(cfg.security.administrators),
                                         sync=ingest.newest_commit,
                                         dcat_base=cfg.catalog.dcat_base)

@@ -66,8 +66,8 @@ class SharingLedger:
         self.audit = audit
         self.clock = clock
         self.mapper = make_mapper()
-        self._requests_log = _open_log(store, REQUESTS_LOG)
-        self._deliveries_log = _open_log(store, DELIVERIES_LOG)
+        self._requests_log = store.log(REQUESTS_LOG)
+        self._deliveries_log = store.log(DELIVERIES_LOG)
         self._lock = threading.RLock()
         self.requests: dict[uuid.UUID, ShareRequest] = {}
         self.agreements: dict[uuid.UUID, AgreementRecorded] = {}
@@ -289,13 +289,6 @@ class SharingLedger:
         """Working days after the deadline's last working day, up to and including ``moment``'s day."""
         last_day = (deadline.astimezone(SHANGHAI) - timedelta(days=1)).date()
         return self.calendar.working_days_between(last_day, moment.astimezone(SHANGHAI).date())
-
-
-def _open_log(store: Any, name: str) -> Any:
-    """A notification log of the hub store outside the agencies' logs (its table does not start with ``events_``)."""
-    recorder = store.agency_recorder_class(store.datastore, events_table_name=name)
-    recorder.create_table()
-    return recorder
 
 
 def _agreement_dict(event: AgreementRecorded) -> dict[str, Any]:

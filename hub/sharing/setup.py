@@ -39,7 +39,7 @@ def start(cfg: Config, ingest: Ingest, server: grpc.Server, exchange_servicer: A
     calendar = WorkingCalendar.from_config(cfg)
     audit = audit if audit is not None else open_audit(cfg)
     owns_catalog = catalog is None
-    catalog = catalog or Catalog(cfg.store.url, calendar, audit)
+    catalog = catalog or Catalog(cfg.store.url, calendar, audit, cipher=ingest.store.cipher)
     ledger = SharingLedger(ingest.store, catalog, calendar, audit=audit)
     ingest.guards.append(NotSharedGuard(catalog, audit))
     sharing_pb2_grpc.add_SharingServicer_to_server(
