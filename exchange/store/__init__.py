@@ -133,11 +133,11 @@ class AgencyLogs:
 
     def recorder(self, agency: str) -> AgencyRecorder:
         """The notification log of ``agency`` (created when missing)."""
-        return self._recorder(agency, self.agency_recorder_class)  # type: ignore[no-any-return]
+        return self._recorder(agency, self.agency_recorder_class)
 
     def node_recorder(self, agency: str) -> NodeRecorder:
         """The node's notification log of ``agency``, with record states."""
-        return self._recorder(agency, self.node_recorder_class)  # type: ignore[no-any-return]
+        return self._recorder(agency, self.node_recorder_class)
 
     def _recorder(self, agency: str, kind: type) -> Any:
         key = (check_agency(agency), kind)
@@ -175,7 +175,7 @@ class AgencyLogs:
                                  extra={"log": name, "sealed": sealed})
                 recorder.read(0, 1)  # a wrong cipher key fails here, when the log is opened
                 self._recorders[key] = recorder
-            return self._recorders[key]  # type: ignore[no-any-return]
+            return self._recorders[key]
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""

@@ -39,7 +39,7 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
         """How many notifications have an id > ``position``."""
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE rowid > ?", (position,))
-            return c.fetchone()[0]  # type: ignore[no-any-return]
+            return c.fetchone()[0]
 
     def _plaintext_states(self, c: SQLiteCursor, after: int, limit: int) -> list[tuple[int, bytes]]:
         c.execute(f"SELECT rowid, state FROM {self.events_table_name} WHERE rowid > ? AND substr(state, 1, ?) != ? "
