@@ -1,0 +1,29 @@
+"""Agency ids and store URLs: what is accepted, and errors that name the input."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.common.urls import redact_url, sqlite_path
+from exchange.contracts.agency import InvalidAgency, check_agency
+from exchange.store import StoreError, open_store
+
+
+def test_an_agency_id_is_letters_digits_or_underscores():
+    assert check_agency("91310000MB2F31887F") == "91310000MB2F31887F"
+    for bad in ("", "a-b", "x" * 65, "events; DROP", None):
+        with pytest.raises(InvalidAgency, match="invalid agency id"):
+            check_agency(bad)
+
+
+def test_urls_are_read_and_redacted():
+    assert sqlite_path("sqlite:////var/lib/x.db") == "/var/lib/x.db"
+    assert redact_url("postgresql://hub:s3cret@db:5432/hub") == "postgresql://hub:***@db:5432/hub"
+    with pytest.raises(ValueError, match="expected sqlite:///PATH"):
+        sqlite_path("sqlite:///")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "mysql://x/y"])
+def test_a_bad_store_url_is_a_store_error_naming_it(url):
+    with pytest.raises(StoreError, match=f"unsupported (store )?URL {url!r}"):
+        open_store(url)
