@@ -21,12 +21,6 @@ MARKER = "独有加密测试十十十号"  # must never lie in plaintext in an e
 KEY = StateCipher(bytes(range(32)))
 
 
-@pytest.fixture
-def url(store_url):  # noqa: F811 (the imported fixture)
-    """A hub store URL: SQLite, then PostgreSQL."""
-    return store_url
-
-
 def raw_states(url: str, table: str) -> list[bytes]:
     """The states of ``table`` as stored, without the store's cipher."""
     store = open_store(url)
@@ -43,8 +37,8 @@ def assert_sealed(url: str, table: str) -> None:
     assert states and all(s.startswith(MARK) and MARKER.encode() not in s for s in states), table
 
 
-def test_every_read_path_of_an_agency_log_sees_plaintext(url):
-    store = open_store(url, cipher=KEY)
+def test_every_read_path_of_an_agency_log_sees_plaintext(store_url):
+    store = open_store(store_url, cipher=KEY)
     try:
         recorder = store.recorder(AGENCY)
         oid = uuid.uuid4()
@@ -55,12 +49,12 @@ def test_every_read_path_of_an_agency_log_sees_plaintext(url):
         assert {json.loads(e.state)["a"] for e in (by_record, by_topic, read)} == {MARKER}
     finally:
         store.close()
-    assert_sealed(url, f"events_{AGENCY}")
+    assert_sealed(store_url, f"events_{AGENCY}")
 
 
-def test_the_catalog_and_the_sharing_ledger_write_only_ciphertext(url):
-    catalog = Catalog(url, WorkingCalendar(), cipher=KEY)
-    store = open_store(url, cipher=KEY)
+def test_the_catalog_and_the_sharing_ledger_write_only_ciphertext(store_url):
+    catalog = Catalog(store_url, WorkingCalendar(), cipher=KEY)
+    store = open_store(store_url, cipher=KEY)
     try:
         publish(catalog, entry(summary=MARKER))
         assert [type(e).__name__ for e in catalog.history("101001/0001")][:2] == ["Edited", "Submitted"]
@@ -75,49 +69,49 @@ def test_the_catalog_and_the_sharing_ledger_write_only_ciphertext(url):
         catalog.close()
         store.close()
     for table in ("catalog_events", "sharing_requests", "sharing_deliveries"):
-        assert_sealed(url, table)
-    reopened = Catalog(url, WorkingCalendar(), cipher=KEY)
+        assert_sealed(store_url, table)
+    reopened = Catalog(store_url, WorkingCalendar(), cipher=KEY)
     assert reopened.get("101001/0001").content["summary"] == MARKER
     reopened.close()
     with pytest.raises(CipherError, match="the store is encrypted"):
-        Catalog(url, WorkingCalendar())
+        Catalog(store_url, WorkingCalendar())
 
 
-def test_a_plaintext_catalog_log_of_an_encrypted_store_is_sealed_once_when_opened(url, caplog):
-    store = open_store(url, cipher=KEY)
+def test_a_plaintext_catalog_log_of_an_encrypted_store_is_sealed_once_when_opened(store_url, caplog):
+    store = open_store(store_url, cipher=KEY)
     store.recorder(AGENCY).insert_events([StoredEvent(uuid.uuid4(), 1, "exchange.record:Created", b"{}")])
     store.close()
-    earlier = Catalog(url, WorkingCalendar())  # as releases that did not seal the catalog's log wrote it
+    earlier = Catalog(store_url, WorkingCalendar())  # as releases that did not seal the catalog's log wrote it
     earlier.edit(AGENCY, entry(summary=MARKER))
     earlier.close()
-    assert all(MARKER.encode() in s for s in raw_states(url, "catalog_events"))
+    assert all(MARKER.encode() in s for s in raw_states(store_url, "catalog_events"))
 
     with caplog.at_level(logging.WARNING, logger="exchange.store"):
-        catalog = Catalog(url, WorkingCalendar(), cipher=KEY)
+        catalog = Catalog(store_url, WorkingCalendar(), cipher=KEY)
     assert "sealed 1 events of log catalog_events" in caplog.text
     assert catalog.get("101001/0001").content["summary"] == MARKER
     catalog.edit(AGENCY, entry(summary=MARKER, name="Renamed"))
     catalog.close()
-    assert_sealed(url, "catalog_events")
+    assert_sealed(store_url, "catalog_events")
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="exchange.store"):
-        Catalog(url, WorkingCalendar(), cipher=KEY).close()
+        Catalog(store_url, WorkingCalendar(), cipher=KEY).close()
     assert "sealed" not in caplog.text
 
 
-def test_a_plaintext_store_given_a_key_is_refused_and_left_as_it_was(url):
-    store = open_store(url)
+def test_a_plaintext_store_given_a_key_is_refused_and_left_as_it_was(store_url):
+    store = open_store(store_url)
     store.recorder(AGENCY).insert_events([StoredEvent(uuid.uuid4(), 1, "exchange.record:Created", b"{}")])
     store.close()
-    plain = Catalog(url, WorkingCalendar())
+    plain = Catalog(store_url, WorkingCalendar())
     plain.edit(AGENCY, entry(summary=MARKER))
     plain.close()
 
     with pytest.raises(CipherError, match="written without encryption"):
-        Catalog(url, WorkingCalendar(), cipher=KEY)
-    assert all(MARKER.encode() in s for s in raw_states(url, "catalog_events"))
-    plain = Catalog(url, WorkingCalendar())
+        Catalog(store_url, WorkingCalendar(), cipher=KEY)
+    assert all(MARKER.encode() in s for s in raw_states(store_url, "catalog_events"))
+    plain = Catalog(store_url, WorkingCalendar())
     assert plain.get("101001/0001").content["summary"] == MARKER
     plain.close()
 
