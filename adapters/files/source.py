@@ -11,10 +11,15 @@ table as one file:
 * ``<table>.jsonl`` / ``<table>-<anything>.jsonl``: one JSON object per line.
 
 JSON values keep their type (string, number, true/false, null); nested
-objects and arrays are refused.  Extensions are matched without regard to
-case; of two configured tables whose names both fit, the longer name wins.
-Hidden names (``.x``), ``*.tmp``, ``*.part`` and ``*~`` are ignored, so a
-writer can write under such a name and rename the finished file into place;
+objects and arrays, and numbers that are not finite, are refused; integers
+outside the signed 64-bit range are carried as their exact decimal text.
+Extensions are matched without regard to case; of two configured tables
+whose names both fit, the longer name wins.
+Only regular files are read: symbolic links, directories, devices and FIFOs
+are left alone (reported once), and a file swapped for a link between the
+check and the read is not followed.  Hidden names (``.x``), ``*.tmp``,
+``*.part`` and ``*~`` are ignored, so a writer can write under such a name
+and rename the finished file into place;
 a file is in any case read only once its size and modification time have
 stayed the same for ``settle_seconds``.  Files of one table are taken oldest
 first (modification time, then name).
@@ -24,8 +29,9 @@ before it held) and turned into delete, update and insert changes; a change
 of the column set first becomes a schema change.  Rows are equal when their
 non-null values are (``image_hash``).  The changes' commit time is the
 file's modification time.  Key columns are required for every table
-(``[source] keys``).  The previous state, the change log and the record of
-which file was taken live in the adapter's own SQLite database
+(``[source] keys``).  The previous state (rows as JSON arrays in the
+schema's column order), the change log and the record of which file was
+taken live in the adapter's own SQLite database
 (default ``<drop dir>/.exchange/state.db``) and are written in ONE
 transaction per file; only then is the file moved to ``processed/`` (as
 ``<n>-<name>``, ``n`` numbering the files taken).  A crash between the two
@@ -34,25 +40,30 @@ the table's last file taken, and only moved.
 
 A malformed file (not UTF-8, bad CSV or JSON, a missing key column, a null
 or duplicate key, rows with another column set than the header or the first
-object) is refused: the log names the file, the line and the fault, the file
-stays where it is, and it is tried again only once it changes.
+object, or whatever else its parser fails on) is refused, alone: the log
+names the file, the line and the fault (quoting content only in short,
+escaped excerpts), the file stays where it is, and it is tried again only
+once it changes.  The WAL is emptied after each file taken.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
 import json
 import logging
 import os
 import sqlite3
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
-from adapters.files.formats import DropRefused, HashedText, read_rows
+from adapters.files.formats import DropRefused, HashedText, excerpt, read_rows
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, SourceNotReady, TableSchema
 from exchange.contracts.events import image_hash
@@ -68,7 +79,8 @@ CSV_TYPE = "TEXT"  # CSV values are text
 JSON_TYPE = ""  # JSON values keep their own type: no declared type (no SQLite affinity)
 
 _STATE_SQL = (
-    # The rows of every table as the last file taken held them; key is the JSON array of key values.
+    # The rows of every table as the last file taken held them; key is the JSON array of key values,
+    # row the JSON array of all values in the order of the table's schema (a JSON object in states written by earlier versions).
     "CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, "
     "digest TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS schemas (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL)",
@@ -79,6 +91,9 @@ _STATE_SQL = (
     "changes INTEGER NOT NULL, at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS refused (name TEXT PRIMARY KEY, size INTEGER NOT NULL, "
     "mtime_ns INTEGER NOT NULL, line INTEGER, reason TEXT NOT NULL, at TEXT NOT NULL)",
+    # The column names (JSON arrays) of the old and new images of the changes a file logged, which are
+    # JSON arrays of values: much smaller than objects.  Changes logged without one hold objects.
+    "CREATE TABLE IF NOT EXISTS layouts (drop_id INTEGER PRIMARY KEY, old TEXT, new TEXT)",
 )
 
 
@@ -95,6 +110,7 @@ class Drop:
     format: str  # csv, json or jsonl
     size: int
     mtime_ns: int
+    inode: tuple[int, int]  # (st_dev, st_ino): the file that was checked is the file that is read
 
     @property
     def name(self) -> str:
@@ -147,7 +163,7 @@ class FileDropSource:
         self._db: sqlite3.Connection | None = None
         self._prepared = False
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime_ns, monotonic time first seen
-        self._unmatched: set[str] = set()  # names already reported as naming no table
+        self._unmatched: set[str] = set()  # names already reported as naming no table or not a regular file
         self._observer: Any = None
 
     def prepare(self) -> None:
@@ -187,8 +203,9 @@ class FileDropSource:
             self.prepare()
         self._take_one()
         rows = self._open().execute(
-            "SELECT c.id, c.tbl, c.op, c.old, c.new, c.at, c.drop_id, t.name FROM changes c "
-            "LEFT JOIN taken t ON t.id = c.drop_id WHERE c.id > ? ORDER BY c.id LIMIT ?", (after, limit))
+            "SELECT c.id, c.tbl, c.op, c.old, c.new, c.at, c.drop_id, t.name, l.old, l.new FROM changes c "
+            "LEFT JOIN taken t ON t.id = c.drop_id LEFT JOIN layouts l ON l.drop_id = c.drop_id "
+            "WHERE c.id > ? ORDER BY c.id LIMIT ?", (after, limit))
         return [_change(*row) for row in rows]
 
     def pending(self, after: int) -> int:
@@ -265,24 +282,28 @@ class FileDropSource:
     # -- finding files ----------------------------------------------------------
 
     def _candidates(self, report: bool = False) -> list[Drop]:
-        """Files naming a captured table, oldest first."""
+        """Regular files naming a captured table, oldest first."""
         found = []
         with os.scandir(self.directory) as entries:
             for entry in entries:
-                if is_ignored(entry.name) or not entry.is_file():
+                if is_ignored(entry.name):
                     continue
                 matched = match_table(entry.name, self.tables)
-                if matched is None:
-                    if report and entry.name not in self._unmatched:
+                regular = entry.is_file(follow_symlinks=False)
+                if matched is None or not regular:
+                    if report and entry.name not in self._unmatched and (regular or matched):
                         self._unmatched.add(entry.name)
-                        log.warning("drop file %s names no captured table (%s); it is left alone", entry.name,
-                                    ", ".join(self.tables), extra={"file": entry.name})
+                        why = f"names no captured table ({', '.join(self.tables)})" if regular else \
+                            "is not a regular file (a symbolic link, directory, device or FIFO)"
+                        log.warning("drop file %s %s; it is left alone", _shown(entry.name), why,
+                                    extra={"file": entry.name})
                     continue
                 try:
-                    st = entry.stat()
+                    st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:  # renamed or removed just now
                     continue
-                found.append(Drop(Path(entry.path), matched[0], matched[1], st.st_size, st.st_mtime_ns))
+                found.append(Drop(Path(entry.path), matched[0], matched[1], st.st_size, st.st_mtime_ns,
+                                  (st.st_dev, st.st_ino)))
         return sorted(found, key=lambda d: (d.mtime_ns, d.name))
 
     def _ready(self) -> list[Drop]:
@@ -314,13 +335,13 @@ class FileDropSource:
     def _take_one(self) -> None:
         """Take the oldest ready file (or move one taken before a crash); refuse malformed ones."""
         for drop in self._ready():
-            already = self._taken_before(drop)
-            if already is not None:
-                log.info("drop file %s was taken before a restart; moving it to %s/", drop.name, PROCESSED,
-                         extra={"file": drop.name, "table": drop.table})
-                self._move(drop, already)
-                return
             try:
+                already = self._taken_before(drop)
+                if already is not None:
+                    log.info("drop file %s was taken before a restart; moving it to %s/", drop.name, PROCESSED,
+                             extra={"file": drop.name, "table": drop.table})
+                    self._move(drop, already)
+                    return
                 taken = self._consume(drop)
             except (_Changing, FileNotFoundError):
                 self._seen.pop(drop.name, None)  # settle again
@@ -338,7 +359,7 @@ class FileDropSource:
         if last is None or last[1] != drop.name or last[2] != drop.size:
             return None
         digest = hashlib.sha256()
-        with open(drop.path, "rb") as f:
+        with _open_drop(drop) as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         return last[0] if digest.hexdigest() == last[3] else None
@@ -346,10 +367,11 @@ class FileDropSource:
     def _consume(self, drop: Drop) -> int:
         """Diff the file against the table's state and log the changes, in one transaction; the taken id."""
         at = datetime.fromtimestamp(drop.mtime_ns / 1e9, timezone.utc).isoformat()
-        with self._transaction() as db, open(drop.path, "rb") as f:
+        with self._transaction() as db, _open_drop(drop) as f:
             source = HashedText(f)
             db.execute("DELETE FROM incoming")
-            schema, rows = self._load(db, drop, source)
+            stored = self._stored_schemas().get(drop.table)
+            order, rows = self._load(db, drop, source, stored)
             st = os.stat(f.fileno())
             if (st.st_size, st.st_mtime_ns) != (drop.size, drop.mtime_ns):
                 raise _Changing()
@@ -357,29 +379,37 @@ class FileDropSource:
                                "VALUES (?, ?, ?, ?, ?, 0, ?)",
                                (drop.name, drop.table, drop.size, source.sha256.hexdigest(), rows,
                                 datetime.now(timezone.utc).isoformat())).lastrowid
-            if schema is not None:
+            schema = None if order is None else TableSchema(
+                drop.table, tuple(Column(c, CSV_TYPE if drop.format == "csv" else JSON_TYPE) for c in order),
+                self.keys[drop.table])
+            if schema is not None and schema != stored:
                 self._log_schema(db, schema, at, taken)
+            db.execute("INSERT INTO layouts VALUES (?, ?, ?)",
+                       (taken, _columns_text(stored.column_names) if stored else None,
+                        _columns_text(order) if order else None))
             counts = self._diff(db, drop.table, at, taken)
             db.execute("UPDATE taken SET changes = ? WHERE id = ?", (sum(counts.values()), taken))
             db.execute("DELETE FROM refused WHERE name = ?", (drop.name,))
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file's transaction made the WAL as large as its changes
         log.info("took drop file %s for %s: %d rows, %d created, %d updated, %d deleted", drop.name, drop.table,
                  rows, counts[ch.INSERT], counts[ch.UPDATE], counts[ch.DELETE],
                  extra={"file": drop.name, "table": drop.table, "rows": rows, **counts})
         metrics.DROP_FILES_TAKEN.labels(drop.table).inc()
         return taken
 
-    def _load(self, db: sqlite3.Connection, drop: Drop, source: HashedText) -> tuple[TableSchema | None, int]:
-        """Parse the file into the ``incoming`` table; (the table's new schema or None when unchanged, rows)."""
+    def _load(self, db: sqlite3.Connection, drop: Drop, source: HashedText,
+              stored: TableSchema | None) -> tuple[list[str] | None, int]:
+        """Parse the file into the ``incoming`` table; (its columns in the order kept, or None
+        for an empty JSON array; rows).  The order is ``stored``'s when the column set is the same."""
         key = self.keys[drop.table]
-        stored = self._stored_schemas().get(drop.table)
         order: list[str] | None = None
         count = 0
         for line, columns, row in read_rows(drop.format, source):
             if order is None:
                 missing = [k for k in key if k not in columns]
                 if missing:
-                    raise DropRefused(line, f"key column {', '.join(missing)} of table {drop.table!r} is missing "
-                                      f"(columns: {', '.join(columns)})")
+                    raise DropRefused(line, f"key column {excerpt(', '.join(missing))} of table {drop.table!r} is "
+                                      f"missing (columns: {excerpt(', '.join(columns))})")
                 same = stored is not None and set(stored.column_names) == set(columns)
                 order = list(stored.column_names) if same else list(columns)
             if row is None:
@@ -389,20 +419,15 @@ class FileDropSource:
             if any(v is None for v in key_values):
                 raise DropRefused(line, f"the key ({', '.join(key)}) is null")
             key_text = json.dumps(key_values, ensure_ascii=False, separators=(",", ":"))
-            image = dict(zip(order, values))
             try:
                 db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)",
-                           (key_text, json.dumps(image, ensure_ascii=False, separators=(",", ":")),
-                            image_hash(image), line))
+                           (key_text, json.dumps(values, ensure_ascii=False, separators=(",", ":")),
+                            image_hash(dict(zip(order, values))), line))
             except sqlite3.IntegrityError:
                 first = db.execute("SELECT line FROM incoming WHERE key = ?", (key_text,)).fetchone()[0]
-                raise DropRefused(line, f"duplicate key {key_text} (first on line {first})") from None
+                raise DropRefused(line, f"duplicate key {excerpt(key_text)} (first on line {first})") from None
             count += 1
-        if order is None:
-            return None, 0  # an empty JSON array: the table is empty, its columns as they were
-        type_ = CSV_TYPE if drop.format == "csv" else JSON_TYPE
-        schema = TableSchema(drop.table, tuple(Column(c, type_) for c in order), self.keys[drop.table])
-        return (None if schema == stored else schema), count
+        return order, count  # order None: an empty JSON array empties the table, its columns as they were
 
     def _log_schema(self, db: sqlite3.Connection, schema: TableSchema, at: str, taken: int) -> None:
         text = json.dumps(schema.to_dict(), ensure_ascii=False)
@@ -441,7 +466,8 @@ class FileDropSource:
         self._seen.pop(drop.name, None)
 
     def _refuse(self, drop: Drop, fault: DropRefused) -> None:
-        log.error("drop file %s refused: %s; fix it or replace it (it stays in %s)", drop.name, fault, self.directory,
+        log.error("drop file %s refused: %s; fix it or replace it (it stays in %s)",
+                  _shown(drop.name), fault, self.directory,
                   extra={"file": drop.name, "table": drop.table, "line": fault.line, "reason": fault.reason})
         metrics.DROP_FILES_REFUSED.labels(drop.table).inc()
         self._open().execute("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
@@ -449,15 +475,53 @@ class FileDropSource:
                               datetime.now(timezone.utc).isoformat()))
 
 
+def _open_drop(drop: Drop) -> BinaryIO:
+    """``drop`` opened for reading, only if it is still the regular file that was checked
+    (not a link, FIFO or device swapped in since: raises _Changing)."""
+    try:
+        fd = os.open(drop.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # now a symbolic link
+            raise _Changing() from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != drop.inode:
+        os.close(fd)
+        raise _Changing()
+    return os.fdopen(fd, "rb")
+
+
+def _shown(name: str) -> str:
+    """A file name fit for a log line (escaped when it holds control characters)."""
+    return name if name.isprintable() else repr(name)
+
+
 def _change(position: int, table: str, op: str, old: str | None, new: str | None, at: str, taken: int,
-            name: str | None) -> ch.Change:
+            name: str | None, old_columns: str | None, new_columns: str | None) -> ch.Change:
     commit_time = datetime.fromisoformat(at)
     txid = f"{taken}:{name}" if name else str(taken)  # the drop file the change came from
     if op == ch.SCHEMA:
         return ch.Change(position, table, op, commit_time=commit_time, txid=txid,
                          schema=TableSchema.from_dict(json.loads(new)))
-    return ch.Change(position, table, op, before=json.loads(old) if old else None,
-                     after=json.loads(new) if new else None, commit_time=commit_time, txid=txid)
+    return ch.Change(position, table, op, before=_image(old, old_columns), after=_image(new, new_columns),
+                     commit_time=commit_time, txid=txid)
+
+
+def _columns_text(columns: Sequence[str]) -> str:
+    return json.dumps(list(columns), ensure_ascii=False, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _image(text: str | None, columns: str | None) -> dict[str, Any] | None:
+    """A row image stored as a JSON array of values in the order ``columns`` names (or as an object)."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else dict(zip(_columns(columns or "[]"), value))
 
 
 class _Arrivals:
