@@ -191,7 +191,9 @@ def test_a_state_written_with_rows_as_json_objects_still_decodes_and_diffs(drops
     assert [c.after for c in first[1:]] == [{"id": "1", "name": "Ann"}, {"id": "2", "name": "Bob"}]
     write(drops, "persons-2.csv", "id,name\n1,Anna\n")
     second = drain(s, first[-1].position)
-    assert [(c.op, c.before, c.after) for c in second] == [
-        ("delete", {"id": "2", "name": "Bob"}, None), ("update", {"id": "1", "name": "Ann"}, {"id": "1", "name": "Anna"})]
+    ann, anna = {"id": "1", "name": "Ann"}, {"id": "1", "name": "Anna"}
+    assert [(c.op, c.before, c.after) for c in second] == [("delete", {"id": "2", "name": "Bob"}, None),
+                                                           ("update", ann, anna)]
     write(drops, "persons-3.csv", "id,name\n1,Anna\n3,Cy\n")
-    assert ops(drain(s, second[-1].position)) == [("insert", "persons", "3")]  # the rows are arrays now, equal where unchanged
+    # the rows are arrays now, equal where unchanged
+    assert ops(drain(s, second[-1].position)) == [("insert", "persons", "3")]
