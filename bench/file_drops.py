@@ -32,7 +32,8 @@ def write_exports(directory: Path, rows: int) -> tuple[Path, Path]:
     rng = random.Random(7)
     ids = list(range(rows))
     rng.shuffle(ids)  # exports are seldom in key order: the worst case for the state's B-trees
-    records = {i: [f"{110105190000000000 + i}", f"姓名{i}", rng.choice(CITIES), f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+    records = {i: [f"{110105190000000000 + i}", f"姓名{i}", rng.choice(CITIES),
+                   f"19{rng.randint(40, 99)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
                    f"138{rng.randint(0, 99999999):08d}", f"note {rng.random():.12f}"] for i in ids}
     first = directory / "persons-1.csv"
     _write_csv(first, records.values())

@@ -79,8 +79,8 @@ CSV_TYPE = "TEXT"  # CSV values are text
 JSON_TYPE = ""  # JSON values keep their own type: no declared type (no SQLite affinity)
 
 _STATE_SQL = (
-    # The rows of every table as the last file taken held them; key is the JSON array of key values,
-    # row the JSON array of all values in the order of the table's schema (a JSON object in states written by earlier versions).
+    # The rows of every table as the last file taken held them; key is the JSON array of key values, row
+    # the JSON array of all values in the order of the table's schema (an object in states of earlier versions).
     "CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, "
     "digest TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS schemas (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL)",

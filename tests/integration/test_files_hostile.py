@@ -73,6 +73,15 @@ def test_a_line_or_object_over_the_record_limit_refuses_the_file(drops, caplog, 
     assert "drop file persons.json refused: line 3: an object longer than 100 characters" in caplog.text
 
 
+def test_a_line_as_long_as_the_record_limit_is_taken(drops, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(files_formats, "MAX_RECORD_BYTES", 100)
+    s = source(drops)
+    line = '{"id": 0, "name": "' + "y" * 79 + '"}'
+    assert len(line) == 100
+    write(drops, "persons.jsonl", line + "\n" + line.replace('"id": 0', '"id": 1'))  # the last without a line end
+    assert ops(drain(s)) == [("schema", "persons", None), ("insert", "persons", 0), ("insert", "persons", 1)]
+
+
 def test_an_unexpected_parser_failure_refuses_the_file(drops, caplog, monkeypatch):  # noqa: F811
     def exhausted(source):
         yield from ()
