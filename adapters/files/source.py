@@ -44,26 +44,27 @@ object, or whatever else its parser fails on) is refused, alone: the log
 names the file, the line and the fault (quoting content only in short,
 escaped excerpts), the file stays where it is, and it is tried again only
 once it changes.  The WAL is emptied after each file taken.
+
+Finding and opening drop files: directory.py; parsing them: formats.py; the
+state database's tables: state.py.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
 import hashlib
 import json
 import logging
 import os
 import sqlite3
-import stat
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from adapters.files.directory import Changing, Drop, drops_path, find, match_table, open_drop, shown
 from adapters.files.formats import DropRefused, HashedText, excerpt, read_rows
+from adapters.files.state import STATE_SQL, columns_text, read_changes
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, SourceNotReady, TableSchema
 from exchange.contracts.events import image_hash
@@ -71,75 +72,10 @@ from adapters.files import metrics
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
-IGNORED_SUFFIXES = (".tmp", ".part", "~")
 PROCESSED = "processed"
 STATE = Path(".exchange") / "state.db"
 CSV_TYPE = "TEXT"  # CSV values are text
 JSON_TYPE = ""  # JSON values keep their own type: no declared type (no SQLite affinity)
-
-_STATE_SQL = (
-    # The rows of every table as the last file taken held them; key is the JSON array of key values, row
-    # the JSON array of all values in the order of the table's schema (an object in states of earlier versions).
-    "CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, "
-    "digest TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS schemas (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
-    "op TEXT NOT NULL, old TEXT, new TEXT, at TEXT NOT NULL, drop_id INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS taken (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
-    "tbl TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, rows INTEGER NOT NULL, "
-    "changes INTEGER NOT NULL, at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS refused (name TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-    "mtime_ns INTEGER NOT NULL, line INTEGER, reason TEXT NOT NULL, at TEXT NOT NULL)",
-    # The column names (JSON arrays) of the old and new images of the changes a file logged, which are
-    # JSON arrays of values: much smaller than objects.  Changes logged without one hold objects.
-    "CREATE TABLE IF NOT EXISTS layouts (drop_id INTEGER PRIMARY KEY, old TEXT, new TEXT)",
-)
-
-
-class _Changing(Exception):
-    """The file changed while it was read: it is not complete yet."""
-
-
-@dataclass(frozen=True)
-class Drop:
-    """A file in the drop directory that names a captured table."""
-
-    path: Path
-    table: str
-    format: str  # csv, json or jsonl
-    size: int
-    mtime_ns: int
-    inode: tuple[int, int]  # (st_dev, st_ino): the file that was checked is the file that is read
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def drops_path(url: str) -> Path:
-    """The directory of a ``files:///absolute`` or ``files://relative`` URL."""
-    prefix = "files://"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"unsupported URL {url!r}: expected files:///DIRECTORY")
-    return Path(url[len(prefix):])
-
-
-def is_ignored(name: str) -> bool:
-    """Names a writer uses while a file is incomplete: hidden, ``*.tmp``, ``*.part``, ``*~``."""
-    return name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES)
-
-
-def match_table(name: str, tables: Sequence[str]) -> tuple[str, str] | None:
-    """(table, format) of a drop file name, or None when it names no table in ``tables``."""
-    if is_ignored(name):
-        return None
-    stem, dot, extension = name.rpartition(".")
-    fmt = FORMATS.get(dot + extension.lower())
-    if fmt is None:
-        return None
-    fitting = [t for t in tables if stem == t or stem.startswith(t + "-")]
-    return (max(fitting, key=len), fmt) if fitting else None
 
 
 # -- the capture source ---------------------------------------------------------
@@ -163,7 +99,7 @@ class FileDropSource:
         self._db: sqlite3.Connection | None = None
         self._prepared = False
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime_ns, monotonic time first seen
-        self._unmatched: set[str] = set()  # names already reported as naming no table or not a regular file
+        self._reported: set[str] = set()  # names already reported as naming no table or not a regular file
         self._observer: Any = None
 
     def prepare(self) -> None:
@@ -180,7 +116,7 @@ class FileDropSource:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         (self.directory / PROCESSED).mkdir(exist_ok=True)
         db = self._open(create=True)
-        for statement in _STATE_SQL:
+        for statement in STATE_SQL:
             db.execute(statement)
         db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (key TEXT PRIMARY KEY, row TEXT NOT NULL, "
                    "digest TEXT NOT NULL, line INTEGER NOT NULL)")
@@ -202,11 +138,7 @@ class FileDropSource:
         if not self._prepared:
             self.prepare()
         self._take_one()
-        rows = self._open().execute(
-            "SELECT c.id, c.tbl, c.op, c.old, c.new, c.at, c.drop_id, t.name, l.old, l.new FROM changes c "
-            "LEFT JOIN taken t ON t.id = c.drop_id LEFT JOIN layouts l ON l.drop_id = c.drop_id "
-            "WHERE c.id > ? ORDER BY c.id LIMIT ?", (after, limit))
-        return [_change(*row) for row in rows]
+        return read_changes(self._open(), after, limit)
 
     def pending(self, after: int) -> int:
         """Changes after ``after``, plus one for each drop file not taken yet (refused ones excepted)."""
@@ -283,28 +215,7 @@ class FileDropSource:
 
     def _candidates(self, report: bool = False) -> list[Drop]:
         """Regular files naming a captured table, oldest first."""
-        found = []
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                if is_ignored(entry.name):
-                    continue
-                matched = match_table(entry.name, self.tables)
-                regular = entry.is_file(follow_symlinks=False)
-                if matched is None or not regular:
-                    if report and entry.name not in self._unmatched and (regular or matched):
-                        self._unmatched.add(entry.name)
-                        why = f"names no captured table ({', '.join(self.tables)})" if regular else \
-                            "is not a regular file (a symbolic link, directory, device or FIFO)"
-                        log.warning("drop file %s %s; it is left alone", _shown(entry.name), why,
-                                    extra={"file": entry.name})
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # renamed or removed just now
-                    continue
-                found.append(Drop(Path(entry.path), matched[0], matched[1], st.st_size, st.st_mtime_ns,
-                                  (st.st_dev, st.st_ino)))
-        return sorted(found, key=lambda d: (d.mtime_ns, d.name))
+        return find(self.directory, self.tables, self._reported if report else None)
 
     def _ready(self) -> list[Drop]:
         """Candidates whose size and mtime stayed the same for ``settle_seconds``, refused ones excepted."""
@@ -343,7 +254,7 @@ class FileDropSource:
                     self._move(drop, already)
                     return
                 taken = self._consume(drop)
-            except (_Changing, FileNotFoundError):
+            except (Changing, FileNotFoundError):
                 self._seen.pop(drop.name, None)  # settle again
                 continue
             except DropRefused as e:
@@ -359,7 +270,7 @@ class FileDropSource:
         if last is None or last[1] != drop.name or last[2] != drop.size:
             return None
         digest = hashlib.sha256()
-        with _open_drop(drop) as f:
+        with open_drop(drop) as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         return last[0] if digest.hexdigest() == last[3] else None
@@ -367,14 +278,14 @@ class FileDropSource:
     def _consume(self, drop: Drop) -> int:
         """Diff the file against the table's state and log the changes, in one transaction; the taken id."""
         at = datetime.fromtimestamp(drop.mtime_ns / 1e9, timezone.utc).isoformat()
-        with self._transaction() as db, _open_drop(drop) as f:
+        with self._transaction() as db, open_drop(drop) as f:
             source = HashedText(f)
             db.execute("DELETE FROM incoming")
             stored = self._stored_schemas().get(drop.table)
             order, rows = self._load(db, drop, source, stored)
             st = os.stat(f.fileno())
             if (st.st_size, st.st_mtime_ns) != (drop.size, drop.mtime_ns):
-                raise _Changing()
+                raise Changing()
             taken = db.execute("INSERT INTO taken (name, tbl, size, sha256, rows, changes, at) "
                                "VALUES (?, ?, ?, ?, ?, 0, ?)",
                                (drop.name, drop.table, drop.size, source.sha256.hexdigest(), rows,
@@ -385,8 +296,8 @@ class FileDropSource:
             if schema is not None and schema != stored:
                 self._log_schema(db, schema, at, taken)
             db.execute("INSERT INTO layouts VALUES (?, ?, ?)",
-                       (taken, _columns_text(stored.column_names) if stored else None,
-                        _columns_text(order) if order else None))
+                       (taken, columns_text(stored.column_names) if stored else None,
+                        columns_text(order) if order else None))
             counts = self._diff(db, drop.table, at, taken)
             db.execute("UPDATE taken SET changes = ? WHERE id = ?", (sum(counts.values()), taken))
             db.execute("DELETE FROM refused WHERE name = ?", (drop.name,))
@@ -467,61 +378,12 @@ class FileDropSource:
 
     def _refuse(self, drop: Drop, fault: DropRefused) -> None:
         log.error("drop file %s refused: %s; fix it or replace it (it stays in %s)",
-                  _shown(drop.name), fault, self.directory,
+                  shown(drop.name), fault, self.directory,
                   extra={"file": drop.name, "table": drop.table, "line": fault.line, "reason": fault.reason})
         metrics.DROP_FILES_REFUSED.labels(drop.table).inc()
         self._open().execute("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
                              (drop.name, drop.size, drop.mtime_ns, fault.line, fault.reason,
                               datetime.now(timezone.utc).isoformat()))
-
-
-def _open_drop(drop: Drop) -> BinaryIO:
-    """``drop`` opened for reading, only if it is still the regular file that was checked
-    (not a link, FIFO or device swapped in since: raises _Changing)."""
-    try:
-        fd = os.open(drop.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        if e.errno == errno.ELOOP:  # now a symbolic link
-            raise _Changing() from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != drop.inode:
-        os.close(fd)
-        raise _Changing()
-    return os.fdopen(fd, "rb")
-
-
-def _shown(name: str) -> str:
-    """A file name fit for a log line (escaped when it holds control characters)."""
-    return name if name.isprintable() else repr(name)
-
-
-def _change(position: int, table: str, op: str, old: str | None, new: str | None, at: str, taken: int,
-            name: str | None, old_columns: str | None, new_columns: str | None) -> ch.Change:
-    commit_time = datetime.fromisoformat(at)
-    txid = f"{taken}:{name}" if name else str(taken)  # the drop file the change came from
-    if op == ch.SCHEMA:
-        return ch.Change(position, table, op, commit_time=commit_time, txid=txid,
-                         schema=TableSchema.from_dict(json.loads(new)))
-    return ch.Change(position, table, op, before=_image(old, old_columns), after=_image(new, new_columns),
-                     commit_time=commit_time, txid=txid)
-
-
-def _columns_text(columns: Sequence[str]) -> str:
-    return json.dumps(list(columns), ensure_ascii=False, separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=64)
-def _columns(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text))
-
-
-def _image(text: str | None, columns: str | None) -> dict[str, Any] | None:
-    """A row image stored as a JSON array of values in the order ``columns`` names (or as an object)."""
-    if not text:
-        return None
-    value = json.loads(text)
-    return value if isinstance(value, dict) else dict(zip(_columns(columns or "[]"), value))
 
 
 class _Arrivals:
