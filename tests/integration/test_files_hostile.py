@@ -54,13 +54,13 @@ def assert_refused_alone(s, directory: Path, caplog, name: str, line: int, fault
     ("persons.json", '[{"id": 1, "": 2}]', 1, "a column name that is empty"),
 ])
 def test_a_file_no_parser_can_read_is_refused_and_other_tables_are_still_captured(
-        drops, caplog, name, text, line, fault):  # noqa: F811
+        drops, caplog, name, text, line, fault):
     s = source(drops)
     write(drops, name, text)
     assert_refused_alone(s, drops, caplog, name, line, fault)
 
 
-def test_a_line_or_object_over_the_record_limit_refuses_the_file(drops, caplog, monkeypatch):  # noqa: F811
+def test_a_line_or_object_over_the_record_limit_refuses_the_file(drops, caplog, monkeypatch):
     monkeypatch.setattr(files_formats, "MAX_RECORD_BYTES", 100)
     monkeypatch.setattr(files_formats, "_CHUNK", 64)
     s = source(drops)
@@ -73,7 +73,7 @@ def test_a_line_or_object_over_the_record_limit_refuses_the_file(drops, caplog, 
     assert "drop file persons.json refused: line 3: an object longer than 100 characters" in caplog.text
 
 
-def test_a_line_as_long_as_the_record_limit_is_taken(drops, monkeypatch):  # noqa: F811
+def test_a_line_as_long_as_the_record_limit_is_taken(drops, monkeypatch):
     monkeypatch.setattr(files_formats, "MAX_RECORD_BYTES", 100)
     s = source(drops)
     line = '{"id": 0, "name": "' + "y" * 79 + '"}'
@@ -82,7 +82,7 @@ def test_a_line_as_long_as_the_record_limit_is_taken(drops, monkeypatch):  # noq
     assert ops(drain(s)) == [("schema", "persons", None), ("insert", "persons", 0), ("insert", "persons", 1)]
 
 
-def test_an_unexpected_parser_failure_refuses_the_file(drops, caplog, monkeypatch):  # noqa: F811
+def test_an_unexpected_parser_failure_refuses_the_file(drops, caplog, monkeypatch):
     def exhausted(source):
         yield from ()
         raise MemoryError()
@@ -95,7 +95,7 @@ def test_an_unexpected_parser_failure_refuses_the_file(drops, caplog, monkeypatc
 
 # -- only regular files in the drop directory ----------------------------------------
 
-def test_links_and_other_non_regular_files_are_never_read(drops, tmp_path, caplog):  # noqa: F811
+def test_links_and_other_non_regular_files_are_never_read(drops, tmp_path, caplog):
     outside = write(tmp_path, "secret.csv", "id,name\n1,Secret\n")
     (drops / "persons.csv").symlink_to(outside)
     (drops / "licences.jsonl").symlink_to("/etc/passwd")
@@ -111,7 +111,7 @@ def test_links_and_other_non_regular_files_are_never_read(drops, tmp_path, caplo
 
 
 @pytest.mark.parametrize("swap", ["symlink", "other file"])
-def test_a_file_swapped_after_its_check_is_not_read(drops, tmp_path, monkeypatch, swap):  # noqa: F811
+def test_a_file_swapped_after_its_check_is_not_read(drops, tmp_path, monkeypatch, swap):
     outside = write(tmp_path, "secret.csv", "id,name\n1,Qxz\n")
     s = source(drops)
     write(drops, "persons.csv", "id,name\n1,Ann\n")  # the same size
@@ -133,7 +133,7 @@ def test_a_file_swapped_after_its_check_is_not_read(drops, tmp_path, monkeypatch
     assert b"Qxz" not in s.state_path.read_bytes() and os.listdir(drops / "processed") == []
 
 
-def test_a_refusal_quotes_the_file_only_in_a_short_escaped_excerpt(drops, caplog):  # noqa: F811
+def test_a_refusal_quotes_the_file_only_in_a_short_escaped_excerpt(drops, caplog):
     s = source(drops)
     write(drops, "persons.csv", "name," + "x" * 500 + "\x1b[2J\n")
     write(drops, "persons-2.jsonl", json.dumps({"id": "k" * 500}) + "\n" + json.dumps({"id": "k" * 500}) + "\n")
@@ -148,7 +148,7 @@ def test_a_refusal_quotes_the_file_only_in_a_short_escaped_excerpt(drops, caplog
 
 # -- numbers every target can store ----------------------------------------------------
 
-def test_integers_beyond_64_bits_are_kept_exactly_as_text_and_replay_into_sqlite(drops, tmp_path):  # noqa: F811
+def test_integers_beyond_64_bits_are_kept_exactly_as_text_and_replay_into_sqlite(drops, tmp_path):
     s = source(drops)
     store_path, replayed = tmp_path / "node.db", tmp_path / "replayed.db"
     store = EventStore(f"sqlite:///{store_path}")
@@ -171,7 +171,7 @@ def test_integers_beyond_64_bits_are_kept_exactly_as_text_and_replay_into_sqlite
 
 # -- a proportionate state ---------------------------------------------------------------
 
-def test_the_state_stays_proportionate_and_the_wal_is_emptied_after_each_file(drops):  # noqa: F811
+def test_the_state_stays_proportionate_and_the_wal_is_emptied_after_each_file(drops):
     s = source(drops)
     text = "id,name,city,note\n" + "".join(f"{110105190000000000 + i},name {i},city {i % 50},note {i}\n"
                                           for i in range(20_000))
@@ -186,7 +186,7 @@ def test_the_state_stays_proportionate_and_the_wal_is_emptied_after_each_file(dr
     assert s.state_path.stat().st_size < 6 * size
 
 
-def test_a_state_written_with_rows_as_json_objects_still_decodes_and_diffs(drops):  # noqa: F811
+def test_a_state_written_with_rows_as_json_objects_still_decodes_and_diffs(drops):
     """Earlier versions stored row images as JSON objects: pending changes and stored rows still serve."""
     s = source(drops)
     write(drops, "persons.csv", "id,name\n1,Ann\n2,Bob\n")
