@@ -27,7 +27,8 @@ from pathlib import Path
 
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
-from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, download, list_files, write_remote
+from exchange.transport.offline.sftp import (RemoteFileRefused, SftpError, SftpTarget, connect, download, list_files,
+                                             write_remote)
 from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog
 from hub.bundle_import import ACK_DIR, BundleImporter, ack_key, decrypt_key
@@ -45,6 +46,7 @@ class SftpInbox:
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
         self.last_error: str | None = None
+        self.refused: dict[str, str] = {}  # remote bundle -> why it is not downloaded
         self.thread = threading.Thread(target=self._run, name="sftp-inbox", daemon=True)
 
     def start(self) -> None:
@@ -78,10 +80,17 @@ class SftpInbox:
         with connect(self.target) as sftp:
             remote = {name: size for name, size in list_files(sftp, self.target.remote_dir).items()
                       if is_bundle_name(name)}
+            self.refused = {name: why for name, why in self.refused.items() if name in remote}
             for name, size in sorted(remote.items()):
                 staged = local / name
                 if not (staged.exists() and staged.stat().st_size == size):  # a pending bundle is kept locally
-                    download(sftp, self.target.path(name), staged)
+                    try:
+                        download(sftp, self.target.path(name), staged)
+                    except RemoteFileRefused as e:  # left on the server; the other bundles go on
+                        metrics.errors.labels("sftp_inbox").inc()
+                        again = self.refused.get(name) == str(e)
+                        log.log(logging.DEBUG if again else logging.ERROR, "SFTP inbox: %s", e)
+                        self.refused[name] = str(e)
             report = self.importer.import_all()
             for ack in report["acks"]:
                 write_remote(sftp, self.target.path(ACK_DIR, Path(ack).name), Path(ack).read_bytes())

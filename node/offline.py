@@ -8,7 +8,10 @@ the hub for ``fallback_after`` seconds and stops as soon as it reconnects;
 Each round, while active:
 
 1. list the remote directory, then read the hub's ``ack/<agency>.json`` there
-   and move the node's ``hub`` position forward to it (node/bundles.py);
+   and move the node's ``hub`` position forward to it (node/bundles.py).  An
+   acknowledgement that is not a regular file or has more than
+   ``MAX_ACK_BYTES`` is not read: the error names it, ``errors_total{kind=
+   "offline"}`` counts it, and the round goes on with the last one read;
 2. forget local bundles the hub holds; a bundle uploaded earlier that the
    hub has taken away without acknowledging it (quarantined, e.g. damaged
    on the server) is uploaded again;
@@ -31,7 +34,8 @@ from pathlib import Path
 
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
-from exchange.transport.offline.sftp import SftpError, SftpTarget, connect, list_files, part_name, read_remote, upload
+from exchange.transport.offline.sftp import (RemoteFileRefused, SftpError, SftpTarget, connect, list_files, part_name,
+                                             read_remote, upload)
 from exchange.store import NodeRecorder
 from node.metrics import METRICS, NodeMetrics
 from node.bundles import ACK_DIR, apply_ack, encrypt_to, hub_key, signing_key, write_bundles
@@ -41,6 +45,7 @@ from node.shipper import Shipper
 log = logging.getLogger(__name__)
 
 SENT_DIR = "sent"
+MAX_ACK_BYTES = 64 * 1024  # an acknowledgement has a few hundred bytes
 
 
 class OfflineShipper:
@@ -66,6 +71,7 @@ class OfflineShipper:
         self.stopping = stopping
         self.active = False
         self.last_error: str | None = None
+        self.last_ack_refusal: str | None = None
         self.thread = threading.Thread(target=self.run, name="offline", daemon=True)
 
     def start(self) -> None:
@@ -117,7 +123,7 @@ class OfflineShipper:
         uploaded = []
         with connect(self.target) as sftp:
             remote = list_files(sftp, self.target.remote_dir)  # before the ack: see _resend_taken
-            acknowledged = self._read_ack(read_remote(sftp, self.target.path(ACK_DIR, f"{self.agency}.json")))
+            acknowledged = self._read_ack(self._fetch_ack(sftp))
             self._forget_acknowledged(acknowledged)
             self._resend_taken(remote, acknowledged)
             paths, events = write_bundles(self.recorder, self.agency, self.key, self.outbox,
@@ -137,6 +143,21 @@ class OfflineShipper:
                 log.info("uploaded bundle %s (%d bytes sent)", path.name, result["sent"],
                          extra={"agency": self.agency, "bundle": path.name})
         return {"acknowledged": acknowledged, "uploaded": uploaded}
+
+    def _fetch_ack(self, sftp) -> bytes | None:
+        """The hub's acknowledgement on the server; None when there is none, or it is refused
+        (the last one read then stands)."""
+        try:
+            data = read_remote(sftp, self.target.path(ACK_DIR, f"{self.agency}.json"), MAX_ACK_BYTES)
+        except RemoteFileRefused as e:
+            self.metrics.errors.labels("offline").inc()
+            log.log(logging.ERROR if str(e) != self.last_ack_refusal else logging.DEBUG,
+                    "offline fallback: %s; keeping the acknowledgement read before", e,
+                    extra={"sftp": self.target.known_hosts_name})
+            self.last_ack_refusal = str(e)
+            return None
+        self.last_ack_refusal = None
+        return data
 
     def _read_ack(self, data: bytes | None) -> int:
         """Apply the hub's acknowledgement (if any) through the same checks as ``export``; the hub position."""

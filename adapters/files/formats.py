@@ -1,9 +1,14 @@
 """Reading drop files: CSV with a header row, JSON arrays of objects, JSON lines.
 
 Each reader yields ``(line, columns, row)`` per record and refuses a
-malformed file with ``DropRefused`` naming the line.  Files are read once,
-in bounded memory (a JSON array is decoded one element at a time), and
-hashed on the way (``HashedText.sha256``).
+malformed file with ``DropRefused`` naming the line: whatever a parser
+raises on hostile input (nesting too deep, a record too large, a number out
+of range, bad Unicode...) refuses that file only.  Files are read once, in
+bounded memory (a JSON array is decoded one element at a time, no line or
+record may exceed ``MAX_RECORD_BYTES``), and hashed on the way
+(``HashedText.sha256``).  JSON numbers must be finite; integers outside the
+signed 64-bit range are kept exactly, as their decimal text, so that every
+apply target can store them.
 """
 
 from __future__ import annotations
@@ -12,10 +17,25 @@ import codecs
 import csv
 import hashlib
 import json
+import math
+import re
 from typing import Any, BinaryIO, Iterator
 
 _CHUNK = 1 << 20
+MAX_RECORD_BYTES = 64 << 20  # a longer line, or JSON object, refuses the file
 _SCALARS = (str, int, float, bool, type(None))
+_INT64 = range(-(1 << 63), 1 << 63)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates ("\\ud800" in JSON) cannot be stored as UTF-8
+EXCERPT_CHARS = 80
+
+
+def excerpt(text: str, quoted: bool = False) -> str:
+    """``text`` fit for a log line: as is when short and printable (and not
+    ``quoted``), else ``repr``-escaped and cut to ``EXCERPT_CHARS`` characters."""
+    if len(text) <= EXCERPT_CHARS and text.isprintable() and not quoted:
+        return text
+    shown = repr(text)
+    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS - 3] + "..."
 
 
 class DropRefused(Exception):
@@ -37,9 +57,11 @@ class HashedText:
 
     def lines(self) -> Iterator[str]:
         """Decoded lines (with their line ends); ``self.line`` is the number of the last one."""
-        for raw in self.f:
+        while raw := self.f.readline(MAX_RECORD_BYTES + 1):
             self.sha256.update(raw)
             self.line += 1
+            if len(raw) > MAX_RECORD_BYTES and not raw.endswith(b"\n"):  # the limit does not count the line end
+                raise DropRefused(self.line, f"a line longer than {MAX_RECORD_BYTES} bytes")
             try:
                 yield raw.decode("utf-8-sig" if self.line == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -95,19 +117,19 @@ def _check_header(header: list[str], line: int) -> None:
         raise DropRefused(line, "the header has an empty column name")
     duplicates = sorted({n for n in header if header.count(n) > 1})
     if duplicates:
-        raise DropRefused(line, f"the header names {', '.join(duplicates)} more than once")
+        raise DropRefused(line, f"the header names {excerpt(', '.join(duplicates))} more than once")
 
 
 def _rows_jsonl(source: HashedText) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
     """(line, columns, row) for each object of a JSON lines file (blank lines are skipped)."""
-    decoder = json.JSONDecoder(parse_constant=_no_constant)
+    decoder = _decoder()
     columns: list[str] | None = None
     for text in source.lines():
         if not text.strip():
             continue
         try:
             value = decoder.decode(text)
-        except (json.JSONDecodeError, ValueError) as e:
+        except (ValueError, RecursionError) as e:
             raise DropRefused(source.line, f"bad JSON: {_json_fault(e)}") from None
         columns = columns or _object_columns(value, source.line)
         yield source.line, columns, _check_object(value, columns, source.line)
@@ -117,7 +139,7 @@ def _rows_jsonl(source: HashedText) -> Iterator[tuple[int, list[str], dict[str, 
 
 def _rows_json(source: HashedText) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
     """Records of a JSON array of objects, decoded one element at a time (bounded memory)."""
-    decoder = json.JSONDecoder(parse_constant=_no_constant)
+    decoder = _decoder()
     chunks = source.chunks()
     buffer, pos, line, done = "", 0, 1, False  # line: the line number of buffer[0]
 
@@ -168,9 +190,13 @@ def _rows_json(source: HashedText) -> Iterator[tuple[int, list[str], dict[str, A
             try:
                 value, end = decoder.raw_decode(buffer, pos)
                 break
-            except (json.JSONDecodeError, ValueError) as e:
+            except (ValueError, RecursionError) as e:
                 fault = DropRefused(_fault_line(e, line, start), f"bad JSON: {_json_fault(e)}")
-                if not _maybe_cut(e, len(buffer)) or not more():
+                if not _maybe_cut(e, len(buffer)):
+                    raise fault from None
+                if len(buffer) - pos > MAX_RECORD_BYTES:
+                    raise DropRefused(start, f"an object longer than {MAX_RECORD_BYTES} characters") from None
+                if not more():
                     raise fault from None
         pos = end
         columns = columns or _object_columns(value, start)
@@ -191,11 +217,32 @@ def _fault_line(e: Exception, buffer_line: int, fallback: int) -> int:
 
 
 def _json_fault(e: Exception) -> str:
-    return e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    return "arrays or objects nested too deeply" if isinstance(e, RecursionError) else str(e)
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_int64_or_text)
 
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {excerpt(text)} is out of range (only finite numbers can be captured)")
+    return value
+
+
+def _int64_or_text(text: str) -> int | str:
+    """A JSON integer: an int within the signed 64-bit range, else its exact decimal text."""
+    if len(text) > 20:  # no int() of huge literals (Python limits them to 4300 digits anyway)
+        return text
+    value = int(text)
+    return value if value in _INT64 else text
 
 
 def _object_columns(value: Any, line: int) -> list[str]:
@@ -203,6 +250,10 @@ def _object_columns(value: Any, line: int) -> list[str]:
         raise DropRefused(line, "each record must be a JSON object")
     if not value:
         raise DropRefused(line, "an object without columns")
+    strange = [name for name in value if not name or _SURROGATE.search(name)]
+    if strange:
+        raise DropRefused(line, "a column name that is empty or holds a lone surrogate: "
+                          f"{excerpt(strange[0], quoted=True)}")
     return list(value)
 
 
@@ -215,13 +266,16 @@ def _check_object(value: Any, columns: list[str], line: int) -> dict[str, Any]:
                           + "; ".join(p for p in (_named("missing", missing), _named("unexpected", extra)) if p))
     for name, item in value.items():
         if not isinstance(item, _SCALARS):
-            raise DropRefused(line, f"column {name!r} holds a JSON {type(item).__name__}: only strings, numbers, "
-                              "true/false and null can be captured")
+            raise DropRefused(line, f"column {excerpt(name, quoted=True)} holds a JSON {type(item).__name__}: "
+                              "only strings, numbers, true/false and null can be captured")
+        if isinstance(item, str) and _SURROGATE.search(item):
+            raise DropRefused(line, f"column {excerpt(name, quoted=True)} holds a lone surrogate (\\ud800-\\udfff), "
+                              "which is not a Unicode character")
     return value
 
 
 def _named(what: str, names: set[str]) -> str:
-    return f"{what} {', '.join(sorted(names))}" if names else ""
+    return f"{what} {excerpt(', '.join(sorted(names)))}" if names else ""
 
 
 _PARSERS = {"csv": _rows_csv, "json": _rows_json, "jsonl": _rows_jsonl}
@@ -229,5 +283,16 @@ _PARSERS = {"csv": _rows_csv, "json": _rows_json, "jsonl": _rows_jsonl}
 
 def read_rows(fmt: str, source: HashedText) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
     """(line, columns, row) for each record of a ``fmt`` (csv, json, jsonl) file; a CSV
-    file first gives (header line, header, None).  Raises DropRefused."""
-    return _PARSERS[fmt](source)
+    file first gives (header line, header, None).  Raises DropRefused, also for
+    whatever else parsing raises (OSError, a failure to read, excepted)."""
+    rows = _PARSERS[fmt](source)
+    while True:
+        try:
+            item = next(rows)
+        except StopIteration:
+            return
+        except (DropRefused, OSError):
+            raise
+        except Exception as e:  # RecursionError, MemoryError, ... on hostile input: refuse this file only
+            raise DropRefused(source.line, f"cannot be parsed ({type(e).__name__}: {excerpt(str(e))})") from None
+        yield item

@@ -11,10 +11,15 @@ table as one file:
 * ``<table>.jsonl`` / ``<table>-<anything>.jsonl``: one JSON object per line.
 
 JSON values keep their type (string, number, true/false, null); nested
-objects and arrays are refused.  Extensions are matched without regard to
-case; of two configured tables whose names both fit, the longer name wins.
-Hidden names (``.x``), ``*.tmp``, ``*.part`` and ``*~`` are ignored, so a
-writer can write under such a name and rename the finished file into place;
+objects and arrays, and numbers that are not finite, are refused; integers
+outside the signed 64-bit range are carried as their exact decimal text.
+Extensions are matched without regard to case; of two configured tables
+whose names both fit, the longer name wins.
+Only regular files are read: symbolic links, directories, devices and FIFOs
+are left alone (reported once), and a file swapped for a link between the
+check and the read is not followed.  Hidden names (``.x``), ``*.tmp``,
+``*.part`` and ``*~`` are ignored, so a writer can write under such a name
+and rename the finished file into place;
 a file is in any case read only once its size and modification time have
 stayed the same for ``settle_seconds``.  Files of one table are taken oldest
 first (modification time, then name).
@@ -24,8 +29,9 @@ before it held) and turned into delete, update and insert changes; a change
 of the column set first becomes a schema change.  Rows are equal when their
 non-null values are (``image_hash``).  The changes' commit time is the
 file's modification time.  Key columns are required for every table
-(``[source] keys``).  The previous state, the change log and the record of
-which file was taken live in the adapter's own SQLite database
+(``[source] keys``).  The previous state (rows as JSON arrays in the
+schema's column order), the change log and the record of which file was
+taken live in the adapter's own SQLite database
 (default ``<drop dir>/.exchange/state.db``) and are written in ONE
 transaction per file; only then is the file moved to ``processed/`` (as
 ``<n>-<name>``, ``n`` numbering the files taken).  A crash between the two
@@ -34,8 +40,13 @@ the table's last file taken, and only moved.
 
 A malformed file (not UTF-8, bad CSV or JSON, a missing key column, a null
 or duplicate key, rows with another column set than the header or the first
-object) is refused: the log names the file, the line and the fault, the file
-stays where it is, and it is tried again only once it changes.
+object, or whatever else its parser fails on) is refused, alone: the log
+names the file, the line and the fault (quoting content only in short,
+escaped excerpts), the file stays where it is, and it is tried again only
+once it changes.  The WAL is emptied after each file taken.
+
+Finding and opening drop files: directory.py; parsing them: formats.py; the
+state database's tables: state.py.
 """
 
 from __future__ import annotations
@@ -47,12 +58,13 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from adapters.files.formats import DropRefused, HashedText, read_rows
+from adapters.files.directory import Changing, Drop, drops_path, find, match_table, open_drop, shown
+from adapters.files.formats import DropRefused, HashedText, excerpt, read_rows
+from adapters.files.state import STATE_SQL, columns_text, read_changes
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, SourceNotReady, TableSchema
 from exchange.contracts.events import image_hash
@@ -60,70 +72,10 @@ from adapters.files import metrics
 
 log = logging.getLogger(__name__)
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
-IGNORED_SUFFIXES = (".tmp", ".part", "~")
 PROCESSED = "processed"
 STATE = Path(".exchange") / "state.db"
 CSV_TYPE = "TEXT"  # CSV values are text
 JSON_TYPE = ""  # JSON values keep their own type: no declared type (no SQLite affinity)
-
-_STATE_SQL = (
-    # The rows of every table as the last file taken held them; key is the JSON array of key values.
-    "CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, "
-    "digest TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS schemas (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, "
-    "op TEXT NOT NULL, old TEXT, new TEXT, at TEXT NOT NULL, drop_id INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS taken (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
-    "tbl TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, rows INTEGER NOT NULL, "
-    "changes INTEGER NOT NULL, at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS refused (name TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-    "mtime_ns INTEGER NOT NULL, line INTEGER, reason TEXT NOT NULL, at TEXT NOT NULL)",
-)
-
-
-class _Changing(Exception):
-    """The file changed while it was read: it is not complete yet."""
-
-
-@dataclass(frozen=True)
-class Drop:
-    """A file in the drop directory that names a captured table."""
-
-    path: Path
-    table: str
-    format: str  # csv, json or jsonl
-    size: int
-    mtime_ns: int
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def drops_path(url: str) -> Path:
-    """The directory of a ``files:///absolute`` or ``files://relative`` URL."""
-    prefix = "files://"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"unsupported URL {url!r}: expected files:///DIRECTORY")
-    return Path(url[len(prefix):])
-
-
-def is_ignored(name: str) -> bool:
-    """Names a writer uses while a file is incomplete: hidden, ``*.tmp``, ``*.part``, ``*~``."""
-    return name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES)
-
-
-def match_table(name: str, tables: Sequence[str]) -> tuple[str, str] | None:
-    """(table, format) of a drop file name, or None when it names no table in ``tables``."""
-    if is_ignored(name):
-        return None
-    stem, dot, extension = name.rpartition(".")
-    fmt = FORMATS.get(dot + extension.lower())
-    if fmt is None:
-        return None
-    fitting = [t for t in tables if stem == t or stem.startswith(t + "-")]
-    return (max(fitting, key=len), fmt) if fitting else None
 
 
 # -- the capture source ---------------------------------------------------------
@@ -147,7 +99,7 @@ class FileDropSource:
         self._db: sqlite3.Connection | None = None
         self._prepared = False
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime_ns, monotonic time first seen
-        self._unmatched: set[str] = set()  # names already reported as naming no table
+        self._reported: set[str] = set()  # names already reported as naming no table or not a regular file
         self._observer: Any = None
 
     def prepare(self) -> None:
@@ -164,7 +116,7 @@ class FileDropSource:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         (self.directory / PROCESSED).mkdir(exist_ok=True)
         db = self._open(create=True)
-        for statement in _STATE_SQL:
+        for statement in STATE_SQL:
             db.execute(statement)
         db.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (key TEXT PRIMARY KEY, row TEXT NOT NULL, "
                    "digest TEXT NOT NULL, line INTEGER NOT NULL)")
@@ -186,10 +138,7 @@ class FileDropSource:
         if not self._prepared:
             self.prepare()
         self._take_one()
-        rows = self._open().execute(
-            "SELECT c.id, c.tbl, c.op, c.old, c.new, c.at, c.drop_id, t.name FROM changes c "
-            "LEFT JOIN taken t ON t.id = c.drop_id WHERE c.id > ? ORDER BY c.id LIMIT ?", (after, limit))
-        return [_change(*row) for row in rows]
+        return read_changes(self._open(), after, limit)
 
     def pending(self, after: int) -> int:
         """Changes after ``after``, plus one for each drop file not taken yet (refused ones excepted)."""
@@ -265,25 +214,8 @@ class FileDropSource:
     # -- finding files ----------------------------------------------------------
 
     def _candidates(self, report: bool = False) -> list[Drop]:
-        """Files naming a captured table, oldest first."""
-        found = []
-        with os.scandir(self.directory) as entries:
-            for entry in entries:
-                if is_ignored(entry.name) or not entry.is_file():
-                    continue
-                matched = match_table(entry.name, self.tables)
-                if matched is None:
-                    if report and entry.name not in self._unmatched:
-                        self._unmatched.add(entry.name)
-                        log.warning("drop file %s names no captured table (%s); it is left alone", entry.name,
-                                    ", ".join(self.tables), extra={"file": entry.name})
-                    continue
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:  # renamed or removed just now
-                    continue
-                found.append(Drop(Path(entry.path), matched[0], matched[1], st.st_size, st.st_mtime_ns))
-        return sorted(found, key=lambda d: (d.mtime_ns, d.name))
+        """Regular files naming a captured table, oldest first."""
+        return find(self.directory, self.tables, self._reported if report else None)
 
     def _ready(self) -> list[Drop]:
         """Candidates whose size and mtime stayed the same for ``settle_seconds``, refused ones excepted."""
@@ -314,15 +246,15 @@ class FileDropSource:
     def _take_one(self) -> None:
         """Take the oldest ready file (or move one taken before a crash); refuse malformed ones."""
         for drop in self._ready():
-            already = self._taken_before(drop)
-            if already is not None:
-                log.info("drop file %s was taken before a restart; moving it to %s/", drop.name, PROCESSED,
-                         extra={"file": drop.name, "table": drop.table})
-                self._move(drop, already)
-                return
             try:
+                already = self._taken_before(drop)
+                if already is not None:
+                    log.info("drop file %s was taken before a restart; moving it to %s/", drop.name, PROCESSED,
+                             extra={"file": drop.name, "table": drop.table})
+                    self._move(drop, already)
+                    return
                 taken = self._consume(drop)
-            except (_Changing, FileNotFoundError):
+            except (Changing, FileNotFoundError):
                 self._seen.pop(drop.name, None)  # settle again
                 continue
             except DropRefused as e:
@@ -338,7 +270,7 @@ class FileDropSource:
         if last is None or last[1] != drop.name or last[2] != drop.size:
             return None
         digest = hashlib.sha256()
-        with open(drop.path, "rb") as f:
+        with open_drop(drop) as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         return last[0] if digest.hexdigest() == last[3] else None
@@ -346,40 +278,49 @@ class FileDropSource:
     def _consume(self, drop: Drop) -> int:
         """Diff the file against the table's state and log the changes, in one transaction; the taken id."""
         at = datetime.fromtimestamp(drop.mtime_ns / 1e9, timezone.utc).isoformat()
-        with self._transaction() as db, open(drop.path, "rb") as f:
+        with self._transaction() as db, open_drop(drop) as f:
             source = HashedText(f)
             db.execute("DELETE FROM incoming")
-            schema, rows = self._load(db, drop, source)
+            stored = self._stored_schemas().get(drop.table)
+            order, rows = self._load(db, drop, source, stored)
             st = os.stat(f.fileno())
             if (st.st_size, st.st_mtime_ns) != (drop.size, drop.mtime_ns):
-                raise _Changing()
+                raise Changing()
             taken = db.execute("INSERT INTO taken (name, tbl, size, sha256, rows, changes, at) "
                                "VALUES (?, ?, ?, ?, ?, 0, ?)",
                                (drop.name, drop.table, drop.size, source.sha256.hexdigest(), rows,
                                 datetime.now(timezone.utc).isoformat())).lastrowid
-            if schema is not None:
+            schema = None if order is None else TableSchema(
+                drop.table, tuple(Column(c, CSV_TYPE if drop.format == "csv" else JSON_TYPE) for c in order),
+                self.keys[drop.table])
+            if schema is not None and schema != stored:
                 self._log_schema(db, schema, at, taken)
+            db.execute("INSERT INTO layouts VALUES (?, ?, ?)",
+                       (taken, columns_text(stored.column_names) if stored else None,
+                        columns_text(order) if order else None))
             counts = self._diff(db, drop.table, at, taken)
             db.execute("UPDATE taken SET changes = ? WHERE id = ?", (sum(counts.values()), taken))
             db.execute("DELETE FROM refused WHERE name = ?", (drop.name,))
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file's transaction made the WAL as large as its changes
         log.info("took drop file %s for %s: %d rows, %d created, %d updated, %d deleted", drop.name, drop.table,
                  rows, counts[ch.INSERT], counts[ch.UPDATE], counts[ch.DELETE],
                  extra={"file": drop.name, "table": drop.table, "rows": rows, **counts})
         metrics.DROP_FILES_TAKEN.labels(drop.table).inc()
         return taken
 
-    def _load(self, db: sqlite3.Connection, drop: Drop, source: HashedText) -> tuple[TableSchema | None, int]:
-        """Parse the file into the ``incoming`` table; (the table's new schema or None when unchanged, rows)."""
+    def _load(self, db: sqlite3.Connection, drop: Drop, source: HashedText,
+              stored: TableSchema | None) -> tuple[list[str] | None, int]:
+        """Parse the file into the ``incoming`` table; (its columns in the order kept, or None
+        for an empty JSON array; rows).  The order is ``stored``'s when the column set is the same."""
         key = self.keys[drop.table]
-        stored = self._stored_schemas().get(drop.table)
         order: list[str] | None = None
         count = 0
         for line, columns, row in read_rows(drop.format, source):
             if order is None:
                 missing = [k for k in key if k not in columns]
                 if missing:
-                    raise DropRefused(line, f"key column {', '.join(missing)} of table {drop.table!r} is missing "
-                                      f"(columns: {', '.join(columns)})")
+                    raise DropRefused(line, f"key column {excerpt(', '.join(missing))} of table {drop.table!r} is "
+                                      f"missing (columns: {excerpt(', '.join(columns))})")
                 same = stored is not None and set(stored.column_names) == set(columns)
                 order = list(stored.column_names) if same else list(columns)
             if row is None:
@@ -389,20 +330,15 @@ class FileDropSource:
             if any(v is None for v in key_values):
                 raise DropRefused(line, f"the key ({', '.join(key)}) is null")
             key_text = json.dumps(key_values, ensure_ascii=False, separators=(",", ":"))
-            image = dict(zip(order, values))
             try:
                 db.execute("INSERT INTO incoming VALUES (?, ?, ?, ?)",
-                           (key_text, json.dumps(image, ensure_ascii=False, separators=(",", ":")),
-                            image_hash(image), line))
+                           (key_text, json.dumps(values, ensure_ascii=False, separators=(",", ":")),
+                            image_hash(dict(zip(order, values))), line))
             except sqlite3.IntegrityError:
                 first = db.execute("SELECT line FROM incoming WHERE key = ?", (key_text,)).fetchone()[0]
-                raise DropRefused(line, f"duplicate key {key_text} (first on line {first})") from None
+                raise DropRefused(line, f"duplicate key {excerpt(key_text)} (first on line {first})") from None
             count += 1
-        if order is None:
-            return None, 0  # an empty JSON array: the table is empty, its columns as they were
-        type_ = CSV_TYPE if drop.format == "csv" else JSON_TYPE
-        schema = TableSchema(drop.table, tuple(Column(c, type_) for c in order), self.keys[drop.table])
-        return (None if schema == stored else schema), count
+        return order, count  # order None: an empty JSON array empties the table, its columns as they were
 
     def _log_schema(self, db: sqlite3.Connection, schema: TableSchema, at: str, taken: int) -> None:
         text = json.dumps(schema.to_dict(), ensure_ascii=False)
@@ -441,23 +377,13 @@ class FileDropSource:
         self._seen.pop(drop.name, None)
 
     def _refuse(self, drop: Drop, fault: DropRefused) -> None:
-        log.error("drop file %s refused: %s; fix it or replace it (it stays in %s)", drop.name, fault, self.directory,
+        log.error("drop file %s refused: %s; fix it or replace it (it stays in %s)",
+                  shown(drop.name), fault, self.directory,
                   extra={"file": drop.name, "table": drop.table, "line": fault.line, "reason": fault.reason})
         metrics.DROP_FILES_REFUSED.labels(drop.table).inc()
         self._open().execute("INSERT OR REPLACE INTO refused VALUES (?, ?, ?, ?, ?, ?)",
                              (drop.name, drop.size, drop.mtime_ns, fault.line, fault.reason,
                               datetime.now(timezone.utc).isoformat()))
-
-
-def _change(position: int, table: str, op: str, old: str | None, new: str | None, at: str, taken: int,
-            name: str | None) -> ch.Change:
-    commit_time = datetime.fromisoformat(at)
-    txid = f"{taken}:{name}" if name else str(taken)  # the drop file the change came from
-    if op == ch.SCHEMA:
-        return ch.Change(position, table, op, commit_time=commit_time, txid=txid,
-                         schema=TableSchema.from_dict(json.loads(new)))
-    return ch.Change(position, table, op, before=json.loads(old) if old else None,
-                     after=json.loads(new) if new else None, commit_time=commit_time, txid=txid)
 
 
 class _Arrivals:

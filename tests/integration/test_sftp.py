@@ -11,10 +11,12 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tomllib
 import urllib.request
 from pathlib import Path
 
+import paramiko
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,7 +24,9 @@ from conftest import to_toml
 from exchange.transport.offline.acks import make_ack
 from exchange.transport.offline.bundles import generate_key, load_private_key, read_manifest
 from exchange.demos.sample import TABLES
-from exchange.transport.offline.sftp import HostKeyError, SftpTarget, connect, part_name, upload
+from exchange.transport.offline.sftp import (HostKeyError, RemoteFileRefused, SftpTarget, connect, download, part_name,
+                                             read_remote, upload)
+from node.offline import MAX_ACK_BYTES
 from support.sshd import write_key_pair
 from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, node_store, offline, stored,  # noqa: F401
                           trusted, wait_for, write_config)
@@ -159,6 +163,43 @@ def test_an_unknown_host_key_is_refused_unless_configured_and_a_changed_one_alwa
         assert fingerprint(sshd.host_public) in message and fingerprint(other) in message
 
 
+def test_remote_reads_refuse_links_to_devices_and_files_over_the_limit(sshd, remote, tmp_path):
+    (remote / "zero").symlink_to("/dev/zero")
+    (remote / "big").write_bytes(b"x" * 1001)
+    (remote / "fits").write_bytes(b"x" * 1000)
+    with connect(SftpTarget(**sshd.settings(remote))) as sftp:
+        assert read_remote(sftp, str(remote / "fits"), 1000) == b"x" * 1000
+        assert read_remote(sftp, str(remote / "missing"), 1000) is None
+        for read in (lambda path: read_remote(sftp, path, 1000),
+                     lambda path: download(sftp, path, tmp_path / "copy", max_bytes=1000)):
+            with pytest.raises(RemoteFileRefused, match=re.escape(f"remote file {remote}/zero is not a regular file")):
+                read(str(remote / "zero"))
+            with pytest.raises(RemoteFileRefused, match=re.escape(f"{remote}/big has 1001 bytes, more than the 1000")):
+                read(str(remote / "big"))
+        assert download(sftp, str(remote / "fits"), tmp_path / "copy", max_bytes=1000) == 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "sftp"]
+
+
+def test_a_remote_file_growing_while_it_is_read_is_read_no_further_than_the_limit(sshd, remote, tmp_path, monkeypatch):
+    path = remote / "ack.json"
+    path.write_bytes(b"x" * 1000)
+    checked = paramiko.SFTPFile.stat
+
+    def checked_then_grown(self):  # the file grows on the server right after the open handle's check
+        attrs = checked(self)
+        with open(path, "ab") as f:
+            f.write(b"x" * 100_000)
+        return attrs
+
+    monkeypatch.setattr(paramiko.SFTPFile, "stat", checked_then_grown)
+    with connect(SftpTarget(**sshd.settings(remote))) as sftp:
+        with pytest.raises(RemoteFileRefused, match=re.escape(f"remote file {path} grew past the 1000 bytes allowed")):
+            read_remote(sftp, str(path), 1000)
+        with pytest.raises(RemoteFileRefused, match="grew past the 200000 bytes allowed"):
+            download(sftp, str(path), tmp_path / "copy", max_bytes=200_000)  # 101,000 bytes when checked
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sftp"]
+
+
 # The node's fallback and the hub's SFTP inbox, as processes.
 
 def test_fallback_while_the_hub_is_down_then_grpc_takes_over_without_gap_or_duplicate(
@@ -192,6 +233,45 @@ def test_fallback_while_the_hub_is_down_then_grpc_takes_over_without_gap_or_dupl
     assert "offline fallback stopped" in node.log()
     assert_exactly_once(node, hub)
     assert_replay_equals(store_url(hub), Path(agency.path), tmp_path, "after-fallback")
+
+
+def test_a_node_refuses_an_acknowledgement_that_is_a_device_or_too_large_and_keeps_going(
+        launch, free_port, agency, tmp_path, keys, sshd, remote):  # noqa: F811
+    ack = remote / "ack" / f"{AGENCY}.json"
+    ack.parent.mkdir()
+    ack.symlink_to("/dev/zero")  # would grow the node's memory without bound
+    node, _ = fallback_node(launch, free_port, agency, tmp_path, keys, sshd, remote, offline={"max_events": 100})
+    agency.run(200)
+    events = captured(node)
+    wait_for(lambda: covered(remote) == events, "the bundles uploaded all the same", node)
+    wait_for(lambda: f"remote file {ack} is not a regular file" in node.log(), "the refusal", node)
+    assert metric(node, "exchange_node_errors_total", kind="offline") >= 1
+
+    ack.unlink()
+    ack.write_bytes(b" " * (MAX_ACK_BYTES + 1))
+    wait_for(lambda: f"remote file {ack} has {MAX_ACK_BYTES + 1} bytes, more than the {MAX_ACK_BYTES} allowed"
+             in node.log(), "the refusal of an oversized acknowledgement", node)
+    assert status(node)["hub_position"] == 0
+
+    ack.unlink()
+    ack.write_bytes(make_ack(AGENCY, events, load_private_key(hub_ack_key(tmp_path))))
+    wait_for(lambda: status(node)["hub_position"] == events, "a good acknowledgement read again", node)
+
+
+def test_the_hub_leaves_a_bundle_too_large_to_download_and_imports_the_others(
+        launch, offline, keys, sshd, remote, tmp_path):  # noqa: F811
+    offline.export()
+    (bundle,) = bundles_in(offline.dir)
+    with connect(SftpTarget(**sshd.settings(remote))) as sftp:
+        upload(sftp, bundle, str(remote))
+    huge = remote / f"{AGENCY}-9999999999-9999999999.bundle"
+    with open(huge, "wb") as f:
+        f.truncate(2 << 30)  # sparse: 2 GiB on paper
+    hub = sftp_hub(launch, keys, sshd, remote, tmp_path, store={"url": offline.hub_url})
+    wait_for(lambda: metric(hub, "exchange_hub_bundles_imported_total", agency=AGENCY) == 1, "the good bundle", hub)
+    wait_for(lambda: f"remote file {huge} has {2 << 30} bytes, more than the" in hub.log(), "the refusal", hub)
+    assert huge.exists() and metric(hub, "exchange_hub_errors_total", kind="sftp_inbox") >= 1
+    assert stored(offline.hub_url) == stored(offline.node_url)
 
 
 def test_a_bundle_uploaded_twice_is_imported_once(launch, offline, keys, sshd, remote, tmp_path):  # noqa: F811

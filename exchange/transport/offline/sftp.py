@@ -11,6 +11,12 @@ Uploads write ``.<name>.part`` and rename it to ``<name>`` once complete, so
 a reader that ignores hidden names never sees a partial file.  A ``.part``
 left by a dropped connection or a crash is continued from its size, after
 checking that its bytes are a prefix of the local file.
+
+Whoever controls the server controls what is read from it, so every remote
+read is bounded: the file must be a regular file (checked by stat before
+opening and again on the open handle) no larger than the caller's limit,
+and at most limit + 1 bytes are read even if it grows meanwhile; anything
+else raises RemoteFileRefused naming the remote path and the limit.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Iterator
 import paramiko
 
 from exchange.common.config import Config
+from exchange.transport.offline.bundles import MAX_CONTENT_BYTES
 
 log = logging.getLogger(__name__)
 # paramiko logs every connection and login at INFO; a poll every few seconds would drown the log.
@@ -37,6 +44,7 @@ logging.getLogger("paramiko").setLevel(logging.WARNING)
 CHUNK = 32 * 1024
 TIMEOUT_SECONDS = 15.0
 IO_TIMEOUT_SECONDS = 60.0
+MAX_DOWNLOAD_BYTES = MAX_CONTENT_BYTES + (64 << 20)  # a bundle: compressed content of at most 1 GiB, plus manifest
 
 
 class SftpError(Exception):
@@ -45,6 +53,10 @@ class SftpError(Exception):
 
 class HostKeyError(SftpError):
     """The server's host key is not the one recorded in known_hosts (or none is recorded)."""
+
+
+class RemoteFileRefused(SftpError):
+    """A remote file that is not a regular file, or is larger than the reader allows: not read."""
 
 
 @dataclass(frozen=True)
@@ -227,12 +239,22 @@ def _sha256(f, length: int) -> str:
     return digest.hexdigest()
 
 
-def download(sftp: paramiko.SFTPClient, remote: str, local: Path) -> int:
-    """Copy ``remote`` to ``local`` via a hidden temp file, fsync and rename; the size."""
+def download(sftp: paramiko.SFTPClient, remote: str, local: Path, max_bytes: int = MAX_DOWNLOAD_BYTES) -> int:
+    """Copy ``remote`` (a regular file of at most ``max_bytes``) to ``local`` via a hidden
+    temp file, fsync and rename; the size.  Raises RemoteFileRefused otherwise."""
     temp = local.with_name(f".{local.name}.part")
-    sftp.get(remote, str(temp))
-    with open(temp, "rb+") as f:
-        os.fsync(f.fileno())
+    size = _check(remote, sftp.stat(remote), max_bytes)
+    try:
+        with sftp.open(remote, "r") as source, open(temp, "wb") as target:
+            _check(remote, source.stat(), max_bytes)
+            source.prefetch(size)
+            for chunk in _chunks(source, remote, max_bytes):
+                target.write(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     os.replace(temp, local)
     return local.stat().st_size
 
@@ -248,11 +270,37 @@ def write_remote(sftp: paramiko.SFTPClient, remote: str, data: bytes) -> None:
     sftp.posix_rename(temp, remote)
 
 
-def read_remote(sftp: paramiko.SFTPClient, remote: str) -> bytes | None:
-    """The content of ``remote``, or None when there is no such file."""
+def read_remote(sftp: paramiko.SFTPClient, remote: str, max_bytes: int) -> bytes | None:
+    """The content of ``remote``, a regular file of at most ``max_bytes``, or None when there
+    is no such file.  Raises RemoteFileRefused for any other file."""
     try:
+        _check(remote, sftp.stat(remote), max_bytes)  # before opening: opening a FIFO would block the server
         with sftp.open(remote, "r") as f:
-            return f.read()
+            _check(remote, f.stat(), max_bytes)  # the file opened, not one swapped in since
+            return b"".join(_chunks(f, remote, max_bytes))
     except FileNotFoundError:
         return None
+
+
+def _check(remote: str, attrs: paramiko.SFTPAttributes, max_bytes: int) -> int:
+    """The size of a regular remote file of at most ``max_bytes``; RemoteFileRefused for any other."""
+    if not stat.S_ISREG(attrs.st_mode or 0):
+        raise RemoteFileRefused(f"remote file {remote} is not a regular file (mode {attrs.st_mode or 0:o}): "
+                                "refusing to read it")
+    size = attrs.st_size or 0
+    if size > max_bytes:
+        raise RemoteFileRefused(f"remote file {remote} has {size} bytes, more than the {max_bytes} allowed: "
+                                "refusing to read it")
+    return size
+
+
+def _chunks(f: paramiko.SFTPFile, remote: str, max_bytes: int) -> Iterator[bytes]:
+    """The content of an open remote file; RemoteFileRefused once it exceeds ``max_bytes`` (it grew)."""
+    total = 0
+    while chunk := f.read(min(CHUNK * 8, max_bytes + 1 - total)):
+        total += len(chunk)
+        if total > max_bytes:
+            raise RemoteFileRefused(f"remote file {remote} grew past the {max_bytes} bytes allowed while it was "
+                                    "read: refusing it")
+        yield chunk
 
