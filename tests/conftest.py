@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import pytest
 
 from exchange.common.config import from_values
+from exchange.demos.sample import SampleAgency
 from exchange.transport.rpc.channel import CLIENT_SETTINGS
 from exchange.transport.rpc.health import http_answers, is_serving
 
@@ -265,6 +266,14 @@ def module_launch(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 def hub(launch: Launcher) -> ExchangeProcess:
     """A hub of its own for one test; ``hub.grpc_address``, ``hub.config``."""
     return launch.hub()
+
+
+@pytest.fixture
+def agency(tmp_path: Path) -> SampleAgency:
+    """The sample agency's SQLite database (exchange/demos/sample.py) with a few rows in each table."""
+    sample = SampleAgency(str(tmp_path / "agency.db"))
+    sample.create(persons=60, legal_persons=30, licences=40)
+    return sample
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from exchange.contracts.events import make_mapper
 from exchange.transport.rpc.health import http_answers
-from exchange.demos.sample import SCHEMA, SampleAgency
+from exchange.demos.sample import SampleAgency
 from exchange.store import EventStore
 from hub.workdays import WorkingCalendar
 from hub.catalog.catalog import Catalog

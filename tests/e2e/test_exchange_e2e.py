@@ -14,7 +14,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
@@ -76,13 +75,6 @@ def assert_replay_equals(store: str, source: Path, tmp_path: Path, name: str) ->
     result = exchange("verify", "--source", f"sqlite:///{source}", "--target", f"sqlite:///{target}",
                       "--tables", *TABLES, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.fixture
-def agency(tmp_path) -> SampleAgency:
-    sample = SampleAgency(str(tmp_path / "agency.db"))
-    sample.create(persons=60, legal_persons=30, licences=40)
-    return sample
 
 
 def run_in_background(agency: SampleAgency, changes: int) -> threading.Thread:

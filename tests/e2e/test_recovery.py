@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from exchange.demos.sample import TABLES
-from test_exchange_e2e import (agency, assert_exactly_once, assert_replay_equals, exchange, run_in_background, status,
+from test_exchange_e2e import (assert_exactly_once, assert_replay_equals, exchange, run_in_background, status,
                                store_url, wait_caught_up)
 
 

@@ -33,7 +33,7 @@ from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 from support.pki import PKI, client, events, get_position, publish, run_exchange, subscribe_first, tls_settings
-from test_exchange_e2e import AGENCY, agency, assert_exactly_once, wait_caught_up  # noqa: F401 (agency: a fixture)
+from test_exchange_e2e import AGENCY, assert_exactly_once, wait_caught_up
 
 OTHER = "91310000OTHER00001"
 ADMIN = "admin-ops"

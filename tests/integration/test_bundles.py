@@ -28,7 +28,7 @@ from exchange.demos.sample import TABLES
 from exchange.store import EventStore
 from hub.ingest import Ingest
 from node.positions import HUB_TRACKING
-from test_exchange_e2e import (AGENCY, agency, assert_exactly_once, assert_replay_equals, exchange, status, stored,
+from test_exchange_e2e import (AGENCY, assert_exactly_once, assert_replay_equals, exchange, status, stored,
                                store_url, wait_caught_up)
 
 OTHER_AGENCY = "91310000OTHER00001"

@@ -30,7 +30,7 @@ from node.offline import MAX_ACK_BYTES
 from support.sshd import write_key_pair
 from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, node_store, offline, stored,  # noqa: F401
                           trusted, wait_for, write_config)
-from test_exchange_e2e import (agency, assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
+from test_exchange_e2e import (assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
                                store_url)
 
 

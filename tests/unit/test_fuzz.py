@@ -77,9 +77,9 @@ def test_wire_bytes_decode_or_fail_with_a_decode_error(data):
         batch = pb.EventBatch.FromString(data)
     except DecodeError:
         return
-    for event in batch.events:
+    for decoded in batch.events:
         try:
-            from_wire(event)
+            from_wire(decoded)
         except MalformedEvent:
             pass
 

@@ -322,8 +322,9 @@ def test_the_hub_refuses_a_batch_holding_a_not_shared_resource_and_stores_nothin
     ingest.guards.append(NotSharedGuard(catalog, audit))
     mapper = make_mapper()
     open_event, secret_event = _event(RecordCreated, "open", row={"id": 1}), _event(RecordCreated, "secret", row={"id": 1})
-    wire = lambda i, e: pb.Event(notification_id=i, originator_id=str(e.originator_id), originator_version=1,
-                                 topic=e.TOPIC, state=mapper.to_stored_event(e).state)
+    def wire(i, e):
+        return pb.Event(notification_id=i, originator_id=str(e.originator_id), originator_version=1,
+                        topic=e.TOPIC, state=mapper.to_stored_event(e).state)
     with pytest.raises(NotSharedEvents, match="secret.*not shared"):
         ingest.ingest(PROVIDER, pb.EventBatch(after=0, events=[wire(1, open_event), wire(2, secret_event)]))
     assert ingest.hub_position(PROVIDER) == 0

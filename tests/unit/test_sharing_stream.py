@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from exchange.contracts.events import RecordCreated, RecordUpdated, SchemaChanged, make_mapper
+from exchange.contracts.events import RecordCreated, SchemaChanged, make_mapper
 from exchange.store import EventStore
 from exchange.transport.wire import from_wire
 from hub.workdays import WorkingCalendar
