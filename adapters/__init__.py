@@ -11,6 +11,7 @@ from typing import Any
 
 from exchange.common.config import Config
 from exchange.contracts.changes import ApplyTarget, CaptureSource, TableReader
+from exchange.contracts.errors import InvalidInput
 
 SCHEMES = ("sqlite", "postgresql")
 SOURCE_SCHEMES = (*SCHEMES, "files")
@@ -19,7 +20,7 @@ SOURCE_SCHEMES = (*SCHEMES, "files")
 def _scheme(url: str, schemes: tuple[str, ...] = SCHEMES) -> str:
     scheme = url.partition("://")[0]
     if scheme not in schemes:
-        raise ValueError(f"unsupported database URL {url!r}: expected one of {', '.join(s + '://' for s in schemes)}")
+        raise InvalidInput(f"unsupported database URL {url!r}: expected one of {', '.join(s + '://' for s in schemes)}")
     return scheme
 
 

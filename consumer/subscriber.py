@@ -23,6 +23,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from exchange.common.config import Config
+from exchange.contracts.errors import InvalidInput, OperationFailed
 from exchange.transport.rpc.channel import check_settings, open_channel
 from exchange.contracts.events import make_mapper
 from exchange.contracts.agency import check_agency
@@ -48,7 +49,7 @@ class Wanted:
     resource: str
 
 
-class Resubscribe(Exception):
+class Resubscribe(OperationFailed):
     """The replica was reset for new data items: subscribe again from the start."""
 
 
@@ -58,15 +59,15 @@ def wanted(cfg: Config) -> list[Wanted]:
     for text in cfg.consumer.resources:
         provider, slash, resource = str(text).partition("/")
         if not slash or not resource:
-            raise ValueError(f"[consumer] resources: {text!r} is not PROVIDER/RESOURCE")
+            raise InvalidInput(f"[consumer] resources: {text!r} is not PROVIDER/RESOURCE")
         check_agency(provider)
         if resource in tables and tables[resource] != provider:
-            raise ValueError(f"[consumer] resources: {tables[resource]}/{resource} and {provider}/{resource} would "
+            raise InvalidInput(f"[consumer] resources: {tables[resource]}/{resource} and {provider}/{resource} would "
                              "share one replica table; use a replica database per provider")
         tables[resource] = provider
         found.append(Wanted(provider, resource))
     if not found:
-        raise ValueError("[consumer] resources lists nothing to receive")
+        raise InvalidInput("[consumer] resources lists nothing to receive")
     return found
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from exchange.common.config import Config
+from exchange.contracts.errors import ExchangeError, InvalidInput
 from exchange.contracts.text import EXCERPT_CHARS, bounded
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ TORN_SUFFIX = ".torn"
 _TAIL_CHUNK = 64 * 1024
 
 
-class AuditError(Exception):
+class AuditError(ExchangeError):
     """The audit log cannot be written or read; the message says why."""
 
 
@@ -69,7 +70,7 @@ class Head:
         """A head written as ``SEQ:HASH`` (what ``exchange audit head`` prints)."""
         seq, _, digest = text.strip().partition(":")
         if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"not an audit head {text!r}: expected SEQ:HASH (a number and 64 hex digits)")
+            raise InvalidInput(f"not an audit head {text!r}: expected SEQ:HASH (a number and 64 hex digits)")
         return cls(int(seq), digest)
 
 

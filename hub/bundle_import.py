@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import IntegrityError
 
 from exchange.common.config import Config
+from exchange.contracts.errors import InvalidInput
 from exchange.transport.offline.acks import make_ack
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
@@ -194,7 +195,7 @@ def import_directory(cfg: Config, directory: str | Path) -> dict:
     Safe beside a running hub on the same SQLite store: SQLite serialises
     the writers and Ingest's position check makes every write exactly-once."""
     if not Path(directory).is_dir():
-        raise ValueError(f"{directory}: no such directory")
+        raise InvalidInput(f"{directory}: no such directory")
     trusted_keys = load_trusted_keys(cfg.bundles.trusted_keys)
     audit = open_audit(cfg)
     store = open_store(cfg.store.url, cipher=store_cipher(cfg))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.common.config import Config
+from exchange.contracts.errors import InvalidInput
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import load_private_key, write_bundle
 from exchange.contracts.agency import check_agency
@@ -38,7 +39,7 @@ def export(cfg: Config, consumer: str, directory: str | Path, *, resources: list
            purpose: str = "", max_events: int = 10000, from_start: bool = False) -> dict[str, Any]:
     """Write the consumer's entitled events as bundles; a report per resource."""
     if max_events < 1:
-        raise ValueError(f"--max-events must be at least 1, got {max_events}")
+        raise InvalidInput(f"--max-events must be at least 1, got {max_events}")
     check_agency(consumer)
     key = load_private_key(_key_path(cfg))
     audit = open_audit(cfg)
@@ -107,7 +108,7 @@ def _targets(resources: list[str] | None, ledger: SharingLedger, catalog: Catalo
         for text in resources:
             provider, slash, resource = text.partition("/")
             if not slash or not resource:
-                raise ValueError(f"--resource {text!r} is not PROVIDER/RESOURCE")
+                raise InvalidInput(f"--resource {text!r} is not PROVIDER/RESOURCE")
             found.append((check_agency(provider), resource))
         return found
     candidates = {(e.agency, e.published["resource"]) for e in catalog.published()}

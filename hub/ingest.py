@@ -21,6 +21,7 @@ from eventsourcing.persistence import Notification
 
 from exchange.common.metrics import commit_timestamp
 from exchange.contracts.agency import check_agency
+from exchange.contracts.errors import OperationFailed
 from exchange.store import AgencyLogs, AgencyRecorder, Tracking
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -28,7 +29,7 @@ from protos.exchange.v1 import exchange_pb2 as pb
 TRACKING_PREFIX = "node:"
 
 
-class PositionGap(Exception):
+class PositionGap(OperationFailed):
     """A batch starts after the hub's durable position: events would be missing."""
 
     def __init__(self, agency: str, after: int, position: int):

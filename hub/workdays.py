@@ -25,10 +25,12 @@ from exchange.common.config import Config
 
 import chinese_calendar
 
+from exchange.contracts.errors import ExchangeError, InvalidInput
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-class CalendarUnknown(ValueError):
+class CalendarUnknown(ValueError, ExchangeError):
     """The holiday schedule of a year is known neither to the library nor to the config."""
 
 
@@ -40,7 +42,7 @@ class WorkingCalendar:
         self.workdays = {_day(d) for d in workdays}
         overlap = self.holidays & self.workdays
         if overlap:
-            raise ValueError(f"[calendar] lists {min(overlap)} both as a holiday and as a working day")
+            raise InvalidInput(f"[calendar] lists {min(overlap)} both as a holiday and as a working day")
         self.override_years = {d.year for d in self.holidays | self.workdays}
 
     @classmethod
@@ -95,4 +97,4 @@ def _day(value: date | str) -> date:
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
-        raise ValueError(f"[calendar] expects ISO dates like 2027-01-01, got {value!r}") from None
+        raise InvalidInput(f"[calendar] expects ISO dates like 2027-01-01, got {value!r}") from None

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.common.config import Config
+from exchange.contracts.errors import InvalidInput
 from exchange.transport.offline.acks import read_ack
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
@@ -43,7 +44,7 @@ def export(cfg: Config, directory: str | Path, *, max_events: int = 10000, after
     """Write the events the hub has not acknowledged (or those after ``after``)
     into ``directory`` as signed bundles; return what was done."""
     if max_events < 1:
-        raise ValueError(f"--max-events must be at least 1, got {max_events}")
+        raise InvalidInput(f"--max-events must be at least 1, got {max_events}")
     agency = cfg.agency
     key = signing_key(cfg)
     directory = Path(directory)

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 from exchange.common.config import Config
 from exchange.contracts.changes import Change, Column, TableSchema
+from exchange.contracts.errors import InvalidInput
 from exchange.contracts.events import canonical_json
 
 MASK_METHODS = ("hmac",)
@@ -48,10 +49,10 @@ class FieldPolicy:
         for table, columns in (mask or {}).items():
             for column, method in columns.items():
                 if method not in MASK_METHODS:
-                    raise ValueError(f"[policy] mask: {table}.{column} = {method!r}: "
+                    raise InvalidInput(f"[policy] mask: {table}.{column} = {method!r}: "
                                      f"expected one of {', '.join(MASK_METHODS)}")
         if self.mask and not mask_key:
-            raise ValueError("[policy] mask needs [policy] mask_key_file (create one with `exchange store keygen`)")
+            raise InvalidInput("[policy] mask needs [policy] mask_key_file (create one with `exchange store keygen`)")
         self._key = mask_key or b""
 
     @classmethod
@@ -60,10 +61,10 @@ class FieldPolicy:
         exclude, mask = cfg.policy.exclude, cfg.policy.mask
         for table, columns in exclude.items():
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-                raise ValueError(f"[policy] exclude: {table} must be a list of column names, got {columns!r}")
+                raise InvalidInput(f"[policy] exclude: {table} must be a list of column names, got {columns!r}")
         for table, columns in mask.items():
             if not isinstance(columns, dict):
-                raise ValueError(f"[policy] mask: {table} must be a table {{column = \"hmac\"}}, got {columns!r}")
+                raise InvalidInput(f"[policy] mask: {table} must be a table {{column = \"hmac\"}}, got {columns!r}")
         key = None
         if cfg.policy.mask_key_file:
             key = _read_key(cfg.policy.mask_key_file)
@@ -78,15 +79,15 @@ class FieldPolicy:
         for kind, rules in (("exclude", self.exclude), ("mask", self.mask)):
             for table, columns in rules.items():
                 if table not in schemas:
-                    raise ValueError(f"[policy] {kind}: {table} is not a captured table "
+                    raise InvalidInput(f"[policy] {kind}: {table} is not a captured table "
                                      f"(captured: {', '.join(sorted(schemas))})")
                 missing = sorted(columns - set(schemas[table].column_names))
                 if missing and schemas[table].columns:  # no columns: known only once data arrives (file drops)
-                    raise ValueError(f"[policy] {kind}: table {table} has no column {', '.join(missing)}")
+                    raise InvalidInput(f"[policy] {kind}: table {table} has no column {', '.join(missing)}")
         for table, columns in self.exclude.items():
             keys = sorted(columns & set(schemas[table].primary_key))
             if keys:
-                raise ValueError(f"[policy] exclude: {table}.{keys[0]} is part of the table's key and cannot be "
+                raise InvalidInput(f"[policy] exclude: {table}.{keys[0]} is part of the table's key and cannot be "
                                  "excluded; mask it instead")
 
     def apply(self, change: Change) -> Change:
@@ -123,11 +124,11 @@ def _read_key(path: str | Path) -> bytes:
     try:
         text = Path(path).read_text().strip()
     except OSError as e:
-        raise ValueError(f"cannot read [policy] mask_key_file {path}: {e.strerror}") from None
+        raise InvalidInput(f"cannot read [policy] mask_key_file {path}: {e.strerror}") from None
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(f"[policy] mask_key_file {path}: not base64 (create one with `exchange store keygen`)") from None
+        raise InvalidInput(f"[policy] mask_key_file {path}: not base64 (create one with `exchange store keygen`)") from None
     if len(key) < 16:
-        raise ValueError(f"[policy] mask_key_file {path}: the key is too short ({len(key)} bytes; use 32)")
+        raise InvalidInput(f"[policy] mask_key_file {path}: the key is too short ({len(key)} bytes; use 32)")
     return key

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from exchange.common.config import Config
+from exchange.contracts.errors import InvalidInput
 from exchange.store.at_rest import store_cipher
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
 from exchange.contracts.identifiers import is_valid_resident_id, is_valid_uscc
@@ -33,12 +34,12 @@ class IdentifierCheck:
         tables = set(tables)
         for table, columns in declared.items():
             if table not in tables:
-                raise ValueError(f"[source] identifiers names table {table!r}, which is not in [source] tables")
+                raise InvalidInput(f"[source] identifiers names table {table!r}, which is not in [source] tables")
             if not isinstance(columns, dict):
-                raise ValueError(f"[source] identifiers.{table}: expected {{column = \"uscc\" | \"resident_id\"}}")
+                raise InvalidInput(f"[source] identifiers.{table}: expected {{column = \"uscc\" | \"resident_id\"}}")
             for column, kind in columns.items():
                 if kind not in KINDS:
-                    raise ValueError(f"[source] identifiers.{table}.{column}: unknown kind {kind!r}; "
+                    raise InvalidInput(f"[source] identifiers.{table}.{column}: unknown kind {kind!r}; "
                                      f"use {' or '.join(KINDS)}")
         self.declared = declared
 

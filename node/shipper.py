@@ -21,6 +21,7 @@ import grpc
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from exchange.common.config import Config
+from exchange.contracts.errors import OperationFailed
 from exchange.transport.rpc.channel import open_channel
 from exchange.store import NodeRecorder
 from exchange.transport.rpc.tls import TLSError
@@ -36,7 +37,7 @@ NODE_VERSION = "0.1.0"
 _END = object()
 
 
-class HubRefused(Exception):
+class HubRefused(OperationFailed):
     """The hub refused a batch; the message is the hub's reason."""
 
 

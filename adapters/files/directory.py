@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
+from exchange.contracts.errors import OperationFailed
+
 log = logging.getLogger(__name__)
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 IGNORED_SUFFIXES = (".tmp", ".part", "~")
 
 
-class Changing(Exception):
+class Changing(OperationFailed):
     """The file changed since it was checked, or while it was read: it is not complete yet."""
 
 

@@ -21,6 +21,8 @@ import math
 import re
 from typing import Any, BinaryIO, Iterator
 
+from exchange.contracts.errors import OperationFailed
+
 _CHUNK = 1 << 20
 MAX_RECORD_BYTES = 64 << 20  # a longer line, or JSON object, refuses the file
 _SCALARS = (str, int, float, bool, type(None))
@@ -38,7 +40,7 @@ def excerpt(text: str, quoted: bool = False) -> str:
     return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS - 3] + "..."
 
 
-class DropRefused(Exception):
+class DropRefused(OperationFailed):
     """A malformed drop file: ``line`` (1-based, 0 when it is not about one line) and what is wrong."""
 
     def __init__(self, line: int, reason: str):

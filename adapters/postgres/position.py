@@ -22,12 +22,13 @@ transaction's commit LSN, or an LSN inside the marker for snapshot rows.
 from __future__ import annotations
 
 from exchange.contracts.changes import Position
+from exchange.contracts.errors import OperationFailed
 
 SHIFT = 16  # position = LSN << SHIFT + index
 MAX_LSN = 1 << 47
 
 
-class UnsupportedChange(Exception):
+class UnsupportedChange(OperationFailed):
     """The stream holds a change capture cannot represent (TRUNCATE)."""
 
 

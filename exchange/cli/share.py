@@ -1,18 +1,10 @@
-"""``exchange share ...``: share requests from the command line (gRPC clients of the hub's Sharing service)."""
+"""``exchange share ...``: request, answer, dispute, decide and revoke data sharing (Arts. 14-15)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-
-from exchange.transport.rpc.channel import add_hub_arguments, client_settings, open_channel
-from exchange.common.config import ConfigError
-from protos.exchange.v1 import sharing_pb2 as pb
-from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
+from exchange.cli.remote import add_hub_arguments
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -24,6 +16,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         parser = actions.add_parser(name, help=help)
         add_hub_arguments(parser)
         parser.add_argument("--agency", help="the agency acting (default: agency of --config; with TLS the certificate's)")
+        parser.set_defaults(handler=_call_hub)
         return parser
 
     request = action("request", "apply for a conditional resource of another agency")
@@ -73,54 +66,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     action("report", "per provider: requests answered late, requests overdue, events delivered (administrators)")
 
 
-def dispatch(args: argparse.Namespace) -> int:
-    """Run one ``exchange share`` action; prints the hub's answer as JSON."""
-    cfg = _settings(args)
-    agency = args.agency or cfg.get("agency", "")
-    with open_channel(cfg["hub.address"], cfg) as channel:
-        stub = pb_grpc.SharingStub(channel)
-        try:
-            answer = _call(stub, args, agency)
-        except grpc.RpcError as e:
-            print(f"exchange: the hub refused: {e.details()} ({e.code().name})", file=sys.stderr)
-            return 1
-    print(json.dumps(MessageToDict(answer, always_print_fields_with_no_presence=True, preserving_proto_field_name=True), ensure_ascii=False))
-    return 0
+def _call_hub(args: argparse.Namespace) -> int:
+    from exchange.cli import share_client
+    from exchange.common.logs import setup_logging
 
-
-def _call(stub: pb_grpc.SharingStub, args: argparse.Namespace, agency: str):
-    a = args.action
-    if a == "request":
-        return stub.Request(pb.ShareRequestCreate(agency=agency, provider=args.provider, resource=args.resource,
-                                                  scope=args.scope, purpose=args.purpose, items=args.items))
-    if a == "approve":
-        return stub.Answer(pb.ShareAnswer(agency=agency, request_id=args.request_id, approve=True,
-                                          items=args.items or [], expires=args.expires or "", reasons=args.note))
-    if a == "reject":
-        return stub.Answer(pb.ShareAnswer(agency=agency, request_id=args.request_id, approve=False,
-                                          reasons=args.reasons))
-    if a == "dispute":
-        return stub.Dispute(pb.ShareDispute(agency=agency, request_id=args.request_id, grounds=args.grounds))
-    if a == "decide":
-        return stub.Decide(pb.ShareAnswer(request_id=args.request_id, approve=args.approve, items=args.items or [],
-                                          expires=args.expires or "", reasons=args.reasons))
-    if a == "revoke":
-        return stub.Revoke(pb.ShareRevoke(agency="" if args.office else agency, request_id=args.request_id,
-                                          reason=args.reason))
-    if a == "agreement":
-        return stub.RecordAgreement(pb.SecrecyAgreement(agency=agency, consumer=args.consumer, resource=args.resource,
-                                                        reference=args.reference))
-    if a == "list":
-        return stub.List(pb.ShareListRequest(agency="" if args.all else agency, status=args.status or ""))
-    if a == "report":
-        return stub.Report(pb.ShareReportRequest())
-    raise AssertionError(a)
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    """Identity, hub address and TLS settings from a node or consumer config (either works) and the flags."""
-    cfg = client_settings(args)
-    if args.action not in ("decide", "report") and not (args.agency or cfg.get("agency")) and \
-            not (args.action in ("list", "revoke") and (getattr(args, "all", False) or getattr(args, "office", False))):
-        raise ConfigError("name the agency acting: --agency ID or a --config with agency")
-    return cfg
+    setup_logging("warning")
+    return share_client.call(args)

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from exchange.common.settings import Config, build
+from exchange.contracts.errors import ExchangeError
 
 REQUIRED = object()
 
 
-class ConfigError(Exception):
+class ConfigError(ExchangeError):
     """A configuration problem; the message names the file, key and expectation."""
+
+    prefix = "configuration error: "
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from exchange.contracts.errors import InvalidInput
+
 
 def sqlite_path(url: str) -> str:
-    """The file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL (ValueError otherwise)."""
+    """The file path of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL (InvalidInput otherwise)."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"unsupported URL {url!r}: expected sqlite:///PATH")
+        raise InvalidInput(f"unsupported URL {url!r}: expected sqlite:///PATH")
     return url[len(prefix):]
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+from exchange.contracts.errors import ExchangeError
+
 AGENCY_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
-class InvalidAgency(ValueError):
+class InvalidAgency(ValueError, ExchangeError):
     """An agency id that is not 1-64 letters, digits or underscores."""
 
 

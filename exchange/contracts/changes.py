@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator, NewType, Protocol, Sequence
 
+from exchange.contracts.errors import ExchangeError
+
 
 # A place in a source's change stream, packed into one integer below 2**63
 # (what the node stores): a change-log id, an LSN with an index, ...  Only the
@@ -19,7 +21,7 @@ from typing import Any, Iterator, NewType, Protocol, Sequence
 Position = NewType("Position", int)
 
 
-class SourceNotReady(Exception):
+class SourceNotReady(ExchangeError):
     """The source is not set up for capture; the message says what to change."""
 
 

@@ -33,6 +33,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
 
 from exchange.contracts.agency import check_agency
+from exchange.contracts.errors import ExchangeError, OperationFailed
 
 if TYPE_CHECKING:
     from exchange.store.at_rest import StateCipher
@@ -42,11 +43,11 @@ _log = logging.getLogger(__name__)
 OWN_LOG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-class StoreError(Exception):
+class StoreError(ExchangeError):
     """A store URL or store content problem, described for the operator."""
 
 
-class VersionGapError(IntegrityError):
+class VersionGapError(IntegrityError, OperationFailed):
     """A batch would leave a gap in a record's versions."""
 
     def __init__(self, originator_id: UUID | str, expected: int, got: int):

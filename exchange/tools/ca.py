@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from exchange.contracts.errors import ExchangeError
 from exchange.transport.offline.bundles import write_atomically
 from exchange.contracts.identifiers import is_valid_uscc
 from exchange.common.keyfile import write_new_key_file
@@ -36,7 +37,7 @@ CRL_DAYS = 30  # the CRL's next update: `exchange ca crl` signs a fresh one
 HUB_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-class CAError(ValueError):
+class CAError(ValueError, ExchangeError):
     """A CA operation that cannot be done; the message says why."""
 
 

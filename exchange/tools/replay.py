@@ -21,13 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 import adapters
 from adapters.apply import Stats, flush, fold
 from exchange.contracts.changes import ApplyTarget
+from exchange.contracts.errors import ExchangeError
 from exchange.contracts.events import RecordEvent, make_mapper
 from exchange.store import AgencyRecorder, EventStore, StoreError
 
 READ_BATCH = 5000
 
 
-class ReplayError(Exception):
+class ReplayError(ExchangeError):
     """Replay cannot proceed; the message says why."""
 
 

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from exchange.contracts.errors import ExchangeError
 from exchange.contracts.text import excerpt
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -15,7 +16,7 @@ from protos.exchange.v1 import exchange_pb2 as pb
 MAX_ID = 2**63 - 1
 
 
-class MalformedEvent(ValueError):
+class MalformedEvent(ValueError, ExchangeError):
     """A wire event that cannot be stored; the message says which field."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import register_topic
 
+from exchange.contracts.errors import ExchangeError
 from hub.catalog.metadata import item_names
 
 _NAMESPACE = uuid.UUID("0c7b51f4-6a0e-4d63-9f3a-7e0f2b8c1d55")
@@ -34,7 +35,7 @@ DRAFT, SUBMITTED, PUBLISHED, RETURNED = "draft", "submitted", "published", "retu
 STATUSES = (DRAFT, SUBMITTED, PUBLISHED, RETURNED)
 
 
-class WorkflowError(ValueError):
+class WorkflowError(ValueError, ExchangeError):
     """A workflow step that the entry's state does not allow; the message says why."""
 
 

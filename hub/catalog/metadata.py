@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.contracts.errors import ExchangeError
 from exchange.contracts.identifiers import is_valid_uscc
 from exchange.contracts.text import excerpt
 
@@ -67,7 +68,7 @@ class Problem:
         return f"{self.field}: {self.rule}"
 
 
-class InvalidEntry(ValueError):
+class InvalidEntry(ValueError, ExchangeError):
     """Entry content that breaks metadata rules; ``problems`` lists each."""
 
     def __init__(self, problems: list[Problem], where: str = ""):

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from eventsourcing.persistence import StoredEvent
 
+from exchange.contracts.errors import ExchangeError
 from exchange.contracts.text import excerpt
 from exchange.contracts.events import make_mapper
 from hub.workdays import SHANGHAI, WorkingCalendar
@@ -35,7 +36,7 @@ DELIVERIES_LOG = "sharing_deliveries"
 DELIVERED_TOPIC = "exchange.sharing:Delivered"
 
 
-class NotEntitled(Exception):
+class NotEntitled(ExchangeError):
     """A consumer may not receive a resource; the message says why."""
 
 

@@ -30,13 +30,15 @@ from typing import Any
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import register_topic
 
+from exchange.contracts.errors import ExchangeError
+
 PENDING, APPROVED, REJECTED, DISPUTED, REVOKED = "pending", "approved", "rejected", "disputed", "revoked"
 STATUSES = (PENDING, APPROVED, REJECTED, DISPUTED, REVOKED)
 ANSWER_WORKING_DAYS = 10
 _AGREEMENT_NAMESPACE = uuid.UUID("3f1d9c2e-8b47-4a5e-a0c6-6e2b7d1f4a93")
 
 
-class WorkflowError(ValueError):
+class WorkflowError(ValueError, ExchangeError):
     """A step the request's state (or the caller's role) does not allow; the message says why."""
 
 

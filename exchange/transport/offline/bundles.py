@@ -43,6 +43,7 @@ from google.protobuf.message import DecodeError
 
 from exchange.common.keyfile import write_new_key_file
 from exchange.contracts.agency import InvalidAgency, check_agency
+from exchange.contracts.errors import ExchangeError
 from exchange.transport.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -57,7 +58,7 @@ MAX_CONTENT_BYTES = 1 << 30
 _MANIFEST_FIELDS = ("format", "agency", "first", "last", "after", "events", "content_sha256", "created", "key_id")
 
 
-class BundleError(Exception):
+class BundleError(ExchangeError):
     """A bundle that cannot be trusted or read.
 
     ``reason`` is a short label (for metrics): truncated, malformed, version,
@@ -70,7 +71,7 @@ class BundleError(Exception):
         super().__init__(f"bundle {path}: {detail}")
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(ValueError, ExchangeError):
     """A signing or trusted key file that cannot be used; the message names it."""
 
 

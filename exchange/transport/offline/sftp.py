@@ -35,6 +35,7 @@ from typing import Iterator
 import paramiko
 
 from exchange.common.config import Config
+from exchange.contracts.errors import OperationFailed
 from exchange.transport.offline.bundles import MAX_CONTENT_BYTES
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ IO_TIMEOUT_SECONDS = 60.0
 MAX_DOWNLOAD_BYTES = MAX_CONTENT_BYTES + (64 << 20)  # a bundle: compressed content of at most 1 GiB, plus manifest
 
 
-class SftpError(Exception):
+class SftpError(OperationFailed):
     """An SFTP server that cannot be used; the message says which and why."""
 
 

@@ -8,6 +8,7 @@ import tomllib
 import grpc
 
 from exchange.common.config import Config, Setting, from_values
+from exchange.contracts.errors import InvalidInput
 from exchange.transport.rpc import tls
 
 log = logging.getLogger(__name__)
@@ -61,18 +62,9 @@ def check_settings(address: str, cfg: Config | None) -> None:
                            "allowed to a hub on a loopback address; configure [tls] ca, cert and key")
 
 
-def add_hub_arguments(parser) -> None:
-    """``--hub``, ``--config`` and ``--insecure``: how a command-line client reaches the hub."""
-    parser.add_argument("--hub", metavar="HOST:PORT", help="hub gRPC address (default: [hub] address of --config)")
-    parser.add_argument("--config", help="TOML file whose agency, [hub] and [tls] settings say who calls and how to "
-                                         "reach the hub (a node's or consumer's config will do)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="plain gRPC to a hub on this machine (loopback only; tests and demos)")
-
-
 def client_settings(args) -> Config:
     """``agency``, ``hub.*`` and ``tls.*`` (CLIENT_SETTINGS) from ``--config`` (other settings are ignored),
-    then ``--hub`` and ``--insecure``.  ValueError names an unreadable file or a missing address;
+    then ``--hub`` and ``--insecure``.  InvalidInput names an unreadable file or a missing address;
     ConfigError a value of the wrong type."""
     values: dict = {}
     if args.config:
@@ -80,9 +72,9 @@ def client_settings(args) -> Config:
             with open(args.config, "rb") as f:
                 data = tomllib.load(f)
         except OSError as e:
-            raise ValueError(f"{args.config}: cannot read: {e.strerror}") from None
+            raise InvalidInput(f"{args.config}: cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{args.config}: not valid TOML: {e}") from None
+            raise InvalidInput(f"{args.config}: not valid TOML: {e}") from None
         if isinstance(data.get("agency"), str):
             values["agency"] = data["agency"]
         for section in ("hub", "tls"):
@@ -95,5 +87,5 @@ def client_settings(args) -> Config:
         values["hub.insecure"] = True
     cfg = from_values(CLIENT_SETTINGS, values, source=args.config or "command line")
     if not cfg.hub.address:
-        raise ValueError("name the hub: --hub HOST:PORT, or --config with a [hub] address")
+        raise InvalidInput("name the hub: --hub HOST:PORT, or --config with a [hub] address")
     return cfg

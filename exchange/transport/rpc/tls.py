@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from exchange.common.config import Config
+from exchange.contracts.errors import ExchangeError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ ROLE_HUB = "hub"
 ROLES = (ROLE_AGENCY, ROLE_ADMIN, ROLE_HUB)
 
 
-class TLSError(ValueError):
+class TLSError(ValueError, ExchangeError):
     """A certificate, key or revocation list that cannot be used; the message names the file and the problem."""
 
 

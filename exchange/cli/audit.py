@@ -1,0 +1,55 @@
+"""``exchange audit ...``: check the hub's tamper-evident audit log and print its head."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from exchange.cli.output import print_json
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``audit`` and its actions to the ``exchange`` command."""
+    audit = commands.add_parser("audit", help="check the hub's tamper-evident audit log").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    verify = audit.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry")
+    head = audit.add_parser("head", help="print the current head (SEQ:HASH) to keep somewhere else")
+    for sub in (verify, head):
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--path", metavar="FILE", help="the audit log file")
+        where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store)")
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    verify.add_argument("--head", metavar="SEQ:HASH",
+                        help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
+    verify.set_defaults(handler=_verify)
+    head.set_defaults(handler=_head)
+
+
+def _log_path(args: argparse.Namespace):
+    from pathlib import Path
+
+    from hub import audit, config
+
+    return Path(args.path) if args.path else audit.audit_path(config.load(args.config))
+
+
+def _head(args: argparse.Namespace) -> int:
+    from hub import audit
+
+    path = _log_path(args)
+    head = audit.AuditLog(path).head() if path.exists() else audit.Head(0, audit.GENESIS)
+    print(json.dumps({"path": str(path), "seq": head.seq, "hash": head.hash, "head": str(head)})
+          if args.json else str(head))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from hub import audit
+
+    path = _log_path(args)
+    verdict = audit.verify(path, audit.Head.parse(args.head) if args.head else None)
+    if args.json:
+        print_json(verdict.to_dict())
+    else:
+        print(verdict.render())
+    return 0 if verdict.valid else 1
