@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any
+
+from exchange.common.config import Config
 
 
 def print_json(value: Any) -> None:
@@ -11,8 +13,8 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False))
 
 
-def logging_as_configured(cfg: Mapping[str, Any]) -> None:
+def logging_as_configured(cfg: Config) -> None:
     """Log to standard error at the ``[log]`` level and in the format ``cfg`` sets."""
     from exchange.common.logs import setup_logging
 
-    setup_logging(cfg["log.level"], cfg["log.format"])
+    setup_logging(cfg.log.level, cfg.log.format)

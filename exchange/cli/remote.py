@@ -25,12 +25,12 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def hub_channel(cfg: Mapping[str, Any]) -> Iterator[Any]:
-    """A gRPC channel to ``cfg["hub.address"]``; an error status from the hub inside becomes a HubRefusal."""
+    """A gRPC channel to ``cfg.hub.address``; an error status from the hub inside becomes a HubRefusal."""
     import grpc
 
     from exchange.transport.rpc.channel import open_channel
 
-    with open_channel(cfg["hub.address"], cfg) as channel:
+    with open_channel(cfg.hub.address, cfg) as channel:
         try:
             yield channel
         except grpc.RpcError as e:

@@ -18,7 +18,7 @@ from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
 def call(args: argparse.Namespace) -> int:
     """Run one ``exchange share`` action; prints the hub's answer as JSON."""
     cfg = _settings(args)
-    agency = args.agency or cfg.get("agency", "")
+    agency = args.agency or cfg.agency
     with hub_channel(cfg) as channel:
         answer = CALLS[args.action](pb_grpc.SharingStub(channel), args, agency)
     print_json(MessageToDict(answer, always_print_fields_with_no_presence=True, preserving_proto_field_name=True))
@@ -28,7 +28,7 @@ def call(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Config:
     """Identity, hub address and TLS settings from a node or consumer config (either works) and the flags."""
     cfg = client_settings(args)
-    if args.action not in ("decide", "report") and not (args.agency or cfg.get("agency")) and \
+    if args.action not in ("decide", "report") and not (args.agency or cfg.agency) and \
             not (args.action in ("list", "revoke") and (getattr(args, "all", False) or getattr(args, "office", False))):
         raise ConfigError("name the agency acting: --agency ID or a --config with agency")
     return cfg

@@ -121,10 +121,10 @@ def _decode(text: str, source: str) -> bytes:
         raise CipherError(f"{source}: not base64 (create a key with `exchange store keygen`)") from None
 
 
-def store_cipher(cfg: dict[str, Any]) -> StateCipher | None:
+def store_cipher(cfg: Any) -> StateCipher | None:
     """The store cipher configured by ``[store] cipher_key_file`` or ``[store] cipher_key``
     (None: the store is not encrypted)."""
-    key_file, key = cfg.get("store.cipher_key_file", ""), cfg.get("store.cipher_key", "")
+    key_file, key = cfg.store.cipher_key_file, cfg.store.cipher_key
     if key_file and key:
         raise CipherError("set only one of [store] cipher_key_file and [store] cipher_key")
     if key_file:
