@@ -70,11 +70,13 @@ class Report:
 
 def reconcile(store: Any, audit_path: str | Path) -> Report:
     """Cross-check the hub ``store`` (an open EventStore) with the audit log at ``audit_path``."""
-    verdict = verify(audit_path)
-    if not verdict.valid:
-        raise AuditError(f"the audit log's chain is broken ({verdict.reason}): run `exchange audit verify` first")
+    audited: dict[Decision, int] = {}
+    if Path(audit_path).exists():  # no log yet: nothing is audited
+        verdict = verify(audit_path)
+        if not verdict.valid:
+            raise AuditError(f"the audit log's chain is broken ({verdict.reason}): run `exchange audit verify` first")
+        audited = _audited_decisions(audit_path)
     stored = dict(_stored_decisions(store))
-    audited = _audited_decisions(audit_path)
     report = Report(decisions=len(stored), audited=len(audited))
     report.unaudited = [(d, stored[d]) for d in sorted(set(stored) - set(audited))]
     report.not_stored = sorted(((d, seq) for d, seq in audited.items() if d not in stored),
@@ -94,6 +96,21 @@ def repair(store: Any, audit: AuditLog) -> Report:
         log.error("audit entry %d names a decision the store does not hold: %s %s version %d",
                   seq, decision.log, decision.id, decision.version)
     return report
+
+
+def render(report: Report, repaired: bool = False) -> str:
+    """The report for people: one line per difference."""
+    if report.agree:
+        return f"store and audit log agree: {report.decisions} decisions, each audited"
+    lines = []
+    for decision, event in report.unaudited:
+        lines.append(f"{'audited now' if repaired else 'not audited'}: {decision.log} {decision.id} version "
+                     f"{decision.version} ({type(event).__name__} by {getattr(event, 'actor', 'unknown')} at "
+                     f"{event.timestamp.isoformat()})")
+    for decision, seq in report.not_stored:
+        lines.append(f"not in the store: audit entry {seq} names {decision.log} {decision.id} version "
+                     f"{decision.version}")
+    return "\n".join(lines)
 
 
 def _describe(decision: Decision, event: Any) -> dict[str, Any]:

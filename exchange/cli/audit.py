@@ -23,6 +23,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
     verify.set_defaults(handler=_verify)
     head.set_defaults(handler=_head)
+    reconcile = audit.add_parser("reconcile", help="cross-check the hub store with the audit log: name decisions "
+                                                   "stored but not audited, and audited but not stored; exit 1 if any")
+    reconcile.add_argument("--config", required=True, help="hub TOML file (its store and [audit] path)")
+    reconcile.add_argument("--repair", action="store_true",
+                           help="append an audit.recovered entry for each decision stored but not audited "
+                                "(what a running hub does when it starts)")
+    reconcile.add_argument("--json", action="store_true", help="print JSON for scripts")
+    reconcile.set_defaults(handler=_reconcile)
 
 
 def _log_path(args: argparse.Namespace):
@@ -53,3 +61,24 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(verdict.render())
     return 0 if verdict.valid else 1
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from exchange.store import open_store
+    from exchange.store.at_rest import store_cipher
+    from hub import audit, audit_reconcile, config
+
+    cfg = config.load(args.config)
+    store = open_store(cfg.store.url, create=False, cipher=store_cipher(cfg))
+    try:
+        if args.repair:
+            report = audit_reconcile.repair(store, audit.open_audit(cfg))
+        else:
+            report = audit_reconcile.reconcile(store, audit.audit_path(cfg))
+    finally:
+        store.close()
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(audit_reconcile.render(report, repaired=args.repair))
+    return 0 if report.agree or (args.repair and not report.not_stored) else 1
