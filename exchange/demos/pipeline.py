@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
 from exchange.common.config import Config
+from exchange.contracts.changes import SourceNotReady
 from exchange.tools import replay
 from exchange.tools import verify
 from exchange.transport.rpc.health import wait_serving
@@ -133,7 +134,7 @@ def _wait_caught_up(cfg: Config, node: subprocess.Popen) -> dict:
         _check_running(node)
         try:
             status = node_status(cfg)
-        except StoreError:  # the node has not created its store yet
+        except (StoreError, SourceNotReady):  # the node has not created its store or set up capture yet
             status = {"caught_up": False}
         if status["caught_up"] and status.get("hub_reachable"):
             return status
