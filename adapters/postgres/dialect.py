@@ -10,7 +10,8 @@ import psycopg2.extensions
 from adapters import sql
 from adapters.postgres.types import SESSION_OPTIONS
 from adapters.sql import quote
-from exchange.contracts.changes import Column, TableSchema
+from exchange.common.urls import redact_url
+from exchange.contracts.changes import Column, DatabaseUnavailable, TableSchema
 
 BOOKKEEPING = "exchange_capture"  # the schema of capture's (and replay's) own tables
 CHECKPOINTS = f"{BOOKKEEPING}.replay_checkpoints"  # replay progress in a target
@@ -24,6 +25,15 @@ _SQLITE_AFFINITIES = (("INT", "bigint"), ("CHAR", "text"), ("CLOB", "text"), ("T
 def connect(url: str, **kwargs: Any):
     """A psycopg2 connection with the session settings text values assume."""
     return psycopg2.connect(url, options=SESSION_OPTIONS, **kwargs)
+
+
+def open_database(url: str):
+    """``connect`` for a target or reader: a database that cannot be opened is a DatabaseUnavailable naming it."""
+    try:
+        return connect(url)
+    except psycopg2.OperationalError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {reason}") from None
 
 
 def raw_text(cursor) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 from adapters.postgres.catalog import Table, load_table, user_tables
-from adapters.postgres.dialect import COPY_COLUMN, connect, qualified, quote, raw_text
+from adapters.postgres.dialect import COPY_COLUMN, open_database, qualified, quote, raw_text
 from adapters.postgres.types import Types, text
 from exchange.contracts.changes import TableSchema
 
@@ -20,7 +20,7 @@ class PostgresReader:
     """
 
     def __init__(self, url: str):
-        self._db = connect(url)
+        self._db = open_database(url)
         self._db.set_session(readonly=True)
         self._types = Types(lambda: self._db)
         self._streaming = 0  # rows() generators running: their named cursors need the transaction

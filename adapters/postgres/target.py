@@ -10,8 +10,8 @@ import psycopg2.extras
 
 from adapters import sql
 from adapters.postgres.catalog import load_table
-from adapters.postgres.dialect import (BOOKKEEPING, CHECKPOINTS, PLACEHOLDER, alter_sql, connect, create_sql,
-                                       qualified, quote, split)
+from adapters.postgres.dialect import (BOOKKEEPING, CHECKPOINTS, PLACEHOLDER, alter_sql, create_sql,
+                                       open_database, qualified, quote, split)
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, TableSchema
@@ -23,7 +23,7 @@ class PostgresTarget:
     """Rebuilds tables from replayed row operations in the database at ``url``."""
 
     def __init__(self, url: str):
-        self._db = connect(url)
+        self._db = open_database(url)
 
     def apply_schema(self, schema: TableSchema) -> None:
         """Create the table, or alter it to match ``schema``."""

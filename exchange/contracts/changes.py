@@ -25,6 +25,10 @@ class SourceNotReady(ExchangeError):
     """The source is not set up for capture; the message says what to change."""
 
 
+class DatabaseUnavailable(ExchangeError):
+    """A database to apply to or read from cannot be opened (unreachable, missing, refused); the message says why."""
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -633,3 +635,18 @@ def test_a_table_dropped_from_the_configuration_but_still_published_is_ignored(a
     changes = drain(source)
     assert [(c.table, c.op) for c in changes] == [("people", ch.INSERT)]
     source.acknowledge(changes[-1].position)  # knows the relation of cases as one it does not capture
+
+
+@pytest.mark.parametrize("command", ["replay", "verify"])
+def test_a_database_that_does_not_exist_is_named_not_a_traceback(postgres, tmp_path, command):
+    missing = postgres.url("no_such_database")
+    if command == "verify":
+        args = ["verify", "--source", missing, "--target", f"sqlite:///{tmp_path / 'x.db'}"]
+    else:
+        store = f"sqlite:///{tmp_path / 'store.db'}"
+        EventStore(store).node_recorder("A").insert_events([])
+        args = ["replay", "--store", store, "--agency", "A", "--target", missing]
+    done = subprocess.run([sys.executable, "-m", "exchange", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "cannot open the database" in done.stderr and "no_such_database" in done.stderr
+    assert "Traceback" not in done.stderr
