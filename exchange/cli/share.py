@@ -63,7 +63,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--status", help="only requests in this status")
     listing.add_argument("--all", action="store_true", help="every agency's requests (administrators)")
 
-    action("report", "per provider: requests answered late, requests overdue, events delivered (administrators)")
+    report = action("report", "per provider: requests answered late, requests overdue, events delivered (administrators)")
+    report.add_argument("--at", metavar="ISO-TIME", help="report as of this time: what was overdue then (default: now)")
 
 
 def _call_hub(args: argparse.Namespace) -> int:

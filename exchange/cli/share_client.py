@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, Callable
 
-from google.protobuf.json_format import MessageToDict
-
-from exchange.cli.output import print_json
+from exchange.cli.output import message_json, print_json
 from exchange.cli.remote import hub_channel
 from exchange.common.config import Config, ConfigError
 from exchange.transport.rpc.channel import client_settings
@@ -21,7 +20,9 @@ def call(args: argparse.Namespace) -> int:
     agency = args.agency or cfg.agency
     with hub_channel(cfg) as channel:
         answer = CALLS[args.action](pb_grpc.SharingStub(channel), args, agency)
-    print_json(MessageToDict(answer, always_print_fields_with_no_presence=True, preserving_proto_field_name=True))
+    print_json(message_json(answer))
+    for waiting in getattr(answer, "waiting_for", ()):
+        print(f"exchange: approved; delivery waits for {waiting}", file=sys.stderr)
     return 0
 
 
@@ -57,5 +58,5 @@ CALLS: dict[str, Call] = {
         agency=agency, consumer=args.consumer, resource=args.resource, reference=args.reference)),
     "list": lambda stub, args, agency: stub.List(pb.ShareListRequest(
         agency="" if args.all else agency, status=args.status or "")),
-    "report": lambda stub, args, agency: stub.Report(pb.ShareReportRequest()),
+    "report": lambda stub, args, agency: stub.Report(pb.ShareReportRequest(at=args.at or "")),
 }

@@ -99,7 +99,10 @@ class _Story:
         request = self._share(CONSUMER_B, "request", "--provider", PROVIDER, "--resource", "licences",
                               "--scope", "licences held by enterprises in Pudong", "--purpose", "permit approvals",
                               "--items", "holder", "kind", "fee")
-        self._share(PROVIDER, "approve", request["id"], "--items", "holder", "kind", "--note", "fee is not needed")
+        approved = self._share(PROVIDER, "approve", request["id"], "--items", "holder", "kind",
+                               "--note", "fee is not needed")
+        self.checks.append(("2a. the approval says delivery waits for a secrecy agreement",
+                            any("secrecy agreement" in w for w in approved["waiting_for"])))
         self._expect("2a. approved but no secrecy agreement yet: licences (commercial data) do not flow")
         self._refused(CONSUMER_B, "licences", "no secrecy agreement")
         self._share(PROVIDER, "agreement", "--consumer", CONSUMER_B, "--resource", "licences",

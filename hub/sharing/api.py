@@ -82,7 +82,7 @@ class SharingServicer(pb_grpc.SharingServicer):
     def Report(self, request: pb.ShareReportRequest, context: grpc.ServicerContext) -> pb.ShareReport:
         require_admin(context, self.administrators)
         try:
-            return report_message(self.ledger)
+            return report_message(self.ledger, _time(request.at, context))
         except CalendarUnknown as e:  # working days late counted into a year [calendar] does not cover yet
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
 
@@ -94,19 +94,21 @@ class SharingServicer(pb_grpc.SharingServicer):
             result: ShareRequest = step()
         except (WorkflowError, CalendarUnknown) as e:  # e.g. a deadline in a year [calendar] does not cover yet
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        return info(result, self.ledger.clock())
+        answer = info(result, self.ledger.clock())
+        answer.waiting_for.extend(self.ledger.waiting_for(result))
+        return answer
 
 
-def report_message(ledger: SharingLedger) -> pb.ShareReport:
-    """The late-answers and deliveries report as a message."""
-    report = ledger.report()
+def report_message(ledger: SharingLedger, at: datetime | None = None) -> pb.ShareReport:
+    """The late-answers and deliveries report (as of ``at``, default now) as a message."""
+    report = ledger.report(at)
     delivered: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for record in ledger.deliveries():
         delivered[record["provider"]][record["consumer"]] += record["events"]
     providers = []
     for agency in sorted(set(report["providers"]) | set(delivered)):
         row = report["providers"].get(agency, {})
-        listed = [ledger.get(r["id"]).to_dict(ledger.clock()) for r in row.get("late", []) + row.get("overdue_requests", [])]
+        listed = [ledger.get(r["id"]).to_dict(at or ledger.clock()) for r in row.get("late", []) + row.get("overdue_requests", [])]
         providers.append(pb.ProviderReport(
             agency=agency, requests=row.get("requests", 0), answered=row.get("answered", 0),
             answered_late=row.get("answered_late", 0), overdue=row.get("overdue", 0),

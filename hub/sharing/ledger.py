@@ -26,8 +26,8 @@ from exchange.contracts.events import make_mapper
 from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
 from hub.metrics import METRICS, HubMetrics
-from hub.sharing.requests import (ANSWER_WORKING_DAYS, AgreementRecorded, Requested, SharingEvent, ShareRequest,
-                                  WorkflowError, agreement_id)
+from hub.sharing.requests import (ANSWER_WORKING_DAYS, APPROVED, AgreementRecorded, Requested, SharingEvent,
+                                  ShareRequest, WorkflowError, agreement_id)
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,22 @@ class SharingLedger:
                      if (agency is None or agency in (r.requester, r.provider)) and (status is None or r.status == status)]
             return [r.to_dict(now) for r in sorted(found, key=lambda r: r.requested_at)]
 
-    def report(self) -> dict[str, Any]:
-        """Art. 22-23: per provider, requests answered late and those still overdue."""
-        now = self.clock()
+    def waiting_for(self, request: ShareRequest) -> list[str]:
+        """What delivery of an approved ``request`` still waits for (empty when nothing does)."""
+        if request.status != APPROVED:
+            return []
+        terms = self.terms.terms(request.provider, request.resource)
+        if terms is None or not terms.sensitivity:
+            return []
+        if agreement_id(request.provider, request.requester, request.resource) in self.agreements:
+            return []
+        return [f"a secrecy agreement between {request.provider} and {request.requester} about {request.resource} "
+                f"({', '.join(sorted(terms.sensitivity))} data, Art. 15): the provider records it with "
+                "`exchange share agreement`; nothing is delivered before"]
+
+    def report(self, at: datetime | None = None) -> dict[str, Any]:
+        """Art. 22-23: per provider, requests answered late and those overdue at ``at`` (default now)."""
+        now = at or self.clock()
         per: dict[str, dict[str, Any]] = {}
         with self._lock:
             for r in sorted(self.requests.values(), key=lambda r: r.requested_at):

@@ -18,6 +18,7 @@ def test_each_consumer_replica_holds_exactly_its_entitlement_after_approve_rejec
     [provider] = [p for p in result["report"]["providers"] if p["agency"] == PROVIDER]
     assert provider["requests"] == provider["answered"] == 2
     assert set(provider["delivered"]) == {CONSUMER_B, CONSUMER_C}
+    assert all(isinstance(count, int) and count > 0 for count in provider["delivered"].values())
     audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     deliveries = [e["details"] for e in audit if e["action"] == "share.delivered"]
     assert {(d["consumer"], d["resource"]) for d in deliveries} == {

@@ -262,3 +262,15 @@ def test_every_exception_class_of_the_project_is_an_exchange_error():
     assert len(classes) > 25
     assert not [c.__qualname__ for c in classes if not issubclass(c, ExchangeError)]
 
+
+
+def test_json_output_keeps_64_bit_integers_as_numbers():
+    from exchange.cli.output import message_json
+    from protos.exchange.v1 import sharing_pb2
+
+    report = sharing_pb2.ShareReport(at="now", providers=[
+        sharing_pb2.ProviderReport(agency="A", requests=1, delivered={"B": 2**40},
+                                   late_or_overdue=[sharing_pb2.ShareRequestInfo(id="r", items=["x"])])])
+    shown = message_json(report)["providers"][0]
+    assert shown["delivered"] == {"B": 2**40} and shown["requests"] == 1
+    assert shown["late_or_overdue"][0]["items"] == ["x"]

@@ -191,6 +191,26 @@ def test_unanswered_requests_become_overdue_in_the_report_and_the_counts(world):
     assert ledger.report()["providers"][PROVIDER]["answered_late"] == 1
 
 
+def test_the_report_can_be_asked_as_of_a_time(world):
+    ledger, clock, *_ = world
+    request = ask(ledger)
+    later = datetime(2026, 10, 20, 12, 0, tzinfo=SHANGHAI)
+    assert ledger.report()["providers"][PROVIDER]["overdue"] == 0
+    as_of_later = ledger.report(later)
+    assert as_of_later["at"] == later.isoformat()
+    assert [r["id"] for r in as_of_later["providers"][PROVIDER]["overdue_requests"]] == [str(request.id)]
+
+
+def test_an_approval_of_sensitive_data_says_delivery_waits_for_a_secrecy_agreement(world):
+    ledger, *_ = world
+    request = ledger.request(CONSUMER, PROVIDER, "persons", scope="Pudong", purpose="permits", items=["name"])
+    approved = ledger.approve(str(request.id), PROVIDER)
+    assert "secrecy agreement" in " ".join(ledger.waiting_for(approved))
+    ledger.record_agreement(PROVIDER, PROVIDER, CONSUMER, "persons", "SA-1")
+    assert ledger.waiting_for(approved) == []
+    assert ledger.waiting_for(ledger.approve(str(ask(ledger).id), PROVIDER)) == []  # licences: not sensitive
+
+
 def test_a_configured_make_up_working_day_shortens_the_deadline(tmp_path):
     store = EventStore(f"sqlite:///{tmp_path / 'hub.db'}")
     try:

@@ -83,7 +83,7 @@ class ShareStep(_message.Message):
     def __init__(self, step: _Optional[str] = ..., actor: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
 
 class ShareRequestInfo(_message.Message):
-    __slots__ = ("id", "requester", "provider", "resource", "scope", "purpose", "items", "status", "approved_items", "requested_at", "deadline", "expires", "answered_at", "reasons", "grounds", "decided_by", "overdue", "late", "active", "history")
+    __slots__ = ("id", "requester", "provider", "resource", "scope", "purpose", "items", "status", "approved_items", "requested_at", "deadline", "expires", "answered_at", "reasons", "grounds", "decided_by", "overdue", "late", "active", "history", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +104,7 @@ class ShareRequestInfo(_message.Message):
     LATE_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester: str
     provider: str
@@ -124,7 +125,8 @@ class ShareRequestInfo(_message.Message):
     late: bool
     active: bool
     history: _containers.RepeatedCompositeFieldContainer[ShareStep]
-    def __init__(self, id: _Optional[str] = ..., requester: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., approved_items: _Optional[_Iterable[str]] = ..., requested_at: _Optional[str] = ..., deadline: _Optional[str] = ..., expires: _Optional[str] = ..., answered_at: _Optional[str] = ..., reasons: _Optional[str] = ..., grounds: _Optional[str] = ..., decided_by: _Optional[str] = ..., overdue: _Optional[bool] = ..., late: _Optional[bool] = ..., active: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[ShareStep, _Mapping]]] = ...) -> None: ...
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., requester: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., approved_items: _Optional[_Iterable[str]] = ..., requested_at: _Optional[str] = ..., deadline: _Optional[str] = ..., expires: _Optional[str] = ..., answered_at: _Optional[str] = ..., reasons: _Optional[str] = ..., grounds: _Optional[str] = ..., decided_by: _Optional[str] = ..., overdue: _Optional[bool] = ..., late: _Optional[bool] = ..., active: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[ShareStep, _Mapping]]] = ..., waiting_for: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShareListRequest(_message.Message):
     __slots__ = ("agency", "status")
@@ -141,8 +143,10 @@ class ShareRequestList(_message.Message):
     def __init__(self, requests: _Optional[_Iterable[_Union[ShareRequestInfo, _Mapping]]] = ...) -> None: ...
 
 class ShareReportRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("at",)
+    AT_FIELD_NUMBER: _ClassVar[int]
+    at: str
+    def __init__(self, at: _Optional[str] = ...) -> None: ...
 
 class ProviderReport(_message.Message):
     __slots__ = ("agency", "requests", "answered", "answered_late", "overdue", "late_or_overdue", "delivered")
