@@ -26,7 +26,7 @@ from eventsourcing.persistence import StoredEvent  # noqa: E402
 from exchange.store.at_rest import StateCipher  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 STATE = json.dumps({"agency": AGENCY, "resource": "persons", "key": {"id_number": "310101199001011234"},
                     "row": {"id_number": "310101199001011234", "name": "王建华", "gender": "男",
                             "birth_date": "1990-01-01", "address": "上海市浦东新区世纪大道100号", "phone": "13800000000"},

@@ -49,7 +49,7 @@ from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
 from support.postgres import start_cluster  # noqa: E402
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "probe"]
 CHANGES_PER_TRANSACTION = 4  # tpcb-like: three updates and one insert
 REAL = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}

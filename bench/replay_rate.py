@@ -36,7 +36,7 @@ from exchange.store import EventStore  # noqa: E402
 from exchange.tools.verify import verify  # noqa: E402
 from node.capture import Capture  # noqa: E402
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 
 
 def build_store(directory: Path, rows: int, changes: int) -> tuple[str, str, int]:

@@ -31,7 +31,7 @@ from exchange.transport.rpc.health import wait_serving  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 BATCH = 500
 WINDOW = 4
 STATE = json.dumps({"agency": AGENCY, "resource": "persons", "row": {"name": "x" * 400}}).encode()

@@ -204,7 +204,7 @@ class Launcher:
         return self.start(["hub", "run"], settings, name=name, grpc_address=settings["listen"]["address"])
 
     def node(self, hub_address: str, source_db: Path | str, tables: Sequence[str], *, name: str = "node",
-             agency: str = "91310000MB2F31887F", config: Mapping[str, Mapping[str, Any]] | None = None,
+             agency: str = "91310000MB2F31887X", config: Mapping[str, Mapping[str, Any]] | None = None,
              wait_ready: bool = True) -> ExchangeProcess:
         """A node capturing ``tables`` of ``source_db`` (a SQLite file, or a database
         URL) and shipping to ``hub_address``; ready once it serves /metrics

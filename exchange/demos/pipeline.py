@@ -32,7 +32,7 @@ from exchange.store import StoreError
 from node import config as node_config
 from node.status import node_status
 
-AGENCY = "91310000MB2F31887F"  # a valid unified social credit code
+AGENCY = "91310000MB2F31887X"  # a valid unified social credit code
 
 
 def free_port() -> int:

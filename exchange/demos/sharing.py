@@ -216,13 +216,13 @@ class _Story:
                 CREATE TABLE inspections (id INTEGER PRIMARY KEY, licence_no TEXT, findings TEXT);
             """)
             db.executemany("INSERT INTO enterprises VALUES (?, ?, ?, ?)", [
-                ("91310115MA1H7GQ41X", "Pudong Bakery Ltd", "Pudong", 500000),
-                ("91310101MA1FP8XL2C", "Huangpu Print Co", "Huangpu", 1200000),
-                ("91310104MA1FR9K33J", "Xuhui Clinic", "Xuhui", 3000000)])
+                ("91310115MA1H7GQ417", "Pudong Bakery Ltd", "Pudong", 500000),
+                ("91310101MA1FP8XL2T", "Huangpu Print Co", "Huangpu", 1200000),
+                ("91310104MA1FR9K33M", "Xuhui Clinic", "Xuhui", 3000000)])
             db.executemany("INSERT INTO licences VALUES (?, ?, ?, ?, ?)", [
-                ("SP3101150001", "91310115MA1H7GQ41X", "food", 300, "Wang Fang"),
-                ("JY3101010002", "91310101MA1FP8XL2C", "printing", 800, "Li Wei"),
-                ("YL3101040003", "91310104MA1FR9K33J", "medical", 2500, "Zhao Min")])
+                ("SP3101150001", "91310115MA1H7GQ417", "food", 300, "Wang Fang"),
+                ("JY3101010002", "91310101MA1FP8XL2T", "printing", 800, "Li Wei"),
+                ("YL3101040003", "91310104MA1FR9K33M", "medical", 2500, "Zhao Min")])
             db.executemany("INSERT INTO inspections VALUES (?, ?, ?)", [
                 (1, "SP3101150001", "storage temperature too high"), (2, "YL3101040003", "no findings")])
 
@@ -231,7 +231,7 @@ class _Story:
             db.execute("UPDATE licences SET fee = fee + ?, inspector = ? WHERE licence_no = 'SP3101150001'",
                        (round_ * 10, f"Inspector {round_}"))
             db.execute("INSERT INTO licences VALUES (?, ?, ?, ?, ?)",
-                       (f"SP31011500{round_ + 10}", "91310115MA1H7GQ41X", "food", 100 * round_, "Sun Li"))
+                       (f"SP31011500{round_ + 10}", "91310115MA1H7GQ417", "food", 100 * round_, "Sun Li"))
             db.execute("UPDATE enterprises SET capital = capital * 2 WHERE district = 'Xuhui'")
             db.execute("DELETE FROM licences WHERE licence_no = 'JY3101010002'")
             db.execute("INSERT INTO inspections (licence_no, findings) VALUES (?, ?)",

@@ -18,7 +18,7 @@ from pathlib import Path
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 EXCHANGE = [sys.executable, "-m", "exchange"]
 
 

@@ -78,7 +78,7 @@ def test_a_bad_config_exits_2_naming_the_file_and_the_key(tmp_path, content, exp
     assert f"exchange: configuration error: {bad}: {expected}" in result.stderr
 
 
-NODE_TOML = """agency = "91310000MB2F31887F"
+NODE_TOML = """agency = "91310000MB2F31887X"
 [source]
 url = "sqlite:///agency.db"
 tables = ["persons"]

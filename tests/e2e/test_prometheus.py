@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "rules" / "exchange.yml"
 CATALOG = ROOT / "docs" / "metrics.md"
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset"}
 SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
 

@@ -379,7 +379,7 @@ PERSONS_2 = ("id,name,city,phone\n11010519491231002X,李四,杭州,\"138 0000\"\
 LICENCES_1 = [{"no": "L-1", "holder": "91110108551385082Q", "fee": 120, "active": True, "note": None},
               {"no": "L-2", "holder": "91110108551385082Q", "fee": 80.5, "active": False, "note": "续期"}]
 LICENCES_2 = [{"no": "L-2", "holder": "91110108551385082Q", "fee": 95.25, "active": True, "note": "续期"},
-              {"no": "L-3", "holder": "91310000MB2F31887F", "fee": 0, "active": True, "note": None}]
+              {"no": "L-3", "holder": "91310000MB2F31887X", "fee": 0, "active": True, "note": None}]
 
 
 def drop(drops: Path, name: str, text: str) -> None:

@@ -27,7 +27,7 @@ from exchange.store import EventStore
 from exchange.tools.verify import verify
 from node.capture import Capture
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 TYPES = """CREATE TABLE kinds (
     id integer PRIMARY KEY, amount numeric(12,2), ratio double precision, flag boolean, name text,
     code varchar(8), born date, at_local timestamp, at timestamptz, opens time, lasts interval,

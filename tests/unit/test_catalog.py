@@ -13,7 +13,7 @@ from hub.catalog import Catalog, InvalidEntry, WorkflowError, metadata
 from hub.catalog.entry import Edited, entry_id, ItemsReviewed, Published, SecrecyReviewed, Submitted
 from hub.catalog.terms import CONDITIONAL, ResourceTerms, TermsSource
 
-AGENCY = "91310000MB2F31887F"  # the tests' default agency id (not a valid code)
+AGENCY = "91310000MB2F31887X"  # the tests' default agency id (not a valid code)
 USCC = "91310000MB2F31887X"
 OTHER = "91110108551385082Q"
 

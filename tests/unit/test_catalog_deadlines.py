@@ -213,7 +213,7 @@ def test_a_schema_event_the_watch_cannot_read_holds_up_only_its_own_agency(hub):
 
     from eventsourcing.persistence import StoredEvent
 
-    third = "91310115MA1H7GQ41X"  # OTHER < AGENCY < third: healthy agencies on both sides of the broken one
+    third = "91310115MA1H7GQ417"  # OTHER < AGENCY < third: healthy agencies on both sides of the broken one
     hub.store.recorder(AGENCY).insert_events([StoredEvent(uuid.uuid4(), 1, SchemaChanged.TOPIC,
                                                           b'{"resource": "persons"}')])
     for healthy in (OTHER, third):

@@ -69,7 +69,8 @@ def test_a_draft_file_reads_back_and_names_what_is_left_to_fill():
     assert tomllib.loads(to_toml(content)) == content
     fields = {p.field for p in metadata.validate(content)}
     assert fields == {"code", "provider", "summary", "share_type"}
-    assert draft_content(AGENCY, schema)["provider_uscc"] == ""  # the agency id is not a valid code
+    assert draft_content(AGENCY, schema)["provider_uscc"] == AGENCY  # the agency id is a valid code
+    assert draft_content("city_registry", schema)["provider_uscc"] == ""  # an agency id that is no code
 
 
 def test_entry_content_survives_the_wire(catalog):

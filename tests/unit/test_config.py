@@ -11,7 +11,7 @@ from hub import config as hub_config
 from node import config as node_config
 
 NODE_TOML = """
-agency = "91310000MB2F31887F"
+agency = "91310000MB2F31887X"
 [source]
 url = "sqlite:///agency.db"
 tables = ["persons"]
@@ -92,10 +92,10 @@ def test_the_example_configs_load():
 
 BASE = {
     "node": (node_config.SETTINGS, "EXCHANGE_NODE", {
-        "agency": "91310000MB2F31887F", "source.url": "sqlite:///agency.db", "source.tables": ["persons"],
+        "agency": "91310000MB2F31887X", "source.url": "sqlite:///agency.db", "source.tables": ["persons"],
         "store.url": "sqlite:///node.db", "hub.address": "127.0.0.1:50051"}),
     "consumer": (node_config.CONSUMER_SETTINGS, "EXCHANGE_NODE", {
-        "agency": "91310000MB2F31887F", "consumer.replica": "sqlite:///replica.db",
+        "agency": "91310000MB2F31887X", "consumer.replica": "sqlite:///replica.db",
         "consumer.resources": ["91110000000000000X/licences"]}),
     "hub": (hub_config.SETTINGS, "EXCHANGE_HUB", {"store.url": "sqlite:///hub.db"}),
 }
@@ -208,7 +208,7 @@ def test_sections_and_top_level_settings_are_attributes_of_a_frozen_object(tmp_p
     import dataclasses
 
     cfg = node_config.load(write(tmp_path, NODE_TOML), environ={"EXCHANGE_NODE_HUB_BATCH_SIZE": "50"})
-    assert (cfg.agency, cfg.source.tables, cfg.hub.batch_size, cfg.tls.ca) == ("91310000MB2F31887F", ["persons"], 50, "")
+    assert (cfg.agency, cfg.source.tables, cfg.hub.batch_size, cfg.tls.ca) == ("91310000MB2F31887X", ["persons"], 50, "")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.hub.batch_size = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):

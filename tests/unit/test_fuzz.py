@@ -30,7 +30,7 @@ from exchange.transport.wire import MAX_ID, MalformedEvent, from_wire
 from hub.ingest import Ingest, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

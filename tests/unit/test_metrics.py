@@ -31,7 +31,7 @@ from node.shipper import Shipper
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 
 
 class Node:

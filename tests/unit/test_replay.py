@@ -13,7 +13,7 @@ from exchange.store import EventStore
 from exchange.tools.verify import verify
 from node.capture import Capture
 
-AGENCY = "91310000MB2F31887F"
+AGENCY = "91310000MB2F31887X"
 
 
 def capture_all(source: SQLiteSource, store_url: str) -> int:

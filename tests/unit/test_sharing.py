@@ -26,9 +26,9 @@ from hub.sharing.requests import APPROVED, DISPUTED, PENDING, REJECTED, REVOKED,
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 
-PROVIDER = "91310000MB2F31887F"
+PROVIDER = "91310000MB2F31887X"
 CONSUMER = "91110108551385082Q"
-OTHER = "91310115MA1H7GQ41X"
+OTHER = "91310115MA1H7GQ417"
 ITEMS = ("id", "name", "born", "district")
 
 
