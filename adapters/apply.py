@@ -15,8 +15,14 @@ from typing import Any, Sequence
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import ApplyTarget, RowOp, TableSchema
 from exchange.contracts.errors import OperationFailed
-from exchange.contracts.events import (RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, SchemaChanged,
-                                       canonical_json)
+from exchange.contracts.events import (
+    RecordCreated,
+    RecordDeleted,
+    RecordEvent,
+    RecordUpdated,
+    SchemaChanged,
+    canonical_json,
+)
 
 
 class ApplyError(OperationFailed):

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eventsourcing.persistence import StoredEvent  # noqa: E402
 
-from exchange.store.at_rest import StateCipher  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
+from exchange.store.at_rest import StateCipher  # noqa: E402
 
 AGENCY = "91310000MB2F31887X"
 STATE = json.dumps({"agency": AGENCY, "resource": "persons", "key": {"id_number": "310101199001011234"},

@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from replay_rate import AGENCY, build_store  # noqa: E402
 
-from exchange.transport.offline.bundles import SUFFIX, generate_key, load_trusted_keys, read_bundle  # noqa: E402
 from exchange.common.config import from_values  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
+from exchange.transport.offline.bundles import SUFFIX, generate_key, load_trusted_keys, read_bundle  # noqa: E402
 from hub import config as hub_config  # noqa: E402
 from hub.bundle_import import import_directory  # noqa: E402
 from node import config as node_config  # noqa: E402

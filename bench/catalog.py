@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange.contracts.identifiers import uscc_check_char  # noqa: E402
-from hub.workdays import WorkingCalendar  # noqa: E402
 from hub.catalog import Catalog, dcat, reports  # noqa: E402
+from hub.workdays import WorkingCalendar  # noqa: E402
 
 AGENCIES = 48
 ITEMS_PER_ENTRY = 145_800 / 11_000

@@ -38,16 +38,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import grpc  # noqa: E402
+from support.postgres import start_cluster  # noqa: E402
 
-from exchange.demos.pipeline import free_port, start, stop  # noqa: E402
 from exchange.contracts.events import RecordCreated, make_mapper  # noqa: E402
+from exchange.demos.pipeline import free_port, start, stop  # noqa: E402
 from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
 from exchange.transport.wire import from_wire  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
-from support.postgres import start_cluster  # noqa: E402
 
 AGENCY = "91310000MB2F31887X"
 TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "probe"]

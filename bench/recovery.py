@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exchange.demos.pipeline import AGENCY, start, stop, write_configs  # noqa: E402
-from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
-from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from exchange.common.config import Config  # noqa: E402
+from exchange.demos.pipeline import AGENCY, start, stop, write_configs  # noqa: E402
+from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
+from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
 

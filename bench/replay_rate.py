@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import adapters  # noqa: E402
 from adapters.sqlite.source import SQLiteSource  # noqa: E402
-from exchange.tools.replay import replay  # noqa: E402
 from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
+from exchange.tools.replay import replay  # noqa: E402
 from exchange.tools.verify import verify  # noqa: E402
 from node.capture import Capture  # noqa: E402
 

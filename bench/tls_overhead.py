@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from exchange import ca  # noqa: E402
 from exchange.common.config import Config, from_values  # noqa: E402
-from exchange.transport.rpc.channel import CLIENT_SETTINGS, open_channel  # noqa: E402
 from exchange.demos.pipeline import free_port, stop  # noqa: E402
+from exchange.transport.rpc.channel import CLIENT_SETTINGS, open_channel  # noqa: E402
 from exchange.transport.rpc.health import wait_serving  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402

@@ -15,13 +15,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from consumer.replica import Replica
+from consumer.subscriber import Wanted, wanted
 from exchange.common.config import Config
-from exchange.transport.offline.bundles import BundleError, is_bundle_name, load_trusted_keys, read_bundle, read_manifest
 from exchange.contracts.events import make_mapper
 from exchange.store import StoreError
+from exchange.transport.offline.bundles import (
+    BundleError,
+    is_bundle_name,
+    load_trusted_keys,
+    read_bundle,
+    read_manifest,
+)
 from exchange.transport.wire import from_wire
-from consumer.subscriber import Wanted, wanted
-from consumer.replica import Replica
 
 log = logging.getLogger(__name__)
 

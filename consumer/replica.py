@@ -20,9 +20,9 @@ import adapters
 from adapters.apply import apply_events
 from adapters.postgres import dialect as postgres
 from adapters.sqlite import dialect as sqlite
+from exchange.common.urls import sqlite_path
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.events import RecordEvent
-from exchange.common.urls import sqlite_path
 
 
 def checkpoint_name(provider: str, resource: str) -> str:

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Counter, Gauge
 
-from exchange.common.config import Config
-from exchange.contracts.errors import InvalidInput, OperationFailed
-from exchange.transport.rpc.channel import check_settings, open_channel
-from exchange.contracts.events import make_mapper
-from exchange.contracts.agency import check_agency
-from exchange.transport.wire import from_wire
-from exchange.common import metrics
 from consumer.replica import Replica
+from exchange.common import metrics
+from exchange.common.config import Config
+from exchange.contracts.agency import check_agency
+from exchange.contracts.errors import InvalidInput, OperationFailed
+from exchange.contracts.events import make_mapper
+from exchange.transport.rpc.channel import check_settings, open_channel
+from exchange.transport.wire import from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 

@@ -28,19 +28,31 @@ from eventsourcing.persistence import IntegrityError
 
 from exchange.common.config import Config
 from exchange.contracts.errors import InvalidInput
-from exchange.transport.offline.acks import make_ack
-from exchange.store.at_rest import store_cipher
-from exchange.transport.offline.bundles import (BundleError, Manifest, SigningKeyError, generate_hub_key, generate_key, is_bundle_name,
-                              key_id, load_hub_private_key, load_private_key, load_trusted_keys, read_bundle,
-                              read_manifest, write_atomically)
 from exchange.store import VersionGapError, open_store
+from exchange.store.at_rest import store_cipher
+from exchange.transport.offline.acks import make_ack
+from exchange.transport.offline.bundles import (
+    BundleError,
+    Manifest,
+    SigningKeyError,
+    generate_hub_key,
+    generate_key,
+    is_bundle_name,
+    key_id,
+    load_hub_private_key,
+    load_private_key,
+    load_trusted_keys,
+    read_bundle,
+    read_manifest,
+    write_atomically,
+)
 from exchange.transport.wire import MalformedEvent
-from hub.workdays import WorkingCalendar
-from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest, PositionGap
+from hub.metrics import METRICS as metrics
 from hub.sharing.guard import NotSharedGuard
+from hub.workdays import WorkingCalendar
 from protos.exchange.v1 import exchange_pb2 as pb
 
 log = logging.getLogger(__name__)

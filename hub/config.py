@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from exchange.common.config import Config, Setting, load_config
 from exchange.common.logs import LOG_FORMATS, LOG_LEVELS
 

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from exchange.common.config import Config
+from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import InvalidInput
+from exchange.store import StoreError, open_store
 from exchange.store.at_rest import store_cipher
 from exchange.transport.offline.bundles import load_private_key, write_bundle
-from exchange.contracts.agency import check_agency
-from exchange.store import StoreError, open_store
-from hub.workdays import WorkingCalendar
+from hub.audit import open_audit
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 from hub.sharing.ledger import NotEntitled, SharingLedger
 from hub.sharing.projection import project
-from hub.audit import open_audit
+from hub.workdays import WorkingCalendar
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from watchdog.observers import Observer
 
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
-from hub.metrics import METRICS as metrics
 from hub.audit import AuditLog
 from hub.bundle_import import BundleImporter, ack_key, decrypt_key
 from hub.ingest import Ingest
+from hub.metrics import METRICS as metrics
 
 log = logging.getLogger(__name__)
 

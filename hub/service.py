@@ -6,8 +6,8 @@ import logging
 import signal
 import sqlite3
 import threading
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 from eventsourcing.persistence import PersistenceError
@@ -15,16 +15,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.common.config import Config
-from exchange.transport.rpc import tls
-from exchange.store.at_rest import store_cipher
 from exchange.common.urls import redact_url
 from exchange.store import StoreError, open_store
-from hub import audit_reconcile, identity
+from exchange.store.at_rest import store_cipher
+from exchange.transport.rpc import tls
+from hub import audit_reconcile, identity, status, web
 from hub import inbox as hub_inbox
-from hub import status, web
-from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
+from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
 from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest

@@ -27,12 +27,19 @@ from pathlib import Path
 
 from exchange.common.config import Config
 from exchange.transport.offline.bundles import is_bundle_name, load_trusted_keys
-from exchange.transport.offline.sftp import (RemoteFileRefused, SftpError, SftpTarget, connect, download, list_files,
-                                             write_remote)
-from hub.metrics import METRICS as metrics
+from exchange.transport.offline.sftp import (
+    RemoteFileRefused,
+    SftpError,
+    SftpTarget,
+    connect,
+    download,
+    list_files,
+    write_remote,
+)
 from hub.audit import AuditLog
 from hub.bundle_import import ACK_DIR, BundleImporter, ack_key, decrypt_key
 from hub.ingest import Ingest
+from hub.metrics import METRICS as metrics
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from exchange.common.config import Config
-from exchange.store.at_rest import store_cipher
 from exchange.common.urls import redact_url
 from exchange.store import open_store
+from exchange.store.at_rest import store_cipher
 from hub.ingest import Ingest
 
 DASH = "—"

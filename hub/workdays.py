@@ -21,10 +21,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from exchange.common.config import Config
-
 import chinese_calendar
 
+from exchange.common.config import Config
 from exchange.contracts.errors import ExchangeError, InvalidInput
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

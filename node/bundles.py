@@ -18,11 +18,18 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.common.config import Config
 from exchange.contracts.errors import InvalidInput
-from exchange.transport.offline.acks import read_ack
-from exchange.store.at_rest import store_cipher
-from exchange.transport.offline.bundles import (SigningKeyError, generate_key, key_id, load_hub_public_key, load_private_key,
-                              load_public_key, write_bundle)
 from exchange.store import EventStore, NodeRecorder
+from exchange.store.at_rest import store_cipher
+from exchange.transport.offline.acks import read_ack
+from exchange.transport.offline.bundles import (
+    SigningKeyError,
+    generate_key,
+    key_id,
+    load_hub_public_key,
+    load_private_key,
+    load_public_key,
+    write_bundle,
+)
 from node.positions import HUB_TRACKING
 from node.shipper import shareable
 

@@ -38,8 +38,8 @@ from exchange.contracts.events import (
     schema_id,
 )
 from exchange.store import NodeRecorder, RecordState
-from node.metrics import METRICS, NodeMetrics
 from node.field_policy import FieldPolicy
+from node.metrics import METRICS, NodeMetrics
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 
 log = logging.getLogger(__name__)

@@ -33,12 +33,20 @@ import time
 from pathlib import Path
 
 from exchange.common.config import Config
-from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
-from exchange.transport.offline.sftp import (RemoteFileRefused, SftpError, SftpTarget, connect, list_files, part_name,
-                                             read_remote, upload)
 from exchange.store import NodeRecorder
-from node.metrics import METRICS, NodeMetrics
+from exchange.transport.offline.bundles import BundleError, is_bundle_name, read_manifest, write_atomically
+from exchange.transport.offline.sftp import (
+    RemoteFileRefused,
+    SftpError,
+    SftpTarget,
+    connect,
+    list_files,
+    part_name,
+    read_remote,
+    upload,
+)
 from node.bundles import ACK_DIR, apply_ack, encrypt_to, hub_key, signing_key, write_bundles
+from node.metrics import METRICS, NodeMetrics
 from node.positions import HUB_TRACKING
 from node.shipper import Shipper
 

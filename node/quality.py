@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable
 
 from exchange.common.config import Config
 from exchange.contracts.errors import InvalidInput
-from exchange.store.at_rest import store_cipher
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
 from exchange.contracts.identifiers import is_valid_resident_id, is_valid_uscc
 from exchange.store import EventStore
+from exchange.store.at_rest import store_cipher
 from node.metrics import METRICS, NodeMetrics
 
 KINDS: dict[str, Callable[[Any], bool]] = {"uscc": is_valid_uscc, "resident_id": is_valid_resident_id}

@@ -22,10 +22,17 @@ import grpc
 from eventsourcing.persistence import Tracking
 
 from exchange.common.config import Config
-from exchange.store.at_rest import store_cipher
-from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, image_hash, make_mapper
-from exchange.transport.rpc.channel import open_channel
+from exchange.contracts.events import (
+    RecordCreated,
+    RecordDeleted,
+    RecordUpdated,
+    SchemaChanged,
+    image_hash,
+    make_mapper,
+)
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
+from exchange.store.at_rest import store_cipher
+from exchange.transport.rpc.channel import open_channel
 from exchange.transport.wire import from_wire
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb

@@ -8,16 +8,16 @@ import threading
 
 import adapters
 from exchange.common.config import Config
-from exchange.transport.rpc import tls
-from exchange.store.at_rest import store_cipher
 from exchange.contracts.changes import SourceNotReady
-from exchange.transport.rpc.channel import check_settings
 from exchange.store import EventStore, StoreError
+from exchange.store.at_rest import store_cipher
+from exchange.transport.rpc import tls
+from exchange.transport.rpc.channel import check_settings
 from node import metrics as node_metrics
-from node.metrics import NodeMetrics, NodeState
 from node import offline as node_offline
 from node.capture import Capture
 from node.field_policy import FieldPolicy
+from node.metrics import NodeMetrics, NodeState
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from node.quality import IdentifierCheck
 from node.shipper import Shipper

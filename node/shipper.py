@@ -22,8 +22,8 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from exchange.common.config import Config
 from exchange.contracts.errors import OperationFailed
-from exchange.transport.rpc.channel import open_channel
 from exchange.store import NodeRecorder
+from exchange.transport.rpc.channel import open_channel
 from exchange.transport.rpc.tls import TLSError
 from exchange.transport.wire import to_wire
 from node.metrics import METRICS, NodeMetrics

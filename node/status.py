@@ -6,9 +6,9 @@ import grpc
 
 import adapters
 from exchange.common.config import Config
+from exchange.store import EventStore
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc.channel import open_channel
-from exchange.store import EventStore
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from node.shipper import kept_at_node
 from protos.exchange.v1 import exchange_pb2 as pb

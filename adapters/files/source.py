@@ -62,13 +62,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from adapters.files import metrics
 from adapters.files.directory import Changing, Drop, drops_path, find, match_table, open_drop, shown
 from adapters.files.formats import DropRefused, HashedText, excerpt, read_rows
 from adapters.files.state import STATE_SQL, columns_text, read_changes
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, SourceNotReady, TableSchema
 from exchange.contracts.events import image_hash
-from adapters.files import metrics
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,17 @@ import psycopg2.extras
 
 from adapters import sql
 from adapters.postgres.catalog import load_table
-from adapters.postgres.dialect import (BOOKKEEPING, CHECKPOINTS, PLACEHOLDER, alter_sql, create_sql,
-                                       open_database, qualified, quote, split)
+from adapters.postgres.dialect import (
+    BOOKKEEPING,
+    CHECKPOINTS,
+    PLACEHOLDER,
+    alter_sql,
+    create_sql,
+    open_database,
+    qualified,
+    quote,
+    split,
+)
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, TableSchema

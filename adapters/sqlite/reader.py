@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from adapters.sqlite.dialect import connect, quote, read_schema, user_tables
-from exchange.contracts.changes import TableSchema
 from exchange.common.urls import sqlite_path
+from exchange.contracts.changes import TableSchema
 
 _FETCH = 500
 

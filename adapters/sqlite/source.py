@@ -34,9 +34,9 @@ from typing import Any, Sequence
 
 from adapters.sqlite.dialect import connect, has_table, key_sql, literal, quote, read_schema, transaction, user_tables
 from adapters.sqlite.images import decode_image, image_sql
+from exchange.common.urls import sqlite_path
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady, TableSchema
-from exchange.common.urls import sqlite_path
 
 CHANGELOG = "_exchange_changelog"
 CAPTURE = "_exchange_capture"

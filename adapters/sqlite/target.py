@@ -11,10 +11,19 @@ from typing import Any, Sequence
 from uuid import UUID
 
 from adapters import sql
-from adapters.sqlite.dialect import (CHECKPOINTS, PLACEHOLDER, column_sql, connect, create_sql, has_table, quote,
-                                     read_schema, transaction)
-from exchange.contracts.changes import RowOp, TableSchema
+from adapters.sqlite.dialect import (
+    CHECKPOINTS,
+    PLACEHOLDER,
+    column_sql,
+    connect,
+    create_sql,
+    has_table,
+    quote,
+    read_schema,
+    transaction,
+)
 from exchange.common.urls import sqlite_path
+from exchange.contracts.changes import RowOp, TableSchema
 
 
 class SQLiteTarget:

@@ -14,7 +14,6 @@ from typing import Any, Iterator, NewType, Protocol, Sequence
 
 from exchange.contracts.errors import ExchangeError
 
-
 # A place in a source's change stream, packed into one integer below 2**63
 # (what the node stores): a change-log id, an LSN with an index, ...  Only the
 # source that produced a position knows how to unpack it.

@@ -17,7 +17,6 @@ from datetime import date, datetime, time
 from typing import Any
 
 from eventsourcing.domain import DomainEvent
-from eventsourcing.utils import register_topic
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
@@ -26,6 +25,7 @@ from eventsourcing.persistence import (
     Transcoding,
     UUIDAsHex,
 )
+from eventsourcing.utils import register_topic
 
 EVENT_SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("5b0c8a52-3d1e-4c1e-9a57-0d6a3c2f8e11")

@@ -24,11 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 
 from exchange.common.config import Config
 from exchange.contracts.changes import SourceNotReady
-from exchange.tools import replay
-from exchange.tools import verify
-from exchange.transport.rpc.health import wait_serving
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import StoreError
+from exchange.tools import replay, verify
+from exchange.transport.rpc.health import wait_serving
 from node import config as node_config
 from node.status import node_status
 

@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exchange.contracts.errors import ExchangeError
-from exchange.transport.offline.bundles import write_atomically
-from exchange.contracts.identifiers import is_valid_uscc
 from exchange.common.keyfile import write_new_key_file
 from exchange.contracts.agency import InvalidAgency, check_agency
+from exchange.contracts.errors import ExchangeError
+from exchange.contracts.identifiers import is_valid_uscc
+from exchange.transport.offline.bundles import write_atomically
 from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_HUB, TLSError, describe
 
 ORGANISATION = "Government data exchange"

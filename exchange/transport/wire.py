@@ -11,7 +11,6 @@ from exchange.contracts.errors import ExchangeError
 from exchange.contracts.text import excerpt
 from protos.exchange.v1 import exchange_pb2 as pb
 
-
 # Stores keep ids and versions as signed 64-bit integers; the wire allows unsigned ones.
 MAX_ID = 2**63 - 1
 

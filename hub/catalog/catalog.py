@@ -22,7 +22,6 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from exchange.contracts.events import make_mapper
 from exchange.store import open_store
 from exchange.store.at_rest import StateCipher
-from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog import metadata
 from hub.catalog.entry import (
@@ -44,6 +43,7 @@ from hub.catalog.entry import (
     source_id,
 )
 from hub.catalog.terms import SENSITIVITIES, ResourceTerms
+from hub.workdays import SHANGHAI, WorkingCalendar
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
-from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.catalog.catalog import Catalog
 from hub.catalog.entry import CatalogEntry
+from hub.workdays import SHANGHAI, WorkingCalendar
 
 UPDATE_WORKING_DAYS = 2  # Art. 10: update the catalog within 2 working days of a change
 UPDATE, YEARLY_REVIEW = "update", "yearly_review"

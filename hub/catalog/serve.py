@@ -8,13 +8,13 @@ import threading
 import grpc
 
 from exchange.common.config import Config
-from hub.workdays import WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog import reports
 from hub.catalog.api import CatalogServicer
 from hub.catalog.catalog import Catalog
 from hub.catalog.schema_watch import SchemaWatch
 from hub.ingest import Ingest
+from hub.workdays import WorkingCalendar
 from protos.exchange.v1 import catalog_pb2 as pb
 from protos.exchange.v1 import catalog_pb2_grpc as pb_grpc
 

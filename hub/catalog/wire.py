@@ -7,10 +7,10 @@ from dataclasses import asdict
 from typing import Any
 
 from exchange.contracts.events import canonical_json
-from hub.workdays import WorkingCalendar
 from hub.catalog.entry import CatalogEntry, CatalogEvent
 from hub.catalog.metadata import normalise
 from hub.catalog.reports import update_due
+from hub.workdays import WorkingCalendar
 from protos.exchange.v1 import catalog_pb2 as pb
 
 _LISTS = ("share_modes", "related")

@@ -9,10 +9,10 @@ from typing import Any
 import grpc
 
 from exchange.contracts.agency import InvalidAgency, check_agency
-from hub.workdays import CalendarUnknown
 from hub.identity import acting_agency, require_admin
 from hub.sharing.ledger import SharingLedger
 from hub.sharing.requests import STATUSES, ShareRequest, WorkflowError
+from hub.workdays import CalendarUnknown
 from protos.exchange.v1 import sharing_pb2 as pb
 from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
 

@@ -21,13 +21,21 @@ from typing import Any, Callable
 from eventsourcing.persistence import StoredEvent
 
 from exchange.contracts.errors import ExchangeError
-from exchange.contracts.text import excerpt
 from exchange.contracts.events import make_mapper
-from hub.workdays import SHANGHAI, WorkingCalendar
+from exchange.contracts.text import excerpt
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, TermsSource
 from hub.metrics import METRICS, HubMetrics
-from hub.sharing.requests import (ANSWER_WORKING_DAYS, APPROVED, AgreementRecorded, Requested, SharingEvent,
-                                  ShareRequest, WorkflowError, agreement_id)
+from hub.sharing.requests import (
+    ANSWER_WORKING_DAYS,
+    APPROVED,
+    AgreementRecorded,
+    Requested,
+    ShareRequest,
+    SharingEvent,
+    WorkflowError,
+    agreement_id,
+)
+from hub.workdays import SHANGHAI, WorkingCalendar
 
 log = logging.getLogger(__name__)
 

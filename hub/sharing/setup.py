@@ -7,15 +7,14 @@ from typing import Any
 import grpc
 
 from exchange.common.config import Config
-from hub.workdays import WorkingCalendar
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 from hub.sharing.api import SharingServicer
 from hub.sharing.guard import NotSharedGuard
 from hub.sharing.ledger import SharingLedger
-from protos.exchange.v1 import sharing_pb2
-from protos.exchange.v1 import sharing_pb2_grpc
+from hub.workdays import WorkingCalendar
+from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 
 SHARING_SERVICE = sharing_pb2.DESCRIPTOR.services_by_name["Sharing"].full_name
 

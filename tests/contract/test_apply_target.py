@@ -9,12 +9,11 @@ object, and values that come back as they went in.
 from __future__ import annotations
 
 import pytest
+from backends import BACKENDS, VALUES, Backend
+from suites import Contract, suites
 
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, RowOp, TableSchema
-
-from backends import BACKENDS, VALUES, Backend
-from suites import Contract, suites
 
 KEY = {"region": "京", "no": 1}
 ROW = {**KEY, "title": "a", "status": "open"}

@@ -12,12 +12,11 @@ import re
 from typing import Any
 
 import pytest
+from backends import VALUES, Backend
+from suites import Contract, suites
 
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import CaptureSource, SourceNotReady
-
-from backends import VALUES, Backend
-from suites import Contract, suites
 
 PEOPLE = (("id", "integer"), ("name", "text"), ("score", "integer"))
 ROWS = [{"id": i, "name": name, "score": 10 * i} for i, name in ((1, "张三"), (2, "李四"), (3, "Ann 🙂"))]

@@ -9,7 +9,6 @@ the table's column order, with the values capture produces.
 from __future__ import annotations
 
 import pytest
-
 from backends import VALUES
 from suites import Contract, suites
 

@@ -6,9 +6,10 @@ import json
 import subprocess
 import sys
 
+from test_catalog import AGENCY, entry
+
 from hub.catalog.catalog import Catalog
 from hub.workdays import WorkingCalendar
-from test_catalog import AGENCY, entry
 
 
 def test_the_hub_audits_at_start_what_a_crash_left_unaudited(launch, tmp_path):

@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-from exchange.transport.rpc.health import is_serving
-from exchange.demos.sample import TABLES, SampleAgency
-from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
 from test_exchange_e2e import AGENCY, exchange, wait_caught_up
+
+from exchange.demos.sample import TABLES, SampleAgency
+from exchange.transport.rpc.health import is_serving
+from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
 
 USCC = "91310000MB2F31887X"
 INVALID_ID = "110105194912310021"  # the valid check character is X

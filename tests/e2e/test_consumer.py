@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from test_exchange_e2e import AGENCY, exchange, run_in_background, wait_caught_up
 
 from exchange.contracts.events import make_mapper
-from exchange.transport.rpc.health import http_answers
 from exchange.demos.sample import SampleAgency
 from exchange.store import EventStore
-from hub.workdays import WorkingCalendar
+from exchange.transport.rpc.health import http_answers
 from hub.catalog.catalog import Catalog
-from test_exchange_e2e import AGENCY, exchange, run_in_background, wait_caught_up
+from hub.workdays import WorkingCalendar
 
 CONSUMER = "11310000002421001L"
 COLUMNS = {"persons": ["id_number", "name", "gender", "birth_date", "address", "phone"],
@@ -204,8 +204,8 @@ def test_offline_export_and_import_give_the_consumer_its_entitlement_once(launch
 
 
 def test_the_consumer_example_config_loads_and_names_its_resources():
-    from node import config
     from consumer.subscriber import wanted
+    from node import config
 
     cfg = config.load_consumer(Path(__file__).resolve().parents[2] / "deploy/config/consumer.example.toml",
                                environ={})

@@ -8,13 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from exchange.demos.sample import TABLES, SampleAgency
-from exchange.store.at_rest import MARK
 from test_catalog_e2e import catalog, wait_for
 from test_consumer import COLUMNS, CONSUMER
 from test_encryption import file_bytes, keygen
 from test_exchange_e2e import AGENCY, exchange, wait_caught_up
+
+from exchange.demos.sample import TABLES, SampleAgency
+from exchange.store.at_rest import MARK
 
 CATALOG_MARKER = "独有目录摘要七七七号"  # in a catalog entry's summary
 SHARE_MARKER = "独有共享用途八八八号"  # in a share request's purpose

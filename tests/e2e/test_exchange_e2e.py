@@ -14,7 +14,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.pki import PKI, client, events, get_position, publish, subscribe_first, tls_settings
+from test_exchange_e2e import AGENCY, assert_exactly_once, store_url, wait_caught_up
 
-from exchange.tools.ca import CAError
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
+from exchange.tools.ca import CAError
 from exchange.transport.wire import to_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
-from support.pki import PKI, client, events, get_position, publish, subscribe_first, tls_settings
-from test_exchange_e2e import AGENCY, assert_exactly_once, store_url, wait_caught_up
 
 MAX_MESSAGE_BYTES = 256 * 1024
 INT64_MAX = 2**63 - 1

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_prometheus import AGENCY, ROOT, metric_names, start_pair, undocumented
 
 EXCHANGE = [sys.executable, "-m", "exchange"]

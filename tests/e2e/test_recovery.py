@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_exchange_e2e import (
+    assert_exactly_once,
+    assert_replay_equals,
+    exchange,
+    run_in_background,
+    status,
+    store_url,
+    wait_caught_up,
+)
+
 from exchange.demos.sample import TABLES
-from test_exchange_e2e import (assert_exactly_once, assert_replay_equals, exchange, run_in_background, status,
-                               store_url, wait_caught_up)
 
 
 def remove_store(url: str) -> None:

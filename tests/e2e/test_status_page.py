@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from test_prometheus import AGENCY, get, start_pair
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -24,16 +24,15 @@ import grpc
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from exchange.transport.rpc import tls
-from exchange.transport.rpc.health import http_answers
-from exchange.demos.sample import TABLES
-from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc
-from protos.exchange.v1 import exchange_pb2 as pb
-from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
-from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 from support.pki import PKI, client, events, get_position, publish, run_exchange, subscribe_first, tls_settings
 from test_exchange_e2e import AGENCY, assert_exactly_once, wait_caught_up
+
+from exchange.demos.sample import TABLES
+from exchange.transport.rpc import tls
+from exchange.transport.rpc.health import http_answers
+from protos.exchange.v1 import catalog_pb2, catalog_pb2_grpc, sharing_pb2, sharing_pb2_grpc
+from protos.exchange.v1 import exchange_pb2 as pb
+from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 
 OTHER = "91310000OTHER00001"
 ADMIN = "admin-ops"
@@ -425,8 +424,9 @@ def _wait_for(condition, what: str, process, timeout: float = 60) -> None:
 
 def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revocation(launch, pki, certs, tmp_path,
                                                                                          free_port):
-    from exchange.demos.sample import SampleAgency
     from test_consumer import CONSUMER, publish_catalog
+
+    from exchange.demos.sample import SampleAgency
 
     source = SampleAgency(str(tmp_path / "agency.db"))
     source.create(persons=10, legal_persons=20, licences=10)
@@ -462,8 +462,9 @@ def test_a_consumer_certificate_receives_its_entitlement_and_nothing_after_revoc
 # Catalog and Sharing calls: each acts only as the certificate's holder.
 
 def _catalog_content(agency: str) -> catalog_pb2.EntryContent:
-    from hub.catalog import wire
     from test_catalog import entry
+
+    from hub.catalog import wire
     return wire.content_to_pb(entry(agency=agency, code="101001/0042", resource="tls_licences"))
 
 

@@ -9,11 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from test_bundles import keys, offline  # noqa: F401 - fixtures
+from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
 from exchange.demos.sample import SampleAgency
 from hub.audit import AuditError, AuditLog, Head, entry_hash, verify
-from test_bundles import keys, offline  # noqa: F401 - fixtures
-from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
 
 def write_log(path: Path, entries: int = 6) -> list[str]:

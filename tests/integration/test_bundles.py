@@ -18,18 +18,35 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from conftest import to_toml
 from cryptography.hazmat.primitives import serialization
 from eventsourcing.persistence import StoredEvent, Tracking
+from test_exchange_e2e import (
+    AGENCY,
+    assert_exactly_once,
+    assert_replay_equals,
+    exchange,
+    status,
+    store_url,
+    stored,
+    wait_caught_up,
+)
 
-from conftest import to_toml
-from exchange.transport.offline.bundles import (MAGIC, SIGNED_PREFIX, BundleError, generate_key, key_id, load_private_key,
-                              load_trusted_keys, read_bundle, write_bundle)
 from exchange.demos.sample import TABLES
 from exchange.store import EventStore
+from exchange.transport.offline.bundles import (
+    MAGIC,
+    SIGNED_PREFIX,
+    BundleError,
+    generate_key,
+    key_id,
+    load_private_key,
+    load_trusted_keys,
+    read_bundle,
+    write_bundle,
+)
 from hub.ingest import Ingest
 from node.positions import HUB_TRACKING
-from test_exchange_e2e import (AGENCY, assert_exactly_once, assert_replay_equals, exchange, status, stored,
-                               store_url, wait_caught_up)
 
 OTHER_AGENCY = "91310000OTHER00001"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
-from exchange.store.at_rest import CipherError, load_key
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
-from test_exchange_e2e import AGENCY, exchange, wait_caught_up
+from exchange.store.at_rest import CipherError, load_key
 
 MARKER = "欧阳测试独有地址九九九弄"  # a value that must never be readable in a store file
 
@@ -159,9 +159,19 @@ def hub_bundle_key(tmp_path: Path, name: str = "hub-bundles") -> Path:
 
 
 def test_a_bundle_encrypted_to_the_hub_reads_only_with_the_hubs_key(tmp_path):
-    from exchange.transport.offline.bundles import (BundleError, generate_key, load_hub_private_key, load_hub_public_key,
-                                  load_private_key, load_trusted_keys, read_bundle, read_manifest, write_bundle)
     from eventsourcing.persistence import Notification
+
+    from exchange.transport.offline.bundles import (
+        BundleError,
+        generate_key,
+        load_hub_private_key,
+        load_hub_public_key,
+        load_private_key,
+        load_trusted_keys,
+        read_bundle,
+        read_manifest,
+        write_bundle,
+    )
 
     signing = tmp_path / "node.key"
     generate_key(signing, signing.with_suffix(".pub"))

@@ -9,13 +9,13 @@ import uuid
 
 import pytest
 from eventsourcing.persistence import StoredEvent
+from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture, SQLite and PostgreSQL)
 
 from exchange.store import StoreError, open_store
 from exchange.store.at_rest import MARK, CipherError, StateCipher
 from hub.catalog.catalog import Catalog
 from hub.sharing.ledger import Entitlement, SharingLedger
 from hub.workdays import WorkingCalendar
-from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture, SQLite and PostgreSQL)
 
 MARKER = "独有加密测试十十十号"  # must never lie in plaintext in an encrypted store
 KEY = StateCipher(bytes(range(32)))

@@ -6,11 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
 from exchange.contracts.changes import INSERT, SCHEMA, Change, Column, TableSchema
 from exchange.demos.sample import TABLES, SampleAgency
 from node.field_policy import FieldPolicy
-from test_exchange_e2e import AGENCY, exchange, wait_caught_up
 
 EXCLUDE = {"persons": ["phone"]}
 MASK = {"persons": {"id_number": "hmac"}, "legal_persons": {"legal_representative": "hmac"},

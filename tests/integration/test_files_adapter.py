@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, store_url, wait_caught_up
 
 import adapters
 from adapters.files import formats as files_formats
@@ -28,7 +29,6 @@ from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdate
 from exchange.store import EventStore
 from node import config as node_config
 from node.capture import Capture
-from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, store_url, wait_caught_up
 
 KEYS = {"persons": ["id"], "licences": ["no"]}
 

@@ -12,14 +12,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_exchange_e2e import AGENCY
+from test_files_adapter import drain, drops, ops, refused_count, source, write  # noqa: F401 (drops: a fixture)
 
 from adapters.files import formats as files_formats
 from adapters.files import source as files
 from exchange.store import EventStore
 from exchange.tools.replay import replay
 from node.capture import Capture
-from test_exchange_e2e import AGENCY
-from test_files_adapter import drain, drops, ops, refused_count, source, write  # noqa: F401 (drops: a fixture)
 
 DEEP = 100_000
 

@@ -8,7 +8,8 @@ import sys
 import time
 import uuid
 import weakref
-from datetime import date, datetime, time as clock, timezone
+from datetime import date, datetime, timezone
+from datetime import time as clock
 from decimal import Decimal
 
 import psycopg2
@@ -22,8 +23,8 @@ from adapters.postgres.target import PostgresTarget
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, SourceNotReady
-from exchange.tools.replay import replay
 from exchange.store import EventStore
+from exchange.tools.replay import replay
 from exchange.tools.verify import verify
 from node.capture import Capture
 

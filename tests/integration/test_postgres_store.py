@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import StoredEvent, Tracking
+from test_exchange_e2e import AGENCY, assert_exactly_once, assert_replay_equals, wait_caught_up
 
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore, RecordState, StoreError, VersionGapError
-from test_exchange_e2e import AGENCY, assert_exactly_once, assert_replay_equals, wait_caught_up
 
 
 def test_a_postgres_store_keeps_events_positions_and_states(postgres):

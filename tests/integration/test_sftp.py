@@ -18,20 +18,37 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import to_toml
+from prometheus_client.parser import text_string_to_metric_families
+from support.sshd import write_key_pair
+from test_bundles import (  # noqa: F401
+    AGENCY,
+    flip_last_content_byte,
+    hub_position,
+    keys,
+    node_store,
+    offline,
+    stored,
+    trusted,
+    wait_for,
+    write_config,
+)
+from test_exchange_e2e import assert_exactly_once, assert_replay_equals, exchange, status, store_url  # noqa: F401
+
+from exchange.demos.sample import TABLES
 from exchange.transport.offline.acks import make_ack
 from exchange.transport.offline.bundles import generate_key, load_private_key, read_manifest
-from exchange.demos.sample import TABLES
-from exchange.transport.offline.sftp import (HostKeyError, RemoteFileRefused, SftpTarget, connect, download, part_name,
-                                             read_remote, upload)
+from exchange.transport.offline.sftp import (
+    HostKeyError,
+    RemoteFileRefused,
+    SftpTarget,
+    connect,
+    download,
+    part_name,
+    read_remote,
+    upload,
+)
 from node.offline import MAX_ACK_BYTES
-from support.sshd import write_key_pair
-from test_bundles import (AGENCY, flip_last_content_byte, hub_position, keys, node_store, offline, stored,  # noqa: F401
-                          trusted, wait_for, write_config)
-from test_exchange_e2e import (assert_exactly_once, assert_replay_equals, exchange, status,  # noqa: F401
-                               store_url)
 
 
 @pytest.fixture

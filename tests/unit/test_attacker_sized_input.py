@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_catalog import entry
+from test_sharing import CONSUMER, PROVIDER, world  # noqa: F401 - a fixture
 
 from exchange.contracts.text import bounded, excerpt
 from hub.audit import AuditLog, verify
 from hub.catalog import metadata
 from hub.sharing.requests import WorkflowError
-from test_catalog import entry
-from test_sharing import CONSUMER, PROVIDER, world  # noqa: F401 - a fixture
 
 HUGE = "x" * 6_000_000
 

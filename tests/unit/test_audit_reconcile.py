@@ -6,6 +6,8 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from test_catalog import AGENCY, entry
+from test_sharing import CONSUMER, PROVIDER, Clock, DictTerms, terms
 
 from exchange.store import EventStore
 from hub import audit_reconcile
@@ -14,8 +16,6 @@ from hub.catalog.catalog import Catalog
 from hub.catalog.terms import CONDITIONAL
 from hub.sharing.ledger import SharingLedger
 from hub.workdays import WorkingCalendar
-from test_catalog import AGENCY, entry
-from test_sharing import CONSUMER, PROVIDER, Clock, DictTerms, terms
 
 
 @pytest.fixture

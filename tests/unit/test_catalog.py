@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hub.workdays import WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog import Catalog, InvalidEntry, WorkflowError, metadata
-from hub.catalog.entry import Edited, entry_id, ItemsReviewed, Published, SecrecyReviewed, Submitted
+from hub.catalog.entry import Edited, ItemsReviewed, Published, SecrecyReviewed, Submitted, entry_id
 from hub.catalog.terms import CONDITIONAL, ResourceTerms, TermsSource
+from hub.workdays import WorkingCalendar
 
 AGENCY = "91310000MB2F31887X"  # the tests' default agency id (not a valid code)
 USCC = "91310000MB2F31887X"

@@ -6,18 +6,18 @@ from datetime import datetime, timezone
 
 import pytest
 from eventsourcing.persistence import Tracking
+from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture)
 
 from exchange.common.config import from_values
 from exchange.contracts.changes import Column, TableSchema
 from exchange.contracts.events import SchemaChanged, make_mapper, schema_id
 from exchange.store import EventStore
-from hub.workdays import SHANGHAI, WorkingCalendar
+from hub import config as hub_config
 from hub.catalog import Catalog, reports
 from hub.catalog.schema_watch import SchemaWatch
-from hub import config as hub_config
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
-from test_catalog import AGENCY, OTHER, entry, publish, store_url  # noqa: F401 (store_url: a fixture)
+from hub.workdays import SHANGHAI, WorkingCalendar
 
 UTC = timezone.utc
 

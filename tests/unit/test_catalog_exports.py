@@ -8,16 +8,16 @@ import uuid
 
 import pytest
 from prometheus_client import REGISTRY
+from test_catalog import AGENCY, USCC, entry, publish
 
+from exchange.common.config import from_values
 from exchange.contracts.changes import Column, TableSchema
 from exchange.contracts.events import RecordCreated, RecordUpdated
-from hub.workdays import WorkingCalendar
-from hub.catalog import Catalog, dcat, metadata, wire
 from exchange.tools.catalog_draft import draft, draft_content, item_type, to_toml
-from exchange.common.config import from_values
+from hub.catalog import Catalog, dcat, metadata, wire
+from hub.workdays import WorkingCalendar
 from node import config as node_config
 from node.quality import IdentifierCheck
-from test_catalog import AGENCY, USCC, entry, publish
 
 
 @pytest.fixture

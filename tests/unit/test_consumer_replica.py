@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from test_sharing import CONSUMER, PROVIDER, DictTerms, terms
 
 import adapters
+from consumer.replica import Replica
 from exchange.contracts.events import RecordCreated, RecordUpdated, SchemaChanged
 from exchange.store import EventStore
-from hub.workdays import WorkingCalendar
 from hub.catalog.terms import CONDITIONAL
 from hub.sharing.ledger import SharingLedger
-from consumer.replica import Replica
-from test_sharing import CONSUMER, PROVIDER, DictTerms, terms
+from hub.workdays import WorkingCalendar
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -85,10 +85,11 @@ def test_the_consumer_recopies_a_resource_whose_items_change_and_withdraws_it_wh
     import threading
     import time
 
+    from test_sharing_stream import Hub, approve
+
     from consumer.subscriber import Subscription, Wanted
     from exchange.common.config import from_values
     from node import config
-    from test_sharing_stream import Hub, approve
 
     hub = Hub(tmp_path, port := free_port())
     hub.publish(hub.schema("licences"), *hub.rows("licences", [1, 2, 3]))

@@ -23,9 +23,17 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from exchange.transport.offline import bundles
-from exchange.transport.offline.bundles import MAGIC, SIGNED_PREFIX, BundleError, generate_key, key_id, read_bundle, write_bundle
 from exchange.store import EventStore, VersionGapError
+from exchange.transport.offline import bundles
+from exchange.transport.offline.bundles import (
+    MAGIC,
+    SIGNED_PREFIX,
+    BundleError,
+    generate_key,
+    key_id,
+    read_bundle,
+    write_bundle,
+)
 from exchange.transport.wire import MAX_ID, MalformedEvent, from_wire
 from hub.ingest import Ingest, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb

@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 
 from adapters.sqlite.source import SQLiteSource
-from exchange.tools.replay import ReplayError, replay
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
+from exchange.tools.replay import ReplayError, replay
 from exchange.tools.verify import verify
 from node.capture import Capture
 

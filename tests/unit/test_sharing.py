@@ -14,7 +14,6 @@ from eventsourcing.persistence import Notification
 
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, make_mapper
 from exchange.store import EventStore
-from hub.workdays import SHANGHAI, WorkingCalendar
 from hub.audit import AuditLog
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, ResourceTerms
 from hub.ingest import Ingest
@@ -23,6 +22,7 @@ from hub.sharing.guard import NotSharedEvents, NotSharedGuard
 from hub.sharing.ledger import NotEntitled, SharingLedger
 from hub.sharing.projection import project
 from hub.sharing.requests import APPROVED, DISPUTED, PENDING, REJECTED, REVOKED, WorkflowError
+from hub.workdays import SHANGHAI, WorkingCalendar
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import sharing_pb2, sharing_pb2_grpc
 

@@ -8,18 +8,18 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
+from test_sharing import CONSUMER, OTHER, PROVIDER, Clock, DictTerms, terms
 
 from exchange.contracts.events import RecordCreated, SchemaChanged, make_mapper
 from exchange.store import EventStore
 from exchange.transport.wire import from_wire
-from hub.workdays import WorkingCalendar
 from hub.api import ExchangeServicer
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL
 from hub.ingest import Ingest
 from hub.sharing.ledger import SharingLedger
+from hub.workdays import WorkingCalendar
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
-from test_sharing import CONSUMER, OTHER, PROVIDER, Clock, DictTerms, terms
 
 COLUMNS = ("id", "name", "born", "district")
 

@@ -6,8 +6,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from hub.workdays import SHANGHAI, CalendarUnknown, WorkingCalendar
 from hub import config as hub_config
+from hub.workdays import SHANGHAI, CalendarUnknown, WorkingCalendar
 
 calendar = WorkingCalendar()
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import Notification
 
-from exchange.transport.offline.bundles import BundleError, Manifest, is_bundle_name, read_bundle, read_manifest
 from exchange.store import StoreError
+from exchange.transport.offline.bundles import BundleError, Manifest, is_bundle_name, read_bundle, read_manifest
 from exchange.transport.wire import from_wire
 
 

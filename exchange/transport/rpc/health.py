@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
