@@ -2,7 +2,7 @@
 
 One thread per configured ``PROVIDER/RESOURCE`` subscribes at the hub from
 the replica's checkpoint and applies each batch through the replay path
-(node/replica.py), the hub position reached recorded in the same
+(consumer/replica.py), the hub position reached recorded in the same
 transaction: a kill -9 at any point resumes without gap or duplicate.
 
 When the hub ends a subscription with PERMISSION_DENIED (the approval was

@@ -8,7 +8,7 @@ project them and written with the hub's own key into
 the items it was projected to and the hub position it reached; every
 bundle is recorded as a delivery.  Re-running after a crash rewrites the
 same bundles (same names, atomic writes): nothing is lost or doubled.
-``exchange node import`` applies them at the consumer (node/replica_import.py).
+``exchange node import`` applies them at the consumer (consumer/bundle_import.py).
 """
 
 from __future__ import annotations
