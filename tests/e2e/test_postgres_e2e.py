@@ -11,6 +11,8 @@ import urllib.request
 
 from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, status, store_url, wait_caught_up
 
+from exchange.transport.rpc.health import http_answers
+
 TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"]
 
 
@@ -36,8 +38,12 @@ def test_pgbench_through_the_exchange_replays_equal_into_postgres(launch, postgr
     workload.join()
     wait_caught_up(node)
     assert_exactly_once(node, hub)
-    port = node.config["metrics"]["port"]
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    url = f"http://127.0.0.1:{node.config['metrics']['port']}/metrics"
+    deadline = time.monotonic() + 120
+    while not http_answers(url):  # the restarted node serves metrics once it has set up capture again
+        assert node.running and time.monotonic() < deadline, node.log()[-3000:]
+        time.sleep(0.2)
+    metrics = urllib.request.urlopen(url, timeout=30).read().decode()
     assert re.search(r"^exchange_node_slot_retained_wal_bytes \d", metrics, re.M)
 
     target = postgres.create_database("bench_replayed")
