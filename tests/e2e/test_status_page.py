@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_prometheus import AGENCY, get, start_pair
+from test_prometheus import AGENCY, get, start_pair, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HEADER_BLUE = (0x24, 0x3B, 0x53)  # the table header's background in hub/web.py
@@ -31,7 +31,13 @@ def base_url(hub) -> str:
 
 def test_status_json_shows_each_agency_with_its_sync_state(pair):
     hub, _ = pair
-    report = json.loads(get(f"{base_url(hub)}/status.json"))
+
+    def connected_and_caught_up():  # a busy machine may show the node between two publish streams
+        report = json.loads(get(f"{base_url(hub)}/status.json"))
+        rows = report["agencies"]
+        return report if rows and rows[0]["connected"] and rows[0]["node_backlog_events"] == 0 else None
+
+    report = wait_for(connected_and_caught_up, "the node connected and caught up")
     assert report["hub_running"] is True
     [row] = report["agencies"]
     assert row["agency"] == AGENCY
