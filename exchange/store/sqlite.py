@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder, SQLiteTransaction
 
 from exchange.common.urls import sqlite_path
 from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks
@@ -121,10 +122,38 @@ class SQLiteEventStore(AgencyLogs):
             raise StoreError(f"store {url!r} does not exist")
         if create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(SQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create, cipher)
+        super().__init__(WaitingSQLiteDatastore(db_name=path, lock_timeout=lock_timeout), create, cipher)
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'events\\_%' ESCAPE '\\'")
             return sorted(row[0].removeprefix("events_") for row in c.fetchall())
+
+
+class _WriteTransaction(SQLiteTransaction):
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        return cursor
+
+
+class WaitingSQLiteDatastore(SQLiteDatastore):
+    """A datastore whose writing transactions take SQLite's write lock when they begin.
+
+    A deferred transaction that reads first (the version checks before an
+    insert) and writes later fails at once with "database is locked" when
+    another connection wrote in between, whatever the busy timeout; one that
+    begins IMMEDIATE waits up to ``lock_timeout`` for its turn instead.  The
+    hub has several connections to its store (ingest, catalog, sharing, each
+    agency's publisher), so concurrent writers must wait, never fail."""
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        if not commit:
+            with super().transaction(commit=False) as cursor:
+                yield cursor
+            return
+        with self.get_connection(commit=True) as connection, _WriteTransaction(connection, commit=True) as cursor, \
+                cursor:
+            yield cursor

@@ -44,11 +44,11 @@ def wait_caught_up(node, timeout: float = 120) -> dict:
         time.sleep(0.2)
 
 
-def stored(store_url: str) -> list[tuple]:
-    """Every event of the agency in the store, in notification order."""
+def stored(store_url: str, agency: str = AGENCY) -> list[tuple]:
+    """Every event of ``agency`` in the store, in notification order."""
     store = EventStore(store_url, create=False)
     try:
-        recorder = store.recorder(AGENCY)
+        recorder = store.recorder(agency)
         events, position = [], 0
         while batch := recorder.read(position, 5000):
             events += [(n.originator_id, n.originator_version, n.topic, n.state) for n in batch]
@@ -62,8 +62,8 @@ def store_url(process) -> str:
     return process.config["store"]["url"]
 
 
-def assert_exactly_once(node, hub) -> None:
-    at_node, at_hub = stored(store_url(node)), stored(store_url(hub))
+def assert_exactly_once(node, hub, agency: str = AGENCY) -> None:
+    at_node, at_hub = stored(store_url(node), agency), stored(store_url(hub), agency)
     assert len(at_hub) == len(set((e[0], e[1]) for e in at_hub)), "an event is stored twice at the hub"
     assert at_hub == at_node, "the hub's log differs from the node's"
 
