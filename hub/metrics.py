@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exchange.common.metrics import ScrapeReads
+from exchange.common.metrics import BATCH_SECONDS_BUCKETS, ScrapeReads
 from hub.ingest import Ingest
 from hub.status import StatusBoard, lag_seconds, node_backlog
 
@@ -51,7 +51,7 @@ class HubMetrics:
         self.store_batch_seconds = Histogram(
             "exchange_hub_store_batch_duration_seconds",
             "Time to check and store one published batch (one event-store transaction)",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry)
+            buckets=BATCH_SECONDS_BUCKETS, registry=registry)
         self.events_shared = Counter(
             "exchange_hub_shared_events_total",
             "Projected events delivered to consumers, by provider, consumer and mode (stream or bundle)",

@@ -19,7 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters.files.metrics import DROP_FILES_REFUSED, DROP_FILES_TAKEN  # noqa: F401 - the node's metrics in one place
-from exchange.common.metrics import ERRORS, ScrapeReads, commit_timestamp, errors_counter, serve  # noqa: F401
+from exchange.common.metrics import (  # noqa: F401 - ERRORS and serve: the node's metrics in one place
+    BATCH_SECONDS_BUCKETS, ERRORS, ScrapeReads, commit_timestamp, errors_counter, serve)
 from exchange.contracts.changes import CaptureSource
 from exchange.store import NodeRecorder
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
@@ -48,7 +49,7 @@ class NodeMetrics:
         self.store_batch_seconds = Histogram(
             "exchange_node_store_batch_duration_seconds",
             "Time to store one batch of captured changes (one event-store transaction)",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry)
+            buckets=BATCH_SECONDS_BUCKETS, registry=registry)
         self.invalid_identifiers = Counter(
             "exchange_node_invalid_identifiers_total",
             "Captured values of declared identifier columns with an invalid check character (still captured)",

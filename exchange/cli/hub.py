@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from exchange.cli.output import logging_as_configured, print_json
+from exchange.cli.output import logging_as_configured, print_json, print_report
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -54,11 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from hub import config, status
 
-    report = status.hub_status(config.load(args.config))
-    if args.json:
-        print_json(report)
-    else:
-        print(status.render(report))
+    print_report(status.hub_status(config.load(args.config)), status.render, args.json)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from exchange.cli.output import logging_as_configured, print_json
+from exchange.cli.output import logging_as_configured, print_json, print_report
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -71,22 +71,14 @@ def _restore(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from node import config, status
 
-    report = status.node_status(config.load(args.config))
-    if args.json:
-        print_json(report)
-    else:
-        print(status.render(report))
+    print_report(status.node_status(config.load(args.config)), status.render, args.json)
     return 0
 
 
 def _quality(args: argparse.Namespace) -> int:
     from node import config, quality
 
-    report = quality.quality_report(config.load(args.config))
-    if args.json:
-        print_json(report)
-    else:
-        print(quality.render(report))
+    print_report(quality.quality_report(config.load(args.config)), quality.render, args.json)
     return 0
 
 

@@ -13,6 +13,14 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False))
 
 
+def print_report(report: Any, render: Any, as_json: bool) -> None:
+    """``report`` as JSON for scripts, or as ``render(report)`` says for people."""
+    if as_json:
+        print_json(report)
+    else:
+        print(render(report))
+
+
 def message_json(message: Any) -> dict[str, Any]:
     """A protobuf message as JSON-ready values, field names as in the .proto, 64-bit integers as numbers
     (protobuf's JSON mapping writes them as strings)."""

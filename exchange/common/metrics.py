@@ -16,6 +16,9 @@ T = TypeVar("T")
 
 ERRORS = Counter("exchange_node_errors_total", "Errors by kind", ["kind"])
 
+# Seconds one store transaction of a batch takes, node and hub alike.
+BATCH_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
 
 def errors_counter(registry: CollectorRegistry) -> Counter:
     """``exchange_node_errors_total`` in ``registry``: the process-wide one for the global registry."""
