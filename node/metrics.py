@@ -19,8 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters.files.metrics import DROP_FILES_REFUSED, DROP_FILES_TAKEN  # noqa: F401 - the node's metrics in one place
-from exchange.common.metrics import (  # noqa: F401 - ERRORS and serve: the node's metrics in one place
-    BATCH_SECONDS_BUCKETS, ERRORS, ScrapeReads, commit_timestamp, errors_counter, serve)
+from exchange.common.metrics import BATCH_SECONDS_BUCKETS, ERRORS, ScrapeReads, commit_timestamp, errors_counter, serve  # noqa: F401 - ERRORS and serve: the node's metrics in one place
 from exchange.contracts.changes import CaptureSource
 from exchange.store import NodeRecorder
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
