@@ -1638,7 +1638,7 @@ def reference_drop(fmt: str, data: bytes) -> tuple[bool, str, dict | None]:
         text = text[1:]
     rows: list[dict] = []
     if fmt == "csv":
-        if re.search(r"\r(?!\n)", text):
+        if re.search(r"\r(?!\n|\Z)", text):  # (a CR ending the file is a cut CRLF: harmless)
             return False, "a bare carriage return", None
         try:
             records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
