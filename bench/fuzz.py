@@ -80,8 +80,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 import adapters  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
 from exchange.transport.offline import bundles  # noqa: E402
-from exchange.transport.offline.bundles import (MAGIC, SIGNED_PREFIX, BundleError, generate_key,  # noqa: E402
-                                                read_bundle, write_bundle)
+from exchange.transport.offline.bundles import (  # noqa: E402
+    MAGIC,
+    SIGNED_PREFIX,
+    BundleError,
+    generate_key,
+    read_bundle,
+    write_bundle,
+)
 from protos.exchange.v1 import catalog_pb2 as cpb  # noqa: E402
 from protos.exchange.v1 import catalog_pb2_grpc as cpb_grpc  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
