@@ -3,7 +3,7 @@ bundles and file drops, each outcome classified against the rules.
 
 Starts a real hub (`exchange hub run`, plain gRPC on 127.0.0.1, a SQLite
 store in a temp dir, a 256 KiB message limit), seeds it with a real node
-shipping a small sample agency (agency 91310000MB2F31887F) and a published
+shipping a small sample agency (agency 91310000MB2F31887X) and a published
 conditional catalog entry of that agency, records what it holds, then sends
 generated input, a fixed share of the total to each surface:
 
@@ -96,7 +96,7 @@ from protos.exchange.v1 import sharing_pb2 as spb  # noqa: E402
 from protos.exchange.v1 import sharing_pb2_grpc as spb_grpc  # noqa: E402
 
 EXCHANGE = [sys.executable, "-m", "exchange"]
-SEEDED = "91310000MB2F31887F"
+SEEDED = "91310000MB2F31887X"
 SEEDED_USCC = "91310000MB2F31887X"  # a USCC with a valid check character (tests/e2e/test_catalog_e2e.py)
 SEED_CODE = "101001/0001"
 SEED_RESOURCE = "licences"
@@ -238,7 +238,7 @@ def huge_text(rng: random.Random) -> str:
 def rand_agency_claim(rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.35:
-        return rng.choice(["", " ", "A" * 65, "FUZZ P0", "FUZZ-P0", "../../etc/passwd", "événement", "91310000MB2F31887F\n",
+        return rng.choice(["", " ", "A" * 65, "FUZZ P0", "FUZZ-P0", "../../etc/passwd", "événement", "91310000MB2F31887X\n",
                            "x;DROP TABLE t", "A" * 10_000, "\x00", "FUZZ_P0 ", "ＦＵＺＺ"])
     if roll < 0.6:
         return rand_text(rng, 70)

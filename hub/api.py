@@ -11,8 +11,8 @@ import grpc
 from exchange.common.metrics import commit_timestamp
 from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.contracts.text import bounded
-from exchange.store import VersionGapError
-from exchange.transport.wire import MalformedEvent, to_wire
+from exchange.store import StoreError, VersionGapError
+from exchange.transport.wire import MAX_ID, MalformedEvent, to_wire
 from hub import identity
 from hub.audit import AuditLog
 from hub.ingest import Ingest, PositionGap
@@ -74,6 +74,9 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
     def Subscribe(self, request: pb.SubscribeRequest, context: grpc.ServicerContext):
         """The agency's events after ``request.after``, then new ones as they come."""
         agency = self._agency(request.agency, context)  # the provider whose log is read
+        if request.after > MAX_ID:
+            self._refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
+                         f"after = {request.after} is beyond the largest notification id ({MAX_ID})")
         limit = min(request.max_batch or self.max_batch, self.max_batch)
         after = request.after
         _track_connected(self.metrics.subscribers, agency, context)
@@ -151,8 +154,9 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
 
     def _agency(self, agency: str, context: grpc.ServicerContext) -> str:
         try:
-            return check_agency(agency)
-        except InvalidAgency as e:
+            self.ingest.position(check_agency(agency))  # opens the log: an id another's differs from by case only fails
+            return agency
+        except (InvalidAgency, StoreError) as e:
             self._refuse(context, "invalid_agency", grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     def _refuse(self, context: grpc.ServicerContext, kind: str, code: grpc.StatusCode, message: str):

@@ -144,8 +144,13 @@ class AgencyLogs:
         key = (check_agency(agency), kind)
         with self._lock:
             if key not in self._recorders:
-                if not self.create and agency not in self.agencies():
+                held = self.agencies()
+                if not self.create and agency not in held:
                     raise StoreError(f"the store holds no event log of agency {agency}")
+                same = [a for a in held if a.lower() == agency.lower() and a != agency]
+                if same:  # SQLite's table names ignore case: the two would share one log
+                    raise StoreError(f"agency id {agency} differs from {same[0]}, whose log this store holds, "
+                                     "only in letter case; agency ids must differ in more than case")
                 recorder = kind(self.datastore, events_table_name="events_" + agency, cipher=self.cipher)
                 if self.create:
                     recorder.create_table()

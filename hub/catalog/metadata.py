@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.contracts.agency import AGENCY_PATTERN
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.identifiers import is_valid_uscc
 from exchange.contracts.text import excerpt
@@ -121,7 +122,7 @@ def validate(content: dict[str, Any]) -> list[Problem]:
         bad("code", "must be a classification code (category 1 digit: 1 base, 2 subject or 3 department; item "
                     "2 digits, subitem 3 digits, optional detail digits), a slash and a sequence number of at "
                     "least 4 digits, e.g. 101001/0001")
-    if c["agency"] and not re.match(r"^[A-Za-z0-9_]{1,64}$", c["agency"]):
+    if c["agency"] and not AGENCY_PATTERN.fullmatch(c["agency"]):
         bad("agency", "must be 1-64 letters, digits or underscores (the exchange agency id)")
     if c["provider_uscc"] and not is_valid_uscc(c["provider_uscc"]):
         bad("provider_uscc", "must be an 18-character unified social credit code with a valid check character "

@@ -17,6 +17,7 @@ from typing import Sequence
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from exchange.contracts.events import SchemaChanged, make_mapper
+from exchange.contracts.text import excerpt
 from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 
@@ -56,11 +57,19 @@ class SchemaWatch:
                 found = recorder.select_notifications(position, READ_BATCH, stop=head, topics=(SchemaChanged.TOPIC,),
                                                       inclusive_of_start=False)
                 for n in found:
-                    event = self.mapper.to_domain_event(n)
-                    changed_at = event.commit_time or event.timestamp
+                    try:
+                        event = self.mapper.to_domain_event(n)
+                        changed_at = (event.commit_time or event.timestamp).astimezone(timezone.utc)
+                        columns = [c["name"] for c in event.table["columns"]]
+                    except (AttributeError, KeyError, TypeError, ValueError) as e:
+                        # What a node sent cannot describe a schema: skipped once, loudly, not retried forever.
+                        log.warning("agency %s: schema event %d cannot be read (%s); the catalog skips it",
+                                    agency, n.id, excerpt(str(e)), extra={"agency": agency})
+                        self._record(lambda: self.catalog.advance(Tracking(name, n.id)))
+                        position = n.id
+                        continue
                     self._record(lambda: self.catalog.record_source_schema(
-                        agency, event.resource, changed_at.astimezone(timezone.utc), event.schema_version,
-                        [c["name"] for c in event.table["columns"]], Tracking(name, n.id)))
+                        agency, event.resource, changed_at, event.schema_version, columns, Tracking(name, n.id)))
                     recorded += 1
                     position = n.id
                 if len(found) < READ_BATCH:

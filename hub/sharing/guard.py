@@ -42,7 +42,11 @@ class NotSharedGuard:
 
 
 def _resource(event: pb.Event) -> str | None:
+    """The resource an event's state names; None for a state that names none (not JSON, not an object,
+    a resource that is not text: such events are for the store's own checks, not this guard's)."""
     try:
-        return json.loads(event.state).get("resource")
-    except (ValueError, AttributeError):
+        state = json.loads(event.state)
+    except (ValueError, RecursionError):
         return None
+    resource = state.get("resource") if isinstance(state, dict) else None
+    return resource if isinstance(resource, str) else None

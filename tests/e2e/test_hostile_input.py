@@ -175,3 +175,16 @@ def test_an_attacker_sized_field_is_repeated_as_an_excerpt_only(exchange_pair, c
     assert "200000 characters" in refused.value.details() and len(refused.value.details()) < 2000
     assert audit.stat().st_size - before[0] < 8000, "the audit log repeats the whole field"
     assert len(hub.log()) - before[1] < 20000, "the hub's log repeats the whole field"
+
+
+def test_a_subscription_after_the_largest_notification_id_is_refused(exchange_pair, channel):
+    stream = pb_grpc.ExchangeStub(channel).Subscribe(pb.SubscribeRequest(agency=AGENCY, after=2**63), timeout=30)
+    with pytest.raises(grpc.RpcError) as refused:
+        next(stream)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "largest notification id" in refused.value.details()
+
+
+def test_an_agency_id_differing_from_a_held_one_only_in_case_is_refused(exchange_pair, channel):
+    with pytest.raises(grpc.RpcError) as refused:
+        get_position(channel, AGENCY.lower())
+    assert refused.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)

@@ -27,3 +27,18 @@ def test_urls_are_read_and_redacted():
 def test_a_bad_store_url_is_a_store_error_naming_it(url):
     with pytest.raises(StoreError, match=f"unsupported (store )?URL {url!r}"):
         open_store(url)
+
+
+def test_an_agency_id_with_a_final_newline_is_refused():
+    with pytest.raises(InvalidAgency):
+        check_agency("91310000MB2F31887X\n")
+
+
+def test_agency_ids_that_differ_only_in_case_never_share_a_log(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        store.recorder("AGENCY_A")
+        with pytest.raises(StoreError, match="only in letter case"):
+            store.recorder("agency_a")
+    finally:
+        store.close()

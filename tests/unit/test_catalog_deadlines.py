@@ -99,6 +99,20 @@ def test_a_schema_change_flags_the_published_entry_once(hub, clock):
     assert [type(e).__name__ for e in hub.catalog.history("101001/0001")][-1] == "SchemaFlagged"
 
 
+def test_a_schema_event_that_describes_no_table_is_skipped_and_the_next_one_recorded(hub):
+    record = hub.versions[(AGENCY, "persons")] = 1
+    broken = SchemaChanged(
+        originator_id=schema_id(AGENCY, "persons"), originator_version=record, timestamp=shanghai(2026, 9, 1, 9),
+        agency=AGENCY, resource="persons", key={}, position=1, commit_time=None, txid="", schema_version=1,
+        event_schema_version=1, table={"name": "persons"})  # no columns: what a hostile publisher could send
+    hub.node_ids[AGENCY] = 1
+    hub.store.recorder(AGENCY).insert_events([hub.mapper.to_stored_event(broken)], tracking=Tracking("node:" + AGENCY, 1))
+    assert hub.watch.sync(AGENCY) == 0
+    hub.ship_schema(AGENCY, "persons", 2, COLUMNS, shanghai(2026, 9, 2, 9))
+    assert hub.watch.sync(AGENCY) == 1  # not held up by the one before
+    assert hub.catalog.sources()[(AGENCY, "persons")].columns == COLUMNS
+
+
 def test_the_update_deadline_skips_the_national_day_holiday(hub):
     publish(hub.catalog, entry())
     # Changed on Wednesday 30 September 2026; 1-7 October are holidays: due by the end of Friday 9 October.

@@ -292,3 +292,35 @@ def test_resource_bombs_in_a_signed_bundle_are_refused(signer, manifest, content
                        struct.pack(">H", len(signature)), signature])
     with pytest.raises(BundleError):
         _read(bundle, trusted)
+
+
+@pytest.mark.parametrize("field, value", [("format", True), ("first", True), ("events", False), ("created", 5),
+                                          ("created", None), ("key_id", ["k"])])
+def test_a_signed_manifest_with_a_value_of_the_wrong_json_type_is_refused(signer, field, value):
+    key, trusted = signer
+    content = zstandard.ZstdCompressor().compress(pb.EventBatch(after=0, events=[pb.Event(
+        notification_id=1, originator_id=str(uuid.uuid4()), originator_version=1, topic="t")]).SerializeToString())
+    fields = {"format": 1, "agency": AGENCY, "first": 1, "last": 1, "after": 0, "events": 1,
+              "content_sha256": hashlib.sha256(content).hexdigest(), "created": "now", "key_id": key_id(trusted[AGENCY])}
+    fields[field] = value
+    manifest = json.dumps(fields).encode()
+    signature = key.sign(SIGNED_PREFIX + manifest)
+    bundle = b"".join([MAGIC, struct.pack(">I", len(manifest)), manifest, struct.pack(">Q", len(content)), content,
+                       struct.pack(">H", len(signature)), signature])
+    with pytest.raises(BundleError) as refused:
+        _read(bundle, trusted)
+    assert refused.value.reason in ("malformed", "version")
+
+
+@pytest.mark.parametrize("state", [b'{"resource": [1]}', b"[" * 5000, b'{"resource": {"a": 1}}', b"7"])
+def test_the_not_shared_guard_passes_over_states_that_name_no_resource(state):
+    from hub.sharing.guard import NotSharedGuard
+
+    class NoTerms:
+        def terms(self, agency, resource):
+            return None
+
+    events = [pb.Event(notification_id=1, originator_id=str(uuid.uuid4()), originator_version=1, topic="t", state=state),
+              pb.Event(notification_id=2, originator_id=str(uuid.uuid4()), originator_version=1, topic="t",
+                       state=b'{"resource": "t"}')]
+    NotSharedGuard(NoTerms())(AGENCY, events)  # no TypeError, RecursionError or comparison of unlike types

@@ -316,7 +316,7 @@ def _parse_manifest(path, data: bytes) -> Manifest:
         raise BundleError(path, "malformed", f"manifest is not JSON: {e}") from None
     if not isinstance(fields, dict):
         raise BundleError(path, "malformed", "manifest is not a JSON object")
-    if fields.get("format") not in (FORMAT_VERSION, ENCRYPTED_FORMAT_VERSION):
+    if type(fields.get("format")) is not int or fields["format"] not in (FORMAT_VERSION, ENCRYPTED_FORMAT_VERSION):
         raise BundleError(path, "version", f"format version {fields.get('format')!r} is not supported "
                                            f"(this hub reads versions {FORMAT_VERSION} and {ENCRYPTED_FORMAT_VERSION})")
     expected = _MANIFEST_FIELDS + (("encryption",) if fields["format"] == ENCRYPTED_FORMAT_VERSION else ())
@@ -326,8 +326,11 @@ def _parse_manifest(path, data: bytes) -> Manifest:
                                              f"unknown {sorted(set(fields) - set(expected))}")
     manifest = Manifest(**fields)
     numbers = (manifest.first, manifest.last, manifest.after, manifest.events)
-    if not all(isinstance(n, int) and n >= 0 for n in numbers) or not isinstance(manifest.agency, str):
+    if not all(type(n) is int and n >= 0 for n in numbers):  # true and false are ints to Python, not to JSON
         raise BundleError(path, "malformed", "manifest ids and counts must be non-negative integers")
+    texts = (manifest.agency, manifest.content_sha256, manifest.created, manifest.key_id)
+    if not all(isinstance(text, str) for text in texts):
+        raise BundleError(path, "malformed", "manifest agency, content_sha256, created and key_id must be text")
     try:
         check_agency(manifest.agency)
     except InvalidAgency as e:
