@@ -22,7 +22,7 @@ from eventsourcing.persistence import Notification
 from exchange.common.metrics import commit_timestamp
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
-from exchange.store import AgencyLogs, AgencyRecorder, Tracking
+from exchange.store import AgencyLogs, AgencyRecorder, Tracking, check_distinct
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -134,6 +134,7 @@ class Ingest:
         check_agency(agency)
         with self._lock:
             if agency not in self._agencies:
+                check_distinct(agency, [*self._agencies, *self.store.agencies()])
                 self._agencies[agency] = _Agency()
             return self._agencies[agency]
 

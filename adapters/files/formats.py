@@ -22,6 +22,7 @@ import re
 from typing import Any, BinaryIO, Iterator
 
 from exchange.contracts.errors import OperationFailed
+from exchange.contracts.text import excerpt as escaped_excerpt
 
 _CHUNK = 1 << 20
 MAX_RECORD_BYTES = 64 << 20  # a longer line, or JSON object, refuses the file
@@ -32,12 +33,11 @@ EXCERPT_CHARS = 80
 
 
 def excerpt(text: str, quoted: bool = False) -> str:
-    """``text`` fit for a log line: as is when short and printable (and not
-    ``quoted``), else ``repr``-escaped and cut to ``EXCERPT_CHARS`` characters."""
+    """``text`` fit for a log line: as is when short and printable (and not ``quoted``), else escaped and
+    cut as exchange.contracts.text does for every value a client sent."""
     if len(text) <= EXCERPT_CHARS and text.isprintable() and not quoted:
         return text
-    shown = repr(text)
-    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS - 3] + "..."
+    return escaped_excerpt(text, EXCERPT_CHARS)
 
 
 class DropRefused(OperationFailed):
@@ -225,7 +225,18 @@ def _json_fault(e: Exception) -> str:
 
 
 def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_int64_or_text)
+    return json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, parse_int=_int64_or_text,
+                            object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: a key given twice would silently keep only one value."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {excerpt(key, quoted=True)} appears twice in one object")
+        found[key] = value
+    return found
 
 
 def _no_constant(name: str) -> None:

@@ -71,7 +71,7 @@ def commit_timestamp(state: bytes) -> float | None:
     try:
         commit_time = json.loads(state).get("commit_time")
         moment = datetime.fromisoformat(commit_time["_data_"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -97,6 +97,15 @@ def chunks(seq: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield seq[i : i + size]
 
 
+def check_distinct(agency: str, held: Iterable[str]) -> None:
+    """StoreError when ``agency`` differs from one of the ``held`` agency ids only in letter case
+    (SQLite's table names ignore case: the two would share one log)."""
+    same = [a for a in held if a.lower() == agency.lower() and a != agency]
+    if same:
+        raise StoreError(f"agency id {agency} differs from {same[0]}, whose log this store holds, only in letter "
+                         "case; agency ids must differ in more than case")
+
+
 def check_continuity(stored_events: Sequence[StoredEvent],
                      max_versions: Callable[[list[str]], dict[str, int]]) -> None:
     """Raise VersionGapError unless each record's versions in the batch follow
@@ -147,10 +156,7 @@ class AgencyLogs:
                 held = self.agencies()
                 if not self.create and agency not in held:
                     raise StoreError(f"the store holds no event log of agency {agency}")
-                same = [a for a in held if a.lower() == agency.lower() and a != agency]
-                if same:  # SQLite's table names ignore case: the two would share one log
-                    raise StoreError(f"agency id {agency} differs from {same[0]}, whose log this store holds, "
-                                     "only in letter case; agency ids must differ in more than case")
+                check_distinct(agency, held)
                 recorder = kind(self.datastore, events_table_name="events_" + agency, cipher=self.cipher)
                 if self.create:
                     recorder.create_table()

@@ -7,11 +7,11 @@ of it is stored, and the refusal is audited.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 from exchange.transport.wire import MalformedEvent
 from hub.catalog.terms import NOT_SHARED, TermsSource
+from hub.sharing.projection import resource_of
 from protos.exchange.v1 import exchange_pb2 as pb
 
 
@@ -27,11 +27,11 @@ class NotSharedGuard:
         self.audit = audit
 
     def __call__(self, agency: str, events: Sequence[pb.Event]) -> None:
-        resources = {_resource(e) for e in events} - {None}
+        resources = {resource_of(e) for e in events} - {None}
         for resource in sorted(resources):
             terms = self.terms.terms(agency, resource)
             if terms is not None and terms.share_type == NOT_SHARED:
-                count = sum(_resource(e) == resource for e in events)
+                count = sum(resource_of(e) == resource for e in events)
                 if self.audit is not None:
                     self.audit.record("share.not_shared_refused", agency, resource=resource, events=count,
                                       first=events[0].notification_id, last=events[-1].notification_id)
@@ -39,14 +39,3 @@ class NotSharedGuard:
                     f"agency {agency}: {count} events of resource {resource}, which its catalog entry {terms.code} "
                     f"publishes as not shared (basis: {terms.basis or 'not given'}); the node must keep them "
                     "([source] not_shared); nothing of the batch was stored")
-
-
-def _resource(event: pb.Event) -> str | None:
-    """The resource an event's state names; None for a state that names none (not JSON, not an object,
-    a resource that is not text: such events are for the store's own checks, not this guard's)."""
-    try:
-        state = json.loads(event.state)
-    except (ValueError, RecursionError):
-        return None
-    resource = state.get("resource") if isinstance(state, dict) else None
-    return resource if isinstance(resource, str) else None

@@ -18,12 +18,12 @@ from eventsourcing.persistence import Notification
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
 
 
-def resource_of(notification: Notification) -> str | None:
-    """The resource (table) an event belongs to, from its stored state; None for other events."""
-    try:
-        return json.loads(notification.state).get("resource")
-    except (ValueError, AttributeError):
-        return None
+def resource_of(event: Notification | Any) -> str | None:
+    """The resource (table) an event (stored or on the wire) belongs to, from its state; None for a state
+    that names none (not JSON, not an object, a resource that is not text, nesting past the parser's limit)."""
+    state = _state(event)
+    resource = state.get("resource") if state is not None else None
+    return resource if isinstance(resource, str) else None
 
 
 def project(notifications: Sequence[Notification], resource: str, items: Iterable[str]) -> list[Notification]:
@@ -42,10 +42,10 @@ def project(notifications: Sequence[Notification], resource: str, items: Iterabl
     return projected
 
 
-def _state(notification: Notification) -> dict[str, Any] | None:
+def _state(notification: Notification | Any) -> dict[str, Any] | None:
     try:
         state = json.loads(notification.state)
-    except ValueError:  # includes bytes that are not UTF-8
+    except (ValueError, RecursionError):  # ValueError includes bytes that are not UTF-8
         return None
     return state if isinstance(state, dict) else None
 

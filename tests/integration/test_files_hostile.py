@@ -52,6 +52,8 @@ def assert_refused_alone(s, directory: Path, caplog, name: str, line: int, fault
     ("persons.jsonl", '{"id": 1, "name": "\\ud800"}\n', 1, "column 'name' holds a lone surrogate"),
     ("persons.jsonl", '{"id": 1, "\\udfff": 2}\n', 1, "a column name that is empty or holds a lone surrogate"),
     ("persons.json", '[{"id": 1, "": 2}]', 1, "a column name that is empty"),
+    ("persons.json", '[\n{"id": 1, "name": "a", "name": "b"}\n]', 2, "the key 'name' appears twice in one object"),
+    ("persons.jsonl", '{"id": 1, "v": 1}\n{"id": 2, "v": 1, "v": 2}\n', 2, "the key 'v' appears twice"),
 ])
 def test_a_file_no_parser_can_read_is_refused_and_other_tables_are_still_captured(
         drops, caplog, name, text, line, fault):
