@@ -134,7 +134,8 @@ class Ingest:
         check_agency(agency)
         with self._lock:
             if agency not in self._agencies:
-                check_distinct(agency, [*self._agencies, *self.store.agencies()])
+                opened = [a for a, state in self._agencies.items() if state.recorder is not None]
+                check_distinct(agency, [*opened, *self.store.agencies()])  # ids merely asked about block nothing
                 self._agencies[agency] = _Agency()
             return self._agencies[agency]
 
