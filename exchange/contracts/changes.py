@@ -24,6 +24,12 @@ class SourceNotReady(ExchangeError):
     """The source is not set up for capture; the message says what to change."""
 
 
+class PositionLost(ExchangeError):
+    """The source no longer holds the changes after the node's position (a
+    dropped or invalidated replication slot, removed WAL, a purged binlog).
+    The message names the repair: ``exchange node resnapshot``."""
+
+
 class DatabaseUnavailable(ExchangeError):
     """A database to apply to or read from cannot be opened (unreachable, missing, refused); the message says why."""
 
@@ -70,7 +76,11 @@ INSERT = "insert"
 UPDATE = "update"
 DELETE = "delete"
 SNAPSHOT = "snapshot"  # a row read by the initial (or re-) snapshot: upsert if different
-SCHEMA = "schema"  # the table's schema as of this position
+SCHEMA = "schema"  # the table's schema as of this position (``renames`` maps old -> new column names)
+TRUNCATE = "truncate"  # the table was emptied: every live record of it is deleted, in stream order
+SNAPSHOT_BEGIN = "snapshot_begin"  # a (re-)snapshot of the table starts: rows follow as SNAPSHOT changes
+SNAPSHOT_END = "snapshot_end"  # the pass is complete: live records neither read by it nor changed since
+#                                 its SNAPSHOT_BEGIN no longer exist at the source and are deleted
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,10 @@ class Change:
     what the node stores (atomically with the events) to resume from.
     ``before``/``after`` are full row images as dicts of column -> value;
     ``before`` is None for inserts and snapshot rows, ``after`` is None for
-    deletes.  For ``SCHEMA`` changes ``schema`` is set and both images are None.
+    deletes.  For ``SCHEMA`` changes ``schema`` is set and both images are None;
+    ``renames`` (old name -> new name) says which columns of the previous
+    schema were renamed, so their values carry over.  ``TRUNCATE``,
+    ``SNAPSHOT_BEGIN`` and ``SNAPSHOT_END`` carry only the table.
     """
 
     position: Position
@@ -92,6 +105,7 @@ class Change:
     commit_time: datetime | None = None
     txid: str = ""
     schema: TableSchema | None = None
+    renames: dict[str, str] | None = None
 
 
 class CaptureSource(Protocol):
