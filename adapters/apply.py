@@ -21,6 +21,7 @@ from exchange.contracts.events import (
     RecordEvent,
     RecordUpdated,
     SchemaChanged,
+    TableTruncated,
     canonical_json,
 )
 
@@ -126,8 +127,10 @@ def fold(target: ApplyTarget, name: str, event: RecordEvent, stats: Stats) -> No
         stats.last_commit_time = event.commit_time
     if isinstance(event, SchemaChanged):
         flush(target, name, stats)  # rows before the schema change go in first
-        target.apply_schema(TableSchema.from_dict(event.table))
+        target.apply_schema(TableSchema.from_dict(event.table), event.renames)
         stats.schema_changes += 1
+    elif isinstance(event, TableTruncated):
+        pass  # a marker: the deletes of each of the table's rows follow it
     else:
         stats.pending.add(event)
 

@@ -34,6 +34,15 @@ def column_sql(name: str, type_: str | None, notnull: bool, default: str | None)
     return " ".join(parts)
 
 
+def rename_sql(table: str, present: Iterable[str], renames: dict[str, str] | None) -> list[str]:
+    """ALTER TABLE statements renaming the columns of ``table`` (already quoted) that ``renames`` maps
+    (old -> new) and that are ``present``; through interim names, so that names may be swapped."""
+    wanted = {old: new for old, new in (renames or {}).items() if old in set(present) and old != new}
+    interim = {old: f"_exchange_renaming_{i}" for i, old in enumerate(wanted)}
+    return ([f"ALTER TABLE {table} RENAME COLUMN {quote(old)} TO {quote(interim[old])}" for old in wanted] +
+            [f"ALTER TABLE {table} RENAME COLUMN {quote(interim[old])} TO {quote(new)}" for old, new in wanted.items()])
+
+
 def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, ...]) -> str:
     """CREATE TABLE ``table`` (already quoted) with column ``definitions`` and the primary key, if any."""
     definitions = list(definitions)

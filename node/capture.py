@@ -6,6 +6,12 @@ records' new states and the advanced source position in ONE event-store
 transaction, so a crash between any two steps loses nothing and stores
 nothing twice.
 
+A truncate (``TRUNCATE``) and the end of a snapshot pass (``SNAPSHOT_END``)
+delete live records the node holds (node/sweep.py): those are written in
+more than one transaction, the first at the change before, each later one
+with no position, so a crash in between starts the same sweep again and
+it deletes only what is still live.
+
 ``Capture.prune`` lets the source forget changes (change-log pruning, slot
 feedback) only up to what the HUB has acknowledged, not merely what the node
 stored: a node that loses its disk is rebuilt from the hub's copy and
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
@@ -32,6 +38,7 @@ from exchange.contracts.events import (
     RecordEvent,
     RecordUpdated,
     SchemaChanged,
+    TableTruncated,
     image_hash,
     make_mapper,
     record_id,
@@ -41,24 +48,38 @@ from exchange.store import NodeRecorder, RecordState
 from node.field_policy import FieldPolicy
 from node.metrics import METRICS, NodeMetrics
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
+from node.sweep import file_records, sweep
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Batch:
-    """Events of one step and the records' states after them."""
+    """Events of one step and the records' states after them.
+
+    ``table_ids`` (table -> id of its schema aggregate) and ``passes``
+    (table -> its current snapshot pass) are the capture's; each state
+    written names its table, its key (as ``encode`` gives it) and the pass."""
 
     agency: str
     known: dict[str, RecordState]
+    table_ids: dict[str, str]
+    passes: dict[str, int]
+    encode: Callable[[Any], bytes]
     events: list[RecordEvent] = field(default_factory=list)
     states: dict[str, RecordState] = field(default_factory=dict)
 
     def state(self, oid: str) -> RecordState | None:
         return self.states.get(oid) or self.known.get(oid)
 
-    def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any],
+    def table_id(self, table: str) -> str:
+        if table not in self.table_ids:
+            self.table_ids[table] = schema_id(self.agency, table).hex
+        return self.table_ids[table]
+
+    def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any] | None,
             image_digest: str | None, live: bool, schema_version: int, **fields: Any) -> None:
+        """Append the record's next event; ``key`` None for the table's schema aggregate."""
         resource = change.table
         previous = self.state(oid.hex)
         version = previous.version + 1 if previous else 1
@@ -69,7 +90,7 @@ class _Batch:
                 timestamp=datetime.now(timezone.utc),
                 agency=self.agency,
                 resource=resource,
-                key=key,
+                key=key if key is not None else {},
                 position=change.position,
                 commit_time=change.commit_time,
                 txid=change.txid,
@@ -78,7 +99,24 @@ class _Batch:
                 **fields,
             )
         )
-        self.states[oid.hex] = RecordState(version, image_digest or "", live)
+        self.set_state(oid.hex, resource, key, RecordState(version, image_digest or "", live))
+
+    def touch(self, oid: str, table: str, key: dict[str, Any]) -> None:
+        """Mark a live record the change left as it was with its table's current pass."""
+        state = self.state(oid)
+        mark = self.passes.get(table)
+        if state is not None and state.live and mark is not None and state.mark != mark:
+            self.set_state(oid, table, key, state)
+
+    def set_state(self, oid: str, table: str, key: dict[str, Any] | None, state: RecordState) -> None:
+        self.states[oid] = replace(state, table_id=self.table_id(table), mark=self.passes.get(table),
+                                   key=None if key is None else self.encode(key))
+
+    def written(self) -> None:
+        """The events and states so far are stored: go on from them."""
+        self.known.update(self.states)
+        self.states = {}
+        self.events = []
 
 
 class Capture:
@@ -99,10 +137,12 @@ class Capture:
         self.pruned = ch.Position(0)
         self.keys: dict[str, tuple[str, ...]] = {}
         self.schema_versions: dict[str, int] = {}
+        self.table_ids: dict[str, str] = {}
+        self.passes: dict[str, int] = {}  # table -> its current snapshot pass (the position that began it)
+        file_records(agency, recorder, self.mapper)
         for name, schema in source.schemas().items():
             self.keys[name] = schema.primary_key
-            state = recorder.record_states([schema_id(agency, name).hex]).get(schema_id(agency, name).hex)
-            self.schema_versions[name] = state.version if state else 0
+            self._load_table(name)
 
     def step(self) -> int:
         """Capture one batch; returns the number of source changes consumed."""
@@ -112,18 +152,43 @@ class Capture:
         started = time.perf_counter()
         if self.policy:  # field policy: excluded and unmasked values never become events
             changes = [self.policy.apply(c) for c in changes]
-        batch = self._translate(changes)
-        last = changes[-1].position
-        stored = [self.mapper.to_stored_event(e) for e in batch.events]
-        self.recorder.insert_events(stored, tracking=Tracking(SOURCE_TRACKING, last), states=batch.states)
-        self.position = last
+        try:
+            self._store(changes)
+        except BaseException:
+            for table in {c.table for c in changes}:  # what this process thinks may not have been stored
+                self._load_table(table)
+            raise
+        self.position = changes[-1].position
         self.metrics.store_batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.events_stored.inc(len(stored))
         for change in changes:
             self.metrics.changes_captured.labels(change.op).inc()
-        if self.on_stored is not None:
-            self.on_stored(batch.events)
         return len(changes)
+
+    def _store(self, changes: list[ch.Change]) -> None:
+        batch = self._batch(changes)
+        for i, change in enumerate(changes):
+            self._translate_one(batch, change)
+            if change.op in (ch.TRUNCATE, ch.SNAPSHOT_END):
+                self._write(batch, changes[i - 1].position if i else None)
+                if change.table in self.passes:
+                    sweep(batch, change, self.passes[change.table], self.recorder, self._decode_key,
+                          self.schema_versions.get(change.table, 0), self.batch_size, self._write)
+                else:
+                    log.warning("end of a snapshot pass of %s that never began: nothing deleted", change.table,
+                                extra={"table": change.table, "position": change.position})
+        self._write(batch, changes[-1].position)
+
+    def _write(self, batch: _Batch, position: ch.Position | None) -> None:
+        """Store the batch's events and states (with the source ``position`` reached, if given)."""
+        stored = [self.mapper.to_stored_event(e) for e in batch.events]
+        tracking = Tracking(SOURCE_TRACKING, position) if position is not None else None
+        if not stored and not batch.states and tracking is None:
+            return
+        self.recorder.insert_events(stored, tracking=tracking, states=batch.states)
+        self.metrics.events_stored.inc(len(stored))
+        if self.on_stored is not None and batch.events:
+            self.on_stored(batch.events)
+        batch.written()
 
     def prune(self) -> None:
         """Acknowledge to the source every change the hub holds."""
@@ -140,21 +205,34 @@ class Capture:
             return self.position  # the hub holds every event: changes that made none may go too
         # The acknowledged id is a real notification id, so this reads exactly that event.
         event = self.mapper.to_domain_event(self.recorder.read(acknowledged - 1, 1)[0])
-        return ch.Position(event.position)
+        # Before that event's change: its other events (a sweep's deletes) may not be at the hub yet.
+        return ch.Position(min(event.position - 1, self.position))
 
-    def _translate(self, changes: list[ch.Change]) -> _Batch:
+    def _load_table(self, table: str) -> None:
+        """The table's schema version and current snapshot pass, as stored."""
+        oid = schema_id(self.agency, table).hex
+        state = self.recorder.record_states([oid]).get(oid)
+        self.schema_versions[table] = state.version if state else 0
+        self.passes.pop(table, None)
+        if state is not None and state.mark is not None:
+            self.passes[table] = state.mark
+
+    def _batch(self, changes: list[ch.Change]) -> _Batch:
         self._ids: dict[tuple, UUID] = {}
         oids = set()
         for c in changes:
-            if c.op == ch.SCHEMA:
+            if c.table not in self.schema_versions:
+                self._load_table(c.table)
+            if c.op in (ch.SCHEMA, ch.TRUNCATE, ch.SNAPSHOT_BEGIN, ch.SNAPSHOT_END):
                 oids.add(schema_id(self.agency, c.table).hex)
             for image in (c.before, c.after):
                 if image is not None and c.table in self.keys:
                     oids.add(self._oid(c.table, self._key(c.table, image)).hex)
-        batch = _Batch(self.agency, self.recorder.record_states(sorted(oids)))
-        for change in changes:
-            self._translate_one(batch, change)
-        return batch
+        return _Batch(self.agency, self.recorder.record_states(sorted(oids)), self.table_ids, self.passes,
+                      self.mapper.transcoder.encode)
+
+    def _decode_key(self, key: bytes) -> dict[str, Any]:
+        return self.mapper.transcoder.decode(key)
 
     def _key(self, table: str, image: dict[str, Any]) -> dict[str, Any]:
         return {k: image[k] for k in self.keys[table]}
@@ -171,13 +249,8 @@ class Capture:
             return oid
 
     def _translate_one(self, batch: _Batch, c: ch.Change) -> None:
-        if c.op == ch.SCHEMA:
-            assert c.schema is not None
-            self.keys[c.table] = c.schema.primary_key
-            oid = schema_id(self.agency, c.table)
-            previous = batch.state(oid.hex)
-            self.schema_versions[c.table] = previous.version + 1 if previous else 1
-            batch.add(SchemaChanged, c, oid, {}, None, True, self.schema_versions[c.table], table=c.schema.to_dict())
+        if c.op in (ch.SCHEMA, ch.TRUNCATE, ch.SNAPSHOT_BEGIN, ch.SNAPSHOT_END):
+            self._table_change(batch, c)
             return
         schema_version = self.schema_versions.get(c.table, 0)
         if c.op == ch.DELETE:
@@ -198,9 +271,33 @@ class Capture:
             changed = {k: v for k, v in c.after.items() if k not in c.before or c.before[k] != v}
             if changed:
                 batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=changed)
+            else:
+                batch.touch(oid.hex, c.table, key)
         elif digest != state.image_hash:
             # A snapshot row (or an insert over a row we hold) that differs from what we hold.
             batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=c.after)
+        else:
+            batch.touch(oid.hex, c.table, key)
+
+    def _table_change(self, batch: _Batch, c: ch.Change) -> None:
+        """A change of the table itself, an event of its schema aggregate (or only its state)."""
+        oid = schema_id(self.agency, c.table)
+        previous = batch.state(oid.hex)
+        if c.op == ch.SCHEMA:
+            assert c.schema is not None
+            self.keys[c.table] = c.schema.primary_key
+            self.schema_versions[c.table] = previous.version + 1 if previous else 1
+            batch.add(SchemaChanged, c, oid, None, None, True, self.schema_versions[c.table],
+                      table=c.schema.to_dict(), renames=dict(c.renames) if c.renames else None)
+            return
+        if c.op == ch.SNAPSHOT_END:
+            return  # the sweep follows (Capture.step)
+        already = self.passes.get(c.table) == c.position  # the change was begun before a restart
+        self.passes[c.table] = c.position  # a truncate is a pass that reads no row
+        if c.op == ch.TRUNCATE and not already:
+            batch.add(TableTruncated, c, oid, None, None, True, self.schema_versions.get(c.table, 0))
+        else:
+            batch.set_state(oid.hex, c.table, None, previous or RecordState(0, "", True))
 
     def _delete(self, batch: _Batch, c: ch.Change, key: dict[str, Any], schema_version: int) -> None:
         oid = self._oid(c.table, key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,8 +28,10 @@ from exchange.contracts.events import (
     RecordDeleted,
     RecordUpdated,
     SchemaChanged,
+    TableTruncated,
     image_hash,
     make_mapper,
+    schema_id,
 )
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
 from exchange.store.at_rest import store_cipher
@@ -108,6 +111,7 @@ def _copy(stub, recorder: NodeRecorder, images: RowImages, agency: str, head: in
     after = recorder.position(RESTORE_TRACKING)
     copied = 0
     source_position = _last_source_position(recorder, mapper)
+    truncated = 0  # the position of the last truncate copied
     for batch in _batches(stub, agency, after, head):
         stored = [from_wire(e) for e in batch.events]
         events = [mapper.to_domain_event(s) for s in stored]
@@ -116,14 +120,21 @@ def _copy(stub, recorder: NodeRecorder, images: RowImages, agency: str, head: in
         states = {}
         for event in events:
             oid = event.originator_id.hex
-            states[oid] = _fold(folded, oid, event)
+            own = isinstance(event, (SchemaChanged, TableTruncated))
+            states[oid] = replace(_fold(folded, oid, event), table_id=schema_id(agency, event.resource).hex,
+                                  key=None if own else mapper.transcoder.encode(event.key))
+            if isinstance(event, TableTruncated):  # its pass, so that capture does not record it again
+                states[oid] = replace(states[oid], mark=event.position)
+                truncated = event.position
             source_position = max(source_position, event.position)
         recorder.insert_events(stored, tracking=Tracking(RESTORE_TRACKING, batch.events[-1].notification_id),
                                states=states)
         images.save(folded)
         copied += len(stored)
         log.info("restored %d events (hub id %d of %d)", copied, batch.events[-1].notification_id, head)
-    return copied, source_position
+    # The hub may hold only some of the last truncate's deletes: capture reads the truncate again,
+    # deleting only what is still live.
+    return copied, source_position - 1 if truncated and truncated == source_position else source_position
 
 
 def _batches(stub, agency: str, after: int, head: int) -> Iterator[pb.EventBatch]:
@@ -144,7 +155,7 @@ def _fold(images: dict[str, dict[str, Any]], oid: str, event) -> RecordState:
     elif isinstance(event, RecordDeleted):
         images.pop(oid, None)
         return RecordState(event.originator_version, "", False)
-    elif isinstance(event, SchemaChanged):
+    elif isinstance(event, (SchemaChanged, TableTruncated)):
         return RecordState(event.originator_version, "", True)
     return RecordState(event.originator_version, image_hash(images[oid]), True)
 

@@ -26,7 +26,9 @@ first (modification time, then name).
 
 Each file is compared with the table's previous state (what the files taken
 before it held) and turned into delete, update and insert changes; a change
-of the column set first becomes a schema change.  Rows are equal when their
+of the column set first becomes a schema change.  A file without rows (a CSV
+header alone, ``[]``) empties the table: one ``TRUNCATE`` change, which the
+node turns into deletes of every record of the table it holds.  Rows are equal when their
 non-null values are (``image_hash``).  The changes' commit time is the
 file's modification time.  Key columns are required for every table
 (``[source] keys``).  The previous state (rows as JSON arrays in the
@@ -347,8 +349,14 @@ class FileDropSource:
         db.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)", (schema.name, text))
 
     def _diff(self, db: sqlite3.Connection, table: str, at: str, taken: int) -> dict[str, int]:
-        """Log deletes, updates and inserts (each in key or file order); make ``incoming`` the table's state."""
+        """Log deletes, updates and inserts (each in key or file order); make ``incoming`` the table's state.
+        A file without rows empties the table: one TRUNCATE, however many rows it had."""
         log_change = "INSERT INTO changes (tbl, op, old, new, at, drop_id) "
+        if db.execute("SELECT 1 FROM incoming LIMIT 1").fetchone() is None:
+            emptied = db.execute("DELETE FROM rows WHERE tbl = ?", (table,)).rowcount
+            if emptied:
+                db.execute(log_change + "VALUES (?, ?, NULL, NULL, ?, ?)", (table, ch.TRUNCATE, at, taken))
+            return {ch.DELETE: emptied, ch.UPDATE: 0, ch.INSERT: 0}
         counts = {
             ch.DELETE: db.execute(
                 log_change + "SELECT ?1, ?2, r.row, NULL, ?3, ?4 FROM rows r WHERE r.tbl = ?1 "

@@ -5,17 +5,42 @@ change whose relation (columns, types) differs from the last schema
 emitted.  The history is stored (table ``exchange_capture.schemas``) with
 the position it was emitted at, so a source that starts again knows what the
 node has seen.
+
+Columns are identified by their number in the catalog (``pg_attribute.attnum``,
+never reused), kept with each schema emitted: pgoutput's relation messages
+name columns only, so a column whose number stays while its name changes
+was renamed, and the SCHEMA change says so (``Change.renames``).  A change
+that keeps values but cannot be described exactly (a column's type changed,
+a column added with a default that filled the existing rows, columns
+dropped and added at once) asks for the table to be read again
+(``Described.reread``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from adapters.postgres.dialect import BOOKKEEPING
+from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, qualified
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, TableSchema
+
+
+@dataclass(frozen=True)
+class Emitted:
+    position: int
+    schema: TableSchema
+    attnums: dict[str, int]  # column name -> attnum (columns of histories written before attnums: none)
+
+
+@dataclass(frozen=True)
+class Described:
+    """A SCHEMA change and whether the table must be read again to stay equal to the source."""
+
+    change: ch.Change
+    reread: bool
 
 
 class SchemaHistory:
@@ -24,7 +49,7 @@ class SchemaHistory:
     def __init__(self, slot: str, db: Callable[[], Any]):
         self.slot = slot
         self._db = db
-        self._schemas: dict[str, list[tuple[int, TableSchema]]] = {}  # emitted, by position
+        self._schemas: dict[str, list[Emitted]] = {}  # emitted, by position
 
     def load(self, cur) -> None:
         """Read the stored history (after the rows beyond the node's position were deleted)."""
@@ -32,25 +57,87 @@ class SchemaHistory:
                     "ORDER BY position", (self.slot,))
         self._schemas = {}
         for resource, position, schema in cur.fetchall():
-            self._schemas.setdefault(resource, []).append((position, TableSchema.from_dict(json.loads(schema))))
+            data = json.loads(schema)
+            self._schemas.setdefault(resource, []).append(
+                Emitted(position, TableSchema.from_dict(data), data.get("attnums", {})))
 
     def before(self, resource: str, position: int) -> TableSchema | None:
         """The schema last emitted for ``resource`` before ``position``."""
-        found = [schema for at, schema in self._schemas.get(resource, []) if at < position]
-        return found[-1] if found else None
+        found = self._before(resource, position)
+        return found.schema if found else None
 
     def change(self, position: Position, resource: str, schema: TableSchema, at: datetime) -> ch.Change:
         """The SCHEMA change emitting ``schema`` at ``position``, recorded."""
-        self.record(position, resource, schema)
-        return ch.Change(position, resource, ch.SCHEMA, commit_time=at, schema=schema)
+        return self.describe(position, resource, schema, at).change
 
-    def record(self, position: Position, resource: str, schema: TableSchema) -> None:
+    def describe(self, position: Position, resource: str, schema: TableSchema, at: datetime) -> Described:
+        """The SCHEMA change emitting ``schema`` at ``position`` (with the columns renamed since the
+        schema before), recorded; and whether the table is to be read again."""
+        previous = self._before(resource, position)
+        attnums = self._attnums(resource, schema, previous)
+        renames, reread = _compare(previous, schema, attnums)
+        self.record(position, resource, schema, attnums)
+        return Described(ch.Change(position, resource, ch.SCHEMA, commit_time=at, schema=schema,
+                                   renames=renames or None), reread)
+
+    def record(self, position: Position, resource: str, schema: TableSchema,
+               attnums: dict[str, int] | None = None) -> None:
         """Remember (and store) that ``schema`` is emitted at ``position``."""
         history = self._schemas.setdefault(resource, [])
-        if any(at == position for at, _ in history):
+        if any(e.position == position for e in history):
             return
-        history.append((position, schema))
-        history.sort(key=lambda entry: entry[0])
+        if attnums is None:
+            attnums = self._attnums(resource, schema, self._before(resource, position))
+        history.append(Emitted(position, schema, attnums))
+        history.sort(key=lambda entry: entry.position)
         with self._db().cursor() as cur:
             cur.execute(f"INSERT INTO {BOOKKEEPING}.schemas VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (self.slot, resource, position, json.dumps(schema.to_dict(), ensure_ascii=False)))
+                        (self.slot, resource, position,
+                         json.dumps({**schema.to_dict(), "attnums": attnums}, ensure_ascii=False)))
+
+    def _before(self, resource: str, position: int) -> Emitted | None:
+        found = [e for e in self._schemas.get(resource, []) if e.position < position]
+        return found[-1] if found else None
+
+    def _attnums(self, resource: str, schema: TableSchema, previous: Emitted | None) -> dict[str, int]:
+        """The numbers of the schema's columns: as the catalog has them now, else (a column renamed or
+        dropped since the change being read) as the schema before had them."""
+        with self._db().cursor() as cur:
+            cur.execute("SELECT attname, attnum FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                        "AND attnum > 0 AND NOT attisdropped", (qualified(resource),))
+            catalog = dict(cur.fetchall())
+        known = previous.attnums if previous else {}
+        numbers = {}
+        for name in schema.column_names:
+            number = catalog.get(name, known.get(name))
+            if number is not None and name != COPY_COLUMN:
+                numbers[name] = number
+        return numbers
+
+
+def _compare(previous: Emitted | None, schema: TableSchema, attnums: dict[str, int]) -> tuple[dict[str, str], bool]:
+    """(renames old -> new, whether to read the table again) from ``previous`` to ``schema``."""
+    if previous is None:
+        return {}, False
+    old_names = {number: name for name, number in previous.attnums.items()}
+    old_columns = {c.name: c for c in previous.schema.columns if c.name != COPY_COLUMN}
+    renames: dict[str, str] = {}
+    reread = added = False
+    kept = set()
+    for column in schema.columns:
+        if column.name == COPY_COLUMN:
+            continue
+        number = attnums.get(column.name)
+        old_name = old_names.get(number) if number is not None else None
+        if old_name is None and column.name in old_columns and column.name not in previous.attnums:
+            old_name = column.name  # not numbered before (a history written before numbers were kept)
+        if old_name is None:
+            added = True
+            reread = reread or column.default is not None  # the existing rows hold the default
+            continue
+        kept.add(old_name)
+        if old_name != column.name:
+            renames[old_name] = column.name
+        reread = reread or old_columns[old_name].type != column.type
+    dropped = any(name not in kept for name in old_columns)
+    return renames, reread or (added and dropped)

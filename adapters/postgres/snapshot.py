@@ -40,7 +40,7 @@ from adapters.postgres import pgoutput
 from adapters.postgres.catalog import Table, estimated_rows, load_table
 from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, connect, qualified, quote, raw_text
 from adapters.postgres.keyless import CopyCounts, digest
-from adapters.postgres.position import check_lsn, lsn_int, pack
+from adapters.postgres.position import SHIFT, check_lsn, lsn_int, pack
 from adapters.postgres.schema_history import SchemaHistory
 from adapters.postgres.types import Types, to_text
 from exchange.contracts import changes as ch
@@ -104,6 +104,26 @@ class Snapshots:
             self._chunks.setdefault(resource, []).append(
                 Chunk(position, point, json.loads(last_key) if last_key else None, done))
 
+    def reread(self, resource: str, position: Position) -> None:
+        """Have the table read again from its start by the next session, as a snapshot pass
+        (SNAPSHOT_BEGIN, its rows, SNAPSHOT_END): the node deletes what the pass did not find.
+        Recorded as a chunk with no key that is not done, at the ``position`` asking for it."""
+        chunk = Chunk(position, position >> SHIFT, None, False)
+        self._chunks.setdefault(resource, []).append(chunk)
+        with self._db().cursor() as cur:
+            cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks VALUES (%s, %s, %s, %s, %s, %s)",
+                        (self.slot, resource, position, chunk.point, None, False))
+
+    def _pass(self, resource: str) -> bool:
+        """Whether the table's reading is a pass asked for by ``reread`` (its chunks since the last
+        done one begin with a restart)."""
+        for chunk in reversed(self._chunks.get(resource, [])):
+            if chunk.done:
+                return False
+            if chunk.last_key is None:
+                return True
+        return False
+
     def unsnapshotted(self) -> list[str]:
         """The tables whose snapshot is not done, sorted."""
         return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
@@ -160,6 +180,10 @@ class Snapshots:
         schema = s.table.schema
         if schema != self._history.before(s.table.resource, s.next + 1):
             changes.append(self._history.change(s.position(), s.table.resource, schema, s.started))
+        chunks = self._chunks.setdefault(s.table.resource, [])
+        rereading = self._pass(s.table.resource)
+        if rereading and chunks[-1].last_key is None:  # the pass's first chunk
+            changes.append(ch.Change(s.position(), s.table.resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
         rows = s.cursor.fetchmany(size)
         last_key = None
@@ -168,7 +192,8 @@ class Snapshots:
             last_key = [values[-1]] if s.table.keyless else [values[s.table.columns.index(s.table.column(k))]
                                                               for k in s.table.key]
         done = len(rows) < size
-        chunks = self._chunks.setdefault(s.table.resource, [])
+        if done and rereading:
+            changes.append(ch.Change(s.position(), s.table.resource, ch.SNAPSHOT_END, commit_time=s.started))
         if last_key is None and chunks:
             last_key = chunks[-1].last_key
         position = changes[-1].position if changes else s.position()

@@ -34,8 +34,9 @@ class PostgresTarget:
     def __init__(self, url: str):
         self._db = open_database(url)
 
-    def apply_schema(self, schema: TableSchema) -> None:
-        """Create the table, or alter it to match ``schema``."""
+    def apply_schema(self, schema: TableSchema, renames: dict[str, str] | None = None) -> None:
+        """Create the table, or alter it to match ``schema``, first renaming the
+        columns ``renames`` names (old -> new), so their values are kept."""
         try:
             with self._db.cursor() as cur:
                 current = load_table(cur, schema.name)
@@ -44,6 +45,10 @@ class PostgresTarget:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
                     cur.execute(create_sql(schema))
                 else:
+                    renaming = sql.rename_sql(qualified(schema.name), [c.name for c in current.columns], renames)
+                    for statement in renaming:
+                        cur.execute(statement)
+                    current = load_table(cur, schema.name) if renaming else current
                     for statement in alter_sql(current, schema):
                         cur.execute(statement)
             self._db.commit()

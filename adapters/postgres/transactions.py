@@ -15,12 +15,14 @@ Row images (``Change.before``/``after``), in changes.py terms:
 * Rows of tables without a key carry their copy number (keyless.py).
 * A change is emitted only where the snapshot regions let it through
   (snapshot.py), and a SCHEMA change comes first whenever the relation
-  differs from the schema last emitted (schema_history.py).  Column types,
+  differs from the schema last emitted (schema_history.py), naming the
+  columns renamed; a change that needs it has the table read again.  Column types,
   NOT NULL and defaults are as reported by the catalog (NOT NULL and
   defaults as they are when the change is read).  Generated columns are not
   published by pgoutput and are left out.
 
-TRUNCATE of a captured table stops capture with an error saying how to go on.
+TRUNCATE of captured tables becomes one TRUNCATE change per table, in its place
+in the transaction.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from adapters.postgres import pgoutput
 from adapters.postgres.catalog import CatalogColumn, Table, load_table
 from adapters.postgres.dialect import split
 from adapters.postgres.keyless import CopyCounts
-from adapters.postgres.position import Overflows, UnsupportedChange, check_lsn, lsn_text, pack
+from adapters.postgres.position import Overflows, UnsupportedChange, check_lsn, pack
 from adapters.postgres.schema_history import SchemaHistory
 from adapters.postgres.snapshot import Snapshots
 from adapters.postgres.stream import Transaction
@@ -93,7 +95,8 @@ class TransactionDecoder:
                 self._relations[message.oid] = message
                 self._tables.pop(message.oid, None)
             elif isinstance(message, pgoutput.Truncate):
-                self._refuse_truncate(message, commit)
+                rows += [(table, ch.TRUNCATE, None, None) for table in map(self._relation_table, message.oids)
+                         if table is not None]
             elif (table := self._relation_table(message.oid)) is not None:
                 rows += [(table, *change) for change in self._row_changes(table, message, commit.commit_lsn)]
         self._copies.load([(t.resource, image) for t, _, before, after_ in rows if t.keyless
@@ -106,24 +109,16 @@ class TransactionDecoder:
                 if emitted[resource] != schema:
                     position = next_position()
                     if position > after:
-                        self._history.record(position, resource, schema)
-                    add(position, table=resource, op=ch.SCHEMA, schema=schema)
+                        described = self._history.describe(position, resource, schema, commit.commit_time)
+                        add(position, table=resource, op=ch.SCHEMA, schema=schema, renames=described.change.renames)
+                        if described.reread:
+                            self._snapshots.reread(resource, position)
                 emitted[resource] = schema
             position = next_position()
             add(position, table=resource, op=op, before=self._copies.number(table, before, -1, position, after),
                 after=self._copies.number(table, after_, 1, position, after))
         self._overflows.add(base, index, commit.commit_lsn)
         return changes
-
-    def _refuse_truncate(self, message: pgoutput.Truncate, commit: pgoutput.Commit) -> None:
-        names = [t.resource for t in (self._relation_table(oid) for oid in message.oids) if t is not None]
-        if names:
-            raise UnsupportedChange(
-                f"TRUNCATE of {', '.join(names)} committed at LSN {lsn_text(commit.commit_lsn)} cannot be captured "
-                "as row deletes, so capture stops here. Delete the rows with DELETE instead; to go on, either "
-                f"skip it (the hub keeps the truncated rows): SELECT pg_replication_slot_advance({self.slot!r}, "
-                f"'{lsn_text(commit.end_lsn)}') with the node stopped, or capture afresh into a new node store "
-                f"after SELECT pg_drop_replication_slot({self.slot!r})")
 
     def _relation_table(self, oid: int) -> Table | None:
         """The captured table the last relation message for ``oid`` describes

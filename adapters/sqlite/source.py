@@ -19,9 +19,15 @@ Limits the application must know:
   node turns into an update).
 * ``ALTER TABLE ... DROP COLUMN`` fails while the capture triggers reference
   the column.
-* A table rebuilt by hand (create new, copy, drop, rename) loses its
-  triggers until the next ``read``; rows deleted in between are not seen
-  (the re-snapshot only re-reads the rows that exist).
+* A table rebuilt by hand (create new, copy, drop, rename), or dropped and
+  created again, loses its triggers until the next ``read``.
+
+After any change of a table's schema (once captured) the table is read again as a snapshot
+pass (``SNAPSHOT_BEGIN``, its rows, ``SNAPSHOT_END``): the node deletes the
+records the pass did not find, so rows deleted while the triggers were
+missing are deleted too.  A column whose name alone changed (``ALTER TABLE
+... RENAME COLUMN``) is reported as renamed, so replicas keep its values.
+``DELETE FROM t`` without ``WHERE`` fires the delete trigger for every row.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from exchange.contracts.changes import Position, SourceNotReady, TableSchema
 
 CHANGELOG = "_exchange_changelog"
 CAPTURE = "_exchange_capture"
+PASSES = "_exchange_passes"
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _TRIGGERS = ((ch.INSERT, "ins", "INSERT"), (ch.UPDATE, "upd", "UPDATE"), (ch.DELETE, "del", "DELETE"))
 
@@ -70,6 +77,7 @@ class SQLiteSource:
                    "tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, at TEXT NOT NULL)")
         db.execute(f"CREATE TABLE IF NOT EXISTS {CAPTURE} (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL, "
                    "snapshot_after TEXT, snapshot_done INTEGER NOT NULL)")
+        db.execute(f"CREATE TABLE IF NOT EXISTS {PASSES} (tbl TEXT PRIMARY KEY)")  # tables read again as a pass
         self._uninstall_unconfigured()
         self._sync_all()
 
@@ -156,8 +164,14 @@ class SQLiteSource:
             for statement in _trigger_sql(schema):
                 db.execute(statement)
             schema_json = json.dumps(schema.to_dict(), ensure_ascii=False)
-            db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, new, at) VALUES (?, ?, ?, {_NOW})",
-                       (table, ch.SCHEMA, schema_json))
+            renames = _renames(TableSchema.from_dict(json.loads(installed[0])), schema) if installed else {}
+            db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, old, new, at) VALUES (?, ?, ?, ?, {_NOW})",
+                       (table, ch.SCHEMA, json.dumps(renames, ensure_ascii=False) if renames else None, schema_json))
+            if installed:
+                # The table is read again as a snapshot pass: what the node holds and the pass does not
+                # find (rows deleted while the triggers were missing) is deleted at its end.
+                db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, at) VALUES (?, ?, {_NOW})", (table, ch.SNAPSHOT_BEGIN))
+                db.execute(f"INSERT OR REPLACE INTO {PASSES} VALUES (?)", (table,))
             db.execute(f"INSERT OR REPLACE INTO {CAPTURE} VALUES (?, ?, NULL, 0)", (table, schema_json))
 
     def _uninstall_unconfigured(self) -> None:
@@ -196,8 +210,11 @@ class SQLiteSource:
             ).fetchall()
             db.executemany(f"INSERT INTO {CHANGELOG} (tbl, op, new, at) VALUES (?, ?, ?, {_NOW})",
                            [(table, ch.SNAPSHOT, image) for image, _ in rows])
+            done = len(rows) < self.snapshot_chunk
             db.execute(f"UPDATE {CAPTURE} SET snapshot_after=?, snapshot_done=? WHERE tbl=?",
-                       (rows[-1][1] if rows else after_json, len(rows) < self.snapshot_chunk, table))
+                       (rows[-1][1] if rows else after_json, done, table))
+            if done and db.execute(f"DELETE FROM {PASSES} WHERE tbl = ?", (table,)).rowcount:
+                db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, at) VALUES (?, ?, {_NOW})", (table, ch.SNAPSHOT_END))
             return len(rows)
 
     def _unsnapshotted(self, table: str, schema_json: str, after_json: str | None) -> int:
@@ -213,6 +230,17 @@ def _after_key(schema: TableSchema, after_json: str | None) -> tuple[str, list[A
     last = decode_image(after_json)
     return (f"WHERE ({key_sql(schema)}) > ({', '.join('?' * len(schema.primary_key))})",
             [last[k] for k in schema.primary_key])
+
+
+def _renames(before: TableSchema, after: TableSchema) -> dict[str, str]:
+    """Columns renamed from ``before`` to ``after`` (old -> new): SQLite keeps a renamed column in its
+    place, so a column whose name alone changed, the others staying, is taken as renamed."""
+    if len(before.columns) != len(after.columns):
+        return {}
+    old_names, new_names = set(before.column_names), set(after.column_names)
+    return {old.name: new.name for old, new in zip(before.columns, after.columns)
+            if old.name != new.name and old.type == new.type and old.name not in new_names
+            and new.name not in old_names}
 
 
 def _trigger_name(table: str, suffix: str) -> str:
@@ -239,5 +267,6 @@ def _trigger_sql(schema: TableSchema) -> list[str]:
 def _change(change_id: int, table: str, op: str, old: str | None, new: str | None, at: str) -> ch.Change:
     position, commit_time = Position(change_id), datetime.fromisoformat(at)
     if op == ch.SCHEMA:
-        return ch.Change(position, table, op, commit_time=commit_time, schema=TableSchema.from_dict(json.loads(new)))
+        return ch.Change(position, table, op, commit_time=commit_time, schema=TableSchema.from_dict(json.loads(new)),
+                         renames=json.loads(old) if old else None)
     return ch.Change(position, table, op, before=decode_image(old), after=decode_image(new), commit_time=commit_time)

@@ -34,15 +34,21 @@ class SQLiteTarget:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(path)
 
-    def apply_schema(self, schema: TableSchema) -> None:
-        """Create the table, or alter it to match ``schema``."""
+    def apply_schema(self, schema: TableSchema, renames: dict[str, str] | None = None) -> None:
+        """Create the table, or alter it to match ``schema``, first renaming the
+        columns ``renames`` names (old -> new), so their values are kept."""
         current = read_schema(self._db, schema.name)
         if current == schema:
             return
         with transaction(self._db):
             if current is None:
                 self._db.execute(create_sql(schema))
-            elif not self._alter(current, schema):
+                return
+            renaming = sql.rename_sql(quote(schema.name), current.column_names, renames)
+            for statement in renaming:
+                self._db.execute(statement)
+            current = read_schema(self._db, schema.name) if renaming else current
+            if current != schema and not self._alter(current, schema):
                 self._rebuild(current, schema)
 
     def drop_table(self, table: str, checkpoint: str | None = None) -> None:

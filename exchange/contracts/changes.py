@@ -161,8 +161,9 @@ class RowOp:
 class ApplyTarget(Protocol):
     """A database that replayed events are applied to."""
 
-    def apply_schema(self, schema: TableSchema) -> None:
-        """Create the table, or alter it to match ``schema``."""
+    def apply_schema(self, schema: TableSchema, renames: dict[str, str] | None = None) -> None:
+        """Create the table, or alter it to match ``schema``, first renaming the
+        columns ``renames`` names (old -> new), so their values are kept."""
 
     def drop_table(self, table: str, checkpoint: str | None = None) -> None:
         """Drop ``table`` when it exists and forget the checkpoint named

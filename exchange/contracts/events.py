@@ -1,8 +1,8 @@
 """Versioned record events: what a node stores and the hub receives.
 
 Each captured source row is an aggregate whose id is uuid5(agency, resource,
-key) and whose versions run 1, 2, 3 ... without gaps.  Schema changes are
-events of a per-table schema aggregate.  Topics are fixed strings so that
+key) and whose versions run 1, 2, 3 ... without gaps.  Schema changes and
+truncations are events of a per-table schema aggregate.  Topics are fixed strings so that
 moving a module never breaks stored events.
 """
 
@@ -97,9 +97,19 @@ class RecordDeleted(RecordEvent):
 class SchemaChanged(RecordEvent):
     TOPIC = "exchange.schema:Changed"
     table: dict[str, Any]  # TableSchema.to_dict()
+    # Columns of the previous schema renamed in this one (old -> new name), their values kept.
+    # Events stored before renames were recorded lack the field and read as None.
+    renames: dict[str, str] | None = None
 
 
-for _cls in (RecordCreated, RecordUpdated, RecordDeleted, SchemaChanged):
+@dataclass(frozen=True)
+class TableTruncated(RecordEvent):
+    """The table was emptied at the source; a RecordDeleted of each of its live records follows."""
+
+    TOPIC = "exchange.schema:Truncated"
+
+
+for _cls in (RecordCreated, RecordUpdated, RecordDeleted, SchemaChanged, TableTruncated):
     register_topic(_cls.TOPIC, _cls)  # so stored topics resolve without an import path
 
 

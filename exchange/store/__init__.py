@@ -14,7 +14,11 @@ recorders with the same methods:
 - ``read(after, limit)``, the library's ``select_notifications`` and
   ``select_events``, ``count_after(position)``, ``max_notification_id()``;
 - ``position(name)`` / ``insert_tracking(Tracking)``: tracked positions;
-- node recorders also ``record_states(oids)``: each record's latest version.
+- node recorders also ``record_states(oids)``: each record's latest state,
+  ``live_records(table_id, mark, after, limit)``: a page of a table's live
+  records not marked with ``mark`` (truncates and re-snapshots), and
+  ``unfiled_records`` / ``file_records``: the one-time filing of states
+  written before states named their table and key.
 
 Besides the agencies' logs, a store holds logs of its own (``log(name)``:
 the hub's catalog and sharing logs).  Every log of a store opened with a
@@ -60,11 +64,21 @@ class VersionGapError(IntegrityError, OperationFailed):
 
 @dataclass(frozen=True)
 class RecordState:
-    """A record's latest version and image digest, as the node holds it."""
+    """A record's latest version and image digest, as the node holds it.
+
+    ``table_id`` is the id of its table's schema aggregate, ``key`` its
+    primary key as the event mapper encodes it (None for the schema aggregate
+    itself; sealed at rest with the store's cipher), ``mark`` the number of
+    the last snapshot pass of its table that read or changed it (for the
+    schema aggregate: the table's current pass).  States written before these
+    existed read as None until filed (``file_records``)."""
 
     version: int
     image_hash: str
     live: bool
+    table_id: str | None = None
+    key: bytes | None = None
+    mark: int | None = None
 
 
 class AgencyRecorder(Protocol):
@@ -86,6 +100,10 @@ class NodeRecorder(AgencyRecorder, Protocol):
     """A node's notification log, which also keeps each record's state."""
 
     def record_states(self, oids: Sequence[str]) -> dict[str, RecordState]: ...
+    def live_records(self, table_id: str, mark: int, after: str | None,
+                     limit: int) -> list[tuple[str, RecordState]]: ...
+    def unfiled_records(self) -> bool: ...
+    def file_records(self, filed: dict[str, tuple[str, bytes | None]]) -> None: ...
 
 
 def hex_id(originator_id: UUID | str) -> str:

@@ -142,6 +142,19 @@ def cipher_from(key_file: str | None, environ: dict[str, str] | None = None) -> 
     return StateCipher(_decode(key, KEY_ENV), KEY_ENV) if key else None
 
 
+def seal_key(cipher: StateCipher | None, key: bytes | None) -> bytes | None:
+    """A record key as a node's record-state table holds it: sealed like event states when there is a cipher."""
+    return key if cipher is None or key is None else cipher.seal(key)
+
+
+def open_key(cipher: StateCipher | None, stored: bytes | None, where: str) -> bytes | None:
+    """The plaintext of a key ``seal_key`` wrote."""
+    if stored is None:
+        return None
+    stored = bytes(stored)
+    return stored if cipher is None else cipher.open(stored, where)
+
+
 class CipheredStates:
     """Recorder mixin: seals states on every insert and opens them on every select
     (``insert_events``; ``select_events``, ``select_notifications`` and ``read``),

@@ -17,7 +17,7 @@ from psycopg.sql import SQL, Identifier
 
 from exchange.common.urls import redact_url
 from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id
-from exchange.store.at_rest import MARK, CipheredStates, StateCipher
+from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 LOCK_TIMEOUT_SECONDS = 30
 
@@ -87,36 +87,77 @@ class PostgresAgencyRecorder(CipheredStates, PostgresProcessRecorder):
 
 
 class PostgresNodeRecorder(PostgresAgencyRecorder):
-    """The node's recorder: also keeps each record's latest version and image
-    digest, written in the same transaction as its events."""
+    """The node's recorder: also keeps each record's state (exchange.store.RecordState),
+    written in the same transaction as its events."""
+
+    _STATE_COLUMNS = SQL("originator_id, version, image_hash, live, table_id, key, mark")
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str, cipher: StateCipher | None):
         super().__init__(datastore, events_table_name=events_table_name, cipher=cipher)
-        self.state_table = SQL("{}.{}").format(
-            Identifier(datastore.schema), Identifier("record_state_" + events_table_name.removeprefix("events_")))
-        self.sql_create_statements.append(SQL(
-            "CREATE TABLE IF NOT EXISTS {} (originator_id uuid PRIMARY KEY, version bigint NOT NULL, "
-            "image_hash text, live boolean NOT NULL)").format(self.state_table))
+        name = "record_state_" + events_table_name.removeprefix("events_")
+        self.state_table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(name))
+        self.sql_create_statements += [
+            SQL("CREATE TABLE IF NOT EXISTS {} (originator_id uuid PRIMARY KEY, version bigint NOT NULL, "
+                "image_hash text, live boolean NOT NULL)").format(self.state_table),
+            # Stores written before states named their table and key gain the columns here.
+            SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS table_id uuid, ADD COLUMN IF NOT EXISTS key bytea, "
+                "ADD COLUMN IF NOT EXISTS mark bigint").format(self.state_table),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (table_id, originator_id)").format(
+                Identifier((name + "_by_table")[-63:]), self.state_table),
+        ]
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         states: dict[str, RecordState] = kwargs.get("states") or {}
         if states:
             curs.execute(
-                SQL("INSERT INTO {} SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::boolean[]) "
+                SQL("INSERT INTO {} ({}) SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], "
+                    "%s::boolean[], %s::uuid[], %s::bytea[], %s::bigint[]) "
                     "ON CONFLICT (originator_id) DO UPDATE SET version = EXCLUDED.version, "
-                    "image_hash = EXCLUDED.image_hash, live = EXCLUDED.live").format(self.state_table),
+                    "image_hash = EXCLUDED.image_hash, live = EXCLUDED.live, table_id = EXCLUDED.table_id, "
+                    "key = EXCLUDED.key, mark = EXCLUDED.mark").format(self.state_table, self._STATE_COLUMNS),
                 ([*states], [s.version for s in states.values()], [s.image_hash for s in states.values()],
-                 [s.live for s in states.values()]),
+                 [s.live for s in states.values()], [s.table_id for s in states.values()],
+                 [seal_key(self.cipher, s.key) for s in states.values()], [s.mark for s in states.values()]),
             )
 
     def record_states(self, oids: Sequence[str]) -> dict[str, RecordState]:
         """The latest state of each of the given records (hex ids) that has one."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL("SELECT originator_id, version, image_hash, live FROM {} "
-                             "WHERE originator_id = ANY(%s::uuid[])").format(self.state_table), (list(oids),))
-            return {hex_id(row["originator_id"]): RecordState(row["version"], row["image_hash"], row["live"])
-                    for row in curs.fetchall()}
+            curs.execute(SQL("SELECT {} FROM {} WHERE originator_id = ANY(%s::uuid[])").format(
+                self._STATE_COLUMNS, self.state_table), (list(oids),))
+            return dict(self._state(row) for row in curs.fetchall())
+
+    def live_records(self, table_id: str, mark: int, after: str | None, limit: int) -> list[tuple[str, RecordState]]:
+        """Up to ``limit`` live records of the table ``table_id`` with an id after ``after``, in id order,
+        whose mark is not ``mark`` or later."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT {} FROM {} WHERE table_id = %s AND originator_id > %s AND live "
+                             "AND key IS NOT NULL AND (mark IS NULL OR mark < %s) ORDER BY originator_id LIMIT %s"
+                             ).format(self._STATE_COLUMNS, self.state_table),
+                         (table_id, after or "00000000000000000000000000000000", mark, limit))
+            return [self._state(row) for row in curs.fetchall()]
+
+    def unfiled_records(self) -> bool:
+        """Whether some state does not name its table yet (written before states did)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT 1 AS found FROM {} WHERE table_id IS NULL LIMIT 1").format(self.state_table))
+            return curs.fetchone() is not None
+
+    def file_records(self, filed: dict[str, tuple[str, bytes | None]]) -> None:
+        """Name the table and key of records (hex id -> (table id, key)) whose state names none yet."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("UPDATE {} s SET table_id = f.table_id, key = f.key FROM unnest(%s::uuid[], "
+                             "%s::uuid[], %s::bytea[]) f(oid, table_id, key) "
+                             "WHERE s.originator_id = f.oid AND s.table_id IS NULL").format(self.state_table),
+                         ([*filed], [t for t, _ in filed.values()],
+                          [seal_key(self.cipher, k) for _, k in filed.values()]))
+
+    def _state(self, row: DictRow) -> tuple[str, RecordState]:
+        oid = hex_id(row["originator_id"])
+        key = open_key(self.cipher, row["key"], f"the key of record {oid}")
+        table_id = hex_id(row["table_id"]) if row["table_id"] is not None else None
+        return oid, RecordState(row["version"], row["image_hash"], row["live"], table_id, key, row["mark"])
 
 
 class PostgresEventStore(AgencyLogs):

@@ -11,7 +11,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRec
 
 from exchange.common.urls import sqlite_path
 from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks
-from exchange.store.at_rest import MARK, CipheredStates, StateCipher
+from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 
 class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
@@ -67,9 +67,12 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
 
 
 class SQLiteNodeRecorder(SQLiteAgencyRecorder):
-    """The node's recorder: also keeps each record's latest version and image
-    digest, written in the same transaction as its events, so capture can
-    number versions and skip snapshot rows it already holds."""
+    """The node's recorder: also keeps each record's state (exchange.store.RecordState),
+    written in the same transaction as its events, so capture can number
+    versions, skip snapshot rows it already holds and page through a table's
+    live records."""
+
+    _STATE_COLUMNS = "originator_id, version, image_hash, live, table_id, key, mark"
 
     def __init__(self, datastore: SQLiteDatastore, *, events_table_name: str, cipher: StateCipher | None):
         self.state_table_name = "record_state_" + events_table_name.removeprefix("events_")
@@ -79,15 +82,26 @@ class SQLiteNodeRecorder(SQLiteAgencyRecorder):
         return super().construct_create_table_statements() + [
             f"CREATE TABLE IF NOT EXISTS {self.state_table_name} ("
             "originator_id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
-            "image_hash TEXT, live INTEGER NOT NULL) WITHOUT ROWID"
+            "image_hash TEXT, live INTEGER NOT NULL, table_id TEXT, key BLOB, mark INTEGER) WITHOUT ROWID"
         ]
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        super()._create_table(c)
+        c.execute(f"PRAGMA table_info({self.state_table_name})")
+        present = {row[1] for row in c.fetchall()}
+        for column, type_ in (("table_id", "TEXT"), ("key", "BLOB"), ("mark", "INTEGER")):
+            if column not in present:  # a store written before states named their table
+                c.execute(f"ALTER TABLE {self.state_table_name} ADD COLUMN {column} {type_}")
+        c.execute(f"CREATE INDEX IF NOT EXISTS {self.state_table_name}_by_table "
+                  f"ON {self.state_table_name} (table_id, originator_id)")
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
         returning = super()._insert_events(c, stored_events, **kwargs)
         states: dict[str, RecordState] = kwargs.get("states") or {}
         c.executemany(
-            f"INSERT OR REPLACE INTO {self.state_table_name} VALUES (?,?,?,?)",
-            [(oid, s.version, s.image_hash, int(s.live)) for oid, s in states.items()],
+            f"INSERT OR REPLACE INTO {self.state_table_name} ({self._STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+            [(oid, s.version, s.image_hash, int(s.live), s.table_id, seal_key(self.cipher, s.key), s.mark)
+             for oid, s in states.items()],
         )
         return returning
 
@@ -97,13 +111,38 @@ class SQLiteNodeRecorder(SQLiteAgencyRecorder):
         with self.datastore.transaction(commit=False) as c:
             for chunk in chunks(list(oids)):
                 c.execute(
-                    f"SELECT originator_id, version, image_hash, live FROM {self.state_table_name} "
+                    f"SELECT {self._STATE_COLUMNS} FROM {self.state_table_name} "
                     f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
                     list(chunk),
                 )
-                for row in c.fetchall():
-                    found[row[0]] = RecordState(row[1], row[2], bool(row[3]))
+                found.update(self._state(row) for row in c.fetchall())
         return found
+
+    def live_records(self, table_id: str, mark: int, after: str | None, limit: int) -> list[tuple[str, RecordState]]:
+        """Up to ``limit`` live records of the table ``table_id`` with an id after ``after``, in id order,
+        whose mark is not ``mark`` or later."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT {self._STATE_COLUMNS} FROM {self.state_table_name} WHERE table_id = ? "
+                      "AND originator_id > ? AND live AND key IS NOT NULL AND (mark IS NULL OR mark < ?) "
+                      "ORDER BY originator_id LIMIT ?", (table_id, after or "", mark, limit))
+            return [self._state(row) for row in c.fetchall()]
+
+    def unfiled_records(self) -> bool:
+        """Whether some state does not name its table yet (written before states did)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT 1 FROM {self.state_table_name} WHERE table_id IS NULL LIMIT 1")
+            return c.fetchone() is not None
+
+    def file_records(self, filed: dict[str, tuple[str, bytes | None]]) -> None:
+        """Name the table and key of records (hex id -> (table id, key)) whose state names none yet."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(f"UPDATE {self.state_table_name} SET table_id = ?, key = ? "
+                          "WHERE originator_id = ? AND table_id IS NULL",
+                          [(table_id, seal_key(self.cipher, key), oid) for oid, (table_id, key) in filed.items()])
+
+    def _state(self, row: Sequence[Any]) -> tuple[str, RecordState]:
+        key = open_key(self.cipher, row[5], f"the key of record {row[0]}")
+        return row[0], RecordState(row[1], row[2], bool(row[3]), row[4], key, row[6])
 
 
 class SQLiteEventStore(AgencyLogs):

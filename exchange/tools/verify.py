@@ -1,6 +1,7 @@
 """Compare two databases table by table: row counts, content checksums, columns.
 
-Each side is streamed once in key order.  The checksum is the sum (mod
+Each side is streamed once in key order; columns are compared by name,
+whatever their order in the table.  The checksum is the sum (mod
 2**256) of the rows' SHA-256 digests, so it does not depend on row order; the
 merge of the two key-ordered streams names the first differing keys.
 """
@@ -103,7 +104,8 @@ class _Stream:
 
     def __init__(self, reader: TableReader | None, table: str, key: list[str]):
         self.exists = reader is not None
-        self.columns = list(reader.table_schema(table).column_names) if reader is not None else []
+        # By name: the order of a table's columns differs after some DDL (an added column comes last).
+        self.columns = sorted(reader.table_schema(table).column_names) if reader is not None else []
         self._rows: Iterator[dict[str, Any]] = reader.rows(table, order_by=key) if reader is not None else iter(())
         self._count = 0
         self._sum = 0

@@ -3,8 +3,9 @@
 Works on the stored JSON state, so events pass through without being
 decoded into domain objects: a created event keeps the entitled columns of
 its row image, an updated event the entitled changed columns (and is
-dropped when none is left), a deleted event passes unchanged, and a schema
-event keeps the entitled columns.  The record key always goes with the
+dropped when none is left), a deleted event and a truncated-table event
+pass unchanged, and a schema event keeps the entitled columns (and the
+renames of those entitled under both names).  The record key always goes with the
 items: a replica cannot apply an update or a delete without it.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
-from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
+from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, TableTruncated
 
 
 def resource_of(event: Notification | Any) -> str | None:
@@ -58,10 +59,13 @@ def _cut(topic: str, state: dict[str, Any], allowed: frozenset[str]) -> dict[str
         keep = allowed | set(state["key"])
         changed = {k: v for k, v in state["changed"].items() if k in keep}
         return {**state, "changed": changed} if changed else None
-    if topic == RecordDeleted.TOPIC:
+    if topic in (RecordDeleted.TOPIC, TableTruncated.TOPIC):
         return state
     if topic == SchemaChanged.TOPIC:
         table = state["table"]
         keep = allowed | set(table["primary_key"])
-        return {**state, "table": {**table, "columns": [c for c in table["columns"] if c["name"] in keep]}}
+        cut = {**state, "table": {**table, "columns": [c for c in table["columns"] if c["name"] in keep]}}
+        if state.get("renames"):
+            cut["renames"] = {old: new for old, new in state["renames"].items() if old in keep and new in keep}
+        return cut
     return None  # an event kind this hub does not know how to cut: never pass it on uncut

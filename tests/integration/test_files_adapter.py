@@ -174,7 +174,10 @@ def test_an_empty_json_array_empties_the_table(drops):
     write(drops, "licences.jsonl", '{"no": "L1", "fee": 1}\n\n{"no": "L2", "fee": 2}\n')
     first = drain(s)
     write(drops, "licences-empty.json", "[ ]\n")
-    assert [(c.op, c.before["no"]) for c in drain(s, first[-1].position)] == [("delete", "L1"), ("delete", "L2")]
+    emptied = drain(s, first[-1].position)
+    assert [(c.op, c.table, c.before, c.after) for c in emptied] == [("truncate", "licences", None, None)]
+    write(drops, "licences-empty-again.json", "[]")
+    assert drain(s, emptied[-1].position) == []  # nothing left to empty
 
 
 def test_the_same_content_dropped_again_after_another_file_is_applied_again(drops):

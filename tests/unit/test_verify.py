@@ -83,8 +83,18 @@ def test_differing_columns_make_a_table_different(tmp_path, urls):
     database(tmp_path / "target.db").execute("ALTER TABLE people ADD COLUMN extra TEXT")
     report = verify(*urls)
     assert not report.equal
-    assert report.tables[0].target.columns == ["id", "name", "photo", "extra"]
+    assert report.tables[0].target.columns == ["extra", "id", "name", "photo"]
     assert "columns differ" in report.render()
+
+
+def test_columns_are_compared_by_name_not_position(tmp_path, urls):
+    database(tmp_path / "source.db")
+    target = sqlite3.connect(tmp_path / "target.db", isolation_level=None)
+    target.execute("CREATE TABLE people (photo BLOB, name TEXT, id INTEGER PRIMARY KEY)")
+    target.executemany("INSERT INTO people (id, name, photo) VALUES (?, ?, ?)", ROWS)
+    report = verify(*urls)
+    assert report.equal, report.render()
+    assert "columns differ" not in report.render()
 
 
 def test_tables_without_a_key_are_compared_by_whole_rows(tmp_path, urls):
