@@ -74,6 +74,16 @@ class CopyCounts:
         self._copies[(resource, content)] = count
         self._log[(resource, content, position)] = count  # an update may count the same content twice
 
+    def truncate(self, resource: str, position: Position) -> None:
+        """The table was emptied at ``position``: no content has a copy left."""
+        self.save()
+        with self._db().cursor() as cur:
+            cur.execute(f"INSERT INTO {BOOKKEEPING}.copies SELECT slot, resource, digest, %s, 0 FROM "
+                        f"(SELECT DISTINCT ON (digest) * FROM {BOOKKEEPING}.copies WHERE slot = %s AND resource = %s "
+                        "AND position < %s ORDER BY digest, position DESC) latest WHERE n > 0 ON CONFLICT DO NOTHING",
+                        (position, self.slot, resource, position))
+        self._copies.update({key: 0 for key in self._copies if key[0] == resource})
+
     def prune(self, position: Position) -> None:
         """Forget the copy counts that counts stored up to ``position`` replace."""
         with self._db().cursor() as cur:

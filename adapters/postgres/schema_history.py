@@ -100,19 +100,48 @@ class SchemaHistory:
         return found[-1] if found else None
 
     def _attnums(self, resource: str, schema: TableSchema, previous: Emitted | None) -> dict[str, int]:
-        """The numbers of the schema's columns: as the catalog has them now, else (a column renamed or
-        dropped since the change being read) as the schema before had them."""
+        """The numbers of the schema's columns (see ``number_columns``), from the catalog as it is now."""
         with self._db().cursor() as cur:
             cur.execute("SELECT attname, attnum FROM pg_attribute WHERE attrelid = to_regclass(%s) "
                         "AND attnum > 0 AND NOT attisdropped", (qualified(resource),))
             catalog = dict(cur.fetchall())
-        known = previous.attnums if previous else {}
-        numbers = {}
-        for name in schema.column_names:
-            number = catalog.get(name, known.get(name))
-            if number is not None and name != COPY_COLUMN:
-                numbers[name] = number
-        return numbers
+        return number_columns([n for n in schema.column_names if n != COPY_COLUMN], catalog,
+                              previous.attnums if previous else {})
+
+
+def number_columns(names: list[str], catalog: dict[str, int], known: dict[str, int]) -> dict[str, int]:
+    """The attnums of columns ``names`` (in attnum order, as relation messages and the catalog list them).
+
+    A name is numbered as the catalog has it now, else as the schema before had it; a number out of
+    order is dropped (the name belongs to another column by now).  Names left without a number, before
+    a numbered one, take the numbers of the schema before that lie between them and are not
+    taken, when there are as many of those as names (a column renamed, then renamed again before
+    capture read the change, keeps its place)."""
+    numbers: list[int | None] = []
+    last = 0
+    for name in names:
+        number = catalog.get(name, known.get(name))
+        if number is not None and number <= last:
+            number = None
+        numbers.append(number)
+        last = number if number is not None else last
+    taken = {n for n in numbers if n is not None}
+    free = sorted(set(known.values()) - taken)
+    i = 0
+    while i < len(names):
+        if numbers[i] is not None:
+            i += 1
+            continue
+        end = i
+        while end < len(names) and numbers[end] is None:
+            end += 1
+        low = numbers[i - 1] if i else 0
+        high = numbers[end] if end < len(names) else None  # none after the last: columns are added there
+        between = [n for n in free if high is not None and (low or 0) < n < high]
+        if between and len(between) == end - i:
+            numbers[i:end] = between
+        i = end
+    return {name: number for name, number in zip(names, numbers) if number is not None}
 
 
 def _compare(previous: Emitted | None, schema: TableSchema, attnums: dict[str, int]) -> tuple[dict[str, str], bool]:

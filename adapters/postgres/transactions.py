@@ -115,6 +115,8 @@ class TransactionDecoder:
                             self._snapshots.reread(resource, position)
                 emitted[resource] = schema
             position = next_position()
+            if op == ch.TRUNCATE and table.keyless and position > after:
+                self._copies.truncate(resource, position)
             add(position, table=resource, op=op, before=self._copies.number(table, before, -1, position, after),
                 after=self._copies.number(table, after_, 1, position, after))
         self._overflows.add(base, index, commit.commit_lsn)

@@ -51,3 +51,29 @@ def test_pgbench_through_the_exchange_replays_equal_into_postgres(launch, postgr
     result = exchange("verify", "--source", postgres.url(db), "--target", postgres.url(target),
                       "--tables", *TABLES, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_pgbench_with_its_truncate_replays_equal_from_the_hub(launch, postgres):
+    """pgbench without -n vacuums and TRUNCATEs pgbench_history before it runs, as ETL jobs empty staging
+    tables: capture goes on, and the hub's copy replays equal to the source."""
+    db = postgres.create_database("bench_default")
+    pgbench(postgres, db, "-i", "-q", "-s", "1")
+    postgres.execute("ALTER TABLE pgbench_history REPLICA IDENTITY FULL", dbname=db)
+    postgres.execute("DELETE FROM pgbench_accounts WHERE aid > 5000", dbname=db)  # a small snapshot
+    postgres.execute("INSERT INTO pgbench_history VALUES (1, 1, 1, 5, now(), 'before the run')", dbname=db)
+    hub = launch.hub()
+    node = launch.node(hub.grpc_address, postgres.url(db), TABLES)
+    wait_caught_up(node)
+    pgbench(postgres, db, "-c", "4", "-T", "5")
+    report = wait_caught_up(node)
+    assert report["events_stored"] > 5_000
+    assert_exactly_once(node, hub)
+
+    target = postgres.create_database("bench_default_replayed")
+    exchange("replay", "--store", store_url(hub), "--agency", AGENCY, "--target", postgres.url(target))
+    result = exchange("verify", "--source", postgres.url(db), "--target", postgres.url(target),
+                      "--tables", *TABLES, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    history = postgres.execute("SELECT count(*) FROM pgbench_history WHERE filler = 'before the run'",
+                               dbname=target)
+    assert history == [(0,)]  # the row pgbench truncated is gone from the hub's copy too

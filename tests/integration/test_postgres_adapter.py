@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 from adapters.postgres.dialect import COPY_COLUMN
-from adapters.postgres.position import UnsupportedChange, lsn_int
+from adapters.postgres.position import lsn_int
 from adapters.postgres.reader import PostgresReader
 from adapters.postgres.source import PostgresSource
 from adapters.postgres.target import PostgresTarget
@@ -472,7 +472,12 @@ def test_schema_changes_come_before_the_rows_they_shape(app, sources):
 
     changes = drain(source)
 
-    assert [c.op for c in changes] == [ch.SCHEMA, ch.INSERT, ch.SCHEMA, ch.INSERT, ch.SCHEMA, ch.UPDATE]
+    # A column added with a default, and a type change, have the table read again, as one snapshot pass.
+    assert [c.op for c in changes] == [ch.SCHEMA, ch.INSERT, ch.SCHEMA, ch.INSERT, ch.SCHEMA, ch.UPDATE,
+                                       ch.SNAPSHOT_BEGIN, ch.SNAPSHOT, ch.SNAPSHOT, ch.SNAPSHOT_END]
+    assert [c.after for c in changes if c.op == ch.SNAPSHOT] == [{"id": 1, "name": "a", "district": "东城"},
+                                                                  {"id": 2, "name": "c", "district": "东城"}]
+    assert positions_increase(changes) and all(c.renames is None for c in changes)
     added, dropped, retyped = (c.schema for c in changes if c.op == ch.SCHEMA)
     assert added.column_names == ("id", "name", "score", "district")
     assert added.columns[-1].default == "'东城'::text"
@@ -482,13 +487,31 @@ def test_schema_changes_come_before_the_rows_they_shape(app, sources):
     assert source.schemas()["people"] == retyped
 
 
-def test_truncate_stops_capture_with_a_way_forward(app, sources):
+def test_truncate_arrives_in_its_place_in_the_transaction(app, sources):
     people(app, 3)
+    app.run("CREATE TABLE cases (id integer PRIMARY KEY)")
+    source = sources(["people", "cases"])
+    drain(source)
+    app.run("BEGIN; INSERT INTO people (id) VALUES (4); TRUNCATE people, cases; INSERT INTO people (id) VALUES (5); "
+            "COMMIT")
+    changes = drain(source)
+    assert [(c.op, c.table) for c in changes] == [(ch.INSERT, "people"), (ch.TRUNCATE, "people"),
+                                                  (ch.TRUNCATE, "cases"), (ch.INSERT, "people")]
+    assert positions_increase(changes) and len({c.txid for c in changes}) == 1
+    assert all(c.before is None and c.after is None for c in changes if c.op == ch.TRUNCATE)
+
+
+def test_a_renamed_column_is_named_as_renamed(app, sources):
+    people(app, 2)
     source = sources()
     drain(source)
-    app.run("TRUNCATE people")
-    with pytest.raises(UnsupportedChange, match=r"TRUNCATE of people.*pg_replication_slot_advance"):
-        drain(source)
+    app.run("ALTER TABLE people RENAME COLUMN name TO full_name")
+    app.run("ALTER TABLE people RENAME COLUMN score TO name")  # the old name again, for another column
+    app.run("UPDATE people SET full_name = 'x' WHERE id = 1")
+    schema, update = drain(source)
+    assert schema.op == ch.SCHEMA and schema.schema.column_names == ("id", "full_name", "name")
+    assert schema.renames == {"name": "full_name", "score": "name"}
+    assert update.op == ch.UPDATE and update.after["full_name"] == "x"
 
 
 # -- apply target and reader --------------------------------------------------
