@@ -34,10 +34,14 @@ def column_sql(name: str, type_: str | None, notnull: bool, default: str | None)
     return " ".join(parts)
 
 
-def rename_sql(table: str, present: Iterable[str], renames: dict[str, str] | None) -> list[str]:
+def rename_sql(table: str, present: Iterable[str], renames: dict[str, str] | None, columns: Iterable[str]) -> list[str]:
     """ALTER TABLE statements renaming the columns of ``table`` (already quoted) that ``renames`` maps
-    (old -> new) and that are ``present``; through interim names, so that names may be swapped."""
-    wanted = {old: new for old, new in (renames or {}).items() if old in set(present) and old != new}
+    (old -> new) and that are ``present``, through interim names, so that names may be swapped; none
+    when the table already has the ``columns`` wanted, in their order (the renames were applied before)."""
+    present = list(present)
+    if present == list(columns):
+        return []
+    wanted = {old: new for old, new in (renames or {}).items() if old in present and old != new}
     interim = {old: f"_exchange_renaming_{i}" for i, old in enumerate(wanted)}
     return ([f"ALTER TABLE {table} RENAME COLUMN {quote(old)} TO {quote(interim[old])}" for old in wanted] +
             [f"ALTER TABLE {table} RENAME COLUMN {quote(interim[old])} TO {quote(new)}" for old, new in wanted.items()])

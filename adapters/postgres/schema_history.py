@@ -112,19 +112,19 @@ class SchemaHistory:
 def number_columns(names: list[str], catalog: dict[str, int], known: dict[str, int]) -> dict[str, int]:
     """The attnums of columns ``names`` (in attnum order, as relation messages and the catalog list them).
 
-    A name is numbered as the catalog has it now, else as the schema before had it; a number out of
-    order is dropped (the name belongs to another column by now).  Names left without a number, before
+    A name is numbered as the catalog has it now, else as the schema before had it; a number not below
+    the numbers after it is dropped (the name belongs to a column added since).  Names left without a number, before
     a numbered one, take the numbers of the schema before that lie between them and are not
     taken, when there are as many of those as names (a column renamed, then renamed again before
     capture read the change, keeps its place)."""
-    numbers: list[int | None] = []
-    last = 0
-    for name in names:
-        number = catalog.get(name, known.get(name))
-        if number is not None and number <= last:
-            number = None
-        numbers.append(number)
-        last = number if number is not None else last
+    numbers: list[int | None] = [catalog.get(name, known.get(name)) for name in names]
+    below = None  # from the right: a number not below every number after it is out of order
+    for i in reversed(range(len(names))):
+        number = numbers[i]
+        if number is not None and below is not None and number >= below:
+            numbers[i] = None
+        elif number is not None:
+            below = number
     taken = {n for n in numbers if n is not None}
     free = sorted(set(known.values()) - taken)
     i = 0

@@ -45,7 +45,8 @@ class PostgresTarget:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
                     cur.execute(create_sql(schema))
                 else:
-                    renaming = sql.rename_sql(qualified(schema.name), [c.name for c in current.columns], renames)
+                    renaming = sql.rename_sql(qualified(schema.name), [c.name for c in current.columns], renames,
+                                             schema.column_names)
                     for statement in renaming:
                         cur.execute(statement)
                     current = load_table(cur, schema.name) if renaming else current

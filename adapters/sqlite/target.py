@@ -44,7 +44,7 @@ class SQLiteTarget:
             if current is None:
                 self._db.execute(create_sql(schema))
                 return
-            renaming = sql.rename_sql(quote(schema.name), current.column_names, renames)
+            renaming = sql.rename_sql(quote(schema.name), current.column_names, renames, schema.column_names)
             for statement in renaming:
                 self._db.execute(statement)
             current = read_schema(self._db, schema.name) if renaming else current

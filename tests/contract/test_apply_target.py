@@ -106,6 +106,25 @@ class ApplyTargetContract(Contract):
         assert list(reader.rows("cases")) == [{**ROW, "level": 3, "note": None},
                                               {**ROW, "no": 2, "level": 1, "note": "新"}]
 
+    def test_renamed_columns_keep_their_values_even_when_names_are_swapped(self, backend):
+        schema = self.cases(backend)
+        target = backend.target()
+        target.apply_schema(schema)
+        target.apply([RowOp("cases", ch.INSERT, KEY, ROW)])
+        title, status = (c for c in schema.columns if c.name in ("title", "status"))
+        renamed = TableSchema("cases", (*schema.columns[:2], Column("status", title.type, title.notnull, title.default),
+                                        Column("title", status.type, status.notnull, status.default),
+                                        backend.column("remark", "text")), schema.primary_key)
+
+        target.apply_schema(renamed, {"title": "status", "status": "title"})
+        target.apply_schema(renamed, {"title": "status", "status": "title"})  # applied again: nothing to do
+
+        assert list(backend.reader().rows("cases")) == [{**KEY, "status": "a", "title": "open", "remark": None}]
+        swapped_back = TableSchema("cases", (*renamed.columns[:2], *schema.columns[2:], renamed.columns[4]),
+                                   schema.primary_key)
+        target.apply_schema(swapped_back, {"title": "status", "status": "title"})
+        assert list(backend.reader().rows("cases")) == [{**ROW, "remark": None}]
+
     def test_the_table_is_altered_to_a_schema_without_a_column_and_with_another_key(self, backend):
         schema = self.cases(backend)
         target = backend.target()

@@ -16,7 +16,14 @@ import pytest
 
 import adapters
 from consumer.replica import Replica
-from exchange.contracts.events import RecordDeleted, SchemaChanged, TableTruncated, make_mapper
+from exchange.contracts.events import (
+    RecordCreated,
+    RecordDeleted,
+    RecordUpdated,
+    SchemaChanged,
+    TableTruncated,
+    make_mapper,
+)
 from exchange.store import EventStore
 from exchange.tools.replay import replay
 from exchange.tools.verify import verify
@@ -121,6 +128,28 @@ def test_postgres_rename_add_drop_and_type_changes_mid_workload_replay_equal(app
                                                                                (3, "changed", "30")]
     replica = fresh(postgres, "ddl_replica")
     to_replica(store_url, replica, "r", ["id", "val", "v2", "n", "extra", "flag", "note"])
+    assert_equal(url, replica, ["r"])
+
+
+def test_postgres_a_renamed_column_keeps_its_values_in_replay_and_replica(app, postgres, tmp_path):
+    url, run = app
+    run("CREATE TABLE r (id integer PRIMARY KEY, val text)")
+    run("INSERT INTO r SELECT g, 'v' || g FROM generate_series(1, 10) g")
+    source = adapters.open_source(url, ["r"])
+    store_url = f"sqlite:///{tmp_path / 'node.db'}"
+    try:
+        capture_all(source, store_url)
+        run("ALTER TABLE r RENAME COLUMN val TO v2")
+        run("UPDATE r SET v2 = 'changed' WHERE id = 3")
+        events = capture_all(source, store_url)
+    finally:
+        source.close()
+    assert sum(isinstance(e, (RecordUpdated, RecordCreated)) for e in events) == 11  # no table read again
+    replayed = fresh(postgres, "rename_replayed")
+    replay(store_url, AGENCY, replayed, progress=False)
+    assert_equal(url, replayed, ["r"])
+    replica = fresh(postgres, "rename_replica")
+    to_replica(store_url, replica, "r", ["id", "val", "v2"])
     assert_equal(url, replica, ["r"])
 
 
@@ -270,3 +299,43 @@ def test_postgres_truncate_of_a_table_without_key_starts_its_copies_afresh(app, 
     replayed = fresh(postgres, "keyless_replayed")
     replay(store_url, AGENCY, replayed, progress=False)
     assert_equal(url, replayed, ["visits"])
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_a_truncate_interrupted_between_its_store_transactions_is_finished_once(tmp_path):
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    (drops / "persons.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(20)), encoding="utf-8")
+    store_url = f"sqlite:///{tmp_path / 'node.db'}"
+    source = adapters.open_source(f"files://{drops}", ["persons"], {"persons": ["id"]}, settle_seconds=0)
+    try:
+        capture_all(source, store_url)
+        (drops / "persons-2.csv").write_text("id,name\n", encoding="utf-8")
+        store = EventStore(store_url)
+        try:
+            recorder = store.node_recorder(AGENCY)
+            writes = []
+
+            def crash_on_the_third(*args, **kwargs):  # the process dies before its third store transaction
+                writes.append(1)
+                if len(writes) == 3:
+                    raise _Crash()
+                return type(recorder).insert_events(recorder, *args, **kwargs)
+
+            recorder.insert_events = crash_on_the_third
+            with pytest.raises(_Crash):
+                Capture(AGENCY, source, recorder, batch_size=3).step()
+        finally:
+            store.close()
+        (drops / "persons-3.csv").write_text("id,name\n7,again\n", encoding="utf-8")
+        events = capture_all(source, store_url, batch_size=3)
+    finally:
+        source.close()
+    assert sum(isinstance(e, TableTruncated) for e in events) == 1
+    assert sum(isinstance(e, RecordDeleted) for e in events) == 20
+    replayed = f"sqlite:///{tmp_path / 'replayed.db'}"
+    replay(store_url, AGENCY, replayed, progress=False)
+    assert rows(replayed, "persons") == [{"id": "7", "name": "again"}]
