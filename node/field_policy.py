@@ -12,6 +12,8 @@ store, the hub, bundles or any replay.
   mask_key_file``.  The same value gives the same mask in every table and
   column and on every run, so masked keys and references still join.  Nulls
   stay null.  A masked column's type becomes TEXT in schema events.
+- A column renamed at the source stays excluded or masked under its new
+  name (logged); the configuration must then name it so before the next start.
 
 A masked key column makes the record id uuid5(agency, table, masked key):
 ids stay stable for as long as the mask key stays the same, and a record id
@@ -27,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +40,7 @@ from exchange.contracts.errors import InvalidInput
 from exchange.contracts.events import canonical_json
 
 MASK_METHODS = ("hmac",)
+log = logging.getLogger(__name__)
 
 
 class FieldPolicy:
@@ -95,8 +99,21 @@ class FieldPolicy:
         table = change.table
         if table not in self.exclude and table not in self.mask:
             return change
+        renames = change.renames and self._follow(table, change.renames)
         return replace(change, before=self.row(table, change.before), after=self.row(table, change.after),
-                       schema=change.schema and self.table_schema(change.schema))
+                       schema=change.schema and self.table_schema(change.schema), renames=renames or None)
+
+    def _follow(self, table: str, renames: dict[str, str]) -> dict[str, str]:
+        """A renamed column stays excluded or masked under its new name (the configuration still names
+        the old one: the node refuses to start until it is changed); the renames that may leave the node."""
+        for rules, kind in ((self.exclude, "exclude"), (self.mask, "mask")):
+            renamed = {new for old, new in renames.items() if old in rules.get(table, ())}
+            if renamed:
+                rules[table] = rules[table] | renamed
+                log.warning("[policy] %s: columns of %s were renamed to %s; they stay under the policy, which must "
+                            "now name them so", kind, table, ", ".join(sorted(renamed)),
+                            extra={"table": table, "columns": sorted(renamed)})
+        return {old: new for old, new in renames.items() if old not in self.exclude.get(table, ())}
 
     def row(self, table: str, image: dict[str, Any] | None) -> dict[str, Any] | None:
         if image is None:

@@ -38,12 +38,15 @@ def sweep(batch: Any, change: ch.Change, mark: int, recorder: NodeRecorder, deco
     deleted = 0
     after = None
     while page := recorder.live_records(table_id, mark, after, page_size):
+        fetched = [oid for oid, _ in page if oid not in batch.known]
         for oid, state in page:
             batch.known[oid] = state
             batch.add(RecordDeleted, change, UUID(oid), decode_key(state.key), None, False, schema_version)
         deleted += len(page)
         after = page[-1][0]
         write(batch, None)
+        for oid in fetched:  # memory stays bounded: only the states the batch's changes need are kept
+            del batch.known[oid]
     if deleted:
         log.info("%s of %s: %d records deleted", "truncate" if change.op == ch.TRUNCATE else "snapshot pass",
                  change.table, deleted, extra={"table": change.table, "deleted": deleted, "op": change.op})

@@ -40,6 +40,18 @@ def test_excluded_columns_disappear_and_masked_ones_become_a_stable_keyed_hash()
     assert policy().apply(untouched) is untouched
 
 
+def test_a_renamed_column_stays_excluded_or_masked_under_its_new_name():
+    fields = policy()
+    renamed = TableSchema("persons", (Column("id_number", "TEXT", True), Column("full_name", "TEXT", True),
+                                      Column("mobile", "TEXT"), Column("age", "INTEGER")), ("id_number",))
+    change = fields.apply(Change(1, "persons", SCHEMA, schema=renamed, renames={"phone": "mobile", "name": "full_name"}))
+    assert change.renames == {"name": "full_name"}  # the excluded column's rename never leaves the node
+    assert change.schema.column_names == ("id_number", "full_name", "age")
+    row = fields.apply(Change(2, "persons", INSERT, after={"id_number": "1", "full_name": "王伟", "mobile": "138",
+                                                           "age": 3})).after
+    assert "mobile" not in row and row["full_name"] == "王伟"
+
+
 def test_a_policy_that_does_not_fit_the_source_is_refused():
     schemas = {"persons": PERSONS}
     with pytest.raises(ValueError, match="no column phon"):
