@@ -105,7 +105,8 @@ def forget(cur, slot: str, after: int | None = None) -> None:
 def ensure_publication(cur, publication: str, user: str, tables: list[Table]) -> None:
     """Create the publication of ``tables``, or add those it misses (refusing when ``user`` may not)."""
     names = ", ".join(qualified(t.resource) for t in tables)
-    cur.execute("SELECT puballtables, pg_get_userbyid(pubowner) = current_user FROM pg_publication "
+    cur.execute("SELECT puballtables, pg_get_userbyid(pubowner) = current_user, "
+                "pubinsert AND pubupdate AND pubdelete AND pubtruncate FROM pg_publication "
                 "WHERE pubname = %s", (publication,))
     found = cur.fetchone()
     if found is None:
@@ -115,7 +116,13 @@ def ensure_publication(cur, publication: str, user: str, tables: list[Table]) ->
             raise SourceNotReady(f"role {user!r} may not publish the tables: have their owner run "
                                  f"CREATE PUBLICATION {quote(publication)} FOR TABLE {names}") from e
         return
-    all_tables, ours = found
+    all_tables, ours, publishes_all = found
+    if not publishes_all:  # a change kind left out would be lost (e.g. TRUNCATE)
+        command = f"ALTER PUBLICATION {quote(publication)} SET (publish = 'insert, update, delete, truncate')"
+        if not ours:
+            raise SourceNotReady(f"publication {publication!r} does not publish every kind of change and role "
+                                 f"{user!r} does not own it: have its owner run {command}")
+        cur.execute(command)
     if all_tables:
         return
     cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))

@@ -142,6 +142,27 @@ def test_a_consumer_killed_mid_stream_resumes_without_gap_or_duplicate(launch, p
     assert "not shared" in consumer.log()  # the hub refused persons, and the replica holds none
 
 
+def test_tables_emptied_or_dropped_and_created_again_reach_the_consumer(launch, provider, sample, tmp_path,
+                                                                         free_port):
+    hub, node = provider
+    approve_licences(hub)
+    config = consumer_config(tmp_path, hub, free_port)
+    metrics_url = f"http://127.0.0.1:{config['metrics']['port']}/metrics"
+    consumer = launch.start(["node", "subscribe"], config, name="consumer", ready=lambda: http_answers(metrics_url))
+    wait_replica_equals(Path(sample.path), tmp_path / "replica.db", consumer)
+    with sqlite3.connect(sample.path, isolation_level=None) as db:
+        db.execute("DELETE FROM legal_persons")
+        create = db.execute("SELECT sql FROM sqlite_master WHERE name = 'licences'").fetchone()[0]
+        kept = db.execute("SELECT * FROM licences ORDER BY licence_no LIMIT 5").fetchall()
+        db.execute("DROP TABLE licences")  # its rows go without a trigger firing
+        db.execute(create)
+        db.executemany(f"INSERT INTO licences VALUES ({', '.join('?' * len(kept[0]))})", kept)
+    wait_caught_up(node)
+    wait_replica_equals(Path(sample.path), tmp_path / "replica.db", consumer)
+    assert replica_content(tmp_path / "replica.db")["legal_persons"] == []
+    assert len(replica_content(tmp_path / "replica.db")["licences"]) == 5
+
+
 def test_the_hub_refuses_published_events_of_a_not_shared_resource(launch, sample, tmp_path):
     hub = launch.hub()
     publish_catalog(hub.config["store"]["url"])

@@ -339,3 +339,21 @@ def test_a_truncate_interrupted_between_its_store_transactions_is_finished_once(
     replayed = f"sqlite:///{tmp_path / 'replayed.db'}"
     replay(store_url, AGENCY, replayed, progress=False)
     assert rows(replayed, "persons") == [{"id": "7", "name": "again"}]
+
+
+def test_a_publication_that_leaves_truncate_out_is_made_to_publish_it(app, tmp_path):
+    url, run = app
+    run("CREATE TABLE t (id integer PRIMARY KEY)")
+    run("INSERT INTO t VALUES (1), (2)")
+    run("CREATE PUBLICATION exchange_pub FOR TABLE t WITH (publish = 'insert, update, delete')")
+    source = adapters.open_source(url, ["t"], publication="exchange_pub")
+    store_url = f"sqlite:///{tmp_path / 'node.db'}"
+    try:
+        capture_all(source, store_url)
+        run("TRUNCATE t")
+        run("INSERT INTO t VALUES (3)")
+        events = capture_all(source, store_url)
+    finally:
+        source.close()
+    assert sum(isinstance(e, TableTruncated) for e in events) == 1
+    assert sum(isinstance(e, RecordDeleted) for e in events) == 2
