@@ -29,7 +29,7 @@ MAX_LSN = 1 << 47
 
 
 class UnsupportedChange(OperationFailed):
-    """The stream holds a change capture cannot represent (TRUNCATE)."""
+    """The stream holds a change capture cannot represent (more changes or WAL than positions encode)."""
 
 
 def lsn_text(lsn: int) -> str:

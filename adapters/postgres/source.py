@@ -29,8 +29,7 @@ source confirms all the WAL the server has sent (a heartbeat), so the slot
 follows a quiet database instead of holding WAL written for other tables.
 
 Limits: PostgreSQL 14 or later (pgoutput's ``messages`` option); one
-transaction is held in memory while it is read (no spilling); TRUNCATE of a
-captured table stops capture with an error saying how to go on; reading
+transaction is held in memory while it is read (no spilling); reading
 again before an acknowledged position is not possible (the slot has moved
 on); a snapshot waits for the transactions running when it starts; only
 ordinary tables are captured (no partitioned tables); a read waits at most
