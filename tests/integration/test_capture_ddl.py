@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -153,12 +152,20 @@ def test_postgres_a_renamed_column_keeps_its_values_in_replay_and_replica(app, p
     assert_equal(url, replica, ["r"])
 
 
-def test_postgres_truncate_deletes_every_record_in_stream_order(app, postgres, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def node_store(request, postgres, tmp_path):
+    """A fresh node store URL of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'node.db'}"
+    return fresh(postgres, "store_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[-40:])
+
+
+def test_postgres_truncate_deletes_every_record_in_stream_order(app, postgres, node_store):
     url, run = app
     run("CREATE TABLE t (id integer PRIMARY KEY, v text); CREATE TABLE u (id integer PRIMARY KEY)")
     run("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 30) g; INSERT INTO u VALUES (1), (2)")
     source = adapters.open_source(url, ["t", "u"])
-    store_url = f"sqlite:///{tmp_path / 'node.db'}"
+    store_url = node_store
     try:
         capture_all(source, store_url)
         run("BEGIN; UPDATE t SET v = 'before' WHERE id = 1; INSERT INTO t VALUES (31, 'gone'); TRUNCATE t, u; "
@@ -249,16 +256,15 @@ def test_an_emptied_drop_file_truncates_the_table_in_replay_and_replica(tmp_path
 
 # -- node stores written before record states named their table ----------------
 
-def test_a_node_store_written_before_opens_replays_and_truncates(app, postgres, tmp_path):
+def test_a_node_store_written_before_opens_replays_and_truncates(app, postgres, node_store):
     url, run = app
     run("CREATE TABLE t (id integer PRIMARY KEY, v text)")
     run("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 12) g")
-    store_path = tmp_path / "node.db"
-    store_url = f"sqlite:///{store_path}"
+    store_url = node_store
     source = adapters.open_source(url, ["t"])
     try:
         capture_all(source, store_url)
-        old_layout(store_path)
+        old_layout(store_url, postgres)
         replayed = fresh(postgres, "old_store_replayed")
         replay(store_url, AGENCY, replayed, progress=False)
         assert_equal(url, replayed, ["t"])
@@ -271,34 +277,24 @@ def test_a_node_store_written_before_opens_replays_and_truncates(app, postgres, 
     assert_equal(url, again, ["t"])
 
 
-def old_layout(store_path: Path) -> None:
+def old_layout(store_url: str, postgres) -> None:
     """Turn the node store's record-state table into the layout of releases before it named tables and keys."""
-    db = sqlite3.connect(store_path, isolation_level=None)
     table = f"record_state_{AGENCY}"
-    db.execute(f"DROP INDEX {table}_by_table")
-    for column in ("table_id", "key", "mark"):
-        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    assert [row[1] for row in db.execute(f"PRAGMA table_info({table})")] == ["originator_id", "version",
-                                                                             "image_hash", "live"]
-    db.close()
-
-
-def test_postgres_truncate_of_a_table_without_key_starts_its_copies_afresh(app, postgres, tmp_path):
-    url, run = app
-    run("CREATE TABLE visits (person integer, note text); ALTER TABLE visits REPLICA IDENTITY FULL")
-    run("INSERT INTO visits VALUES (1, 'x'), (1, 'x'), (2, 'y')")
-    source = adapters.open_source(url, ["visits"])
-    store_url = f"sqlite:///{tmp_path / 'node.db'}"
-    try:
-        capture_all(source, store_url)
-        run("BEGIN; INSERT INTO visits VALUES (1, 'x'); TRUNCATE visits; INSERT INTO visits VALUES (1, 'x'); COMMIT")
-        run("INSERT INTO visits VALUES (1, 'x')")
-        capture_all(source, store_url)
-    finally:
-        source.close()
-    replayed = fresh(postgres, "keyless_replayed")
-    replay(store_url, AGENCY, replayed, progress=False)
-    assert_equal(url, replayed, ["visits"])
+    if store_url.startswith("sqlite"):
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
+        db.execute(f"DROP INDEX {table}_by_table")
+        for column in ("table_id", "key", "mark"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        db.close()
+    else:
+        dbname = store_url.rsplit("/", 1)[1]
+        postgres.execute(f'ALTER TABLE "{table}" DROP COLUMN table_id, DROP COLUMN key, DROP COLUMN mark',
+                         dbname=dbname)
+        columns = [r[0] for r in postgres.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                                  "table_name = %s ORDER BY ordinal_position", (table,),
+                                                  dbname=dbname)]
+    assert columns == ["originator_id", "version", "image_hash", "live"]
 
 
 class _Crash(Exception):
