@@ -94,12 +94,21 @@ def fresh(postgres, name: str) -> str:
 
 # -- PostgreSQL ---------------------------------------------------------------
 
-def test_postgres_rename_add_drop_and_type_changes_mid_workload_replay_equal(app, postgres, tmp_path):
-    url, run = app
-    run("CREATE TABLE r (id integer PRIMARY KEY, val text, n integer, note text)")
-    run("INSERT INTO r SELECT g, 'v' || g, g, 'x' FROM generate_series(1, 10) g")
+@pytest.mark.parametrize("following", [False, True], ids=["capture-behind", "capture-following"])
+def test_postgres_rename_add_drop_and_type_changes_mid_workload_replay_equal(app, postgres, tmp_path, following):
+    """Captured once the statements are all done (the catalog has moved on: names are placed by their
+    neighbours), or after each one."""
+    url, sql = app
+    sql("CREATE TABLE r (id integer PRIMARY KEY, val text, n integer, note text)")
+    sql("INSERT INTO r SELECT g, 'v' || g, g, 'x' FROM generate_series(1, 10) g")
     source = adapters.open_source(url, ["r"], snapshot_chunk=4)
     store_url = f"sqlite:///{tmp_path / 'node.db'}"
+
+    def run(statement: str) -> None:
+        sql(statement)
+        if following:
+            capture_all(source, store_url, batch_size=5)
+
     try:
         capture_all(source, store_url, batch_size=5)
         run("ALTER TABLE r RENAME COLUMN val TO v2")
@@ -120,12 +129,12 @@ def test_postgres_rename_add_drop_and_type_changes_mid_workload_replay_equal(app
 
     renames = [e.renames for e in events if isinstance(e, SchemaChanged) and e.renames]
     assert renames == [{"val": "v2"}, {"v2": "val"}]
-    replayed = fresh(postgres, "ddl_replayed")
+    replayed = fresh(postgres, f"ddl_replayed_{following}".lower())
     replay(store_url, AGENCY, replayed, progress=False)
     assert_equal(url, replayed, ["r"])
     assert [(r["id"], r["val"], r["n"]) for r in rows(replayed, "r")][:3] == [(1, "v1", "10"), (2, "v2", "20"),
                                                                                (3, "changed", "30")]
-    replica = fresh(postgres, "ddl_replica")
+    replica = fresh(postgres, f"ddl_replica_{following}".lower())
     to_replica(store_url, replica, "r", ["id", "val", "v2", "n", "extra", "flag", "note"])
     assert_equal(url, replica, ["r"])
 
