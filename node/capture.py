@@ -179,6 +179,8 @@ class Capture:
             self.schema_versions[c.table] = previous.version + 1 if previous else 1
             batch.add(SchemaChanged, c, oid, {}, None, True, self.schema_versions[c.table], table=c.schema.to_dict())
             return
+        if c.op in (ch.SNAPSHOT_BEGIN, ch.SNAPSHOT_END):
+            return  # pass boundaries make no event; deleting what a pass did not find is not done here yet
         schema_version = self.schema_versions.get(c.table, 0)
         if c.op == ch.DELETE:
             self._delete(batch, c, self._key(c.table, c.before), schema_version)
