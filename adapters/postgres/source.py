@@ -310,6 +310,7 @@ class PostgresSource:
         while len(changes) < limit:
             if self._snapshots.session is None and self._snapshots.unsnapshotted():
                 self._snapshots.start()
+                target = None  # read on to the session's marker
             if self._snapshots.session is not None and self._snapshots.session.active:
                 chunk = self._snapshots.chunk(limit - len(changes))
                 if chunk is None:
