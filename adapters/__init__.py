@@ -2,7 +2,8 @@
 
 ``open_source``, ``open_target`` and ``open_reader`` choose the module by the
 URL's scheme.  ``files://`` (a directory of table exports, adapters/files/source.py)
-is a capture source only.
+is a capture source only.  ``selection.py`` says which tables ``[source]
+tables`` patterns and ``[source] exclude`` select.
 """
 
 from __future__ import annotations
