@@ -151,15 +151,23 @@ def ensure_publication(cur, publication: str, user: str, tables: list[Table]) ->
     if not via_root and any(t.partitioned for t in tables):
         command = f"ALTER PUBLICATION {quote(publication)} SET (publish_via_partition_root = true)"
         _alter(cur, command, ours, publication, user, "does not publish partitioned tables through their root")
-    if all_tables:
-        return
-    cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))
-    published = set(cur.fetchall())
-    missing = ", ".join(qualified(t.resource) for t in tables if split(t.resource) not in published)
+    missing = ", ".join(qualified(name) for name in unpublished(cur, publication, [t.resource for t in tables]))
     if not missing:
         return
     _alter(cur, f"ALTER PUBLICATION {quote(publication)} ADD TABLE {missing}", ours, publication, user,
            f"does not publish {missing}")
+
+
+def unpublished(cur, publication: str, names: Sequence[str]) -> list[str]:
+    """Those of the tables ``names`` the publication does not publish (a table dropped and created again
+    has left it)."""
+    cur.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,))
+    found = cur.fetchone()
+    if found is not None and found[0]:
+        return []
+    cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))
+    published = set(cur.fetchall())
+    return [name for name in names if split(name) not in published]
 
 
 def _alter(cur, command: str, ours: bool, publication: str, user: str, state: str) -> None:

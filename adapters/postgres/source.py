@@ -22,12 +22,14 @@ The source is an orchestration of collaborators, one job each:
 * position.py (``Overflows``): what to confirm for transactions too large for their LSN;
 * resnapshot.py: re-snapshot requests, lost-slot recovery, pass progress.
 
-Tables are selected by name or pattern (adapters/selection.py).  With
-patterns, the source looks for new matching tables every
-``DISCOVER_EVERY`` seconds while it reads: it adds a new table to the
-publication, then snapshots it like any other (its snapshot starts after
-the table joined the publication, so rows written before are in the
-snapshot and rows written after in the stream: none is lost).  A slot that
+Tables are selected by name or pattern (adapters/selection.py).  Every
+``DISCOVER_EVERY`` seconds while it reads, the source looks for selected
+tables the publication does not publish: a new table matching a pattern is
+added to the publication, then snapshotted like any other (its snapshot
+starts after the table joined the publication, so rows written before are
+in the snapshot and rows written after in the stream: none is lost); a
+captured table that left it (dropped and created again, e.g. restored from
+a backup) is added again and read again by a re-snapshot pass.  A slot that
 was dropped or invalidated raises PositionLost (prepare.py says the repair).
 
 Acknowledging a position confirms its transaction's commit LSN to the slot
@@ -58,6 +60,7 @@ import psycopg2
 import psycopg2.extensions
 
 from adapters.postgres import pgoutput, prepare, resnapshot
+from adapters.postgres.catalog import user_tables
 from adapters.postgres.dialect import BOOKKEEPING, connect
 from adapters.postgres.keyless import CopyCounts
 from adapters.postgres.position import Overflows, lsn_int
@@ -66,7 +69,7 @@ from adapters.postgres.snapshot import Snapshots
 from adapters.postgres.stream import ReplicationStream
 from adapters.postgres.transactions import TransactionDecoder
 from adapters.postgres.types import Types
-from adapters.selection import is_pattern, select
+from adapters.selection import select
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, PositionLost, SourceNotReady, TableSchema
 from exchange.contracts.errors import InvalidInput
@@ -92,7 +95,6 @@ class PostgresSource:
         self.url = url
         self.entries, self.exclude = list(tables), list(exclude)
         self.tables = select((), self.entries, self.exclude)  # the captured tables; patterns add to it
-        self._patterns = any(is_pattern(e) for e in self.entries)
         self._next_discovery = 0.0
         self._skipped: set[str] = set()  # tables patterns select that cannot be captured (warned about)
         self.keys = {table: tuple(key) for table, key in (keys or {}).items()}
@@ -245,21 +247,31 @@ class PostgresSource:
         return tables
 
     def _discover(self) -> None:
-        """Start capturing the tables the patterns select that appeared since the last look."""
+        """Start capturing the tables patterns select that appeared since the last look, and
+        publish again (and read again) captured tables that left the publication."""
         self._next_discovery = time.monotonic() + DISCOVER_EVERY
         with self._open().cursor() as cur:
-            found = [t for t in self._resolve(cur) if t.resource not in self.tables]
-            if not found:
-                return
-            cur.execute("SELECT current_user")
+            selected = [n for n in select(user_tables(cur), self.entries, self.exclude) if n not in self._skipped]
+            gone = set(prepare.unpublished(cur, self.publication, selected))
+            if not gone:
+                return  # the usual case, found with three queries
             try:
-                prepare.ensure_publication(cur, self.publication, cur.fetchone()[0], found)
+                missing = [t for t in self._resolve(cur) if t.resource in gone]
+                cur.execute("SELECT current_user")
+                prepare.ensure_publication(cur, self.publication, cur.fetchone()[0], missing)
             except SourceNotReady as e:  # the other tables go on; looked at again next time
-                log.error("new tables %s are not captured yet: %s", ", ".join(t.resource for t in found), e)
+                log.error("tables are not captured as configured: %s", e)
                 return
-        self.tables.extend(t.resource for t in found)
-        self._decoder.forget_uncaptured()
-        log.info("capturing new tables %s", ", ".join(t.resource for t in found))
+            rejoined = [t.resource for t in missing if t.resource in self.tables]
+            if rejoined:  # dropped and created again (restored from a backup): read again, after the stream's gap
+                log.warning("tables %s left the publication (dropped and created again?): published again, and "
+                            "read again to repair the node's copy", ", ".join(rejoined))
+                resnapshot.request(cur, rejoined)
+        found = [t.resource for t in missing if t.resource not in self.tables]
+        if found:
+            self.tables.extend(found)
+            self._decoder.forget_uncaptured()
+            log.info("capturing new tables %s", ", ".join(found))
 
     def _slot_lost(self) -> PositionLost | None:
         """PositionLost when the slot was dropped or invalidated (what made reading fail)."""
@@ -302,7 +314,7 @@ class PostgresSource:
     # -- reading ----------------------------------------------------------------
 
     def _read(self, limit: int) -> list[ch.Change]:
-        if self._patterns and time.monotonic() >= self._next_discovery:
+        if time.monotonic() >= self._next_discovery:
             self._discover()
         changes = self._take_pending(limit)
         deadline = time.monotonic() + READ_WAIT

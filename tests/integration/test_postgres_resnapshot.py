@@ -288,3 +288,19 @@ def test_an_invalidated_slot_is_lost_and_resnapshot_all_recovers(small_slots, tm
         if node is not None:
             node.close()
         app.conn.close()
+
+
+def test_a_table_restored_from_a_backup_is_published_again_and_read_again(app, postgres, node_factory):
+    people(app, 40)
+    app.run("CREATE TABLE people_backup AS SELECT * FROM people")
+    node = node_factory(snapshot_chunk=15)
+    node.catch_up()
+    app.run("UPDATE people SET name = 'after the backup' WHERE id = 5; DELETE FROM people WHERE id = 6")
+    node.catch_up()
+    # Restored: dropped, created again (so it left the publication) and loaded, in one transaction.
+    app.run("BEGIN; DROP TABLE people; CREATE TABLE people (id integer PRIMARY KEY, name text, score numeric); "
+            "INSERT INTO people SELECT * FROM people_backup; COMMIT")
+    app.run("INSERT INTO people VALUES (41, 'after the restore', 41)")
+    run_until(node, lambda: pass_done(app, "people"), "the pass after the restore")
+
+    assert replayed_equal(app, postgres, node, ["people"]) == ""
