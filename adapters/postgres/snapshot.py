@@ -66,7 +66,6 @@ class Chunk:
     point: int  # consistent point (LSN) of the snapshot it was read at
     last_key: list[str | None] | None  # text values of the last key read so far in the table
     done: bool
-    rows: int = 0  # rows it read
 
 
 @dataclass
@@ -114,17 +113,17 @@ class Snapshots:
         cur.execute(f"DELETE FROM {BOOKKEEPING}.chunks c WHERE slot = %s AND pass < (SELECT max(pass) FROM "
                     f"{BOOKKEEPING}.chunks d WHERE d.slot = c.slot AND d.resource = c.resource AND d.done)",
                     (self.slot,))
-        cur.execute(f"SELECT resource, position, point, last_key, done, pass, rows FROM {BOOKKEEPING}.chunks "
+        cur.execute(f"SELECT resource, position, point, last_key, done, pass FROM {BOOKKEEPING}.chunks "
                     "WHERE slot = %s ORDER BY pass, position", (self.slot,))
         self._chunks, self._pass, self._complete = {}, {}, set()
-        for resource, position, point, last_key, done, pass_no, rows in cur.fetchall():
+        for resource, position, point, last_key, done, pass_no in cur.fetchall():
             if self._pass.get(resource) != pass_no:
                 if self._chunks.get(resource) and self._chunks[resource][-1].done:
                     self._complete.add(resource)
                 self._pass[resource], self._chunks[resource] = pass_no, []
             if point:  # else the start row of a pass, which read nothing
                 self._chunks[resource].append(Chunk(position, point, json.loads(last_key) if last_key else None,
-                                                    done, rows))
+                                                    done))
 
     def request(self, cur, resource: str, position: Position) -> None:
         """Start the next pass of ``resource``, recording it at ``position`` (the request's)."""
@@ -211,7 +210,7 @@ class Snapshots:
         if last_key is None and chunks:
             last_key = chunks[-1].last_key
         position = changes[-1].position if changes else s.position()
-        chunks.append(Chunk(position, s.point, last_key, done, len(rows)))
+        chunks.append(Chunk(position, s.point, last_key, done))
         with self._db().cursor() as cur:
             cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (slot, resource, position, point, last_key, done, pass, "
                         "rows) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",

@@ -60,7 +60,7 @@ import psycopg2
 import psycopg2.extensions
 
 from adapters.postgres import pgoutput, prepare, resnapshot
-from adapters.postgres.catalog import user_tables
+from adapters.postgres.catalog import Table, user_tables
 from adapters.postgres.dialect import BOOKKEEPING, connect
 from adapters.postgres.keyless import CopyCounts
 from adapters.postgres.position import Overflows, lsn_int
@@ -174,7 +174,11 @@ class PostgresSource:
                 raise (prepare.slot_lost(cur, self.slot, self.database) or
                        SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node"))
             confirmed, current = (lsn_int(v) for v in found)
-            waiting = self._snapshots.waiting(cur, after, [t.resource for t in self._resolve(cur)])
+            try:
+                tables = [t.resource for t in self._resolve(cur)]
+            except SourceNotReady:  # a table named in the settings is missing: capture says so
+                tables = self.tables
+            waiting = self._snapshots.waiting(cur, after, tables)
         stream = self._stream
         read_all = (stream is not None and self._position == after and not self._pending
                     and not stream.in_transaction and stream.wal_end >= current)
@@ -237,7 +241,7 @@ class PostgresSource:
 
     # -- tables, connection and resuming ----------------------------------------------
 
-    def _resolve(self, cur) -> list:
+    def _resolve(self, cur) -> list[Table]:
         """The tables selected now (warning once about each one a pattern selects that cannot be captured)."""
         tables, problems = prepare.resolve(cur, self.entries, self.exclude, self.keys, self.database)
         for name, problem in problems.items():
