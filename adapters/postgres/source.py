@@ -165,14 +165,17 @@ class PostgresSource:
 
     def pending(self, after: Position) -> int:
         """Rows the snapshot has still to read (an estimate), plus 1 when the
-        slot holds WAL not yet read; 0 means caught up."""
+        slot holds WAL not yet read; 0 means caught up.  PositionLost when the
+        slot was dropped or invalidated."""
         with self._open().cursor() as cur:
             cur.execute("SELECT confirmed_flush_lsn, pg_current_wal_flush_lsn() FROM pg_replication_slots "
                         "WHERE slot_name = %s", (self.slot,))
             found = cur.fetchone()
+            lost = prepare.slot_lost(cur, self.slot, self.database)
+            if lost is not None:
+                raise lost
             if found is None:
-                raise (prepare.slot_lost(cur, self.slot, self.database) or
-                       SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node"))
+                raise SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node")
             confirmed, current = (lsn_int(v) for v in found)
             try:
                 tables = [t.resource for t in self._resolve(cur)]

@@ -304,3 +304,21 @@ def test_a_table_restored_from_a_backup_is_published_again_and_read_again(app, p
     run_until(node, lambda: pass_done(app, "people"), "the pass after the restore")
 
     assert replayed_equal(app, postgres, node, ["people"]) == ""
+
+
+def test_a_slot_invalidated_while_capture_reads_stops_the_read_with_a_lost_position(small_slots):
+    name = small_slots.create_database("lost_while_reading")
+    app = App(small_slots, name)
+    source = PostgresSource(app.url, ["people"])
+    try:
+        people(app, 10)
+        source.prepare()
+        stored = drain(source)[-1].position  # the stream stays open, holding the slot
+        invalidate(app, source.slot)
+        with pytest.raises(PositionLost, match="was invalidated"):
+            source.read(stored, 100)
+        with pytest.raises(PositionLost, match="was invalidated"):
+            source.pending(stored)
+    finally:
+        source.close()
+        app.conn.close()
