@@ -2,13 +2,15 @@
 
 ``open_source``, ``open_target`` and ``open_reader`` choose the module by the
 URL's scheme.  ``files://`` (a directory of table exports, adapters/files/source.py)
-is a capture source only.
+is a capture source only.  ``selection.py`` says which tables ``[source]
+tables`` patterns and ``[source] exclude`` select.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from adapters.selection import check_plain
 from exchange.common.config import Config
 from exchange.contracts.changes import ApplyTarget, CaptureSource, TableReader
 from exchange.contracts.errors import InvalidInput
@@ -25,16 +27,21 @@ def _scheme(url: str, schemes: tuple[str, ...] = SCHEMES) -> str:
 
 
 def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None = None, **options: Any) -> CaptureSource:
-    """The capture source for a business database URL (or a file-drop directory)."""
+    """The capture source for a business database URL (or a file-drop directory).
+
+    ``tables`` may hold patterns and ``options`` an ``exclude`` list
+    (adapters/selection.py) for PostgreSQL sources only."""
     scheme = _scheme(url, SOURCE_SCHEMES)
+    exclude = options.pop("exclude", ())
+    if scheme == "postgresql":
+        from adapters.postgres.source import PostgresSource
+
+        return PostgresSource(url, tables, keys or {}, exclude=exclude, **options)
+    check_plain(tables, exclude, "SQLite" if scheme == "sqlite" else "file-drop")
     if scheme == "files":
         from adapters.files.source import FileDropSource
 
         return FileDropSource(url, tables, keys or {}, **options)
-    if scheme == "postgresql":
-        from adapters.postgres.source import PostgresSource
-
-        return PostgresSource(url, tables, keys or {}, **options)
     from adapters.sqlite.source import SQLiteSource
 
     return SQLiteSource(url, tables, keys or {}, **options)
@@ -42,9 +49,10 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
 
 def source_options(cfg: Config) -> dict[str, Any]:
     """The node settings that ``open_source`` takes as options for the configured source's kind."""
+    options: dict[str, Any] = {"exclude": cfg.source.exclude}
     if cfg.source.url.startswith("files://"):
-        return {"settle_seconds": cfg.source.settle_seconds, "state_path": cfg.source.state_path}
-    return {}
+        options.update(settle_seconds=cfg.source.settle_seconds, state_path=cfg.source.state_path)
+    return options
 
 
 def open_target(url: str) -> ApplyTarget:

@@ -13,7 +13,10 @@ SETTINGS: dict[str, Setting] = {
     "agency": Setting(str, help="agency id (unified social credit code); names the event log"),
     "source.url": Setting(str, help="business database: sqlite:///agency.db, postgresql://user@host:5432/db, "
                           "or a drop directory files:///srv/drops"),
-    "source.tables": Setting(list, help="tables to capture"),
+    "source.tables": Setting(list, help="tables to capture: names, or (PostgreSQL) patterns such as public.* or "
+                             "sales.order_* that also select tables created later"),
+    "source.exclude": Setting(list, [], "PostgreSQL: tables or patterns never captured, even when [source] tables "
+                              "selects them"),
     "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
     "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
                                             "stay in the node's store and are never sent to the hub"),

@@ -12,8 +12,9 @@ captured.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
+from adapters.selection import selected
 from exchange.common.config import Config
 from exchange.contracts.errors import InvalidInput
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordEvent, RecordUpdated, make_mapper
@@ -29,12 +30,13 @@ READ_BATCH = 5000
 class IdentifierCheck:
     """The declared identifier columns of each captured table, and their check."""
 
-    def __init__(self, declared: dict[str, dict[str, str]], tables: Iterable[str], metrics: NodeMetrics = METRICS):
+    def __init__(self, declared: dict[str, dict[str, str]], tables: Sequence[str], metrics: NodeMetrics = METRICS,
+                 exclude: Sequence[str] = ()):
         self.metrics = metrics
-        tables = set(tables)
         for table, columns in declared.items():
-            if table not in tables:
-                raise InvalidInput(f"[source] identifiers names table {table!r}, which is not in [source] tables")
+            if not selected(table, tables, exclude):
+                raise InvalidInput(f"[source] identifiers names table {table!r}, which [source] tables does not "
+                                   "select")
             if not isinstance(columns, dict):
                 raise InvalidInput(f"[source] identifiers.{table}: expected {{column = \"uscc\" | \"resident_id\"}}")
             for column, kind in columns.items():
@@ -45,7 +47,7 @@ class IdentifierCheck:
 
     @classmethod
     def from_config(cls, cfg: Config, metrics: NodeMetrics = METRICS) -> "IdentifierCheck":
-        return cls(cfg.source.identifiers, cfg.source.tables, metrics)
+        return cls(cfg.source.identifiers, cfg.source.tables, metrics, cfg.source.exclude)
 
     def invalid(self, table: str, values: dict[str, Any]) -> list[tuple[str, str, Any]]:
         """(column, kind, value) of each declared column in ``values`` whose value is invalid (nulls are not)."""

@@ -70,6 +70,7 @@ from adapters.files.formats import DropRefused, HashedText, excerpt, read_rows
 from adapters.files.state import STATE_SQL, columns_text, read_changes
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Column, SourceNotReady, TableSchema
+from exchange.contracts.errors import InvalidInput
 from exchange.contracts.events import image_hash
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,12 @@ class FileDropSource:
     def acknowledge(self, position: int) -> None:
         """Forget the changes up to ``position`` (the hub holds them)."""
         self._open().execute("DELETE FROM changes WHERE id <= ?", (position,))
+
+    def request_resnapshot(self, tables: Sequence[str]) -> None:
+        """Refused: every drop is a complete export, compared with what the node holds."""
+        raise InvalidInput(f"a file-drop source is not re-read on request ({', '.join(tables)}): every drop is a "
+                           "complete export compared with the rows the node holds, so drop a fresh export of "
+                           "the table instead")
 
     def watch(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when a file is written or renamed into the drop directory

@@ -6,7 +6,8 @@ Capture (``PostgresSource``, source.py), read from a replication slot:
 * ``prepare.py``: checks, bookkeeping schema, publication and slot;
 * ``stream.py``: the slot's transactions; ``pgoutput.py``: its messages;
 * ``transactions.py``: a transaction's changes and positions;
-* ``snapshot.py``: snapshot sessions and chunks;
+* ``snapshot.py``: snapshot sessions, passes and chunks;
+* ``resnapshot.py``: re-snapshot requests, lost-slot recovery, pass progress;
 * ``schema_history.py``: the schemas emitted;
 * ``keyless.py``: copy counts of tables without a key;
 * ``position.py``: the LSN position scheme;

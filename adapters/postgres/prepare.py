@@ -1,10 +1,16 @@
 """Setting a PostgreSQL database up for capture: checks with what to change, bookkeeping, publication, slot.
 
 Bookkeeping tables (schema ``exchange_capture``, keyed by slot name):
-``chunks`` (snapshot progress and regions, snapshot.py), ``schemas``
-(schemas emitted, schema_history.py) and ``copies`` (copy counts of keyless
-tables, keyless.py).  Rows are tagged with the position they belong to.  A
-new slot starts them afresh: every table is snapshotted again.
+``chunks`` (snapshot passes, their progress and regions, snapshot.py),
+``schemas`` (schemas emitted, schema_history.py) and ``copies`` (copy counts
+of keyless tables, keyless.py).  Rows are tagged with the position they
+belong to.  ``slots`` remembers the slots capture created, so that a slot
+dropped later is reported as lost instead of silently created again.  A new
+slot starts the bookkeeping afresh: every table is snapshotted again.
+
+The publication publishes partitioned tables through their root
+(``publish_via_partition_root``), so a partitioned table is captured as one
+resource, whatever its partitions.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import psycopg2.extras
 
 from adapters.postgres.catalog import Table, load_table, user_tables
 from adapters.postgres.dialect import BOOKKEEPING, connect, qualified, quote, split
-from exchange.contracts.changes import SourceNotReady
+from adapters.selection import is_pattern, parts, select
+from exchange.contracts.changes import PositionLost, SourceNotReady
 
 BOOKKEEPING_TABLES = ("chunks", "schemas", "copies")
 
@@ -50,6 +57,28 @@ def check_tables(cur, resources: Sequence[str], keys: dict[str, tuple[str, ...]]
     return tables
 
 
+def resolve(cur, entries: Sequence[str], exclude: Sequence[str], keys: dict[str, tuple[str, ...]],
+            database: str) -> tuple[list[Table], dict[str, str]]:
+    """The tables ``entries`` and ``exclude`` select now, and why each table a
+    pattern selects that cannot be captured is left out (it is snapshotted
+    once it can be).  A table named without wildcards must exist and be
+    capturable (SourceNotReady)."""
+    names = select(user_tables(cur), entries, exclude)
+    literal = {parts(e) for e in entries if not is_pattern(e)}
+    tables = check_tables(cur, [n for n in names if parts(n) in literal], keys, database)
+    problems = {}
+    for name in names:
+        if parts(name) in literal:
+            continue
+        table = load_table(cur, name, keys.get(name, ()))
+        problem = "it no longer exists" if table is None else capturable(table)
+        if problem:
+            problems[name] = problem
+        else:
+            tables.append(table)
+    return tables, problems
+
+
 def capturable(table: Table) -> str | None:
     """Why ``table`` cannot be captured, or None."""
     names = {c.name for c in table.columns}
@@ -57,8 +86,6 @@ def capturable(table: Table) -> str | None:
     if unknown:
         return f"the key configured for table {table.resource!r} names unknown columns: {', '.join(unknown)}"
     name = qualified(table.resource)
-    if table.partitioned:
-        return f"table {table.resource!r} is partitioned: capture its partitions instead"
     if table.identity == "n":
         return (f"table {table.resource!r} has REPLICA IDENTITY NOTHING, so its updates and deletes are not "
                 f"published: run ALTER TABLE {name} REPLICA IDENTITY DEFAULT (with a primary key) or FULL")
@@ -86,6 +113,10 @@ def install_bookkeeping(cur, database: str) -> None:
     cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.chunks (slot text, resource text, position bigint, "
                 "point bigint NOT NULL, last_key text, done boolean NOT NULL, "
                 "PRIMARY KEY (slot, resource, position))")
+    cur.execute(f"ALTER TABLE {BOOKKEEPING}.chunks ADD COLUMN IF NOT EXISTS pass integer NOT NULL DEFAULT 0, "
+                "ADD COLUMN IF NOT EXISTS rows bigint NOT NULL DEFAULT 0")
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.slots (slot text PRIMARY KEY, "
+                "created timestamptz NOT NULL DEFAULT now())")
     cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.schemas (slot text, resource text, position bigint, "
                 "schema text NOT NULL, PRIMARY KEY (slot, resource, position))")
     cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.copies (slot text, resource text, digest text, "
@@ -105,51 +136,102 @@ def forget(cur, slot: str, after: int | None = None) -> None:
 def ensure_publication(cur, publication: str, user: str, tables: list[Table]) -> None:
     """Create the publication of ``tables``, or add those it misses (refusing when ``user`` may not)."""
     names = ", ".join(qualified(t.resource) for t in tables)
-    cur.execute("SELECT puballtables, pg_get_userbyid(pubowner) = current_user, "
+    cur.execute("SELECT puballtables, pg_get_userbyid(pubowner) = current_user, pubviaroot, "
                 "pubinsert AND pubupdate AND pubdelete AND pubtruncate FROM pg_publication "
                 "WHERE pubname = %s", (publication,))
     found = cur.fetchone()
     if found is None:
+        listed = f"FOR TABLE {names}" if tables else ""
+        command = f"CREATE PUBLICATION {quote(publication)} {listed} WITH (publish_via_partition_root = true)"
         try:
-            cur.execute(f"CREATE PUBLICATION {quote(publication)} FOR TABLE {names}")
+            cur.execute(command)
         except psycopg2.errors.InsufficientPrivilege as e:
-            raise SourceNotReady(f"role {user!r} may not publish the tables: have their owner run "
-                                 f"CREATE PUBLICATION {quote(publication)} FOR TABLE {names}") from e
+            raise SourceNotReady(f"role {user!r} may not publish the tables: have their owner run {command}") from e
         return
-    all_tables, ours, publishes_all = found
+    all_tables, ours, via_root, publishes_all = found
     if not publishes_all:  # a change kind left out would be lost (e.g. TRUNCATE)
         command = f"ALTER PUBLICATION {quote(publication)} SET (publish = 'insert, update, delete, truncate')"
-        if not ours:
-            raise SourceNotReady(f"publication {publication!r} does not publish every kind of change and role "
-                                 f"{user!r} does not own it: have its owner run {command}")
-        cur.execute(command)
-    if all_tables:
-        return
-    cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))
-    published = set(cur.fetchall())
-    missing = ", ".join(qualified(t.resource) for t in tables if split(t.resource) not in published)
+        _alter(cur, command, ours, publication, user, "does not publish every kind of change")
+    if not via_root and any(t.partitioned for t in tables):
+        command = f"ALTER PUBLICATION {quote(publication)} SET (publish_via_partition_root = true)"
+        _alter(cur, command, ours, publication, user, "does not publish partitioned tables through their root")
+    missing = ", ".join(qualified(name) for name in unpublished(cur, publication, [t.resource for t in tables]))
     if not missing:
         return
-    command = f"ALTER PUBLICATION {quote(publication)} ADD TABLE {missing}"
+    _alter(cur, f"ALTER PUBLICATION {quote(publication)} ADD TABLE {missing}", ours, publication, user,
+           f"does not publish {missing}")
+
+
+def unpublished(cur, publication: str, names: Sequence[str]) -> list[str]:
+    """Those of the tables ``names`` the publication does not publish (a table dropped and created again
+    has left it)."""
+    cur.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,))
+    found = cur.fetchone()
+    if found is not None and found[0]:
+        return []
+    cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,))
+    published = set(cur.fetchall())
+    return [name for name in names if split(name) not in published]
+
+
+def _alter(cur, command: str, ours: bool, publication: str, user: str, state: str) -> None:
+    """Run ``command`` on the publication (which ``state``), or say who must when ``user`` may not."""
     cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     if not (ours or cur.fetchone()[0]):
-        raise SourceNotReady(f"publication {publication!r} does not publish {missing} and role {user!r} "
-                             f"does not own it: have its owner run {command}")
-    cur.execute(command)
+        raise SourceNotReady(f"publication {publication!r} {state} and role {user!r} does not own it: "
+                             f"have its owner run {command}")
+    try:
+        cur.execute(command)
+    except psycopg2.errors.InsufficientPrivilege as e:
+        raise SourceNotReady(f"publication {publication!r} {state} and role {user!r} may not change that: "
+                             f"have the tables' owner run {command}") from e
 
 
 def ensure_slot(cur, url: str, slot: str, database: str) -> None:
-    """Create the replication slot when missing (starting the bookkeeping afresh); refuse another's slot."""
-    cur.execute("SELECT database, plugin FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    """Create the replication slot when missing (starting the bookkeeping afresh); refuse another's slot,
+    and raise PositionLost when the slot capture created was dropped or invalidated."""
+    lost = slot_lost(cur, slot, database)
+    if lost is not None:
+        raise lost
+    cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if cur.fetchone() is None:
+        create_slot(url, slot)
+        forget(cur, slot)  # a new slot continues no earlier stream: every table is snapshotted afresh
+    cur.execute(f"INSERT INTO {BOOKKEEPING}.slots (slot) VALUES (%s) ON CONFLICT DO NOTHING", (slot,))
+
+
+def slot_lost(cur, slot: str, database: str) -> PositionLost | None:
+    """PositionLost naming the repair when the slot capture created is gone or
+    invalidated; None while it holds the stream (or was never created)."""
+    cur.execute("SELECT database, plugin, wal_status FROM pg_replication_slots WHERE slot_name = %s", (slot,))
     found = cur.fetchone()
     if found is not None:
-        if found != (database, "pgoutput"):
+        if found[:2] != (database, "pgoutput"):
             raise SourceNotReady(f"replication slot {slot!r} belongs to database {found[0]!r} with plugin "
                                  f"{found[1]!r}: configure another slot name for this source")
-        return
+        if found[2] != "lost":
+            return None
+        why = ("was invalidated: it kept more WAL than max_slot_wal_keep_size allows, so the server removed "
+               "WAL the node had not read")
+    else:
+        cur.execute(f"SELECT to_regclass('{BOOKKEEPING}.slots') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {BOOKKEEPING}.slots WHERE slot = %s) "
+                    f"OR EXISTS (SELECT 1 FROM {BOOKKEEPING}.chunks WHERE slot = %s)", (slot, slot))
+        if not cur.fetchone()[0]:
+            return None
+        why = "was dropped"
+    return PositionLost(f"replication slot {slot!r} of database {database!r} {why}; the changes made since the "
+                        "node last read are gone from the source. Repair: exchange node resnapshot --config "
+                        "NODE.toml --all (captures again from now and re-reads every captured table into the "
+                        "node's store: unchanged rows make no events, rows gone since are deleted)")
+
+
+def create_slot(url: str, slot: str) -> None:
+    """Create the logical replication slot at the server's current position."""
     conn = connect(url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
     try:
         conn.cursor().execute(f"CREATE_REPLICATION_SLOT {quote(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT")
     finally:
         conn.close()
-    forget(cur, slot)  # a new slot continues no earlier stream: every table is snapshotted afresh

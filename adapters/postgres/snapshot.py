@@ -23,6 +23,15 @@
   region is decided by PostgreSQL (row comparison with the columns' types
   and collations), only for tables whose snapshot was split.
 
+* Snapshots come in *passes*: pass 0 is a table's first snapshot; a
+  re-snapshot request (resnapshot.py) starts the next pass of a table with a
+  start row (no point, no key) in ``chunks``.  A pass after the first emits
+  SNAPSHOT_BEGIN before its first row and SNAPSHOT_END after its last, so
+  the node deletes what the pass no longer found.  Regions are those of the
+  current pass; a streamed change to a key the current pass has not read
+  yet is emitted when an earlier pass of the table completed (the node holds
+  the table, and the pass will read the key later anyway), else not.
+
 A snapshot waits for the transactions running when it starts.
 """
 
@@ -40,13 +49,14 @@ from adapters.postgres import pgoutput
 from adapters.postgres.catalog import Table, estimated_rows, load_table
 from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, connect, qualified, quote, raw_text
 from adapters.postgres.keyless import CopyCounts, digest
-from adapters.postgres.position import SHIFT, check_lsn, lsn_int, pack
+from adapters.postgres.position import check_lsn, lsn_int, pack
 from adapters.postgres.schema_history import SchemaHistory
 from adapters.postgres.types import Types, to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady
 
 MARKER_PREFIX = "exchange_snapshot"
+REQUEST_PREFIX = "exchange_resnapshot"  # transactional message: re-read the tables it names (resnapshot.py)
 MARKER_PAD = 4096  # bytes of WAL per marker: its gap holds MARKER_PAD << SHIFT positions
 
 
@@ -92,48 +102,56 @@ class Snapshots:
         self.url, self.slot, self.database = url, slot, database
         self.tables, self.keys, self.chunk_size = tables, keys, chunk_size
         self._db, self._types, self._history, self._copies = db, types, history, copies
-        self._chunks: dict[str, list[Chunk]] = {}
+        self._chunks: dict[str, list[Chunk]] = {}  # the chunks read by each table's current pass
+        self._pass: dict[str, int] = {}  # each table's current pass
+        self._complete: set[str] = set()  # tables an earlier pass read completely
         self.session: Session | None = None
 
     def load(self, cur) -> None:
-        """Read the stored chunks (after the rows beyond the node's position were deleted)."""
-        cur.execute(f"SELECT resource, position, point, last_key, done FROM {BOOKKEEPING}.chunks "
-                    "WHERE slot = %s ORDER BY position", (self.slot,))
-        self._chunks = {}
-        for resource, position, point, last_key, done in cur.fetchall():
-            self._chunks.setdefault(resource, []).append(
-                Chunk(position, point, json.loads(last_key) if last_key else None, done))
+        """Read the stored chunks (after the rows beyond the node's position were deleted),
+        forgetting passes older than the last complete one."""
+        cur.execute(f"DELETE FROM {BOOKKEEPING}.chunks c WHERE slot = %s AND pass < (SELECT max(pass) FROM "
+                    f"{BOOKKEEPING}.chunks d WHERE d.slot = c.slot AND d.resource = c.resource AND d.done)",
+                    (self.slot,))
+        cur.execute(f"SELECT resource, position, point, last_key, done, pass FROM {BOOKKEEPING}.chunks "
+                    "WHERE slot = %s ORDER BY pass, position", (self.slot,))
+        self._chunks, self._pass, self._complete = {}, {}, set()
+        for resource, position, point, last_key, done, pass_no in cur.fetchall():
+            if self._pass.get(resource) != pass_no:
+                if self._chunks.get(resource) and self._chunks[resource][-1].done:
+                    self._complete.add(resource)
+                self._pass[resource], self._chunks[resource] = pass_no, []
+            if point:  # else the start row of a pass, which read nothing
+                self._chunks[resource].append(Chunk(position, point, json.loads(last_key) if last_key else None,
+                                                    done))
+
+    def request(self, cur, resource: str, position: Position) -> None:
+        """Start the next pass of ``resource``, recording it at ``position`` (the request's)."""
+        chunks = self._chunks.get(resource)
+        if chunks and chunks[-1].done:
+            self._complete.add(resource)
+        self._pass[resource] = self._pass.get(resource, 0) + 1
+        self._chunks[resource] = []
+        cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (slot, resource, position, point, done, pass) "
+                    "VALUES (%s, %s, %s, 0, false, %s)", (self.slot, resource, position, self._pass[resource]))
 
     def reread(self, resource: str, position: Position) -> None:
         """Have the table read again from its start by the next session, as a snapshot pass
-        (SNAPSHOT_BEGIN, its rows, SNAPSHOT_END): the node deletes what the pass did not find.
-        Recorded as a chunk with no key that is not done, at the ``position`` asking for it."""
-        chunk = Chunk(position, position >> SHIFT, None, False)
-        self._chunks.setdefault(resource, []).append(chunk)
+        (SNAPSHOT_BEGIN, its rows, SNAPSHOT_END): the node deletes what the pass did not find."""
         with self._db().cursor() as cur:
-            cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks VALUES (%s, %s, %s, %s, %s, %s)",
-                        (self.slot, resource, position, chunk.point, None, False))
-
-    def _pass(self, resource: str) -> bool:
-        """Whether the table's reading is a pass asked for by ``reread`` (its chunks since the last
-        done one begin with a restart)."""
-        for chunk in reversed(self._chunks.get(resource, [])):
-            if chunk.done:
-                return False
-            if chunk.last_key is None:
-                return True
-        return False
+            self.request(cur, resource, position)
 
     def unsnapshotted(self) -> list[str]:
         """The tables whose snapshot is not done, sorted."""
         return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
 
-    def waiting(self, cur, after: Position) -> int:
-        """An estimate of the rows still to read once the node stored everything up to ``after``."""
+    def waiting(self, cur, after: Position, tables: Sequence[str]) -> int:
+        """An estimate of the rows of ``tables`` still to read once the node stored everything up to ``after``."""
         cur.execute(f"SELECT DISTINCT ON (resource) resource, done FROM {BOOKKEEPING}.chunks "
-                    "WHERE slot = %s AND position <= %s ORDER BY resource, position DESC", (self.slot, after))
+                    "WHERE slot = %s AND position <= %s ORDER BY resource, pass DESC, position DESC",
+                    (self.slot, after))
         done = {resource for resource, finished in cur.fetchall() if finished}
-        return sum(estimated_rows(cur, resource) for resource in self.tables if resource not in done)
+        return sum(estimated_rows(cur, resource) for resource in tables if resource not in done)
 
     # -- sessions -----------------------------------------------------------------
 
@@ -176,14 +194,15 @@ class Snapshots:
             return None  # done, or the gap is nearly full: the next session goes on
         if s.cursor is None:
             self._open_table(s, s.resources[0])
+        resource = s.table.resource
+        chunks = self._chunks.setdefault(resource, [])
+        pass_no = self._pass.get(resource, 0)
         changes = []
+        if pass_no and not chunks:
+            changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
         schema = s.table.schema
-        if schema != self._history.before(s.table.resource, s.next + 1):
-            changes.append(self._history.change(s.position(), s.table.resource, schema, s.started))
-        chunks = self._chunks.setdefault(s.table.resource, [])
-        rereading = self._pass(s.table.resource)
-        if rereading and chunks[-1].last_key is None:  # the pass's first chunk
-            changes.append(ch.Change(s.position(), s.table.resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
+        if schema != self._history.before(resource, s.next + 1):
+            changes.append(self._history.change(s.position(), resource, schema, s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
         rows = s.cursor.fetchmany(size)
         last_key = None
@@ -192,16 +211,17 @@ class Snapshots:
             last_key = [values[-1]] if s.table.keyless else [values[s.table.columns.index(s.table.column(k))]
                                                               for k in s.table.key]
         done = len(rows) < size
-        if done and rereading:
-            changes.append(ch.Change(s.position(), s.table.resource, ch.SNAPSHOT_END, commit_time=s.started))
+        if done and pass_no:
+            changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_END, commit_time=s.started))
         if last_key is None and chunks:
             last_key = chunks[-1].last_key
         position = changes[-1].position if changes else s.position()
         chunks.append(Chunk(position, s.point, last_key, done))
         with self._db().cursor() as cur:
-            cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks VALUES (%s, %s, %s, %s, %s, %s)",
-                        (self.slot, s.table.resource, position, s.point,
-                         json.dumps(last_key) if last_key is not None else None, done))
+            cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (slot, resource, position, point, last_key, done, pass, "
+                        "rows) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (self.slot, resource, position, s.point, json.dumps(last_key) if last_key is not None else None,
+                         done, pass_no, len(rows)))
         if done:
             s.cursor.close()
             s.cursor = None
@@ -237,10 +257,11 @@ class Snapshots:
     # -- regions ------------------------------------------------------------------
 
     def in_region(self, table: Table, image: dict[str, Any], commit_lsn: int) -> bool:
-        """Whether the row is in a snapshot region older than the commit."""
+        """Whether the row is in a snapshot region older than the commit (outside
+        the current pass's regions: whether an earlier pass completed)."""
         chunks = self._chunks.get(table.resource)
         if not chunks:
-            return False
+            return table.resource in self._complete
         if chunks[-1].done and chunks[0].point == chunks[-1].point:  # points only grow along the chunks
             return commit_lsn >= chunks[0].point  # the usual case: one snapshot read the whole table
         lower = None
@@ -254,7 +275,7 @@ class Snapshots:
             if above_lower and below_upper:
                 return commit_lsn >= chunk.point
             lower = upper
-        return False
+        return table.resource in self._complete
 
     def _key_after(self, table: Table, image: dict[str, Any], bound: list[str | None]) -> bool:
         """Whether the row's key sorts after ``bound`` (as the snapshot's ORDER BY sorts)."""

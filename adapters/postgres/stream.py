@@ -18,14 +18,14 @@ import psycopg2.extras
 
 from adapters.postgres import pgoutput
 from adapters.postgres.dialect import connect
-from adapters.postgres.snapshot import MARKER_PREFIX
+from adapters.postgres.snapshot import MARKER_PREFIX, REQUEST_PREFIX
 
 _ROW_MESSAGES = (pgoutput.Relation, pgoutput.Insert, pgoutput.Update, pgoutput.Delete, pgoutput.Truncate)
 
 
 @dataclass
 class Transaction:
-    """One committed transaction: its Begin, its relation and row messages, its Commit."""
+    """One committed transaction: its Begin, its relation, row and re-snapshot request messages, its Commit."""
 
     begin: pgoutput.Begin
     messages: list[Any] = field(default_factory=list)
@@ -69,6 +69,8 @@ class ReplicationStream:
             elif isinstance(decoded, pgoutput.Message) and not decoded.transactional:
                 if decoded.prefix == MARKER_PREFIX:
                     return decoded
+            elif isinstance(decoded, pgoutput.Message) and decoded.prefix == REQUEST_PREFIX and self._open is not None:
+                self._open.messages.append(decoded)
             elif isinstance(decoded, _ROW_MESSAGES) and self._open is not None:
                 self._open.messages.append(decoded)
 

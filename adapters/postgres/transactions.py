@@ -13,6 +13,8 @@ Row images (``Change.before``/``after``), in changes.py terms:
   of a row with an unchanged TOASTed value therefore creates the new record
   without that column: use REPLICA IDENTITY FULL for such tables.
 * Rows of tables without a key carry their copy number (keyless.py).
+* A re-snapshot request in the transaction (resnapshot.py) starts the next
+  snapshot pass of each captured table it names (snapshot.py).
 * A change is emitted only where the snapshot regions let it through
   (snapshot.py), and a SCHEMA change comes first whenever the relation
   differs from the schema last emitted (schema_history.py), naming the
@@ -27,6 +29,8 @@ in the transaction.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, Callable, Sequence
 
 from adapters.postgres import pgoutput
@@ -40,6 +44,8 @@ from adapters.postgres.stream import Transaction
 from adapters.postgres.types import Parser, Types
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady, TableSchema
+
+log = logging.getLogger(__name__)
 
 
 class TransactionDecoder:
@@ -62,6 +68,10 @@ class TransactionDecoder:
     def clear(self) -> None:
         """Forget the relations (the stream starts again and sends them again)."""
         self._relations, self._tables, self._parsers = {}, {}, {}
+
+    def forget_uncaptured(self) -> None:
+        """Look again at relations found not captured (the captured tables grew)."""
+        self._tables = {oid: table for oid, table in self._tables.items() if table is not None}
 
     @property
     def keyless(self) -> bool:
@@ -97,6 +107,9 @@ class TransactionDecoder:
             elif isinstance(message, pgoutput.Truncate):
                 rows += [(table, ch.TRUNCATE, None, None) for table in map(self._relation_table, message.oids)
                          if table is not None]
+            elif isinstance(message, pgoutput.Message):
+                if base > after:  # else the node stored a change after it: the pass started before
+                    self._request(message, base)
             elif (table := self._relation_table(message.oid)) is not None:
                 rows += [(table, *change) for change in self._row_changes(table, message, commit.commit_lsn)]
         self._copies.load([(t.resource, image) for t, _, before, after_ in rows if t.keyless
@@ -121,6 +134,16 @@ class TransactionDecoder:
                 after=self._copies.number(table, after_, 1, position, after))
         self._overflows.add(base, index, commit.commit_lsn)
         return changes
+
+    def _request(self, message: pgoutput.Message, position: Position) -> None:
+        """Start a snapshot pass of each captured table the request names."""
+        requested = json.loads(message.content)["tables"]
+        with self._db().cursor() as cur:
+            for resource in dict.fromkeys(requested):
+                if resource in self.tables:
+                    self._snapshots.request(cur, resource, position)
+                else:
+                    log.warning("re-snapshot of %s requested, but it is not captured", resource)
 
     def _relation_table(self, oid: int) -> Table | None:
         """The captured table the last relation message for ``oid`` describes

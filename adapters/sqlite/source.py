@@ -11,6 +11,11 @@ the triggers exist, it leaves no gap and needs no separate position.
 Positions are the change log's ids.  Row images are JSON objects of
 column -> value (adapters/sqlite/images.py).
 
+A re-snapshot request writes SNAPSHOT_BEGIN into the log and restarts the
+table's snapshot in the same transaction; the pass ends with SNAPSHOT_END
+in the transaction of its last chunk.  So the request waits in the log
+while no node reads, and the pass resumes from its last chunk.
+
 Limits the application must know:
 
 * ``INSERT OR REPLACE`` removes a conflicting row without firing the delete
@@ -43,10 +48,10 @@ from adapters.sqlite.images import decode_image, image_sql
 from exchange.common.urls import sqlite_path
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady, TableSchema
+from exchange.contracts.errors import InvalidInput
 
 CHANGELOG = "_exchange_changelog"
 CAPTURE = "_exchange_capture"
-PASSES = "_exchange_passes"
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _TRIGGERS = ((ch.INSERT, "ins", "INSERT"), (ch.UPDATE, "upd", "UPDATE"), (ch.DELETE, "del", "DELETE"))
 
@@ -77,7 +82,8 @@ class SQLiteSource:
                    "tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, at TEXT NOT NULL)")
         db.execute(f"CREATE TABLE IF NOT EXISTS {CAPTURE} (tbl TEXT PRIMARY KEY, schema TEXT NOT NULL, "
                    "snapshot_after TEXT, snapshot_done INTEGER NOT NULL)")
-        db.execute(f"CREATE TABLE IF NOT EXISTS {PASSES} (tbl TEXT PRIMARY KEY)")  # tables read again as a pass
+        if "resnapshot" not in {row[1] for row in db.execute(f"PRAGMA table_info({CAPTURE})")}:
+            db.execute(f"ALTER TABLE {CAPTURE} ADD COLUMN resnapshot INTEGER NOT NULL DEFAULT 0")
         self._uninstall_unconfigured()
         self._sync_all()
 
@@ -111,6 +117,24 @@ class SQLiteSource:
     def acknowledge(self, position: Position) -> None:
         """Prune the change log up to ``position`` (durably stored at the node)."""
         self._open().execute(f"DELETE FROM {CHANGELOG} WHERE id <= ?", (position,))
+
+    def request_resnapshot(self, tables: Sequence[str]) -> None:
+        """Write SNAPSHOT_BEGIN of each of ``tables`` into the log and read them again from their first key."""
+        unknown = [t for t in tables if t not in self.tables]
+        if unknown:
+            raise InvalidInput(f"not captured: {', '.join(unknown)}; the captured tables are: {', '.join(self.tables)}")
+        db = self._open()
+        if not has_table(db, CAPTURE):
+            raise SourceNotReady(f"capture is not set up in {self.path} yet: start the node")
+        if "resnapshot" not in {row[1] for row in db.execute(f"PRAGMA table_info({CAPTURE})")}:
+            self.prepare()  # capture set up by an older version: add the column
+        with transaction(db):
+            for table in dict.fromkeys(tables):
+                if db.execute(f"SELECT 1 FROM {CAPTURE} WHERE tbl=?", (table,)).fetchone() is None:
+                    raise SourceNotReady(f"table {table!r} is not set up for capture yet: start the node")
+                db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, at) VALUES (?, ?, {_NOW})", (table, ch.SNAPSHOT_BEGIN))
+                db.execute(f"UPDATE {CAPTURE} SET snapshot_after=NULL, snapshot_done=0, resnapshot=1 WHERE tbl=?",
+                           (table,))
 
     def close(self) -> None:
         if self._db is not None:
@@ -171,8 +195,10 @@ class SQLiteSource:
                 # The table is read again as a snapshot pass: what the node holds and the pass does not
                 # find (rows deleted while the triggers were missing) is deleted at its end.
                 db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, at) VALUES (?, ?, {_NOW})", (table, ch.SNAPSHOT_BEGIN))
-                db.execute(f"INSERT OR REPLACE INTO {PASSES} VALUES (?)", (table,))
-            db.execute(f"INSERT OR REPLACE INTO {CAPTURE} VALUES (?, ?, NULL, 0)", (table, schema_json))
+            db.execute(f"INSERT INTO {CAPTURE} (tbl, schema, snapshot_after, snapshot_done, resnapshot) "
+                       "VALUES (?, ?, NULL, 0, ?) ON CONFLICT (tbl) DO UPDATE SET schema=excluded.schema, "
+                       "snapshot_after=NULL, snapshot_done=0, resnapshot=excluded.resnapshot",
+                       (table, schema_json, bool(installed)))
 
     def _uninstall_unconfigured(self) -> None:
         """Stop capturing tables that were removed from the configuration."""
@@ -194,14 +220,13 @@ class SQLiteSource:
                 return
 
     def _copy_chunk(self, db: sqlite3.Connection) -> int:
-        """Copy one chunk of the first table being snapshotted; the number of rows copied."""
+        """Copy one chunk of the first table being snapshotted; the number of log rows written."""
         with transaction(db):
-            pending = db.execute(
-                f"SELECT tbl, schema, snapshot_after FROM {CAPTURE} WHERE snapshot_done=0 ORDER BY tbl LIMIT 1"
-            ).fetchone()
+            pending = db.execute(f"SELECT tbl, schema, snapshot_after, resnapshot FROM {CAPTURE} "
+                                 "WHERE snapshot_done=0 ORDER BY tbl LIMIT 1").fetchone()
             if pending is None:
                 return 0
-            table, schema_json, after_json = pending
+            table, schema_json, after_json, resnapshot = pending
             schema = TableSchema.from_dict(json.loads(schema_json))
             where, params = _after_key(schema, after_json)
             rows = db.execute(
@@ -210,12 +235,13 @@ class SQLiteSource:
             ).fetchall()
             db.executemany(f"INSERT INTO {CHANGELOG} (tbl, op, new, at) VALUES (?, ?, ?, {_NOW})",
                            [(table, ch.SNAPSHOT, image) for image, _ in rows])
-            done = len(rows) < self.snapshot_chunk
-            db.execute(f"UPDATE {CAPTURE} SET snapshot_after=?, snapshot_done=? WHERE tbl=?",
-                       (rows[-1][1] if rows else after_json, done, table))
-            if done and db.execute(f"DELETE FROM {PASSES} WHERE tbl = ?", (table,)).rowcount:
+            done, written = len(rows) < self.snapshot_chunk, len(rows)
+            if done and resnapshot:
                 db.execute(f"INSERT INTO {CHANGELOG} (tbl, op, at) VALUES (?, ?, {_NOW})", (table, ch.SNAPSHOT_END))
-            return len(rows)
+                written += 1
+            db.execute(f"UPDATE {CAPTURE} SET snapshot_after=?, snapshot_done=?, resnapshot=resnapshot AND NOT ? "
+                       "WHERE tbl=?", (rows[-1][1] if rows else after_json, done, done, table))
+            return written
 
     def _unsnapshotted(self, table: str, schema_json: str, after_json: str | None) -> int:
         schema = TableSchema.from_dict(json.loads(schema_json))

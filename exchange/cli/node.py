@@ -24,6 +24,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(handler=_status)
 
+    resnap = node.add_parser(
+        "resnapshot", help="read captured tables again, concurrently with capture, and repair the node's copy",
+        description="Ask the source for a snapshot pass of TABLEs (names or patterns of captured tables): the "
+                    "node reads them while it goes on capturing, stores only rows that differ from what it holds "
+                    "and deletes those the pass no longer finds. Without a running node the request waits in the "
+                    "source. --all reads every captured table and also repairs a lost position (a dropped or "
+                    "invalidated PostgreSQL replication slot).")
+    resnap.add_argument("tables", nargs="*", metavar="TABLE", help="captured table, or a pattern such as sales.*")
+    resnap.add_argument("--all", action="store_true", help="every captured table; repairs a lost slot")
+    resnap.add_argument("--config", help="node TOML file")
+    resnap.add_argument("--no-wait", action="store_true",
+                        help="return once the request is written instead of following the passes until done")
+    resnap.set_defaults(handler=_resnapshot)
+
     quality = node.add_parser("quality", help="list captured identifiers with an invalid check character")
     quality.add_argument("--config", help="node TOML file ([source] identifiers declares the columns)")
     quality.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -72,6 +86,15 @@ def _status(args: argparse.Namespace) -> int:
     from node import config, status
 
     print_report(status.node_status(config.load(args.config)), status.render, args.json)
+    return 0
+
+
+def _resnapshot(args: argparse.Namespace) -> int:
+    from node import config, resnapshot
+
+    cfg = config.load(args.config)
+    logging_as_configured(cfg)
+    print_json(resnapshot.resnapshot(cfg, args.tables, args.all, wait=not args.no_wait))
     return 0
 
 

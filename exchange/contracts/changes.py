@@ -131,6 +131,19 @@ class CaptureSource(Protocol):
     def acknowledge(self, position: Position) -> None:
         """Everything up to ``position`` is durably stored at the node."""
 
+    def request_resnapshot(self, tables: Sequence[str]) -> None:
+        """Ask for the captured ``tables`` to be read again, whether or not a
+        node is reading the source now.
+
+        The request takes its place in the change stream: the ``read`` that
+        reaches it produces, per table, SNAPSHOT_BEGIN, the table's rows as
+        SNAPSHOT changes (streamed changes go on meanwhile) and SNAPSHOT_END,
+        so the node repairs what it holds.  Where the source has lost the
+        node's position (PositionLost), requesting every captured table
+        captures again from the source's current position, by such a pass.
+        Sources that cannot re-read raise an ExchangeError saying why.
+        """
+
     def close(self) -> None: ...
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import adapters
+from adapters.selection import select
 from exchange.common.config import Config
 from exchange.contracts.changes import TableSchema
 from exchange.contracts.identifiers import is_valid_uscc
@@ -77,7 +78,7 @@ def draft(cfg: Config, directory: str | Path, file_format: str = "toml") -> dict
     reader = adapters.open_reader(cfg.source.url)
     written, kept = [], []
     try:
-        for table in cfg.source.tables:
+        for table in select(reader.tables(), cfg.source.tables, cfg.source.exclude):
             path = directory / f"{table}.{file_format}"
             if path.exists():
                 kept.append(str(path))

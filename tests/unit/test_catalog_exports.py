@@ -85,7 +85,7 @@ def test_entry_content_survives_the_wire(catalog):
 
 
 def test_identifier_settings_are_checked():
-    with pytest.raises(ValueError, match="names table 'people', which is not in"):
+    with pytest.raises(ValueError, match=r"names table 'people', which \[source\] tables does not select"):
         IdentifierCheck({"people": {"id": "uscc"}}, ["persons"])
     with pytest.raises(ValueError, match="unknown kind 'passport'; use uscc or resident_id"):
         IdentifierCheck({"persons": {"id": "passport"}}, ["persons"])

@@ -9,6 +9,7 @@ import logging
 import pkgutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from exchange.cli import catalog_client, share_client
 from exchange.cli.main import build_parser, main
 from exchange.contracts.errors import ExchangeError
+from node.resnapshot import chosen_tables
 
 AGENCY = "cli_agency"
 PACKAGES = ("exchange", "adapters", "node", "hub", "consumer")
@@ -274,3 +276,12 @@ def test_json_output_keeps_64_bit_integers_as_numbers():
     shown = message_json(report)["providers"][0]
     assert shown["delivered"] == {"B": 2**40} and shown["requests"] == 1
     assert shown["late_or_overdue"][0]["items"] == ["x"]
+
+
+def test_resnapshot_needs_tables_or_all_and_names_what_is_not_captured(capsys, tmp_path):
+    sqlite3.connect(tmp_path / "agency.db").execute("CREATE TABLE people (id INTEGER PRIMARY KEY)")
+    code, _, err = run(capsys, "node", "resnapshot", "--config", node_config(tmp_path))
+    assert code == 2 and "name the tables to read again, or give --all" in err
+    assert chosen_tables(["people", "sales.orders"], ["sales.*", "people"]) == ["sales.orders", "people"]
+    with pytest.raises(ExchangeError, match="'places' names no captured table; the captured tables are: people"):
+        chosen_tables(["people"], ["places"])

@@ -417,3 +417,30 @@ def test_a_sqlite_target_takes_the_values_other_sources_produce(tmp_path):
         target.close()
     row = sqlite3.connect(tmp_path / "replica.db").execute("SELECT amount, ref, tags FROM t").fetchone()
     assert row == (12.5, str(ref), '["a", "乙"]')
+
+
+def test_a_resnapshot_pass_is_written_into_the_log_between_begin_and_end(app, url):
+    app.executemany("INSERT INTO people (id, name) VALUES (?, ?)", [(i, f"p{i}") for i in range(1, 6)])
+    first = source(url, snapshot_chunk=2)
+    stored = drain(first)[-1].position
+    first.close()
+    requester = SQLiteSource(url, ["people"])  # what exchange node resnapshot does, with no node reading
+    requester.request_resnapshot(["people"])
+    with pytest.raises(ValueError, match=r"not captured: places; the captured tables are: people"):
+        requester.request_resnapshot(["places"])
+    requester.close()
+    app.execute("UPDATE people SET name = 'later' WHERE id = 1")
+    changes = drain(source(url, snapshot_chunk=2), after=stored)
+
+    ops = [c.op for c in changes]
+    assert ops[0] == ch.SNAPSHOT_BEGIN and ops[-1] == ch.SNAPSHOT_END and ops.count(ch.SNAPSHOT_END) == 1
+    assert sorted(c.after["id"] for c in changes if c.op == ch.SNAPSHOT) == [1, 2, 3, 4, 5]
+    assert fold_names(changes)[1] == "later"
+
+
+def fold_names(changes: list[ch.Change]) -> dict:
+    names = {}
+    for c in changes:
+        if c.after is not None:
+            names[c.after["id"]] = c.after["name"]
+    return names
