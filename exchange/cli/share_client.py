@@ -18,6 +18,13 @@ def call(args: argparse.Namespace) -> int:
     """Run one ``exchange share`` action; prints the hub's answer as JSON."""
     cfg = _settings(args)
     agency = args.agency or cfg.agency
+    if args.action == "query":
+        from exchange.cli import share_query
+
+        request = share_query.request(args, agency)
+        with hub_channel(cfg) as channel:
+            print_json(share_query.page_json(share_query.find(channel, request)))
+        return 0
     with hub_channel(cfg) as channel:
         answer = CALLS[args.action](pb_grpc.SharingStub(channel), args, agency)
     print_json(message_json(answer))
@@ -41,17 +48,17 @@ Call = Callable[[pb_grpc.SharingStub, argparse.Namespace, str], Any]
 CALLS: dict[str, Call] = {
     "request": lambda stub, args, agency: stub.Request(pb.ShareRequestCreate(
         agency=agency, provider=args.provider, resource=args.resource, scope=args.scope, purpose=args.purpose,
-        items=args.items)),
+        items=args.items, rows=args.rows)),
     "approve": lambda stub, args, agency: stub.Answer(pb.ShareAnswer(
         agency=agency, request_id=args.request_id, approve=True, items=args.items or [], expires=args.expires or "",
-        reasons=args.note)),
+        reasons=args.note, rows=args.rows)),
     "reject": lambda stub, args, agency: stub.Answer(pb.ShareAnswer(
         agency=agency, request_id=args.request_id, approve=False, reasons=args.reasons)),
     "dispute": lambda stub, args, agency: stub.Dispute(pb.ShareDispute(
         agency=agency, request_id=args.request_id, grounds=args.grounds)),
     "decide": lambda stub, args, agency: stub.Decide(pb.ShareAnswer(
         request_id=args.request_id, approve=args.approve, items=args.items or [], expires=args.expires or "",
-        reasons=args.reasons)),
+        reasons=args.reasons, rows=args.rows)),
     "revoke": lambda stub, args, agency: stub.Revoke(pb.ShareRevoke(
         agency="" if args.office else agency, request_id=args.request_id, reason=args.reason)),
     "agreement": lambda stub, args, agency: stub.RecordAgreement(pb.SecrecyAgreement(

@@ -103,13 +103,15 @@ class CurrentState:
         state = self._open(sealed)
         return version, state["key"], state["row"]
 
-    def scan(self, agency: str, resource: str, after: str, limit: int) -> list[tuple[str, int, dict[str, Any]]]:
-        """Up to ``limit`` (record key, version, row) of the resource in key order, after key ``after``."""
+    def scan(self, agency: str, resource: str, after: str,
+             limit: int) -> list[tuple[str, int, dict[str, Any], dict[str, Any]]]:
+        """Up to ``limit`` (record key text, version, key, row) of the resource in key order, after key ``after``."""
         with self.store.datastore.transaction(commit=False) as c:
             c.execute(self._sql(f"SELECT record_key, version, state FROM {ROWS} WHERE agency = ? AND resource = ? "
                                 "AND record_key > ? ORDER BY record_key LIMIT ?"), (agency, resource, after, limit))
             found = [_values(r) for r in c.fetchall()]
-        return [(key, version, self._open(sealed)["row"]) for key, version, sealed in found]
+        states = [(key, version, self._open(sealed)) for key, version, sealed in found]
+        return [(key, version, state["key"], state["row"]) for key, version, state in states]
 
     def rebuild(self, agency: str | None = None) -> None:
         """Forget the folded state (of one agency or all): the follower folds the logs again from the start."""

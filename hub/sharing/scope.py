@@ -201,16 +201,16 @@ def _explain(text: str, e: UnexpectedInput) -> str:
         position = len(text)
     found = text[position:position + 12]
     expected = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
-    hint = f"; expected {', '.join(_terminal(t) for t in expected)}" if expected else ""
-    where = f"at position {position + 1} ({found!r})" if found else "at its end"
+    hint = f"; expected {' or '.join(_terminal(t) for t in expected)}" if expected else ""
+    where = f"at position {position + 1} ({found!r})" if found else f"at its end (position {position + 1})"
     return f"row filter {text!r}: unexpected input {where}{hint}"
 
 
 def _terminal(name: str) -> str:
     names = {"_OR": "OR", "_AND": "AND", "_NOT": "NOT", "_IN": "IN", "_BETWEEN": "BETWEEN", "_TRUE": "TRUE",
              "_FALSE": "FALSE", "NAME": "a data item", "QUOTED_NAME": "a \"quoted\" data item",
-             "STRING": "a 'text'", "NUMBER": "a number", "OP": "a comparison", "LPAR": "(", "RPAR": ")",
-             "COMMA": ",", "$END": "the end"}
+             "STRING": "a 'text'", "NUMBER": "a number", "OP": "a comparison", "LPAR": "'('", "RPAR": "')'",
+             "COMMA": "','", "$END": "the end"}
     return names.get(name, name)
 
 

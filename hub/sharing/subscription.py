@@ -75,7 +75,7 @@ def _entitlement(ledger: SharingLedger, consumer: str, provider: str, resource: 
     try:
         return ledger.entitlement(consumer, provider, resource)
     except NotEntitled as e:
-        _refuse(ledger, consumer, provider, resource, str(e), context)
+        refuse(ledger, consumer, provider, resource, str(e), context)
 
 
 def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.ServicerContext) -> None:
@@ -92,8 +92,9 @@ def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.Servicer
                       f"{now.rows_text or 'every row'}: subscribe again")
 
 
-def _refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
-            context: grpc.ServicerContext) -> None:
+def refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
+           context: grpc.ServicerContext) -> None:
+    """Count, audit and log a refused delivery, then end the call with PERMISSION_DENIED naming ``reason``."""
     ledger.metrics.share_refused.labels(provider).inc()
     if ledger.audit is not None:
         ledger.audit.record("share.refused", consumer, provider=provider, resource=resource, reason=reason)
