@@ -9,7 +9,6 @@ from typing import Any
 from exchange.cli.output import message_json
 from exchange.contracts.errors import InvalidInput
 from protos.exchange.v1 import query_pb2 as pb
-from protos.exchange.v1 import query_pb2_grpc as pb_grpc
 
 
 def request(args: argparse.Namespace, agency: str) -> pb.QueryRequest:
@@ -33,11 +32,6 @@ def request(args: argparse.Namespace, agency: str) -> pb.QueryRequest:
         raise InvalidInput(f"--page-size must be positive, got {args.page_size}")
     return pb.QueryRequest(agency=agency, provider=provider, resource=resource, key=key, where=args.where,
                            page_size=args.page_size, page_token=args.page_token, purpose=args.purpose)
-
-
-def find(channel: Any, query: pb.QueryRequest) -> pb.QueryPage:
-    """Ask the hub."""
-    return pb_grpc.QueryStub(channel).Find(query)
 
 
 def page_json(page: pb.QueryPage) -> dict[str, Any]:

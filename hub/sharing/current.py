@@ -59,9 +59,10 @@ class CurrentState:
         self.store = store
         self._postgres = not store.url.startswith("sqlite")
         blob = "bytea" if self._postgres else "BLOB"
+        ordered = 'COLLATE "C"' if self._postgres else ""  # page tokens follow byte order on both backends
         with self._transaction() as c:
             c.execute(f"CREATE TABLE IF NOT EXISTS {ROWS} (agency TEXT NOT NULL, resource TEXT NOT NULL, "
-                      f"record_key TEXT NOT NULL, version BIGINT NOT NULL, state {blob} NOT NULL, "
+                      f"record_key TEXT {ordered} NOT NULL, version BIGINT NOT NULL, state {blob} NOT NULL, "
                       "PRIMARY KEY (agency, resource, record_key))")
             c.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} (agency TEXT PRIMARY KEY, position BIGINT NOT NULL)")
 
