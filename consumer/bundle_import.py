@@ -63,12 +63,19 @@ def _import(replica: Replica, want: Wanted, folder: Path, trusted) -> dict[str, 
     applied = events = 0
     for manifest, path in found:
         position = replica.position(provider, resource)
+        batch = None
+        if manifest.after == 0 and position > 0:  # a copy from the start: for new items or a new row filter?
+            _, batch = read_bundle(path, trusted)
+            if projection(batch.items, batch.rows) != replica.items(provider, resource):
+                replica.withdraw(provider, resource, projection(batch.items, batch.rows))
+                position = 0
         if manifest.last <= position:
             continue  # applied before
         if manifest.after > position:
             raise StoreError(f"bundle {path} follows hub id {manifest.after}, but the replica holds {provider}/"
                              f"{resource} up to {position}: a bundle is missing (export again from the hub)")
-        _, batch = read_bundle(path, trusted)
+        if batch is None:
+            _, batch = read_bundle(path, trusted)
         items = projection(batch.items, batch.rows)
         held = replica.items(provider, resource)
         if held != items:

@@ -125,3 +125,50 @@ def test_a_scoped_approval_delivers_exactly_the_scoped_rows_and_lookups_stay_wit
     assert {q["rows"] for q in queries} == {approved["approved_rows"]}
     refused = [e for e in audit if e["action"] == "share.refused"]
     assert {e["actor"] for e in refused} >= {CONSUMER, OTHER}
+
+
+def test_offline_bundles_for_a_consumer_hold_only_the_scoped_rows_and_follow_a_new_scope(launch, provider, sample,
+                                                                                        tmp_path, free_port):
+    from conftest import to_toml
+
+    hub, node = provider
+    address = hub.config["listen"]["address"]
+
+    def share(*args, agency=CONSUMER):
+        return json.loads(exchange("share", *args, "--hub", address, "--insecure", "--agency", agency).stdout)
+
+    def grant(rows: str) -> None:
+        asked = share("request", "--provider", AGENCY, "--resource", "licences", "--scope", rows, "--purpose",
+                      "licensing", "--items", "kind", "status", "--rows", rows)
+        share("approve", asked["id"], agency=AGENCY)
+
+    grant("status = '有效'")
+    hub_toml, consumer_toml = str(hub.config_path), tmp_path / "consumer.toml"
+    replica = tmp_path / "replica.db"
+    consumer_toml.write_text(to_toml({
+        "agency": CONSUMER, "hub": {"address": address, "insecure": True},
+        "consumer": {"replica": f"sqlite:///{replica}", "resources": [f"{AGENCY}/licences"], "purpose": "licensing",
+                     "hub_key": str(tmp_path / "hub.pub")},
+        "metrics": {"address": "127.0.0.1", "port": free_port()}}))
+    exchange("hub", "keygen", "--config", hub_toml)
+    source = Path(sample.path)
+
+    def export_and_import(name: str) -> dict:
+        report = json.loads(exchange("hub", "export", "--config", hub_toml, "--consumer", CONSUMER, "--to",
+                                     str(tmp_path / name), "--resource", f"{AGENCY}/licences",
+                                     "--max-events", "20").stdout)
+        imported = json.loads(exchange("node", "import", str(tmp_path / name), "--config", str(consumer_toml)).stdout)
+        assert imported["errors"] == []
+        return report["resources"][f"{AGENCY}/licences"]
+
+    sample.run(300, per_transaction=10)
+    wait_caught_up(node)
+    export_and_import("media-1")
+    assert replica_rows(replica) == filtered(source, "status = '有效'")
+    sample.run(300, per_transaction=10)  # moves rows in and out of the scope
+    wait_caught_up(node)
+    assert export_and_import("media-2")["after"] > 0  # only what is new
+    assert replica_rows(replica) == filtered(source, "status = '有效'")
+    grant("status = '暂停'")
+    assert export_and_import("media-3")["after"] == 0  # a new scope: the resource from the start
+    assert replica_rows(replica) == filtered(source, "status IN ('有效', '暂停')")
