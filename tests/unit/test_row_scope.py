@@ -181,3 +181,15 @@ def test_a_changed_row_filter_ends_the_stream_with_aborted(hub):
             pass
     assert ended.value.code() == grpc.StatusCode.ABORTED
     assert "district = 'P' OR district = 'Q'" in ended.value.details()
+
+
+def test_the_office_deciding_a_dispute_may_narrow_the_rows_too(hub):
+    asked = request(hub, rows="district IN ('P', 'Q')")
+    hub.ledger.reject(str(asked.id), PROVIDER, reasons="too wide")
+    hub.ledger.dispute(str(asked.id), CONSUMER, grounds="needed")
+    with pytest.raises(BadFilter, match="born"):
+        hub.ledger.decide(str(asked.id), "office", approve=True, rows="born = '1990'")
+    decided = hub.ledger.decide(str(asked.id), "office", approve=True, rows="district = 'Q'")
+    assert decided.approved_rows == "district IN ('P', 'Q') AND district = 'Q'"
+    assert hub.ledger.entitlement(CONSUMER, PROVIDER, "licences").rows.matches({"district": "Q"})
+    assert not hub.ledger.entitlement(CONSUMER, PROVIDER, "licences").rows.matches({"district": "P"})
