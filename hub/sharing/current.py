@@ -21,6 +21,7 @@ from eventsourcing.persistence import Notification
 
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated
 from exchange.store import AgencyLogs, chunks
+from hub.metrics import METRICS, HubMetrics
 from hub.sharing.scope import plain_value
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,9 @@ def _record_events(notifications: Iterable[Notification]) -> Iterable[tuple[Noti
 class Follower:
     """Keeps a CurrentState folded up to every agency's log: woken by each stored batch, or every ``poll`` s."""
 
-    def __init__(self, current: CurrentState, ingest: Any, *, batch: int = 5000, poll: float = 1.0):
-        self.current, self.ingest, self.batch, self.poll = current, ingest, batch, poll
+    def __init__(self, current: CurrentState, ingest: Any, *, batch: int = 1000, poll: float = 1.0,
+                 metrics: HubMetrics = METRICS):
+        self.current, self.ingest, self.batch, self.poll, self.metrics = current, ingest, batch, poll, metrics
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hub-current-state", daemon=True)
@@ -212,7 +214,10 @@ class Follower:
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
-        self._thread.join(30)
+        if self.notify in self.ingest.listeners:
+            self.ingest.listeners.remove(self.notify)
+        if self._thread.is_alive():
+            self._thread.join(30)
 
     def catch_up(self) -> int:
         """Fold every agency's log up to its current end; the number of events read."""
@@ -224,6 +229,8 @@ class Follower:
                     break
                 self.current.advance(agency, notifications)
                 read += len(notifications)
+            behind = self.ingest.hub_position(agency) - self.current.position(agency)
+            self.metrics.current_state_behind.labels(agency).set(max(0, behind))
         return read
 
     def _run(self) -> None:

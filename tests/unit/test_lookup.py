@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 from test_sharing import CONSUMER, OTHER, PROVIDER
 from test_sharing_stream import Hub
 
@@ -14,6 +15,7 @@ from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdate
 from exchange.store import EventStore
 from exchange.store.at_rest import StateCipher
 from hub.ingest import Ingest
+from hub.metrics import HubMetrics
 from hub.sharing.current import ROWS, CurrentState, Follower, key_text
 from hub.sharing.query import QueryServicer
 from protos.exchange.v1 import query_pb2 as qpb
@@ -67,6 +69,18 @@ def test_the_follower_folds_each_event_exactly_once_and_a_rebuild_gives_the_same
     assert table(hub.current) == {} and hub.current.position(PROVIDER) == 0
     follower.catch_up()
     assert table(hub.current) == source_rows(hub)
+
+
+def test_the_follower_reports_how_far_behind_the_logs_it_is(hub):
+    metrics = HubMetrics(CollectorRegistry())
+    stopped = Follower(hub.current, hub.ingest, metrics=metrics)
+    stopped.stop()  # never started: its rounds end before folding anything
+    stopped.catch_up()
+    behind = lambda: metrics.registry.get_sample_value(  # noqa: E731
+        "exchange_hub_current_state_behind_events", {"agency": PROVIDER})
+    assert behind() == hub.ingest.hub_position(PROVIDER)
+    Follower(hub.current, hub.ingest, metrics=metrics).catch_up()
+    assert behind() == 0
 
 
 def test_the_follower_wakes_on_each_stored_batch(hub):
