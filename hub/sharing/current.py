@@ -180,15 +180,24 @@ def _values(row: Any) -> tuple:
     return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
+def record_state(n: Notification | Any) -> dict[str, Any] | None:
+    """The state of a created, updated or deleted event that has what folding needs; None for any other."""
+    if n.topic not in RECORD_TOPICS:
+        return None
+    try:
+        state = json.loads(n.state)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(state, dict) and isinstance(state.get("resource"), str) and isinstance(state.get("key"), dict)):
+        return None
+    needs = {RecordCreated.TOPIC: "row", RecordUpdated.TOPIC: "changed"}.get(n.topic)
+    return state if needs is None or isinstance(state.get(needs), dict) else None
+
+
 def _record_events(notifications: Iterable[Notification]) -> Iterable[tuple[Notification, dict[str, Any]]]:
     for n in notifications:
-        if n.topic not in RECORD_TOPICS:
-            continue
-        try:
-            state = json.loads(n.state)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(state, dict) and isinstance(state.get("resource"), str) and isinstance(state.get("key"), dict):
+        state = record_state(n)
+        if state is not None:
             yield n, state
 
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 from eventsourcing.persistence import Notification
 
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
-from hub.sharing.current import CurrentState, fold, key_text
+from hub.sharing.current import CurrentState, fold, key_text, record_state
 from hub.sharing.projection import state_of
 from hub.sharing.scope import Filter
 
@@ -53,7 +53,7 @@ class RecordHistory:
         row: dict[str, Any] | None = None
         recorder = self.ingest.recorder(self.agency, create=False)
         for stored in recorder.select_events(n.originator_id, lte=version):
-            earlier = state_of(stored)
+            earlier = record_state(stored)
             if earlier is not None:
                 row = fold(row, stored.topic, earlier)
         return row
@@ -76,8 +76,9 @@ def within(notifications: Sequence[Notification], resource: str, rows: Filter,
         if n.topic == SchemaChanged.TOPIC:
             out.append(n)
             continue
-        if n.topic not in (RecordCreated.TOPIC, RecordUpdated.TOPIC, RecordDeleted.TOPIC):
-            continue  # an event kind this hub does not know how to judge: never pass it on
+        state = record_state(n)
+        if state is None:
+            continue  # an event this hub does not know how to judge: never pass it on
         before = history.before(n, state)
         after = fold(before, n.topic, state)
         history.remember(n, after)

@@ -202,3 +202,21 @@ def _poll(condition, timeout=60.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+def test_an_event_without_what_folding_needs_neither_stops_the_follower_nor_reaches_a_scoped_consumer(hub):
+    from test_sharing_stream import read_until
+
+    from protos.exchange.v1 import exchange_pb2 as pb
+    hub.node_position += 1
+    broken = pb.Event(notification_id=hub.node_position, originator_id="6f1c1a52-3d1e-4c1e-9a57-0d6a3c2f8e11",
+                      originator_version=1, topic=RecordCreated.TOPIC, state=b'{"resource":"licences","key":{"id":99}}')
+    hub.ingest.ingest(PROVIDER, pb.EventBatch(after=hub.node_position - 1, events=[broken]))
+    hub.publish(hub.event(RecordCreated, "licences", 50, row={"id": 50, "name": "after", "born": "", "district": "P"}))
+    Follower(hub.current, hub.ingest).catch_up()
+    assert hub.current.position(PROVIDER) == hub.ingest.hub_position(PROVIDER)
+    assert hub.current.get(PROVIDER, "licences", key_text({"id": 50})) is not None
+    assert hub.current.get(PROVIDER, "licences", key_text({"id": 99})) is None
+    approve(hub)
+    batches = read_until(hub.subscribe("licences"), hub.ingest.hub_position(PROVIDER))
+    assert all(e.originator_id != broken.originator_id for b in batches for e in b.events)
