@@ -110,6 +110,9 @@ def test_a_scoped_approval_delivers_exactly_the_scoped_rows_and_lookups_stay_wit
     assert outside.returncode == 1 and "PERMISSION_DENIED" in outside.stderr and "issued" in outside.stderr
     stranger = query("--key", f"licence_no={in_scope[0]}", agency=OTHER, check=False)
     assert stranger.returncode == 1 and "PERMISSION_DENIED" in stranger.stderr and "no current approval" in stranger.stderr
+    # The current state is rebuilt from the logs while the hub runs: the same answers come back.
+    exchange("hub", "rebuild-state", "--config", str(hub.config_path), "--agency", AGENCY)
+    wait_until(lambda: browse() == expected, "the rebuilt current state does not give the same rows")
 
     # A second approval widens the scope: the consumer copies the resource anew to match.
     wider = json.loads(share("request", "--provider", AGENCY, "--resource", "licences", "--scope", "suspended",
