@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/mypy exchange/contracts exchange/store
 
 protos: install
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto protos/exchange/v1/catalog.proto protos/exchange/v1/sharing.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. protos/exchange/v1/exchange.proto protos/exchange/v1/catalog.proto protos/exchange/v1/sharing.proto protos/exchange/v1/query.proto
 
 bench: install
 	$(BIN)/python bench/backlog.py

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from consumer.replica import Replica
+from consumer.replica import Replica, projection
 from consumer.subscriber import Wanted, wanted
 from exchange.common.config import Config
 from exchange.contracts.events import make_mapper
@@ -63,18 +63,25 @@ def _import(replica: Replica, want: Wanted, folder: Path, trusted) -> dict[str, 
     applied = events = 0
     for manifest, path in found:
         position = replica.position(provider, resource)
+        batch = None
+        if manifest.after == 0 and position > 0:  # a copy from the start: for new items or a new row filter?
+            _, batch = read_bundle(path, trusted)
+            if projection(batch.items, batch.rows) != replica.items(provider, resource):
+                replica.withdraw(provider, resource, projection(batch.items, batch.rows))
+                position = 0
         if manifest.last <= position:
             continue  # applied before
         if manifest.after > position:
             raise StoreError(f"bundle {path} follows hub id {manifest.after}, but the replica holds {provider}/"
                              f"{resource} up to {position}: a bundle is missing (export again from the hub)")
-        _, batch = read_bundle(path, trusted)
-        items = list(batch.items)
+        if batch is None:
+            _, batch = read_bundle(path, trusted)
+        items = projection(batch.items, batch.rows)
         held = replica.items(provider, resource)
         if held != items:
             if manifest.after != 0:
-                raise StoreError(f"bundle {path} was projected to items {items}, the replica holds {held}; "
-                                 "the hub exports a resource from the start when its items change")
+                raise StoreError(f"bundle {path} was projected to {items}, the replica holds {held}; "
+                                 "the hub exports a resource from the start when its items or row filter change")
             replica.withdraw(provider, resource, items)  # a fresh copy with the new items
             position = 0
         pairs = [(e.notification_id, mapper.to_domain_event(from_wire(e)))

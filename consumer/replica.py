@@ -3,8 +3,8 @@
 Rows go in through ``adapters.apply.apply_events`` and the database's
 ApplyTarget, each batch in one transaction with its checkpoint
 (``consumer:<provider>:<resource>``: the hub position reached).  Beside
-that, the replica remembers the data items each resource was projected to;
-when they change, or the entitlement is lost, the resource is withdrawn:
+that, the replica remembers the data items (and the row filter, if any)
+each resource was projected to; when they change, or the entitlement is lost, the resource is withdrawn:
 its table and checkpoint removed in one transaction (``drop_table``), then
 its items, so the replica never holds more than the consumer is entitled
 to.  Stopped in between, the replica holds no rows and asks the hub afresh.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Sequence
+from typing import Any, Sequence
 
 import adapters
 from adapters.apply import apply_events
@@ -23,6 +23,13 @@ from adapters.sqlite import dialect as sqlite
 from exchange.common.urls import sqlite_path
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.events import RecordEvent
+
+Projection = list[str] | dict[str, Any]
+
+
+def projection(items: Sequence[str], rows: str = "") -> Projection:
+    """What a resource is projected to, as the replica records it: its items, with the row filter when it has one."""
+    return list(items) if not rows else {"items": list(items), "rows": rows}
 
 
 def checkpoint_name(provider: str, resource: str) -> str:
@@ -41,18 +48,18 @@ class Replica:
         """The hub position up to which the resource is applied (0: nothing yet)."""
         return self.target.checkpoint(checkpoint_name(provider, resource)) or 0
 
-    def items(self, provider: str, resource: str) -> list[str] | None:
-        """The data items the resource was received with (None: never received)."""
+    def items(self, provider: str, resource: str) -> Projection | None:
+        """The ``projection`` the resource was received with (None: never received)."""
         return self.books.items(checkpoint_name(provider, resource))
 
-    def set_items(self, provider: str, resource: str, items: Sequence[str]) -> None:
-        self.books.set_items(checkpoint_name(provider, resource), list(items))
+    def set_items(self, provider: str, resource: str, items: Projection) -> None:
+        self.books.set_items(checkpoint_name(provider, resource), items)
 
-    def withdraw(self, provider: str, resource: str, items: Sequence[str] | None = None) -> None:
+    def withdraw(self, provider: str, resource: str, items: Projection | None = None) -> None:
         """Remove the resource's table, checkpoint and items; with ``items``, start over with those."""
         name = checkpoint_name(provider, resource)
         self.target.drop_table(resource, checkpoint=name)
-        self.books.set_items(name, None if items is None else list(items))
+        self.books.set_items(name, items)
 
     def apply(self, provider: str, resource: str, events: Sequence[tuple[int, RecordEvent]], after: int,
               reached: int) -> int:
@@ -71,11 +78,11 @@ class _SQLiteBooks:
         self.db: sqlite3.Connection = sqlite.connect(sqlite_path(url))
         self.db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (name TEXT PRIMARY KEY, items TEXT NOT NULL)")
 
-    def items(self, name: str) -> list[str] | None:
+    def items(self, name: str) -> Projection | None:
         row = self.db.execute(f"SELECT items FROM {self.TABLE} WHERE name = ?", (name,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def set_items(self, name: str, items: list[str] | None) -> None:
+    def set_items(self, name: str, items: Projection | None) -> None:
         """Record the resource's ``items`` (None: forget them)."""
         with sqlite.transaction(self.db):
             self.db.execute(f"DELETE FROM {self.TABLE} WHERE name = ?", (name,))
@@ -96,7 +103,7 @@ class _PostgresBooks:
             cur.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (name text PRIMARY KEY, items text NOT NULL)")
         self.db.commit()
 
-    def items(self, name: str) -> list[str] | None:
+    def items(self, name: str) -> Projection | None:
         try:
             with self.db.cursor() as cur:
                 cur.execute(f"SELECT items FROM {self.TABLE} WHERE name = %s", (name,))
@@ -105,7 +112,7 @@ class _PostgresBooks:
         finally:
             self.db.rollback()
 
-    def set_items(self, name: str, items: list[str] | None) -> None:
+    def set_items(self, name: str, items: Projection | None) -> None:
         """Record the resource's ``items`` (None: forget them)."""
         try:
             with self.db.cursor() as cur:

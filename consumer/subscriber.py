@@ -8,8 +8,9 @@ transaction: a kill -9 at any point resumes without gap or duplicate.
 When the hub ends a subscription with PERMISSION_DENIED (the approval was
 revoked or expired, the resource is no longer shared) the resource is
 withdrawn from the replica and the thread asks again after
-``hub.reconnect_max`` seconds; when the entitled data items differ from
-those the replica holds, the resource is withdrawn and copied anew.
+``hub.reconnect_max`` seconds; when the entitled data items or the approved
+row filter differ from those the replica holds, the resource is withdrawn
+and copied anew.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Counter, Gauge
 
-from consumer.replica import Replica
+from consumer.replica import Projection, Replica, projection
 from exchange.common import metrics
 from exchange.common.config import Config
 from exchange.contracts.agency import check_agency
@@ -131,7 +132,7 @@ class Subscription:
             self.call = pb_grpc.ExchangeStub(channel).Subscribe(request)
             try:
                 for batch in self.call:
-                    self._check_items(replica, list(batch.items))
+                    self._check_items(replica, projection(batch.items, batch.rows))
                     events = [(e.notification_id, self.mapper.to_domain_event(from_wire(e))) for e in batch.events]
                     applied = replica.apply(provider, resource, events, batch.after, batch.reached)
                     EVENTS_APPLIED.labels(provider, resource).inc(applied)
@@ -140,7 +141,7 @@ class Subscription:
             finally:
                 self.call = None
 
-    def _check_items(self, replica: Replica, items: list[str]) -> None:
+    def _check_items(self, replica: Replica, items: Projection) -> None:
         provider, resource = self.want.provider, self.want.resource
         held = replica.items(provider, resource)
         if held == items:

@@ -2,8 +2,8 @@
 
 For each resource the consumer is entitled to, the events after the
 previous export (or from the start with ``--from-start``, or when the
-entitled data items changed) are projected exactly as a subscription would
-project them and written with the hub's own key into
+entitled data items or the approved row filter changed) are projected
+exactly as a subscription would project them and written with the hub's own key into
 ``DIR/<consumer>/<provider>/<resource>/``.  Each bundle's content carries
 the items it was projected to and the hub position it reached; every
 bundle is recorded as a delivery.  Re-running after a crash rewrites the
@@ -28,6 +28,7 @@ from hub.catalog.catalog import Catalog
 from hub.ingest import Ingest
 from hub.sharing.ledger import NotEntitled, SharingLedger
 from hub.sharing.projection import project
+from hub.sharing.scoped import RecordHistory, within
 from hub.workdays import WorkingCalendar
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,16 @@ class _Exporter:
         items = sorted(granted.items)
         previous = [r for r in self.ledger.deliveries(granted.consumer, granted.provider, granted.resource)
                     if r["mode"] == "bundle"]
-        after = 0 if from_start or not previous or previous[-1]["items"] != items else previous[-1]["reached"]
+        changed = previous and (previous[-1]["items"], previous[-1].get("rows", "")) != (items, granted.rows_text)
+        after = 0 if from_start or not previous or changed else previous[-1]["reached"]
+        history = RecordHistory(self.ingest, granted.provider) if granted.rows is not None else None
         folder = self.directory / granted.provider / granted.resource
         folder.mkdir(parents=True, exist_ok=True)
         start, bundles, events, pending, position = after, [], 0, [], after
         while notifications := self.ingest.read(granted.provider, position, READ_BATCH):
             position = notifications[-1].id
+            if history is not None:
+                notifications = within(notifications, granted.resource, granted.rows, history)
             pending += project(notifications, granted.resource, granted.items)
             while len(pending) >= self.max_events:
                 chunk, pending = pending[:self.max_events], pending[self.max_events:]
@@ -95,7 +100,8 @@ class _Exporter:
                 "directory": str(folder)}
 
     def _write(self, folder: Path, granted, purpose: str, chunk, after: int, reached: int, items: list[str]) -> int:
-        write_bundle(folder, granted.provider, chunk, after, self.key, items=items, reached=reached)
+        write_bundle(folder, granted.provider, chunk, after, self.key, items=items, reached=reached,
+                     rows=granted.rows_text)
         self.ledger.record_delivery(granted, purpose=purpose, events=len(chunk), after=after, reached=reached,
                                     mode="bundle")
         return reached

@@ -60,6 +60,10 @@ class HubMetrics:
             "exchange_hub_share_refusals_total",
             "Consumer subscriptions and exports refused or ended for lack of entitlement, by provider",
             ["agency"], registry=registry)
+        self.current_state_behind = Gauge(
+            "exchange_hub_current_state_behind_events",
+            "Events of the agency's hub log not yet folded into the current state that lookups answer from",
+            ["agency"], registry=registry)
 
 
 METRICS = HubMetrics()  # the process's metrics, in the global registry

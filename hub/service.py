@@ -151,7 +151,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, hub_sharing.QUERY_SERVICE, health.SERVICE_NAME,
+         reflection.SERVICE_NAME),
         server
     )
 
@@ -198,7 +199,7 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     try:
         server.start()
         catalog.start()
-        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE):
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, hub_sharing.QUERY_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg.metrics.address}:{cfg.metrics.port}" if cfg.metrics.port else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg.store.url),

@@ -42,6 +42,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--from-start", action="store_true", help="export everything again, not only what is new")
     export.set_defaults(handler=_export)
 
+    rebuild = hub.add_parser("rebuild-state", help="forget the current-state table that lookups answer from; the "
+                                                   "hub folds the agencies' logs into it again (docs/sharing.md)")
+    rebuild.add_argument("--config", help="hub TOML file")
+    rebuild.add_argument("--agency", help="only this agency's resources (default: all)")
+    rebuild.set_defaults(handler=_rebuild_state)
+
 
 def _run(args: argparse.Namespace) -> int:
     from hub import config, service
@@ -82,4 +88,23 @@ def _export(args: argparse.Namespace) -> int:
     logging_as_configured(cfg)
     print_json(consumer_export.export(cfg, args.consumer, args.to, resources=args.resource, purpose=args.purpose,
                                       max_events=args.max_events, from_start=args.from_start))
+    return 0
+
+
+def _rebuild_state(args: argparse.Namespace) -> int:
+    from exchange.contracts.agency import check_agency
+    from exchange.store import open_store
+    from exchange.store.at_rest import store_cipher
+    from hub import config
+    from hub.sharing.current import CurrentState
+
+    cfg = config.load(args.config)
+    agency = check_agency(args.agency) if args.agency else None
+    store = open_store(cfg.store.url, create=False, cipher=store_cipher(cfg))
+    try:
+        CurrentState(store).rebuild(agency)
+    finally:
+        store.close()
+    print_json({"rebuilt": agency or "all agencies",
+                "then": "the running hub folds the logs again at once; a stopped hub when it starts"})
     return 0

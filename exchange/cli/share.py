@@ -1,4 +1,5 @@
-"""``exchange share ...``: request, answer, dispute, decide and revoke data sharing (Arts. 14-15)."""
+"""``exchange share ...``: request, answer, dispute, decide and revoke data sharing (Arts. 14-15), and query
+what is shared (Art. 16)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     request.add_argument("--scope", required=True, help="which records are needed")
     request.add_argument("--purpose", required=True, help="what the data is used for")
     request.add_argument("--items", nargs="+", required=True, metavar="ITEM", help="data items (columns) wanted")
+    request.add_argument("--rows", default="", metavar="FILTER",
+                         help="row filter over the items wanted, e.g. \"district IN ('静安区')\" (docs/sharing.md)")
 
     approve = action("approve", "approve a request made to your agency (possibly fewer items, with an expiry)")
     approve.add_argument("request_id")
     approve.add_argument("--items", nargs="+", metavar="ITEM", help="items granted (default: all requested)")
     approve.add_argument("--expires", metavar="ISO-TIME", help="end of the approval")
     approve.add_argument("--note", default="", help="a note to the requester")
+    approve.add_argument("--rows", "--scope", dest="rows", default="", metavar="FILTER",
+                         help="narrow the rows: the approved filter is the request's AND this one")
 
     reject = action("reject", "reject a request made to your agency, with reasons")
     reject.add_argument("request_id")
@@ -48,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     decide.add_argument("--items", nargs="+", metavar="ITEM")
     decide.add_argument("--expires", metavar="ISO-TIME")
     decide.add_argument("--reasons", default="")
+    decide.add_argument("--rows", default="", metavar="FILTER", help="approve: narrow the rows (ANDed with the request's)")
 
     revoke = action("revoke", "revoke an approval: delivery stops at once")
     revoke.add_argument("request_id")
@@ -65,6 +71,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     report = action("report", "per provider: requests answered late, requests overdue, events delivered (administrators)")
     report.add_argument("--at", metavar="ISO-TIME", help="report as of this time: what was overdue then (default: now)")
+
+    query = action("query", "look up a record by key, or browse rows by filter, of a resource you are entitled to (Art. 16)")
+    query.add_argument("--resource", required=True, metavar="[PROVIDER/]RESOURCE",
+                       help="the resource, as PROVIDER/RESOURCE or with --provider")
+    query.add_argument("--provider", help="the providing agency (when --resource does not name it)")
+    query.add_argument("--key", action="append", default=[], metavar="ITEM=VALUE",
+                       help="a key column and its value (repeat for each key column): look up one record")
+    query.add_argument("--where", default="", metavar="FILTER", help="browse the rows this row filter matches")
+    query.add_argument("--page-size", type=int, default=0, metavar="N", help="rows per page (default 100, at most 1000)")
+    query.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of the previous page")
+    query.add_argument("--purpose", default="", help="what the answer is used for (default: the approved purpose)")
 
 
 def _call_hub(args: argparse.Namespace) -> int:

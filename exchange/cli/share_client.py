@@ -6,10 +6,13 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from exchange.cli import share_query
 from exchange.cli.output import message_json, print_json
 from exchange.cli.remote import hub_channel
 from exchange.common.config import Config, ConfigError
 from exchange.transport.rpc.channel import client_settings
+from protos.exchange.v1 import query_pb2 as query_pb
+from protos.exchange.v1 import query_pb2_grpc as query_grpc
 from protos.exchange.v1 import sharing_pb2 as pb
 from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
 
@@ -19,8 +22,8 @@ def call(args: argparse.Namespace) -> int:
     cfg = _settings(args)
     agency = args.agency or cfg.agency
     with hub_channel(cfg) as channel:
-        answer = CALLS[args.action](pb_grpc.SharingStub(channel), args, agency)
-    print_json(message_json(answer))
+        answer = CALLS[args.action](Stubs(channel), args, agency)
+    print_json(share_query.page_json(answer) if isinstance(answer, query_pb.QueryPage) else message_json(answer))
     for waiting in getattr(answer, "waiting_for", ()):
         print(f"exchange: approved; delivery waits for {waiting}", file=sys.stderr)
     return 0
@@ -35,28 +38,37 @@ def _settings(args: argparse.Namespace) -> Config:
     return cfg
 
 
-Call = Callable[[pb_grpc.SharingStub, argparse.Namespace, str], Any]
+class Stubs:
+    """The hub services ``exchange share`` calls, over one channel."""
+
+    def __init__(self, channel: Any):
+        self.sharing = pb_grpc.SharingStub(channel)
+        self.query = query_grpc.QueryStub(channel)
+
+
+Call = Callable[[Stubs, argparse.Namespace, str], Any]
 
 # Each action's request; ``agency`` is the agency acting (from --agency or the config).
 CALLS: dict[str, Call] = {
-    "request": lambda stub, args, agency: stub.Request(pb.ShareRequestCreate(
+    "request": lambda stubs, args, agency: stubs.sharing.Request(pb.ShareRequestCreate(
         agency=agency, provider=args.provider, resource=args.resource, scope=args.scope, purpose=args.purpose,
-        items=args.items)),
-    "approve": lambda stub, args, agency: stub.Answer(pb.ShareAnswer(
+        items=args.items, rows=args.rows)),
+    "approve": lambda stubs, args, agency: stubs.sharing.Answer(pb.ShareAnswer(
         agency=agency, request_id=args.request_id, approve=True, items=args.items or [], expires=args.expires or "",
-        reasons=args.note)),
-    "reject": lambda stub, args, agency: stub.Answer(pb.ShareAnswer(
+        reasons=args.note, rows=args.rows)),
+    "reject": lambda stubs, args, agency: stubs.sharing.Answer(pb.ShareAnswer(
         agency=agency, request_id=args.request_id, approve=False, reasons=args.reasons)),
-    "dispute": lambda stub, args, agency: stub.Dispute(pb.ShareDispute(
+    "dispute": lambda stubs, args, agency: stubs.sharing.Dispute(pb.ShareDispute(
         agency=agency, request_id=args.request_id, grounds=args.grounds)),
-    "decide": lambda stub, args, agency: stub.Decide(pb.ShareAnswer(
+    "decide": lambda stubs, args, agency: stubs.sharing.Decide(pb.ShareAnswer(
         request_id=args.request_id, approve=args.approve, items=args.items or [], expires=args.expires or "",
-        reasons=args.reasons)),
-    "revoke": lambda stub, args, agency: stub.Revoke(pb.ShareRevoke(
+        reasons=args.reasons, rows=args.rows)),
+    "revoke": lambda stubs, args, agency: stubs.sharing.Revoke(pb.ShareRevoke(
         agency="" if args.office else agency, request_id=args.request_id, reason=args.reason)),
-    "agreement": lambda stub, args, agency: stub.RecordAgreement(pb.SecrecyAgreement(
+    "agreement": lambda stubs, args, agency: stubs.sharing.RecordAgreement(pb.SecrecyAgreement(
         agency=agency, consumer=args.consumer, resource=args.resource, reference=args.reference)),
-    "list": lambda stub, args, agency: stub.List(pb.ShareListRequest(
+    "list": lambda stubs, args, agency: stubs.sharing.List(pb.ShareListRequest(
         agency="" if args.all else agency, status=args.status or "")),
-    "report": lambda stub, args, agency: stub.Report(pb.ShareReportRequest(at=args.at or "")),
+    "report": lambda stubs, args, agency: stubs.sharing.Report(pb.ShareReportRequest(at=args.at or "")),
+    "query": lambda stubs, args, agency: stubs.query.Find(share_query.request(args, agency)),
 }

@@ -12,6 +12,7 @@ from exchange.contracts.agency import InvalidAgency, check_agency
 from hub.identity import acting_agency, require_admin
 from hub.sharing.ledger import SharingLedger
 from hub.sharing.requests import STATUSES, ShareRequest, WorkflowError
+from hub.sharing.scope import BadFilter
 from hub.workdays import CalendarUnknown
 from protos.exchange.v1 import sharing_pb2 as pb
 from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
@@ -28,14 +29,15 @@ class SharingServicer(pb_grpc.SharingServicer):
         requester = self._agency(request.agency, context)
         return self._call(context, lambda: self.ledger.request(
             requester, _check(request.provider, context), request.resource, scope=request.scope,
-            purpose=request.purpose, items=list(request.items)))
+            purpose=request.purpose, items=list(request.items), rows=request.rows))
 
     def Answer(self, request: pb.ShareAnswer, context: grpc.ServicerContext) -> pb.ShareRequestInfo:
         provider = self._agency(request.agency, context)
         if request.approve:
             expires = _time(request.expires, context)
             return self._call(context, lambda: self.ledger.approve(
-                request.request_id, provider, items=list(request.items), expires=expires, note=request.reasons))
+                request.request_id, provider, items=list(request.items), expires=expires, note=request.reasons,
+                rows=request.rows))
         return self._call(context, lambda: self.ledger.reject(request.request_id, provider, reasons=request.reasons))
 
     def Dispute(self, request: pb.ShareDispute, context: grpc.ServicerContext) -> pb.ShareRequestInfo:
@@ -47,7 +49,7 @@ class SharingServicer(pb_grpc.SharingServicer):
         expires = _time(request.expires, context)
         return self._call(context, lambda: self.ledger.decide(
             request.request_id, office, approve=request.approve, items=list(request.items), expires=expires,
-            reasons=request.reasons))
+            reasons=request.reasons, rows=request.rows))
 
     def Revoke(self, request: pb.ShareRevoke, context: grpc.ServicerContext) -> pb.ShareRequestInfo:
         if request.agency:
@@ -94,6 +96,8 @@ class SharingServicer(pb_grpc.SharingServicer):
             result: ShareRequest = step()
         except (WorkflowError, CalendarUnknown) as e:  # e.g. a deadline in a year [calendar] does not cover yet
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        except BadFilter as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         answer = info(result, self.ledger.clock())
         answer.waiting_for.extend(self.ledger.waiting_for(result))
         return answer

@@ -35,6 +35,7 @@ from hub.sharing.requests import (
     WorkflowError,
     agreement_id,
 )
+from hub.sharing.scope import Filter, check_items, either, optional
 from hub.workdays import SHANGHAI, WorkingCalendar
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class Entitlement:
     items: frozenset[str]   # data items (columns); record keys always go with them
     purpose: str            # the approved purpose ("" for unconditional: the subscriber states one)
     basis: str              # "unconditional" or the approving request ids
+    rows: Filter | None = None  # Art. 15 scope: the rows it may receive (None: every row)
+
+    @property
+    def rows_text(self) -> str:
+        return self.rows.text if self.rows is not None else ""
 
 
 def utcnow() -> datetime:
@@ -74,6 +80,7 @@ class SharingLedger:
         self.calendar = calendar
         self.audit = audit
         self.clock = clock
+        self.current: Any = None  # the hub's current-state table (hub/sharing/current.py) when it keeps one
         self.mapper = make_mapper()
         self._requests_log = store.log(REQUESTS_LOG)
         self._deliveries_log = store.log(DELIVERIES_LOG)
@@ -85,7 +92,7 @@ class SharingLedger:
     # Commands ---------------------------------------------------------------------------------
 
     def request(self, requester: str, provider: str, resource: str, *, scope: str, purpose: str,
-                items: list[str]) -> ShareRequest:
+                items: list[str], rows: str = "") -> ShareRequest:
         """Art. 14: apply for a conditional resource, stating scope, purpose and data items."""
         now = self.clock()
         terms = self.terms.terms(provider, resource)
@@ -106,16 +113,21 @@ class SharingLedger:
         if unknown:
             raise WorkflowError(f"{provider}/{resource} publishes no data items {excerpt(unknown)}; "
                                 f"it has {list(terms.items)}")
+        row_filter = optional(rows)
+        if row_filter is not None:
+            check_items(row_filter, wanted, "the data items requested")
         event = Requested(originator_id=uuid.uuid4(), originator_version=1, timestamp=now, actor=requester,
                           provider=provider, resource=resource, scope=scope, purpose=purpose, items=wanted,
-                          deadline=self.calendar.deadline(now, ANSWER_WORKING_DAYS))
+                          deadline=self.calendar.deadline(now, ANSWER_WORKING_DAYS),
+                          rows=row_filter.text if row_filter else "")
         with self._lock:
             self._save(event)
             return self.requests[event.originator_id]
 
     def approve(self, request_id: str, actor: str, *, items: list[str] | None = None,
-                expires: datetime | None = None, note: str = "") -> ShareRequest:
-        return self._step(request_id, lambda r, now: r.approve(actor, items, expires, note, now))
+                expires: datetime | None = None, note: str = "", rows: str = "") -> ShareRequest:
+        """Art. 15: approve (fewer items, an expiry, a narrower row filter: ANDed with the requested one)."""
+        return self._step(request_id, lambda r, now: r.approve(actor, items, expires, note, now, rows))
 
     def reject(self, request_id: str, actor: str, *, reasons: str) -> ShareRequest:
         return self._step(request_id, lambda r, now: r.reject(actor, reasons, now))
@@ -124,9 +136,9 @@ class SharingLedger:
         return self._step(request_id, lambda r, now: r.dispute(actor, grounds, now))
 
     def decide(self, request_id: str, actor: str, *, approve: bool, items: list[str] | None = None,
-               expires: datetime | None = None, reasons: str = "") -> ShareRequest:
+               expires: datetime | None = None, reasons: str = "", rows: str = "") -> ShareRequest:
         """The coordinating office's decision on a dispute (the caller checked ``actor`` is an administrator)."""
-        return self._step(request_id, lambda r, now: r.decide(actor, approve, items, expires, reasons, now))
+        return self._step(request_id, lambda r, now: r.decide(actor, approve, items, expires, reasons, now, rows))
 
     def revoke(self, request_id: str, actor: str, *, reason: str, admin: bool = False) -> ShareRequest:
         return self._step(request_id, lambda r, now: r.revoke(actor, reason, now, admin=admin))
@@ -177,7 +189,8 @@ class SharingLedger:
                 items = frozenset(i for r in approvals for i in r.approved_items) & frozenset(terms.items)
                 granted = Entitlement(consumer, provider, resource, items,
                                       "; ".join(dict.fromkeys(r.purpose for r in approvals)),
-                                      "requests " + ", ".join(str(r.id) for r in approvals))
+                                      "requests " + ", ".join(str(r.id) for r in approvals),
+                                      either(optional(r.approved_rows) for r in approvals))
             else:
                 raise NotEntitled(f"{provider}/{resource} has an unknown share type {terms.share_type}")
             if terms.sensitivity and agreement_id(provider, consumer, resource) not in self.agreements:
@@ -247,12 +260,17 @@ class SharingLedger:
     # Deliveries -------------------------------------------------------------------------------
 
     def record_delivery(self, entitlement: Entitlement, *, purpose: str, events: int, after: int, reached: int,
-                        mode: str) -> None:
-        """Record that ``events`` projected events (hub ids after ``after`` up to ``reached``) went to the consumer."""
+                        mode: str, query: dict[str, Any] | None = None) -> None:
+        """Record that ``events`` projected events (hub ids after ``after`` up to ``reached``) went to the consumer;
+        for a query (``mode`` "query"), ``events`` counts the rows answered and ``query`` says what was asked."""
         details = {"consumer": entitlement.consumer, "provider": entitlement.provider,
                    "resource": entitlement.resource, "purpose": purpose, "events": events, "after": after,
                    "reached": reached, "mode": mode, "items": sorted(entitlement.items), "basis": entitlement.basis,
                    "at": self.clock().isoformat()}
+        if entitlement.rows is not None:
+            details["rows"] = entitlement.rows.text
+        if query is not None:
+            details["query"] = query
         state = json.dumps(details, sort_keys=True, separators=(",", ":")).encode()
         self._deliveries_log.insert_events([StoredEvent(uuid.uuid4(), 1, DELIVERED_TOPIC, state)])
         if self.audit is not None:

@@ -22,7 +22,7 @@ from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdate
 def resource_of(event: Notification | Any) -> str | None:
     """The resource (table) an event (stored or on the wire) belongs to, from its state; None for a state
     that names none (not JSON, not an object, a resource that is not text, nesting past the parser's limit)."""
-    state = _state(event)
+    state = state_of(event)
     resource = state.get("resource") if state is not None else None
     return resource if isinstance(resource, str) else None
 
@@ -32,7 +32,7 @@ def project(notifications: Sequence[Notification], resource: str, items: Iterabl
     allowed = frozenset(items)
     projected = []
     for n in notifications:
-        state = _state(n)
+        state = state_of(n)
         if state is None or state.get("resource") != resource:
             continue  # a state that is not a JSON object names no resource: it is nobody's to receive
         cut = _cut(n.topic, state, allowed)
@@ -43,7 +43,8 @@ def project(notifications: Sequence[Notification], resource: str, items: Iterabl
     return projected
 
 
-def _state(notification: Notification | Any) -> dict[str, Any] | None:
+def state_of(notification: Notification | Any) -> dict[str, Any] | None:
+    """An event's stored state as a JSON object; None when it is not one."""
     try:
         state = json.loads(notification.state)
     except (ValueError, RecursionError):  # ValueError includes bytes that are not UTF-8

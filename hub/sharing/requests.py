@@ -31,6 +31,7 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import register_topic
 
 from exchange.contracts.errors import ExchangeError
+from hub.sharing import scope
 
 PENDING, APPROVED, REJECTED, DISPUTED, REVOKED = "pending", "approved", "rejected", "disputed", "revoked"
 STATUSES = (PENDING, APPROVED, REJECTED, DISPUTED, REVOKED)
@@ -61,6 +62,7 @@ class Requested(SharingEvent):
     purpose: str
     items: list[str]
     deadline: datetime  # end of the 10th working day after the request
+    rows: str = ""  # the row filter asked for (hub/sharing/scope.py; "" every row)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Approved(SharingEvent):
     items: list[str]
     expires: datetime | None
     note: str
+    rows: str = ""  # the approved row filter: the request's AND the provider's ("" every row)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Decided(SharingEvent):
     items: list[str]
     expires: datetime | None
     reasons: str
+    rows: str = ""  # approve: the approved row filter ("" every row)
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,13 @@ class ShareRequest:
     grounds: str = ""
     decided_by: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    rows: str = ""  # the row filter asked for
+    approved_rows: str = ""  # the row filter approved
 
     @classmethod
     def start(cls, event: Requested) -> "ShareRequest":
         request = cls(event.originator_id, event.actor, event.provider, event.resource, event.scope, event.purpose,
-                      list(event.items), event.timestamp, event.deadline)
+                      list(event.items), event.timestamp, event.deadline, rows=event.rows)
         request.history.append(_step(event, "requested"))
         return request
 
@@ -148,6 +154,7 @@ class ShareRequest:
         self.version = event.originator_version
         if isinstance(event, Approved):
             self.status, self.approved_items, self.expires = APPROVED, list(event.items), event.expires
+            self.approved_rows = event.rows
             self.answered_at = self.answered_at or event.timestamp
             self.reasons = event.note
         elif isinstance(event, Rejected):
@@ -159,8 +166,10 @@ class ShareRequest:
             self.decided_by = event.actor
             if event.approve:
                 self.status, self.approved_items, self.expires = APPROVED, list(event.items), event.expires
+                self.approved_rows = event.rows
             else:
                 self.status, self.approved_items, self.reasons = REJECTED, [], event.reasons
+                self.approved_rows = ""
         elif isinstance(event, Revoked):
             self.status, self.reasons = REVOKED, event.reason
         else:
@@ -170,14 +179,15 @@ class ShareRequest:
     # Rules: each returns the event to record or raises WorkflowError.
 
     def approve(self, actor: str, items: list[str] | None, expires: datetime | None, note: str,
-                now: datetime) -> Approved:
+                now: datetime, rows: str = "") -> Approved:
         self._require(actor == self.provider, f"only the provider {self.provider} answers this request")
         self._require(self.status == PENDING, f"request {self.id} is {self.status}; only a pending request is answered")
         granted = list(self.items) if not items else list(dict.fromkeys(items))
         extra = [i for i in granted if i not in self.items]
         self._require(not extra, f"items {extra} were not requested (requested: {self.items})")
         self._require(expires is None or expires > now, "the expiry must lie in the future")
-        return self._next(Approved, actor, now, items=granted, expires=expires, note=note)
+        return self._next(Approved, actor, now, items=granted, expires=expires, note=note,
+                          rows=self._approved_rows(rows, granted))
 
     def reject(self, actor: str, reasons: str, now: datetime) -> Rejected:
         self._require(actor == self.provider, f"only the provider {self.provider} answers this request")
@@ -197,14 +207,15 @@ class ShareRequest:
         return self._next(Disputed, actor, now, grounds=grounds)
 
     def decide(self, actor: str, approve: bool, items: list[str] | None, expires: datetime | None, reasons: str,
-               now: datetime) -> Decided:
+               now: datetime, rows: str = "") -> Decided:
         self._require(self.status == DISPUTED, f"request {self.id} is {self.status}; the office decides disputes only")
         granted = (list(self.items) if not items else list(dict.fromkeys(items))) if approve else []
         extra = [i for i in granted if i not in self.items]
         self._require(not extra, f"items {extra} were not requested (requested: {self.items})")
         self._require(approve or bool(reasons.strip()), "a decision to reject needs its reasons")
         self._require(expires is None or expires > now, "the expiry must lie in the future")
-        return self._next(Decided, actor, now, approve=approve, items=granted, expires=expires, reasons=reasons)
+        return self._next(Decided, actor, now, approve=approve, items=granted, expires=expires, reasons=reasons,
+                          rows=self._approved_rows(rows, granted) if approve else "")
 
     def revoke(self, actor: str, reason: str, now: datetime, *, admin: bool = False) -> Revoked:
         self._require(admin or actor == self.provider,
@@ -235,8 +246,16 @@ class ShareRequest:
             "deadline": self.deadline.isoformat(), "expires": self.expires and self.expires.isoformat(),
             "answered_at": self.answered_at and self.answered_at.isoformat(), "reasons": self.reasons,
             "grounds": self.grounds, "decided_by": self.decided_by, "overdue": self.overdue(now), "late": self.late(),
-            "active": self.active(now), "history": self.history,
+            "active": self.active(now), "history": self.history, "rows": self.rows, "approved_rows": self.approved_rows,
         }
+
+    def _approved_rows(self, rows: str, granted: list[str]) -> str:
+        """Art. 15: the request's row filter AND the answering party's narrowing, naming granted items only."""
+        approved = scope.both(scope.optional(self.rows), scope.optional(rows))
+        if approved is None:
+            return ""
+        scope.check_items(approved, granted, "the granted data items")
+        return approved.text
 
     def _next(self, kind: type, actor: str, now: datetime, **fields: Any) -> SharingEvent:
         return kind(originator_id=self.id, originator_version=self.version + 1, timestamp=now, actor=actor, **fields)

@@ -7,8 +7,10 @@ events after the previous batch's ``reached``, up to its own ``reached``.
 A consumer that stores ``reached`` with what it applied resumes without gap
 or duplicate.  The entitlement is checked before every batch and at least
 every ``ENTITLEMENT_POLL`` seconds while waiting for new events: when it is
-lost the call ends with PERMISSION_DENIED, when its items change with
-ABORTED, and no event is sent after either.
+lost the call ends with PERMISSION_DENIED, when its items or its row
+filter change with ABORTED, and no event is sent after either.  With a row
+filter every batch carries it in ``rows`` and its events are cut to the
+rows it matches (hub/sharing/scoped.py) before they are cut to the items.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hub import identity
 from hub.ingest import Ingest
 from hub.sharing.ledger import Entitlement, NotEntitled, SharingLedger
 from hub.sharing.projection import project
+from hub.sharing.scoped import RecordHistory, within
 from protos.exchange.v1 import exchange_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -42,21 +45,23 @@ def stream(ingest: Ingest, ledger: SharingLedger, provider: str, consumer: str, 
         context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                       f"state the purpose of receiving {provider}/{resource} (Art. 17: deliveries are recorded with it)")
     items = sorted(granted.items)
+    history = RecordHistory(ingest, provider, ledger.current) if granted.rows is not None else None
     after = request.after
     log.info("consumer %s subscribed to %s/%s after %d (items %s)", consumer, provider, resource, after, items,
              extra={"agency": provider, "consumer": consumer, "resource": resource})
-    yield pb.EventBatch(after=after, reached=after, items=items)
+    yield pb.EventBatch(after=after, reached=after, items=items, rows=granted.rows_text)
     while context.is_active():
         _recheck(ledger, granted, context)
         notifications = ingest.read(provider, after, limit)
         if not notifications:
             ingest.wait(provider, after, ENTITLEMENT_POLL)
             continue
-        projected = project(notifications, resource, granted.items)
+        in_scope = notifications if history is None else within(notifications, resource, granted.rows, history)
+        projected = project(in_scope, resource, granted.items)
         reached = notifications[-1].id
         _recheck(ledger, granted, context)
         batch = to_wire(projected, after)
-        batch.reached, batch.items[:] = reached, items
+        batch.reached, batch.items[:], batch.rows = reached, items, granted.rows_text
         if projected:  # recorded before sending: a record may name a batch the consumer never read, never the reverse
             ledger.metrics.events_delivered.labels(provider).inc(len(projected))
             ledger.record_delivery(granted, purpose=purpose, events=len(projected), after=after, reached=reached,
@@ -70,7 +75,7 @@ def _entitlement(ledger: SharingLedger, consumer: str, provider: str, resource: 
     try:
         return ledger.entitlement(consumer, provider, resource)
     except NotEntitled as e:
-        _refuse(ledger, consumer, provider, resource, str(e), context)
+        refuse(ledger, consumer, provider, resource, str(e), context)
 
 
 def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.ServicerContext) -> None:
@@ -81,10 +86,15 @@ def _recheck(ledger: SharingLedger, granted: Entitlement, context: grpc.Servicer
         context.abort(grpc.StatusCode.ABORTED,
                       f"the entitled data items of {granted.provider}/{granted.resource} changed to "
                       f"{sorted(now.items)}: subscribe again")
+    if now.rows_text != granted.rows_text:
+        context.abort(grpc.StatusCode.ABORTED,
+                      f"the approved row filter of {granted.provider}/{granted.resource} changed to "
+                      f"{now.rows_text or 'every row'}: subscribe again")
 
 
-def _refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
-            context: grpc.ServicerContext) -> None:
+def refuse(ledger: SharingLedger, consumer: str, provider: str, resource: str, reason: str,
+           context: grpc.ServicerContext) -> None:
+    """Count, audit and log a refused delivery, then end the call with PERMISSION_DENIED naming ``reason``."""
     ledger.metrics.share_refused.labels(provider).inc()
     if ledger.audit is not None:
         ledger.audit.record("share.refused", consumer, provider=provider, resource=resource, reason=reason)

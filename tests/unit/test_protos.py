@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTOS = ["exchange", "catalog", "sharing"]
+PROTOS = ["exchange", "catalog", "sharing", "query"]
 GENERATED = [f"{proto}{suffix}" for proto in PROTOS for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
 
 

@@ -199,10 +199,10 @@ def _load(path, loader, **kwargs):
 
 def write_bundle(directory: str | Path, agency: str, notifications: Sequence[Notification], after: int,
                  key: Ed25519PrivateKey, encrypt_to: X25519PublicKey | None = None, *, items: Sequence[str] = (),
-                 reached: int = 0) -> Path:
+                 reached: int = 0, rows: str = "") -> Path:
     """Write the consecutive ``notifications`` (following id ``after``) as a
     signed bundle in ``directory``, its content encrypted to the hub key
-    ``encrypt_to`` if given; return its path.  ``items`` and ``reached`` go
+    ``encrypt_to`` if given; return its path.  ``items``, ``reached`` and ``rows`` go
     into the content as in a consumer's subscription (hub/consumer_export.py).
 
     Atomic: written under a hidden temp name, fsynced, then renamed, so a
@@ -210,7 +210,7 @@ def write_bundle(directory: str | Path, agency: str, notifications: Sequence[Not
     if not notifications:
         raise ValueError("a bundle needs at least one event")
     batch = to_wire(notifications, after)
-    batch.items[:], batch.reached = items, reached
+    batch.items[:], batch.reached, batch.rows = items, reached, rows
     content = zstandard.ZstdCompressor().compress(batch.SerializeToString())
     first, last = notifications[0].id, notifications[-1].id
     encryption = None

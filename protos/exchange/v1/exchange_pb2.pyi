@@ -21,18 +21,20 @@ class Event(_message.Message):
     def __init__(self, notification_id: _Optional[int] = ..., originator_id: _Optional[str] = ..., originator_version: _Optional[int] = ..., topic: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class EventBatch(_message.Message):
-    __slots__ = ("after", "events", "head", "reached", "items")
+    __slots__ = ("after", "events", "head", "reached", "items", "rows")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
     REACHED_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     after: int
     events: _containers.RepeatedCompositeFieldContainer[Event]
     head: int
     reached: int
     items: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., head: _Optional[int] = ..., reached: _Optional[int] = ..., items: _Optional[_Iterable[str]] = ...) -> None: ...
+    rows: str
+    def __init__(self, after: _Optional[int] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., head: _Optional[int] = ..., reached: _Optional[int] = ..., items: _Optional[_Iterable[str]] = ..., rows: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("agency", "node_version")

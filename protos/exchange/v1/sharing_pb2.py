@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/exchange/v1/sharing.proto\x12\x0b\x65xchange.v1\"w\n\x12ShareRequestCreate\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\r\n\x05items\x18\x06 \x03(\t\"s\n\x0bShareAnswer\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\r\n\x05items\x18\x04 \x03(\t\x12\x0f\n\x07\x65xpires\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x01(\t\"C\n\x0cShareDispute\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07grounds\x18\x03 \x01(\t\"A\n\x0bShareRevoke\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"n\n\x10SecrecyAgreement\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\"4\n\tShareStep\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\t\"\x9d\x03\n\x10ShareRequestInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\r\n\x05items\x18\x07 \x03(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x16\n\x0e\x61pproved_items\x18\t \x03(\t\x12\x14\n\x0crequested_at\x18\n \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x0b \x01(\t\x12\x0f\n\x07\x65xpires\x18\x0c \x01(\t\x12\x13\n\x0b\x61nswered_at\x18\r \x01(\t\x12\x0f\n\x07reasons\x18\x0e \x01(\t\x12\x0f\n\x07grounds\x18\x0f \x01(\t\x12\x12\n\ndecided_by\x18\x10 \x01(\t\x12\x0f\n\x07overdue\x18\x11 \x01(\x08\x12\x0c\n\x04late\x18\x12 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x13 \x01(\x08\x12\'\n\x07history\x18\x14 \x03(\x0b\x32\x16.exchange.v1.ShareStep\x12\x13\n\x0bwaiting_for\x18\x15 \x03(\t\"2\n\x10ShareListRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"C\n\x10ShareRequestList\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.exchange.v1.ShareRequestInfo\" \n\x12ShareReportRequest\x12\n\n\x02\x61t\x18\x01 \x01(\t\"\x95\x02\n\x0eProviderReport\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\r\x12\x10\n\x08\x61nswered\x18\x03 \x01(\r\x12\x15\n\ranswered_late\x18\x04 \x01(\r\x12\x0f\n\x07overdue\x18\x05 \x01(\r\x12\x36\n\x0flate_or_overdue\x18\x06 \x03(\x0b\x32\x1d.exchange.v1.ShareRequestInfo\x12=\n\tdelivered\x18\x07 \x03(\x0b\x32*.exchange.v1.ProviderReport.DeliveredEntry\x1a\x30\n\x0e\x44\x65liveredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"I\n\x0bShareReport\x12\n\n\x02\x61t\x18\x01 \x01(\t\x12.\n\tproviders\x18\x02 \x03(\x0b\x32\x1b.exchange.v1.ProviderReport2\xbe\x04\n\x07Sharing\x12I\n\x07Request\x12\x1f.exchange.v1.ShareRequestCreate\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06\x41nswer\x12\x18.exchange.v1.ShareAnswer\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x43\n\x07\x44ispute\x12\x19.exchange.v1.ShareDispute\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06\x44\x65\x63ide\x12\x18.exchange.v1.ShareAnswer\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06Revoke\x12\x18.exchange.v1.ShareRevoke\x1a\x1d.exchange.v1.ShareRequestInfo\x12O\n\x0fRecordAgreement\x12\x1d.exchange.v1.SecrecyAgreement\x1a\x1d.exchange.v1.SecrecyAgreement\x12\x44\n\x04List\x12\x1d.exchange.v1.ShareListRequest\x1a\x1d.exchange.v1.ShareRequestList\x12\x43\n\x06Report\x12\x1f.exchange.v1.ShareReportRequest\x1a\x18.exchange.v1.ShareReportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n protos/exchange/v1/sharing.proto\x12\x0b\x65xchange.v1\"\x85\x01\n\x12ShareRequestCreate\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\r\n\x05items\x18\x06 \x03(\t\x12\x0c\n\x04rows\x18\x07 \x01(\t\"\x81\x01\n\x0bShareAnswer\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\r\n\x05items\x18\x04 \x03(\t\x12\x0f\n\x07\x65xpires\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x01(\t\x12\x0c\n\x04rows\x18\x07 \x01(\t\"C\n\x0cShareDispute\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07grounds\x18\x03 \x01(\t\"A\n\x0bShareRevoke\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"n\n\x10SecrecyAgreement\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08\x63onsumer\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x11\n\treference\x18\x04 \x01(\t\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\"4\n\tShareStep\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\t\"\xc2\x03\n\x10ShareRequestInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trequester\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\r\n\x05items\x18\x07 \x03(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x16\n\x0e\x61pproved_items\x18\t \x03(\t\x12\x14\n\x0crequested_at\x18\n \x01(\t\x12\x10\n\x08\x64\x65\x61\x64line\x18\x0b \x01(\t\x12\x0f\n\x07\x65xpires\x18\x0c \x01(\t\x12\x13\n\x0b\x61nswered_at\x18\r \x01(\t\x12\x0f\n\x07reasons\x18\x0e \x01(\t\x12\x0f\n\x07grounds\x18\x0f \x01(\t\x12\x12\n\ndecided_by\x18\x10 \x01(\t\x12\x0f\n\x07overdue\x18\x11 \x01(\x08\x12\x0c\n\x04late\x18\x12 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x13 \x01(\x08\x12\'\n\x07history\x18\x14 \x03(\x0b\x32\x16.exchange.v1.ShareStep\x12\x13\n\x0bwaiting_for\x18\x15 \x03(\t\x12\x0c\n\x04rows\x18\x16 \x01(\t\x12\x15\n\rapproved_rows\x18\x17 \x01(\t\"2\n\x10ShareListRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"C\n\x10ShareRequestList\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.exchange.v1.ShareRequestInfo\" \n\x12ShareReportRequest\x12\n\n\x02\x61t\x18\x01 \x01(\t\"\x95\x02\n\x0eProviderReport\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\r\x12\x10\n\x08\x61nswered\x18\x03 \x01(\r\x12\x15\n\ranswered_late\x18\x04 \x01(\r\x12\x0f\n\x07overdue\x18\x05 \x01(\r\x12\x36\n\x0flate_or_overdue\x18\x06 \x03(\x0b\x32\x1d.exchange.v1.ShareRequestInfo\x12=\n\tdelivered\x18\x07 \x03(\x0b\x32*.exchange.v1.ProviderReport.DeliveredEntry\x1a\x30\n\x0e\x44\x65liveredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"I\n\x0bShareReport\x12\n\n\x02\x61t\x18\x01 \x01(\t\x12.\n\tproviders\x18\x02 \x03(\x0b\x32\x1b.exchange.v1.ProviderReport2\xbe\x04\n\x07Sharing\x12I\n\x07Request\x12\x1f.exchange.v1.ShareRequestCreate\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06\x41nswer\x12\x18.exchange.v1.ShareAnswer\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x43\n\x07\x44ispute\x12\x19.exchange.v1.ShareDispute\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06\x44\x65\x63ide\x12\x18.exchange.v1.ShareAnswer\x1a\x1d.exchange.v1.ShareRequestInfo\x12\x41\n\x06Revoke\x12\x18.exchange.v1.ShareRevoke\x1a\x1d.exchange.v1.ShareRequestInfo\x12O\n\x0fRecordAgreement\x12\x1d.exchange.v1.SecrecyAgreement\x1a\x1d.exchange.v1.SecrecyAgreement\x12\x44\n\x04List\x12\x1d.exchange.v1.ShareListRequest\x1a\x1d.exchange.v1.ShareRequestList\x12\x43\n\x06Report\x12\x1f.exchange.v1.ShareReportRequest\x1a\x18.exchange.v1.ShareReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROVIDERREPORT_DELIVEREDENTRY']._loaded_options = None
   _globals['_PROVIDERREPORT_DELIVEREDENTRY']._serialized_options = b'8\001'
-  _globals['_SHAREREQUESTCREATE']._serialized_start=49
-  _globals['_SHAREREQUESTCREATE']._serialized_end=168
-  _globals['_SHAREANSWER']._serialized_start=170
-  _globals['_SHAREANSWER']._serialized_end=285
-  _globals['_SHAREDISPUTE']._serialized_start=287
-  _globals['_SHAREDISPUTE']._serialized_end=354
-  _globals['_SHAREREVOKE']._serialized_start=356
-  _globals['_SHAREREVOKE']._serialized_end=421
-  _globals['_SECRECYAGREEMENT']._serialized_start=423
-  _globals['_SECRECYAGREEMENT']._serialized_end=533
-  _globals['_SHARESTEP']._serialized_start=535
-  _globals['_SHARESTEP']._serialized_end=587
-  _globals['_SHAREREQUESTINFO']._serialized_start=590
-  _globals['_SHAREREQUESTINFO']._serialized_end=1003
-  _globals['_SHARELISTREQUEST']._serialized_start=1005
-  _globals['_SHARELISTREQUEST']._serialized_end=1055
-  _globals['_SHAREREQUESTLIST']._serialized_start=1057
-  _globals['_SHAREREQUESTLIST']._serialized_end=1124
-  _globals['_SHAREREPORTREQUEST']._serialized_start=1126
-  _globals['_SHAREREPORTREQUEST']._serialized_end=1158
-  _globals['_PROVIDERREPORT']._serialized_start=1161
-  _globals['_PROVIDERREPORT']._serialized_end=1438
-  _globals['_PROVIDERREPORT_DELIVEREDENTRY']._serialized_start=1390
-  _globals['_PROVIDERREPORT_DELIVEREDENTRY']._serialized_end=1438
-  _globals['_SHAREREPORT']._serialized_start=1440
-  _globals['_SHAREREPORT']._serialized_end=1513
-  _globals['_SHARING']._serialized_start=1516
-  _globals['_SHARING']._serialized_end=2090
+  _globals['_SHAREREQUESTCREATE']._serialized_start=50
+  _globals['_SHAREREQUESTCREATE']._serialized_end=183
+  _globals['_SHAREANSWER']._serialized_start=186
+  _globals['_SHAREANSWER']._serialized_end=315
+  _globals['_SHAREDISPUTE']._serialized_start=317
+  _globals['_SHAREDISPUTE']._serialized_end=384
+  _globals['_SHAREREVOKE']._serialized_start=386
+  _globals['_SHAREREVOKE']._serialized_end=451
+  _globals['_SECRECYAGREEMENT']._serialized_start=453
+  _globals['_SECRECYAGREEMENT']._serialized_end=563
+  _globals['_SHARESTEP']._serialized_start=565
+  _globals['_SHARESTEP']._serialized_end=617
+  _globals['_SHAREREQUESTINFO']._serialized_start=620
+  _globals['_SHAREREQUESTINFO']._serialized_end=1070
+  _globals['_SHARELISTREQUEST']._serialized_start=1072
+  _globals['_SHARELISTREQUEST']._serialized_end=1122
+  _globals['_SHAREREQUESTLIST']._serialized_start=1124
+  _globals['_SHAREREQUESTLIST']._serialized_end=1191
+  _globals['_SHAREREPORTREQUEST']._serialized_start=1193
+  _globals['_SHAREREPORTREQUEST']._serialized_end=1225
+  _globals['_PROVIDERREPORT']._serialized_start=1228
+  _globals['_PROVIDERREPORT']._serialized_end=1505
+  _globals['_PROVIDERREPORT_DELIVEREDENTRY']._serialized_start=1457
+  _globals['_PROVIDERREPORT_DELIVEREDENTRY']._serialized_end=1505
+  _globals['_SHAREREPORT']._serialized_start=1507
+  _globals['_SHAREREPORT']._serialized_end=1580
+  _globals['_SHARING']._serialized_start=1583
+  _globals['_SHARING']._serialized_end=2157
 # @@protoc_insertion_point(module_scope)

@@ -7,36 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ShareRequestCreate(_message.Message):
-    __slots__ = ("agency", "provider", "resource", "scope", "purpose", "items")
+    __slots__ = ("agency", "provider", "resource", "scope", "purpose", "items", "rows")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     agency: str
     provider: str
     resource: str
     scope: str
     purpose: str
     items: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, agency: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ...) -> None: ...
+    rows: str
+    def __init__(self, agency: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., rows: _Optional[str] = ...) -> None: ...
 
 class ShareAnswer(_message.Message):
-    __slots__ = ("agency", "request_id", "approve", "items", "expires", "reasons")
+    __slots__ = ("agency", "request_id", "approve", "items", "expires", "reasons", "rows")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     agency: str
     request_id: str
     approve: bool
     items: _containers.RepeatedScalarFieldContainer[str]
     expires: str
     reasons: str
-    def __init__(self, agency: _Optional[str] = ..., request_id: _Optional[str] = ..., approve: _Optional[bool] = ..., items: _Optional[_Iterable[str]] = ..., expires: _Optional[str] = ..., reasons: _Optional[str] = ...) -> None: ...
+    rows: str
+    def __init__(self, agency: _Optional[str] = ..., request_id: _Optional[str] = ..., approve: _Optional[bool] = ..., items: _Optional[_Iterable[str]] = ..., expires: _Optional[str] = ..., reasons: _Optional[str] = ..., rows: _Optional[str] = ...) -> None: ...
 
 class ShareDispute(_message.Message):
     __slots__ = ("agency", "request_id", "grounds")
@@ -83,7 +87,7 @@ class ShareStep(_message.Message):
     def __init__(self, step: _Optional[str] = ..., actor: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
 
 class ShareRequestInfo(_message.Message):
-    __slots__ = ("id", "requester", "provider", "resource", "scope", "purpose", "items", "status", "approved_items", "requested_at", "deadline", "expires", "answered_at", "reasons", "grounds", "decided_by", "overdue", "late", "active", "history", "waiting_for")
+    __slots__ = ("id", "requester", "provider", "resource", "scope", "purpose", "items", "status", "approved_items", "requested_at", "deadline", "expires", "answered_at", "reasons", "grounds", "decided_by", "overdue", "late", "active", "history", "waiting_for", "rows", "approved_rows")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +109,8 @@ class ShareRequestInfo(_message.Message):
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_ROWS_FIELD_NUMBER: _ClassVar[int]
     id: str
     requester: str
     provider: str
@@ -126,7 +132,9 @@ class ShareRequestInfo(_message.Message):
     active: bool
     history: _containers.RepeatedCompositeFieldContainer[ShareStep]
     waiting_for: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., requester: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., approved_items: _Optional[_Iterable[str]] = ..., requested_at: _Optional[str] = ..., deadline: _Optional[str] = ..., expires: _Optional[str] = ..., answered_at: _Optional[str] = ..., reasons: _Optional[str] = ..., grounds: _Optional[str] = ..., decided_by: _Optional[str] = ..., overdue: _Optional[bool] = ..., late: _Optional[bool] = ..., active: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[ShareStep, _Mapping]]] = ..., waiting_for: _Optional[_Iterable[str]] = ...) -> None: ...
+    rows: str
+    approved_rows: str
+    def __init__(self, id: _Optional[str] = ..., requester: _Optional[str] = ..., provider: _Optional[str] = ..., resource: _Optional[str] = ..., scope: _Optional[str] = ..., purpose: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., status: _Optional[str] = ..., approved_items: _Optional[_Iterable[str]] = ..., requested_at: _Optional[str] = ..., deadline: _Optional[str] = ..., expires: _Optional[str] = ..., answered_at: _Optional[str] = ..., reasons: _Optional[str] = ..., grounds: _Optional[str] = ..., decided_by: _Optional[str] = ..., overdue: _Optional[bool] = ..., late: _Optional[bool] = ..., active: _Optional[bool] = ..., history: _Optional[_Iterable[_Union[ShareStep, _Mapping]]] = ..., waiting_for: _Optional[_Iterable[str]] = ..., rows: _Optional[str] = ..., approved_rows: _Optional[str] = ...) -> None: ...
 
 class ShareListRequest(_message.Message):
     __slots__ = ("agency", "status")
