@@ -1,0 +1,53 @@
+"""The consumer's signed receipts for what it received from the hub (exchange/transport/receipts.py).
+
+A receipt is signed with the key of the consumer's TLS certificate and sent
+to the hub's Receipts service once the delivery is applied to the replica.
+Without TLS (an insecure test hub) there is no key and no receipt.  A
+receipt lost to a crash between applying and sending is not re-sent: the
+hub's evaluation counts deliveries without a receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from exchange.common.config import Config
+from exchange.transport.receipts import content_hash, load_signing_key, sign
+from protos.exchange.v1 import sharing_pb2 as pb
+from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+TIMEOUT_SECONDS = 30.0
+
+
+class Receipts:
+    """Signs and sends receipts for one consumer (``enabled`` is False without a TLS key)."""
+
+    def __init__(self, cfg: Config):
+        self.consumer = cfg.agency
+        self.purpose = cfg.consumer.purpose
+        self.key = load_signing_key(cfg.tls.key) if cfg.tls.key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.key is not None
+
+    def send(self, channel: Any, kind: str, provider: str, resource: str, after: int, reached: int,
+             parts: Iterable[bytes], events: int) -> str:
+        """Acknowledge one delivery (``parts``: its content as received); the hub's receipt id."""
+        assert self.key is not None
+        payload, signature = sign({
+            "kind": kind, "consumer": self.consumer, "provider": provider, "resource": resource, "after": after,
+            "reached": reached, "events": events, "content_sha256": content_hash(parts), "purpose": self.purpose,
+            "received_at": datetime.now(timezone.utc).isoformat()}, self.key)
+        ack = pb_grpc.ReceiptsStub(channel).Acknowledge(pb.DeliveryReceipt(payload=payload, signature=signature),
+                                                        timeout=TIMEOUT_SECONDS)
+        log.debug("receipt %s for %s/%s up to %d", ack.receipt_id, provider, resource, reached)
+        return ack.receipt_id
+
+
+def batch_parts(batch: Any) -> list[bytes]:
+    """The content of a stream batch as hashed in its receipt: each event's deterministic wire form."""
+    return [e.SerializeToString(deterministic=True) for e in batch.events]
