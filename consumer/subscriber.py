@@ -133,6 +133,8 @@ class Subscription:
         with open_channel(self.cfg.hub.address, self.cfg) as channel:
             self.call = pb_grpc.ExchangeStub(channel).Subscribe(request)
             try:
+                if self.receipts.pending:
+                    self.receipts.flush(channel)
                 for batch in self.call:
                     self._check_items(replica, list(batch.items))
                     events = [(e.notification_id, self.mapper.to_domain_event(from_wire(e))) for e in batch.events]

@@ -48,7 +48,7 @@ def world(module_launch, tmp_path_factory):
     directory = tmp_path_factory.mktemp("roles")
     pki = PKI(directory)
     hub = module_launch.hub("roles-hub", config={
-        "tls": pki.hub_tls(), "security": {"administrators": [ADMIN]},
+        "tls": pki.hub_tls(), "security": {"administrators": [ADMIN]}, "bundles": {"ack_key": str(directory / "hub.key")},
         "evaluation": {"interval": 1.0, "directory": str(directory / "evaluation")}})
     configs = {}
     for role, name in (("administrator", ADMIN), ("agency", PROVIDER), ("agency", REFERENCE), ("agency", CONSUMER),
@@ -192,6 +192,24 @@ def test_registry_reviewers_provider_codes_data_elements_receipts_and_evaluation
     other_ca = PKI(tmp_path / "other", name="Another CA")
     result = exchange("share", "verify-receipts", str(evidence), "--ca", str(other_ca.dir / "ca.pem"), check=False)
     assert result.returncode == 1 and "not issued by the CA" in result.stdout
+
+    # Offline exchange: the consumer acknowledges each bundle it applies as well.
+    exchange("hub", "keygen", "--config", str(hub.config_path))
+    media = directory / "media"
+    exported = json.loads(exchange("hub", "export", "--config", str(hub.config_path), "--consumer", CONSUMER,
+                                   "--to", str(media), "--purpose", "tax assessment", "--max-events", "5").stdout)
+    assert exported["resources"][f"{PROVIDER}/licences"]["bundles"] >= 3
+    offline = directory / "offline-consumer.toml"
+    offline.write_text(to_toml({**consumer_config, "consumer": {
+        **consumer_config["consumer"], "replica": f"sqlite:///{tmp_path / 'offline.db'}",
+        "hub_key": str(directory / "hub.pub")}}))
+    imported = json.loads(exchange("node", "import", str(media), "--config", str(offline)).stdout)
+    assert imported["errors"] == [] and imported["receipts"] == exported["resources"][f"{PROVIDER}/licences"]["bundles"]
+    as_(world, ADMIN, "share", "receipts", "--consumer", CONSUMER, "--out", str(evidence))
+    kinds = [json.loads(line)["receipt"]["kind"] for line in evidence.read_text().splitlines()]
+    assert kinds.count("bundle") == imported["receipts"] and "stream" in kinds
+    assert json.loads(exchange("share", "verify-receipts", str(evidence), "--ca", ca).stdout)["failed"] == []
+    receipts = [json.loads(line) for line in evidence.read_text().splitlines()]
 
     # The scheduled evaluation: files appear, the latest counts the receipted deliveries, and the gauges say so.
     def evaluated() -> dict | None:
