@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -32,6 +32,7 @@ from protos.exchange.v1 import sharing_pb2_grpc as pb_grpc
 RECEIPTS_LOG = "sharing_receipts"
 TOPIC = "exchange.sharing:ReceiptKept"
 READ_BATCH = 5000
+RECENT = 100_000  # delivery keys held in memory
 
 
 class ReceiptBook:
@@ -42,7 +43,10 @@ class ReceiptBook:
         self._receipts = store.log(RECEIPTS_LOG)
         self._deliveries = store.log(DELIVERIES_LOG)
         self._lock = threading.Lock()
-        self._delivered: dict[tuple, str] = {}  # (consumer, provider, resource, mode, after, reached) -> purpose
+        # The latest deliveries, (consumer, provider, resource, mode, after, reached): receipts follow deliveries
+        # closely, so an older one is looked for in the log instead of being held in memory.
+        self._recent: OrderedDict[tuple, None] = OrderedDict()
+        self._per_provider: dict[str, int] = defaultdict(int)
         self._deliveries_head = 0
 
     def keep(self, payload: bytes, signature: bytes, certificate_pem: bytes, caller: str) -> tuple[str, bool]:
@@ -52,7 +56,7 @@ class ReceiptBook:
             raise ReceiptError(f"the receipt names consumer {fields['consumer']}, but {caller} sent it")
         check_signature(payload, signature, x509.load_pem_x509_certificate(certificate_pem))
         key = tuple(fields[k] for k in ("consumer", "provider", "resource", "kind", "after", "reached"))
-        if key not in self._delivered_now():
+        if not self._delivered(key):
             raise ReceiptError(f"no {fields['kind']} delivery to {caller} of {fields['provider']}/{fields['resource']} "
                                f"after {fields['after']} up to {fields['reached']} is recorded")
         rid = receipt_id(fields)
@@ -81,23 +85,41 @@ class ReceiptBook:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per provider: deliveries recorded and deliveries with a kept receipt (Art. 22)."""
-        found: dict[str, dict[str, int]] = defaultdict(lambda: {"deliveries": 0, "receipted": 0})
-        for key in self._delivered_now():
-            found[key[1]]["deliveries"] += 1
-        for receipt in self.receipts():
-            found[receipt["fields"]["provider"]]["receipted"] += 1
-        return dict(found)
-
-    def _delivered_now(self) -> dict[tuple, str]:
-        """The delivery index, caught up with the log (deliveries may be recorded by other processes)."""
         with self._lock:
-            while notifications := self._deliveries.read(self._deliveries_head, READ_BATCH):
-                for n in notifications:
-                    d = json.loads(n.state)
-                    key = (d["consumer"], d["provider"], d["resource"], d["mode"], d["after"], d["reached"])
-                    self._delivered[key] = d["purpose"]
-                self._deliveries_head = notifications[-1].id
-            return self._delivered
+            self._catch_up()
+            found = {p: {"deliveries": n, "receipted": 0} for p, n in self._per_provider.items()}
+        for receipt in self.receipts():
+            found.setdefault(receipt["fields"]["provider"], {"deliveries": 0, "receipted": 0})["receipted"] += 1
+        return found
+
+    def _delivered(self, key: tuple) -> bool:
+        """Whether the delivery ``key`` names is recorded (deliveries may be recorded by other processes)."""
+        with self._lock:
+            self._catch_up()
+            if key in self._recent:
+                return True
+        after = 0
+        while notifications := self._deliveries.read(after, READ_BATCH):
+            if key in map(_delivery_key, notifications):
+                return True
+            after = notifications[-1].id
+        return False
+
+    def _catch_up(self) -> None:
+        """Fold in the deliveries recorded since the last look (called under the lock)."""
+        while notifications := self._deliveries.read(self._deliveries_head, READ_BATCH):
+            for n in notifications:
+                key = _delivery_key(n)
+                self._recent[key] = None
+                self._per_provider[key[1]] += 1
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+            self._deliveries_head = notifications[-1].id
+
+
+def _delivery_key(notification: Any) -> tuple:
+    d = json.loads(notification.state)
+    return d["consumer"], d["provider"], d["resource"], d["mode"], d["after"], d["reached"]
 
 
 class ReceiptsServicer(pb_grpc.ReceiptsServicer):

@@ -98,3 +98,48 @@ def test_the_evaluation_schedule_runs_at_start_after_each_interval_and_daily_at_
     with pytest.raises(Exception, match=r"\[evaluation\] directory is required"):
         schedule.check_settings(5, "", "")
     assert schedule.check_settings(0, "", "") is False
+
+
+@pytest.fixture
+def book(tmp_path, monkeypatch):
+    """A ledger and a receipt book over one real store, and a consumer certificate from a real CA."""
+    from cryptography.hazmat.primitives import serialization
+
+    from exchange.tools import ca
+    from hub.sharing import receipts as hub_receipts
+    from hub.sharing.ledger import Entitlement, SharingLedger
+    from hub.workdays import WorkingCalendar
+
+    monkeypatch.setattr(hub_receipts, "RECENT", 1)  # older deliveries are looked for in the log
+    ca.init(tmp_path / "ca")
+    issued = ca.issue(tmp_path / "ca", "agency", C, out=tmp_path / "certs")
+    key = serialization.load_pem_private_key(open(issued["key"], "rb").read(), password=None)
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    ledger = SharingLedger(store, None, WorkingCalendar())
+    granted = Entitlement(C, A, "licences", frozenset({"kind"}), "tax", "unconditional")
+    for after, reached in ((0, 5), (5, 9)):
+        ledger.record_delivery(granted, purpose="tax", events=3, after=after, reached=reached, mode="stream")
+    yield hub_receipts.ReceiptBook(store, AuditLog(tmp_path / "audit.log")), key, open(issued["cert"], "rb").read()
+    store.close()
+
+
+def receipt_fields(after: int, reached: int) -> dict:
+    return {"kind": "stream", "consumer": C, "provider": A, "resource": "licences", "after": after, "reached": reached,
+            "events": 3, "content_sha256": "cd" * 32, "purpose": "tax", "received_at": "2026-12-04T10:00:00+00:00"}
+
+
+def test_the_hub_keeps_each_receipt_once_and_only_for_a_recorded_delivery_by_its_consumer(book):
+    receipts, key, cert = book
+    payload, signature = sign(receipt_fields(0, 5), key)  # the older delivery: no longer among the recent ones
+    rid, recorded = receipts.keep(payload, signature, cert, C)
+    assert recorded and receipts.keep(payload, signature, cert, C) == (rid, False)
+    with pytest.raises(ReceiptError, match=f"names consumer {C}, but {B} sent it"):
+        receipts.keep(payload, signature, cert, B)
+    with pytest.raises(ReceiptError, match="no stream delivery .* after 5 up to 8 is recorded"):
+        receipts.keep(*sign(receipt_fields(5, 8), key), cert, C)
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ReceiptError, match="signature does not match"):
+        receipts.keep(*sign(receipt_fields(5, 9), other), cert, C)
+    assert receipts.counts() == {A: {"deliveries": 2, "receipted": 1}}
+    [kept] = receipts.receipts(consumer=C)
+    assert kept["receipt_id"] == rid and kept["fields"]["reached"] == 5
