@@ -167,6 +167,8 @@ def test_registry_reviewers_provider_codes_data_elements_receipts_and_evaluation
     audit = [json.loads(line) for line in audit_log.read_text().splitlines()]
     assert {e["details"]["receipt"] for e in audit if e["action"] == "share.receipt"} == {
         r["receipt_id"] for r in receipts}
+    reconciled = exchange("audit", "reconcile", "--config", str(hub.config_path))  # registry and receipts audited
+    assert "agree" in reconciled.stdout, reconciled.stdout
 
     # The consumer's own export, then verification with the CA certificate alone.
     mine = directory / "mine.jsonl"
