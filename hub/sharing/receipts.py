@@ -24,6 +24,7 @@ from cryptography import x509
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from exchange.transport.receipts import ReceiptError, check_signature, parse, receipt_id
+from exchange.transport.rpc.tls import ROLE_AGENCY
 from hub import identity
 from hub.sharing.ledger import DELIVERIES_LOG
 from protos.exchange.v1 import sharing_pb2 as pb
@@ -143,7 +144,7 @@ class ReceiptsServicer(pb_grpc.ReceiptsServicer):
 
     def Export(self, request: pb.ReceiptQuery, context: grpc.ServicerContext) -> Iterator[pb.StoredReceipt]:
         proven = identity.peer(context)
-        if proven is not None and proven.role != "agency":
+        if proven is not None and proven.role != ROLE_AGENCY:
             identity.require_admin(context, self.administrators)
         elif proven is not None and proven.name not in (request.provider, request.consumer):
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
