@@ -7,6 +7,9 @@ them in order through the replica's replay path, each bundle in one
 transaction with its checkpoint.  Bundles already applied are skipped, so
 an import can be repeated or resumed after a crash; a missing bundle stops
 that resource with an error naming the gap, and nothing after it is applied.
+With a ``[tls] key`` and a ``[hub] address``, each bundle applied is then
+acknowledged with a signed receipt (consumer/receipts.py; the content hash
+is that of the bundle file); ``receipts`` in the report says how many went.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from consumer.receipts import Receipts
 from consumer.replica import Replica, projection
 from consumer.subscriber import Wanted, wanted
 from exchange.common.config import Config
@@ -37,8 +41,9 @@ def import_bundles(cfg: Config, directory: str | Path) -> dict[str, Any]:
     if not cfg.consumer.hub_key:
         raise StoreError("[consumer] hub_key is not set: name the hub's bundle public key (hub.pub) to trust")
     base = Path(directory) / cfg.agency
-    report: dict[str, Any] = {"resources": {}, "errors": []}
+    report: dict[str, Any] = {"resources": {}, "errors": [], "receipts": 0}
     replica = Replica(cfg.consumer.replica)
+    delivered: list[tuple] = []
     try:
         for want in wanted(cfg):
             folder = base / want.provider / want.resource
@@ -46,16 +51,40 @@ def import_bundles(cfg: Config, directory: str | Path) -> dict[str, Any]:
                 continue
             trusted = load_trusted_keys({want.provider: cfg.consumer.hub_key})
             try:
-                report["resources"][f"{want.provider}/{want.resource}"] = _import(replica, want, folder, trusted)
+                report["resources"][f"{want.provider}/{want.resource}"] = _import(replica, want, folder, trusted,
+                                                                                   delivered)
             except (BundleError, StoreError) as e:
                 report["errors"].append(str(e))
                 log.error("%s", e)
     finally:
         replica.close()
+    if delivered:
+        report["receipts"] = _acknowledge(cfg, delivered, report["errors"])
     return report
 
 
-def _import(replica: Replica, want: Wanted, folder: Path, trusted) -> dict[str, Any]:
+def _acknowledge(cfg: Config, delivered: list[tuple], errors: list[str]) -> int:
+    """Send a receipt for each bundle applied; how many the hub took (a failure is reported, not raised)."""
+    receipts = Receipts(cfg)
+    if not (receipts.enabled and cfg.hub.address):
+        return 0
+    import grpc
+
+    from exchange.transport.rpc.channel import open_channel
+
+    sent = 0
+    try:
+        with open_channel(cfg.hub.address, cfg) as channel:
+            for provider, resource, after, reached, events, path in delivered:
+                receipts.send(channel, "bundle", provider, resource, after, reached, [path.read_bytes()], events)
+                sent += 1
+    except grpc.RpcError as e:
+        errors.append(f"receipts: the hub took {sent} of {len(delivered)}: {e.details()} ({e.code().name})")
+    return sent
+
+
+def _import(replica: Replica, want: Wanted, folder: Path, trusted, delivered: list[tuple]) -> dict[str, Any]:
+    """Apply the folder's new bundles in order; each applied is added to ``delivered`` for its receipt."""
     mapper = make_mapper()
     provider, resource = want.provider, want.resource
     found = sorted(((read_manifest(p), p) for p in folder.iterdir() if p.is_file() and is_bundle_name(p.name)),
@@ -88,4 +117,5 @@ def _import(replica: Replica, want: Wanted, folder: Path, trusted) -> dict[str, 
                  for e in batch.events if e.notification_id > position]
         events += replica.apply(provider, resource, pairs, position, max(batch.reached, manifest.last))
         applied += 1
+        delivered.append((provider, resource, manifest.after, batch.reached, len(batch.events), path))
     return {"bundles": applied, "events": events, "position": replica.position(provider, resource)}

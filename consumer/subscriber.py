@@ -4,6 +4,7 @@ One thread per configured ``PROVIDER/RESOURCE`` subscribes at the hub from
 the replica's checkpoint and applies each batch through the replay path
 (consumer/replica.py), the hub position reached recorded in the same
 transaction: a kill -9 at any point resumes without gap or duplicate.
+Each applied batch is acknowledged with a signed receipt (consumer/receipts.py).
 
 When the hub ends a subscription with PERMISSION_DENIED (the approval was
 revoked or expired, the resource is no longer shared) the resource is
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Counter, Gauge
 
+from consumer.receipts import Receipts, batch_parts
 from consumer.replica import Projection, Replica, projection
 from exchange.common import metrics
 from exchange.common.config import Config
@@ -80,6 +82,7 @@ class Subscription:
         self.want = want
         self.stopping = stopping
         self.mapper = make_mapper()
+        self.receipts = Receipts(cfg)
         self.call = None
 
     def run(self) -> None:
@@ -131,10 +134,15 @@ class Subscription:
         with open_channel(self.cfg.hub.address, self.cfg) as channel:
             self.call = pb_grpc.ExchangeStub(channel).Subscribe(request)
             try:
+                if self.receipts.pending:
+                    self.receipts.flush(channel)
                 for batch in self.call:
                     self._check_items(replica, projection(batch.items, batch.rows))
                     events = [(e.notification_id, self.mapper.to_domain_event(from_wire(e))) for e in batch.events]
                     applied = replica.apply(provider, resource, events, batch.after, batch.reached)
+                    if events and self.receipts.enabled:
+                        self.receipts.send(channel, "stream", provider, resource, batch.after, batch.reached,
+                                           batch_parts(batch), len(events))
                     EVENTS_APPLIED.labels(provider, resource).inc(applied)
                     REPLICA_POSITION.labels(provider, resource).set(batch.reached)
                     ENTITLED.labels(provider, resource).set(1)
@@ -164,6 +172,7 @@ def run(cfg: Config) -> int:
             raise ValueError("[hub] address is required to subscribe")
         check_settings(cfg.hub.address, cfg)  # mutual TLS, or an explicitly insecure loopback hub
         Replica(cfg.consumer.replica).close()  # a bad replica URL fails here, not in every thread
+        Receipts(cfg)  # a TLS key that cannot sign receipts fails here
     except Exception as e:
         log.error("consumer cannot start: %s", e)
         return 2

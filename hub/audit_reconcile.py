@@ -15,15 +15,18 @@ chain alone cannot show it.  ``reconcile`` cross-checks both and names
 A decision is identified by its log, aggregate id and version.  Catalog
 entries are audited by ``code`` with the last ``version`` an action stored
 (and, since this module, the ``first``); sharing steps by ``originator_id``
-and ``originator_version``.  Appended repairs are ``audit.recovered``
+and ``originator_version``; registry changes by ``agency`` and ``version``;
+kept delivery receipts by ``receipt``.  Appended repairs are ``audit.recovered``
 entries carrying the same identity, the decision's kind, actor and time.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 from uuid import UUID
@@ -32,7 +35,10 @@ from exchange.contracts.events import make_mapper
 from hub.audit import AuditError, AuditLog, verify
 from hub.catalog.catalog import EVENTS_TABLE as CATALOG_LOG
 from hub.catalog.entry import SourceSchemaSeen, entry_id
+from hub.registry.agencies import LOG as REGISTRY_LOG
+from hub.registry.agencies import record_id
 from hub.sharing.ledger import REQUESTS_LOG
+from hub.sharing.receipts import RECEIPTS_LOG
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,15 @@ class Decision:
     log: str  # "catalog" or "sharing"
     id: str
     version: int
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A stored registry change or kept receipt: plain JSON, not a domain event."""
+
+    kind: str
+    actor: str
+    timestamp: datetime
 
 
 @dataclass
@@ -105,7 +120,7 @@ def render(report: Report, repaired: bool = False) -> str:
     lines = []
     for decision, event in report.unaudited:
         lines.append(f"{'audited now' if repaired else 'not audited'}: {decision.log} {decision.id} version "
-                     f"{decision.version} ({type(event).__name__} by {getattr(event, 'actor', 'unknown')} at "
+                     f"{decision.version} ({_kind(event)} by {getattr(event, 'actor', 'unknown')} at "
                      f"{event.timestamp.isoformat()})")
     for decision, seq in report.not_stored:
         lines.append(f"not in the store: audit entry {seq} names {decision.log} {decision.id} version "
@@ -113,9 +128,13 @@ def render(report: Report, repaired: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _kind(event: Any) -> str:
+    return event.kind if isinstance(event, StoredRecord) else type(event).__name__
+
+
 def _describe(decision: Decision, event: Any) -> dict[str, Any]:
     return {"log": decision.log, "id": decision.id, "version": decision.version,
-            "decision": type(event).__name__, "at": event.timestamp.isoformat()}
+            "decision": _kind(event), "at": event.timestamp.isoformat()}
 
 
 def _stored_decisions(store: Any) -> Iterator[tuple[Decision, Any]]:
@@ -129,6 +148,22 @@ def _stored_decisions(store: Any) -> Iterator[tuple[Decision, Any]]:
                 if not isinstance(event, SourceSchemaSeen):  # what a node reported, not a decision
                     yield Decision(name, str(n.originator_id), n.originator_version), event
             after = notifications[-1].id
+    for name, table, read in (("registry", REGISTRY_LOG, _registry_record), ("receipts", RECEIPTS_LOG, _receipt_record)):
+        recorder = store.log(table)
+        after = 0
+        while notifications := recorder.read(after, READ_BATCH):
+            for n in notifications:
+                yield Decision(name, str(n.originator_id), n.originator_version), read(json.loads(n.state))
+            after = notifications[-1].id
+
+
+def _registry_record(state: dict[str, Any]) -> StoredRecord:
+    return StoredRecord("AgencySaved", state["updated_by"], datetime.fromisoformat(state["updated_at"]))
+
+
+def _receipt_record(state: dict[str, Any]) -> StoredRecord:
+    consumer = json.loads(base64.b64decode(state["payload"]))["consumer"]
+    return StoredRecord("ReceiptKept", consumer, datetime.fromisoformat(state["recorded_at"]))
 
 
 def _audited_decisions(path: str | Path) -> dict[Decision, int]:
@@ -145,6 +180,10 @@ def _audited_decisions(path: str | Path) -> dict[Decision, int]:
             for version in range(first, details["version"] + 1):
                 covered[Decision("catalog", oid, version)] = seq
             last_catalog_version[oid] = max(last_catalog_version.get(oid, 0), details["version"])
+        elif action in ("registry.add", "registry.update") and "agency" in details and "version" in details:
+            covered[Decision("registry", str(record_id(details["agency"])), details["version"])] = seq
+        elif action == "share.receipt" and "receipt" in details:
+            covered[Decision("receipts", str(UUID(details["receipt"])), 1)] = seq
         elif action.startswith("share.") and "originator_id" in details and "originator_version" in details:
             covered[Decision("sharing", str(UUID(details["originator_id"])), details["originator_version"])] = seq
     return covered

@@ -48,6 +48,10 @@ SETTINGS: dict[str, Setting] = {
     "calendar.holidays": Setting(list, [], "ISO dates off work that the working-day calendar does not know yet"),
     "calendar.workdays": Setting(list, [], "ISO dates of make-up working days the working-day calendar does not know yet"),
     "catalog.dcat_base": Setting(str, "urn:exchange:catalog:", "IRI prefix of the catalog and its datasets in the DCAT export"),
+    "evaluation.interval": Setting(float, 0.0, "seconds between scheduled Art. 22 evaluations (0: none; see also at)",
+                                   minimum=0),
+    "evaluation.at": Setting(str, "", "daily time HH:MM (Shanghai time) of a scheduled evaluation (empty: none)"),
+    "evaluation.directory": Setting(str, "", "directory the scheduled evaluations are written to (JSON, CSV, summary)"),
 }
 
 

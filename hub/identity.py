@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import grpc
 
-from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, Peer, RevocationList, peer_from_pem
+from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_REVIEWER, Peer, RevocationList, peer_from_pem
 from hub.metrics import METRICS as metrics
 
 log = logging.getLogger(__name__)
@@ -97,18 +97,35 @@ def require_admin(context: grpc.ServicerContext, administrators: frozenset[str] 
     return proven.name
 
 
+def require_reviewer(context: grpc.ServicerContext, agency: str, designated: Callable[[str], bool]) -> str:
+    """The designated reviewer of ``agency`` making a review call (Arts. 10, 19).
+
+    With TLS the certificate must be a reviewer's whose name ``designated``
+    accepts (the agency registry lists it for ``agency``); on an insecure
+    hub the local operator is trusted."""
+    proven = peer(context)
+    if proven is None:
+        return "local-operator"
+    if proven.role != ROLE_REVIEWER or not designated(proven.name):
+        _deny(context, grpc.StatusCode.PERMISSION_DENIED, proven,
+              f"{proven.name} ({proven.role or 'no role'}) is not a designated reviewer of agency {agency}: the "
+              "providing agency's reviewers (a reviewer certificate named in its registry record) review its "
+              "entries; hub administrators publish or return them")
+    return proven.name
+
+
 def require_reader(context: grpc.ServicerContext, administrators: frozenset[str] | set[str]) -> str | None:
-    """The caller of a read-only call (catalog reads): any agency, or an administrator as in ``require_admin``.
+    """The caller of a read-only call (catalog reads): any agency or reviewer, or an administrator as in ``require_admin``.
 
     None on an insecure hub; any other certificate (e.g. a hub's) is refused with PERMISSION_DENIED."""
     proven = peer(context)
     if proven is None:
         return None
-    if proven.role == ROLE_AGENCY or (proven.role == ROLE_ADMIN and proven.name in administrators):
+    if proven.role in (ROLE_AGENCY, ROLE_REVIEWER) or (proven.role == ROLE_ADMIN and proven.name in administrators):
         return proven.name
     _deny(context, grpc.StatusCode.PERMISSION_DENIED, proven,
-          f"the certificate of {proven.name} is for the role {proven.role or '(none)'}; only an agency's or a listed "
-          "administrator's certificate may read the catalog")
+          f"the certificate of {proven.name} is for the role {proven.role or '(none)'}; only an agency's, a reviewer's "
+          "or a listed administrator's certificate may read the catalog")
 
 
 def _deny(context: grpc.ServicerContext, code: grpc.StatusCode, proven: Peer | None, message: str):

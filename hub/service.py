@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from exchange.common.config import Config
 from exchange.common.urls import redact_url
+from exchange.contracts.errors import InvalidInput
 from exchange.store import StoreError, open_store
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc import tls
@@ -24,10 +25,12 @@ from hub import inbox as hub_inbox
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
 from hub.audit import AuditError, AuditLog, ChainWatch, open_audit
+from hub.catalog import schedule
 from hub.catalog.serve import SERVICE_NAME as CATALOG_SERVICE
 from hub.catalog.serve import CatalogRuntime
 from hub.ingest import Ingest
 from hub.metrics import METRICS, HubState
+from hub.registry.api import SERVICE_NAME as REGISTRY_SERVICE
 from hub.sharing import setup as hub_sharing
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -135,6 +138,11 @@ def _credentials(cfg: Config, audit: AuditLog) -> grpc.ServerCredentials | None:
 
 def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.ServerCredentials | None,
            catalog: CatalogRuntime) -> int:
+    try:
+        scheduled = schedule.check_settings(cfg.evaluation.interval, cfg.evaluation.at, cfg.evaluation.directory)
+    except InvalidInput as e:
+        log.error("cannot schedule the evaluation: %s", e)
+        return 2
     workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc")
     server = grpc.server(
         workers,
@@ -151,8 +159,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, hub_sharing.QUERY_SERVICE, health.SERVICE_NAME,
-         reflection.SERVICE_NAME),
+        (EXCHANGE_SERVICE, CATALOG_SERVICE, REGISTRY_SERVICE, hub_sharing.SHARING_SERVICE, hub_sharing.QUERY_SERVICE,
+         hub_sharing.RECEIPTS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
         server
     )
 
@@ -182,12 +190,19 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         return 2
     state = HubState(ingest, board, catalog.overdue_counts, sharing.ledger.overdue_counts)
     METRICS.registry.register(state)
+    evaluation = schedule.Evaluation(catalog.catalog, cfg.evaluation.directory, sync=ingest.newest_commit,
+                                     late_answers=sharing.ledger.late_answers,
+                                     overdue_requests=sharing.ledger.overdue_counts, deliveries=sharing.receipts.counts)
+    gauges = schedule.EvaluationGauges(evaluation)
+    METRICS.registry.register(gauges)
+    evaluating = schedule.EvaluationSchedule(evaluation, cfg.evaluation.interval, cfg.evaluation.at) if scheduled else None
     try:
         http = web.serve(cfg.metrics.address, cfg.metrics.port,
                          lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts()))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg.metrics.address, cfg.metrics.port, e)
         METRICS.registry.unregister(state)
+        METRICS.registry.unregister(gauges)
         if inbox is not None:
             inbox.stop()
         if sftp_inbox is not None:
@@ -199,7 +214,10 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     try:
         server.start()
         catalog.start()
-        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, hub_sharing.SHARING_SERVICE, hub_sharing.QUERY_SERVICE):
+        if evaluating is not None:
+            evaluating.start()
+        for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, REGISTRY_SERVICE, hub_sharing.SHARING_SERVICE,
+                        hub_sharing.QUERY_SERVICE, hub_sharing.RECEIPTS_SERVICE):
             health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         metrics_at = f"{cfg.metrics.address}:{cfg.metrics.port}" if cfg.metrics.port else "off"
         log.info("hub listening on %s (store %s, metrics and status page %s)", address, redact_url(cfg.store.url),
@@ -210,7 +228,10 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         server.stop(GRACE_SECONDS).wait()
         workers.shutdown(wait=True)  # cancelled streams end at their next check; the store outlives them
     finally:
+        if evaluating is not None:
+            evaluating.stop()
         METRICS.registry.unregister(state)
+        METRICS.registry.unregister(gauges)
         sharing.stop()
         if inbox is not None:
             inbox.stop()

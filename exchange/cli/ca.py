@@ -22,12 +22,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     who = issue.add_mutually_exclusive_group(required=True)
     who.add_argument("--agency", help="agency id (unified social credit code) of a node")
     who.add_argument("--admin", metavar="NAME", help="an administrator (list NAME in the hub's [security] administrators)")
+    who.add_argument("--reviewer", metavar="NAME",
+                     help="a designated reviewer of an agency's catalog entries (name it in the agency's registry "
+                          "record: exchange registry update AGENCY --reviewer NAME)")
     who.add_argument("--hub", metavar="NAME", help="the hub's server certificate")
     issue.add_argument("--host", action="append", default=[], metavar="HOST",
                        help="with --hub: a DNS name or IP address nodes use to reach it (repeatable; "
                             "default localhost, 127.0.0.1, ::1)")
     issue.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
     issue.add_argument("--out", metavar="DIR", help="write NAME.pem and NAME-key.pem here (default: the CA directory)")
+    issue.add_argument("--registry", metavar="FILE",
+                       help="the hub's agency registry (exchange registry list > FILE): agencies must be registered "
+                            "and reviewers designated (default: registry.json in the CA directory, when present)")
     issue.set_defaults(handler=_issue)
 
     revoke = ca.add_parser("revoke", help="revoke certificates; the hub reloads the revocation list by itself")
@@ -57,10 +63,10 @@ def _issue(args: argparse.Namespace) -> int:
     from exchange.tools import ca
 
     role, name = (("agency", args.agency) if args.agency else ("administrator", args.admin) if args.admin
-                  else ("hub", args.hub))
+                  else ("reviewer", args.reviewer) if args.reviewer else ("hub", args.hub))
     if args.host and role != "hub":
         raise InvalidInput("--host is for hub certificates only")
-    print_json(ca.issue(args.dir, role, name, out=args.out, hosts=args.host, days=args.days))
+    print_json(ca.issue(args.dir, role, name, out=args.out, hosts=args.host, days=args.days, registry=args.registry))
     return 0
 
 

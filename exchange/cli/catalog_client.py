@@ -163,8 +163,10 @@ def render_report(report: dict[str, Any]) -> str:
     lines = [f"Catalog report at {report['at']}", "", "Overdue entries:"]
     lines += [f"  {o['code']}  {o['agency']}  {o['kind']}  due {o['due']}  ({o['name']})" for o in report["overdue"]] \
         or ["  none"]
-    lines += ["", "Data items published by more than one agency (one datum, one source):"]
-    lines += [f"  {s['item']}: " + "; ".join(f"{p['agency']} ({', '.join(p['codes'])})" for p in s["providers"])
+    lines += ["", "Data published by more than one agency (one datum, one source):"]
+    lines += [f"  {s['item']} [{s['conflict']}]: "
+              + "; ".join(f"{p['agency']}{' (authoritative)' if p['authoritative'] else ''} ({', '.join(p['codes'])})"
+                          for p in s["providers"]) + f"\n    {s['reason']}"
               for s in report["one_datum_one_source"]] or ["  none"]
     lines += ["", "Evaluation per agency:",
               "  agency  entries  published  completeness  overdue  late answers  sync lag (s)  uncatalogued"]

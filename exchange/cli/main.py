@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from exchange.cli import audit, ca, catalog, demo, hub, node, replay, share, store, verify
+from exchange.cli import audit, ca, catalog, demo, hub, node, registry, replay, share, store, verify
 from exchange.contracts.errors import ExchangeError
 
 # In the order ``exchange --help`` lists them.
 COMMANDS = (hub.add_parser, node.add_parser, share.add_parser, demo.add_sharing_parser, replay.add_parser,
-            store.add_parser, verify.add_parser, audit.add_parser, ca.add_parser, catalog.add_parser, demo.add_parser)
+            store.add_parser, verify.add_parser, audit.add_parser, ca.add_parser, catalog.add_parser, registry.add_parser,
+            demo.add_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,6 +83,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     query.add_argument("--page-token", default="", metavar="TOKEN", help="next_page_token of the previous page")
     query.add_argument("--purpose", default="", help="what the answer is used for (default: the approved purpose)")
 
+    receipts = actions.add_parser("receipts", help="export consumers' signed delivery receipts as evidence (JSON lines)")
+    whose = receipts.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--provider", help="receipts for this provider's resources")
+    whose.add_argument("--consumer", help="receipts signed by this consumer")
+    receipts.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
+    add_hub_arguments(receipts)
+    receipts.set_defaults(handler=_export_receipts)
+
+    verify = actions.add_parser("verify-receipts", help="verify exported receipts with the CA certificate alone")
+    verify.add_argument("file", metavar="FILE", help="a file written by exchange share receipts")
+    verify.add_argument("--ca", required=True, metavar="PEM", help="the exchange's CA certificate (ca.pem)")
+    verify.set_defaults(handler=_verify_receipts)
+
+
+def _export_receipts(args: argparse.Namespace) -> int:
+    from exchange.cli import receipts_client
+
+    return receipts_client.export(args)
+
+
+def _verify_receipts(args: argparse.Namespace) -> int:
+    """Exit 0 when every receipt verifies, 1 when any does not (each named with its line and reason)."""
+    from exchange.cli.output import print_json
+    from exchange.tools.receipts import verify_file
+
+    report = verify_file(args.file, args.ca)
+    print_json(report)
+    return 1 if report["failed"] else 0
+
 
 def _call_hub(args: argparse.Namespace) -> int:
     from exchange.cli import share_client

@@ -7,13 +7,20 @@ A CA directory holds:
   revocation by agency or name knows which serials to list;
 - ``crl.pem``: the certificate revocation list the hub reads (``[tls] crl``).
 
-Subjects: CN is the agency id, the administrator's name or the hub's name;
-OU is the role (agency, administrator or hub).
+Subjects: CN is the agency id, the administrator's, reviewer's or hub's
+name; OU is the role (agency, administrator, reviewer or hub).
+
+Registered agencies only: when the CA is given the hub's agency registry
+(``exchange registry list > registry.json``: ``--registry FILE``, or a
+``registry.json`` in the CA directory), agency certificates are issued only
+for registered agencies and reviewer certificates only for designated
+reviewers.  Without one the CA works offline as before.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +35,7 @@ from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.identifiers import is_valid_uscc
 from exchange.transport.offline.bundles import write_atomically
-from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_HUB, TLSError, describe
+from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_HUB, ROLE_REVIEWER, TLSError, describe
 
 ORGANISATION = "Government data exchange"
 CA_DAYS = 3650
@@ -43,7 +50,8 @@ class CAError(ValueError, ExchangeError):
 
 def _paths(directory: str | Path) -> dict[str, Path]:
     d = Path(directory)
-    return {"cert": d / "ca.pem", "key": d / "ca-key.pem", "crl": d / "crl.pem", "issued": d / "issued"}
+    return {"cert": d / "ca.pem", "key": d / "ca-key.pem", "crl": d / "crl.pem", "issued": d / "issued",
+            "registry": d / "registry.json"}
 
 
 def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -100,20 +108,25 @@ def _load_ca(directory: str | Path) -> tuple[dict[str, Path], x509.Certificate, 
 
 def issue(directory: str | Path, role: str, name: str, *, out: str | Path | None = None,
           hosts: Sequence[str] = (), days: int = CERT_DAYS,
-          not_before: datetime | None = None, not_after: datetime | None = None) -> dict[str, Any]:
-    """Issue a certificate for an agency, an administrator or the hub; write
-    ``<out>/<name>.pem`` and ``<out>/<name>-key.pem`` (0600, never overwritten)."""
+          not_before: datetime | None = None, not_after: datetime | None = None,
+          registry: str | Path | None = None) -> dict[str, Any]:
+    """Issue a certificate for an agency, an administrator, a reviewer or the hub; write
+    ``<out>/<name>.pem`` and ``<out>/<name>-key.pem`` (0600, never overwritten).
+
+    With a registry (``registry``, else ``registry.json`` in the CA directory
+    when present) an agency must be registered and a reviewer designated."""
     if role == ROLE_AGENCY:
         try:
             check_agency(name)
         except InvalidAgency as e:
             raise CAError(str(e)) from None
-    elif role in (ROLE_ADMIN, ROLE_HUB):
+    elif role in (ROLE_ADMIN, ROLE_HUB, ROLE_REVIEWER):
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise CAError(f"invalid {role} name {name!r}: use letters, digits, '-', '_' or '.'")
     else:
         raise CAError(f"unknown role {role!r}")
     paths, ca_cert, ca_key = _load_ca(directory)
+    registered = _check_registered(role, name, Path(registry) if registry else paths["registry"], required=bool(registry))
     out_dir = Path(out) if out else Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}-key.pem"
@@ -148,7 +161,32 @@ def issue(directory: str | Path, role: str, name: str, *, out: str | Path | None
               "key": str(key_path), "ca": str(paths["cert"]), "not_after": not_after.isoformat()}
     if role == ROLE_AGENCY and not is_valid_uscc(name):
         report["warning"] = f"{name} is not a valid unified social credit code"
+    if registered:
+        report["registered"] = registered
     return report
+
+
+def _check_registered(role: str, name: str, path: Path, required: bool) -> str:
+    """Refuse an agency or reviewer the registry file does not name; what it says of them ("" without a file)."""
+    if role not in (ROLE_AGENCY, ROLE_REVIEWER) or not (required or path.exists()):
+        return ""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        agencies = {r["agency"]: r for r in records}
+        reviewers = {person: r["agency"] for r in records for person in r.get("reviewers", [])}
+    except OSError as e:
+        raise CAError(f"registry {path}: cannot read it: {e.strerror}") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise CAError(f"registry {path}: not the output of exchange registry list ({e})") from None
+    if role == ROLE_AGENCY:
+        if name not in agencies:
+            raise CAError(f"agency {name} is not in the registry {path}: certificates are issued for registered "
+                          "agencies only (a hub administrator registers it with exchange registry add)")
+        return f"agency {name} ({agencies[name].get('name', '')})"
+    if name not in reviewers:
+        raise CAError(f"{name} is not a designated reviewer of any agency in the registry {path} "
+                      "(exchange registry update AGENCY --reviewer NAME)")
+    return f"reviewer of agency {reviewers[name]}"
 
 
 def _alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:

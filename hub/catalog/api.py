@@ -15,6 +15,7 @@ from hub.catalog import dcat, reports, wire
 from hub.catalog.catalog import Catalog
 from hub.catalog.entry import UnknownEntry, WorkflowError
 from hub.catalog.metadata import InvalidEntry
+from hub.registry.agencies import Registry
 from protos.exchange.v1 import catalog_pb2 as pb
 from protos.exchange.v1 import catalog_pb2_grpc as pb_grpc
 
@@ -44,12 +45,17 @@ class CatalogServicer(pb_grpc.CatalogServicer):
     """Compiling, reviewing, reading and reporting on the catalog over gRPC.
 
     ``sync`` gives an agency's newest source commit time at the hub (for
-    freshness); ``late_answers`` the share requests it answered late."""
+    freshness); ``late_answers`` the share requests it answered late.
+    With a ``registry`` in force, entries of unregistered agencies and
+    provider codes not the agency's are refused, and reviews are the
+    providing agency's designated reviewers' (hub/registry/agencies.py)."""
 
     def __init__(self, catalog: Catalog, administrators: frozenset[str] = frozenset(),
                  sync: Callable[[str], float | None] | None = None,
-                 late_answers: Callable[[str], int] | None = None, dcat_base: str = dcat.DEFAULT_BASE):
+                 late_answers: Callable[[str], int] | None = None, dcat_base: str = dcat.DEFAULT_BASE,
+                 registry: Registry | None = None):
         self.catalog = catalog
+        self.registry = registry
         self.administrators = frozenset(administrators)
         self.sync = sync
         self.late_answers = late_answers
@@ -62,6 +68,8 @@ class CatalogServicer(pb_grpc.CatalogServicer):
     def SaveEntry(self, request: pb.SaveEntryRequest, context):
         content = wire.content_from_pb(request.content)
         agency = identity.acting_agency(context, content["agency"])
+        if self.registry is not None:
+            self.registry.check_entry(agency, content["provider_uscc"])
         return self._entry(self.catalog.edit(agency, content, submit=request.submit))
 
     @_answers
@@ -73,13 +81,13 @@ class CatalogServicer(pb_grpc.CatalogServicer):
 
     @_answers
     def RecordSecrecyReview(self, request: pb.SecrecyReviewRequest, context):
-        actor = identity.require_admin(context, self.administrators)
+        actor = self._reviewer(context, request.code)
         return self._entry(self.catalog.record_secrecy_review(request.code, actor, request.cleared,
                                                               list(request.sensitivity), request.note))
 
     @_answers
     def ReviewItems(self, request: pb.ReviewItemsRequest, context):
-        actor = identity.require_admin(context, self.administrators)
+        actor = self._reviewer(context, request.code)
         decisions = {}
         for d in request.decisions:
             if not d.accepted and not d.reason.strip():
@@ -131,6 +139,16 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         identity.require_reader(context, self.administrators)
         document = dcat.export(self.catalog, self.dcat_base)
         return pb.DcatDocument(json_ld=json.dumps(document, ensure_ascii=False, indent=2))
+
+    def _reviewer(self, context, code: str) -> str:
+        """Who may review entry ``code``: its agency's designated reviewers while the registry is in force,
+        else (no agency registered) a hub administrator."""
+        if self.registry is None or not self.registry.in_force():
+            return identity.require_admin(context, self.administrators)
+        identity.require_reader(context, self.administrators)  # no role at all: refused before the entry is named
+        agency = self._existing(code).agency
+        registry = self.registry
+        return identity.require_reviewer(context, agency, lambda name: registry.is_reviewer(name, agency))
 
     def _existing(self, code: str):
         entry = self.catalog.get(code)

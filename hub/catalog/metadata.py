@@ -16,7 +16,9 @@ submit, in catalog events and (field by field) in the gRPC messages:
     open_to_public, open_condition   # open data, and on what condition
     update_cycle                     # one of UPDATE_CYCLES
     related                          # codes of related resources
-    items = [{name, type, length}]   # data items; type one of ITEM_TYPES
+    items = [{name, type, length,    # data items; type one of ITEM_TYPES
+              element, authoritative}]  # optional: standard data element code, and whether
+                                     # the agency is its authoritative source (Art. 12)
 
 ``validate`` lists every broken rule as a ``Problem`` naming the field.
 The publish date is not content: the hub sets it when it publishes.
@@ -53,6 +55,8 @@ TEXT_LIMITS = {"code": 64, "name": 200, "agency": 64, "provider": 200, "provider
                "open_condition": 2000, "update_cycle": 32}
 MAX_ITEMS = 2000  # data items of one entry (the largest 2016 entries had a few hundred)
 MAX_ITEM_NAME = 128
+ELEMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")  # a standard data element code, e.g. DE0001
+ITEM_FIELDS = ("name", "type", "length", "element", "authoritative")
 MAX_RELATED = 200
 REQUIRED = ("code", "name", "agency", "provider", "provider_uscc", "summary", "format", "share_type",
             "share_modes", "update_cycle", "items")
@@ -197,8 +201,9 @@ def _check_items(items: Any, bad) -> None:
         if not isinstance(item, dict):
             bad(where, "must be a table with name, type and length")
             continue
-        for key in sorted(set(item) - {"name", "type", "length"}):
-            bad(f"{where}.{key if len(key) <= MAX_ITEM_NAME else excerpt(key)}", "unknown field; known: name, type, length")
+        for key in sorted(set(item) - set(ITEM_FIELDS)):
+            bad(f"{where}.{key if len(key) <= MAX_ITEM_NAME else excerpt(key)}",
+                "unknown field; known: " + ", ".join(ITEM_FIELDS))
         name, kind, length = item.get("name"), item.get("type"), item.get("length", 0)
         if not isinstance(name, str) or not name.strip():
             bad(f"{where}.name", "required")
@@ -213,6 +218,12 @@ def _check_items(items: Any, bad) -> None:
                                  + ", ".join(f"{k} ({v})" for k, v in ITEM_TYPES.items()))
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             bad(f"{where}.length", "must be a whole number of characters or digits (0: not limited)")
+        element = item.get("element", "")
+        if not isinstance(element, str) or (element and not ELEMENT.match(element)):
+            bad(f"{where}.element", "must be a data element code: a letter or digit, then up to 63 letters, digits "
+                                    "or _ . : / -, e.g. DE0001")
+        if not isinstance(item.get("authoritative", False), bool):
+            bad(f"{where}.authoritative", "must be true or false")
 
 
 def item_names(content: dict[str, Any]) -> tuple[str, ...]:

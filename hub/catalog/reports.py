@@ -58,19 +58,55 @@ def overdue_by_agency(catalog: Catalog, at: datetime | None = None) -> dict[str,
     return counts
 
 
-def one_datum_one_source(catalog: Catalog) -> list[dict[str, Any]]:
-    """Data items that more than one agency publishes (Art. 12), with who publishes them.
+def datum_key(item: dict[str, Any]) -> str:
+    """What a published item holds: its declared data element, else its normalised name and type (Art. 12)."""
+    if item.get("element"):
+        return "element:" + item["element"].casefold()
+    return "name:" + "".join(item["name"].split()).casefold() + "/" + item["type"]
 
-    Items are the same when their names are equal ignoring case and spaces."""
-    providers: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    names: dict[str, str] = {}
+
+NO_AUTHORITY, CONTESTED, REDUNDANT = "no_authority", "contested_authority", "redundant_copies"
+
+
+def one_datum_one_source(catalog: Catalog) -> list[dict[str, Any]]:
+    """Data that more than one agency publishes (Art. 12), who publishes them, and where they should come from.
+
+    Items are the same datum when they declare the same data element, or,
+    without one, when their names (ignoring case and spaces) and types are
+    equal.  Each conflict says whether no agency, several agencies or one
+    agency declares itself the authoritative source; with exactly one, it is
+    the suggested source and the others' copies are redundant."""
+    providers: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    labels: dict[str, str] = {}
     for entry in catalog.published():
+        agency = entry.published["agency"]
         for item in entry.published["items"]:
-            key = "".join(item["name"].split()).casefold()
-            names.setdefault(key, item["name"])
-            providers[key][entry.published["agency"]].append(entry.code)
-    return [{"item": names[key], "providers": [{"agency": a, "codes": sorted(c)} for a, c in sorted(by.items())]}
-            for key, by in sorted(providers.items()) if len(by) > 1]
+            key = datum_key(item)
+            labels.setdefault(key, item.get("element") or item["name"])
+            row = providers[key].setdefault(agency, {"agency": agency, "codes": set(), "items": set(),
+                                                     "authoritative": False})
+            row["codes"].add(entry.code)
+            row["items"].add(item["name"])
+            row["authoritative"] |= bool(item.get("authoritative"))
+    found = []
+    for key, by in sorted(providers.items()):
+        if len(by) < 2:
+            continue
+        authorities = sorted(a for a, row in by.items() if row["authoritative"])
+        if len(authorities) == 1:
+            conflict, source = REDUNDANT, authorities[0]
+            reason = f"{source} declares itself the authoritative source: the others should obtain it from {source}"
+        elif authorities:
+            conflict, source = CONTESTED, ""
+            reason = f"{', '.join(authorities)} each declare themselves the authoritative source: one must withdraw"
+        else:
+            conflict, source = NO_AUTHORITY, ""
+            reason = "no agency declares itself the authoritative source: the publishers agree which one is"
+        found.append({"item": labels[key], "datum": key, "conflict": conflict, "suggested_source": source,
+                      "reason": reason,
+                      "providers": [{"agency": a, "codes": sorted(row["codes"]), "items": sorted(row["items"]),
+                                     "authoritative": row["authoritative"]} for a, row in sorted(by.items())]})
+    return found
 
 
 def evaluation(catalog: Catalog, at: datetime | None = None, sync: Callable[[str], float | None] | None = None,

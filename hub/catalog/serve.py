@@ -14,6 +14,8 @@ from hub.catalog.api import CatalogServicer
 from hub.catalog.catalog import Catalog
 from hub.catalog.schema_watch import SchemaWatch
 from hub.ingest import Ingest
+from hub.registry.agencies import Registry
+from hub.registry.api import RegistryServicer
 from hub.workdays import WorkingCalendar
 from protos.exchange.v1 import catalog_pb2 as pb
 from protos.exchange.v1 import catalog_pb2_grpc as pb_grpc
@@ -34,9 +36,11 @@ class CatalogRuntime:
         (agency -> share requests answered late), set once sharing runs."""
         self.catalog = Catalog(cfg.store.url, WorkingCalendar.from_config(cfg), audit=audit,
                                cipher=ingest.store.cipher)
-        self.servicer = CatalogServicer(self.catalog, frozenset(cfg.security.administrators),
-                                        sync=ingest.newest_commit,
-                                        dcat_base=cfg.catalog.dcat_base)
+        self.registry = Registry(self.catalog.store, audit)
+        administrators = frozenset(cfg.security.administrators)
+        self.servicer = CatalogServicer(self.catalog, administrators, sync=ingest.newest_commit,
+                                        dcat_base=cfg.catalog.dcat_base, registry=self.registry)
+        self.registry_servicer = RegistryServicer(self.registry, administrators)
         self.watch = SchemaWatch(self.catalog, ingest)
         ingest.listeners.append(self.watch.notice)
         self._calendar_error: str | None = None
@@ -44,6 +48,7 @@ class CatalogRuntime:
 
     def add_to_server(self, server: grpc.Server) -> None:
         pb_grpc.add_CatalogServicer_to_server(self.servicer, server)
+        pb_grpc.add_RegistryServicer_to_server(self.registry_servicer, server)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.watch.run, args=(WATCH_SECONDS,), name="catalog-watch",

@@ -21,14 +21,26 @@ _SCALARS = ("code", "name", "agency", "provider", "provider_uscc", "resource", "
 def content_to_pb(content: dict[str, Any]) -> pb.EntryContent:
     c = normalise(content)
     return pb.EntryContent(**{k: c[k] for k in _SCALARS + _LISTS},
-                           items=[pb.DataItem(name=i["name"], type=i["type"], length=i["length"]) for i in c["items"]])
+                           items=[pb.DataItem(name=i["name"], type=i["type"], length=i["length"],
+                                              element=i.get("element", ""), authoritative=i.get("authoritative", False))
+                                  for i in c["items"]])
 
 
 def content_from_pb(message: pb.EntryContent) -> dict[str, Any]:
     content: dict[str, Any] = {k: getattr(message, k) for k in _SCALARS}
     content.update({k: list(getattr(message, k)) for k in _LISTS})
-    content["items"] = [{"name": i.name, "type": i.type, "length": i.length} for i in message.items]
+    content["items"] = [_item_from_pb(i) for i in message.items]
     return content
+
+
+def _item_from_pb(item: pb.DataItem) -> dict[str, Any]:
+    """An item as a dict; element and authoritative only when set, so entries without them stay as they were."""
+    found: dict[str, Any] = {"name": item.name, "type": item.type, "length": item.length}
+    if item.element:
+        found["element"] = item.element
+    if item.authoritative:
+        found["authoritative"] = True
+    return found
 
 
 def entry_to_pb(entry: CatalogEntry, calendar: WorkingCalendar) -> pb.Entry:
@@ -71,8 +83,9 @@ def report_to_pb(at: str, overdue: list[dict], shared: list[dict], evaluation: l
     return pb.Report(
         at=at,
         overdue=[pb.OverdueEntry(**o) for o in overdue],
-        shared_items=[pb.SharedItem(item=s["item"], providers=[pb.ItemProvider(**p) for p in s["providers"]])
-                      for s in shared],
+        shared_items=[pb.SharedItem(item=s["item"], providers=[pb.ItemProvider(**p) for p in s["providers"]],
+                                    datum=s["datum"], conflict=s["conflict"], suggested_source=s["suggested_source"],
+                                    reason=s["reason"]) for s in shared],
         evaluation=[_evaluation_to_pb(row) for row in evaluation],
     )
 
@@ -83,8 +96,11 @@ def report_from_pb(message: pb.Report) -> dict[str, Any]:
         "at": message.at,
         "overdue": [{"code": o.code, "agency": o.agency, "name": o.name, "kind": o.kind, "since": o.since,
                      "due": o.due} for o in message.overdue],
-        "one_datum_one_source": [{"item": s.item, "providers": [{"agency": p.agency, "codes": list(p.codes)}
-                                                                for p in s.providers]} for s in message.shared_items],
+        "one_datum_one_source": [{
+            "item": s.item, "datum": s.datum, "conflict": s.conflict, "suggested_source": s.suggested_source,
+            "reason": s.reason, "providers": [{"agency": p.agency, "codes": list(p.codes), "items": list(p.items),
+                                               "authoritative": p.authoritative} for p in s.providers]}
+            for s in message.shared_items],
         "evaluation": [{
             "agency": e.agency, "entries": e.entries, "published": e.published,
             "resources_captured": e.resources_captured, "resources_published": e.resources_published,

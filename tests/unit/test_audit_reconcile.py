@@ -75,3 +75,16 @@ def test_an_audit_entry_naming_a_decision_the_store_lacks_is_reported(hub):
     report = audit_reconcile.reconcile(store, audit.path)
     assert [(d.id, d.version) for d, _ in report.not_stored] == [(ghost, 2)]
     assert not report.agree
+
+
+def test_registry_changes_stored_without_their_audit_entries_are_named_and_repaired(hub):
+    from hub.registry.agencies import Registry
+
+    url, store, audit = hub
+    record = {"agency": AGENCY, "uscc": AGENCY, "name": "Market regulation"}
+    Registry(store, audit).save(record, "ops", create=True)
+    Registry(store, None).save({**record, "district": "静安区"}, "ops", create=False)  # died before auditing
+    found = audit_reconcile.reconcile(store, audit.path)
+    assert [(d.log, d.version, e.kind, e.actor) for d, e in found.unaudited] == [("registry", 2, "AgencySaved", "ops")]
+    audit_reconcile.repair(store, audit)
+    assert audit_reconcile.reconcile(store, audit.path).agree

@@ -174,9 +174,28 @@ def test_data_items_published_by_two_agencies_are_reported(hub):
                                       {"name": "photo", "type": "B", "length": 0}]))
     hub.catalog.edit(AGENCY, entry(code="101003/0001", resource="other", related=[],
                                    items=[{"name": "photo", "type": "B", "length": 0}]))  # a draft does not count
-    assert reports.one_datum_one_source(hub.catalog) == [
-        {"item": "id_number", "providers": [{"agency": OTHER, "codes": ["101002/0001"]},
-                                            {"agency": AGENCY, "codes": ["101001/0001"]}]}]
+    [shared] = reports.one_datum_one_source(hub.catalog)
+    assert (shared["item"], shared["datum"], shared["conflict"], shared["suggested_source"]) == (
+        "id_number", "name:id_number/C", "no_authority", "")
+    assert [(p["agency"], p["codes"], p["items"]) for p in shared["providers"]] == [
+        (OTHER, ["101002/0001"], ["ID_Number"]), (AGENCY, ["101001/0001"], ["id_number"])]
+
+
+def test_one_datum_one_source_compares_declared_data_elements_and_names_the_authoritative_source(hub):
+    # Both publish "district", but as different data elements: no conflict.  Both hold the resident id
+    # under different names and one declares itself its source: a redundant copy, obtained from it instead.
+    publish(hub.catalog, entry(items=[{"name": "id_number", "type": "C", "length": 18, "element": "DE0001",
+                                       "authoritative": True},
+                                      {"name": "district", "type": "C", "length": 32, "element": "DE0102"}]))
+    publish(hub.catalog, entry(code="101002/0001", agency=OTHER, provider="Public security", provider_uscc=OTHER,
+                               resource="residents", related=[],
+                               items=[{"name": "sfzh", "type": "C", "length": 18, "element": "DE0001"},
+                                      {"name": "district", "type": "C", "length": 32, "element": "DE0233"}]))
+    [shared] = reports.one_datum_one_source(hub.catalog)
+    assert (shared["datum"], shared["conflict"], shared["suggested_source"]) == ("element:de0001", "redundant_copies",
+                                                                                 AGENCY)
+    assert {p["agency"]: (p["items"], p["authoritative"]) for p in shared["providers"]} == {
+        AGENCY: (["id_number"], True), OTHER: (["sfzh"], False)}
 
 
 def test_the_evaluation_reports_completeness_overdue_and_freshness(hub):

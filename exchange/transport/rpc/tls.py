@@ -2,8 +2,8 @@
 
 Every party presents a certificate issued by the exchange's CA
 (``exchange ca``).  The subject says who it is: CN is the agency id, the
-administrator's name or the hub's name; OU is the role (``agency``,
-``administrator`` or ``hub``).  gRPC checks the chain and validity period
+administrator's, reviewer's or hub's name; OU is the role (``agency``,
+``administrator``, ``reviewer`` or ``hub``).  gRPC checks the chain and validity period
 during the handshake; revocation and the role are checked by the hub's
 identity layer (hub/identity.py), since gRPC Python cannot read a CRL.
 """
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 ROLE_AGENCY = "agency"
 ROLE_ADMIN = "administrator"
 ROLE_HUB = "hub"
-ROLES = (ROLE_AGENCY, ROLE_ADMIN, ROLE_HUB)
+ROLE_REVIEWER = "reviewer"  # an agency's designated reviewer of its catalog entries (the hub's registry names them)
+ROLES = (ROLE_AGENCY, ROLE_ADMIN, ROLE_HUB, ROLE_REVIEWER)
 
 
 class TLSError(ValueError, ExchangeError):

@@ -7,14 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DataItem(_message.Message):
-    __slots__ = ("name", "type", "length")
+    __slots__ = ("name", "type", "length", "element", "authoritative")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    ELEMENT_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITATIVE_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     length: int
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+    element: str
+    authoritative: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., length: _Optional[int] = ..., element: _Optional[str] = ..., authoritative: _Optional[bool] = ...) -> None: ...
 
 class EntryContent(_message.Message):
     __slots__ = ("code", "name", "agency", "provider", "provider_uscc", "resource", "summary", "format", "share_type", "share_condition", "not_shared_basis", "share_modes", "open_to_public", "open_condition", "update_cycle", "related", "items")
@@ -231,20 +235,32 @@ class OverdueEntry(_message.Message):
     def __init__(self, code: _Optional[str] = ..., agency: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., since: _Optional[str] = ..., due: _Optional[str] = ...) -> None: ...
 
 class ItemProvider(_message.Message):
-    __slots__ = ("agency", "codes")
+    __slots__ = ("agency", "codes", "authoritative", "items")
     AGENCY_FIELD_NUMBER: _ClassVar[int]
     CODES_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITATIVE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     agency: str
     codes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, agency: _Optional[str] = ..., codes: _Optional[_Iterable[str]] = ...) -> None: ...
+    authoritative: bool
+    items: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agency: _Optional[str] = ..., codes: _Optional[_Iterable[str]] = ..., authoritative: _Optional[bool] = ..., items: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SharedItem(_message.Message):
-    __slots__ = ("item", "providers")
+    __slots__ = ("item", "providers", "datum", "conflict", "suggested_source", "reason")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DATUM_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTED_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     item: str
     providers: _containers.RepeatedCompositeFieldContainer[ItemProvider]
-    def __init__(self, item: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[ItemProvider, _Mapping]]] = ...) -> None: ...
+    datum: str
+    conflict: str
+    suggested_source: str
+    reason: str
+    def __init__(self, item: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[ItemProvider, _Mapping]]] = ..., datum: _Optional[str] = ..., conflict: _Optional[str] = ..., suggested_source: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AgencyEvaluation(_message.Message):
     __slots__ = ("agency", "entries", "published", "resources_captured", "resources_published", "uncatalogued_resources", "completeness", "has_completeness", "overdue_entries", "late_answers", "has_late_answers", "sync_lag_seconds", "has_sync_lag")
@@ -297,3 +313,47 @@ class DcatDocument(_message.Message):
     JSON_LD_FIELD_NUMBER: _ClassVar[int]
     json_ld: str
     def __init__(self, json_ld: _Optional[str] = ...) -> None: ...
+
+class AgencyRecord(_message.Message):
+    __slots__ = ("agency", "uscc", "name", "parent", "district", "administrators", "reviewers", "version", "updated_at", "updated_by")
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    USCC_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DISTRICT_FIELD_NUMBER: _ClassVar[int]
+    ADMINISTRATORS_FIELD_NUMBER: _ClassVar[int]
+    REVIEWERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    uscc: str
+    name: str
+    parent: str
+    district: str
+    administrators: _containers.RepeatedScalarFieldContainer[str]
+    reviewers: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    updated_at: str
+    updated_by: str
+    def __init__(self, agency: _Optional[str] = ..., uscc: _Optional[str] = ..., name: _Optional[str] = ..., parent: _Optional[str] = ..., district: _Optional[str] = ..., administrators: _Optional[_Iterable[str]] = ..., reviewers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., updated_at: _Optional[str] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class SaveAgencyRequest(_message.Message):
+    __slots__ = ("record", "create")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    record: AgencyRecord
+    create: bool
+    def __init__(self, record: _Optional[_Union[AgencyRecord, _Mapping]] = ..., create: _Optional[bool] = ...) -> None: ...
+
+class AgencyRef(_message.Message):
+    __slots__ = ("agency",)
+    AGENCY_FIELD_NUMBER: _ClassVar[int]
+    agency: str
+    def __init__(self, agency: _Optional[str] = ...) -> None: ...
+
+class AgencyList(_message.Message):
+    __slots__ = ("agencies",)
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    agencies: _containers.RepeatedCompositeFieldContainer[AgencyRecord]
+    def __init__(self, agencies: _Optional[_Iterable[_Union[AgencyRecord, _Mapping]]] = ...) -> None: ...

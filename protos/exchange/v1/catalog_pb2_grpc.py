@@ -25,6 +25,167 @@ if _version_not_supported:
     )
 
 
+class RegistryStub:
+    """The agency registry, managed by hub administrators and audited.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SaveAgency = channel.unary_unary(
+                '/exchange.v1.Registry/SaveAgency',
+                request_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.SaveAgencyRequest.SerializeToString,
+                response_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.FromString,
+                _registered_method=True)
+        self.GetAgency = channel.unary_unary(
+                '/exchange.v1.Registry/GetAgency',
+                request_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.SerializeToString,
+                response_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.FromString,
+                _registered_method=True)
+        self.ListAgencies = channel.unary_unary(
+                '/exchange.v1.Registry/ListAgencies',
+                request_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.SerializeToString,
+                response_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyList.FromString,
+                _registered_method=True)
+
+
+class RegistryServicer:
+    """The agency registry, managed by hub administrators and audited.
+    """
+
+    def SaveAgency(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgency(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgencies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RegistryServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SaveAgency': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveAgency,
+                    request_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.SaveAgencyRequest.FromString,
+                    response_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.SerializeToString,
+            ),
+            'GetAgency': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgency,
+                    request_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.FromString,
+                    response_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.SerializeToString,
+            ),
+            'ListAgencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgencies,
+                    request_deserializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.FromString,
+                    response_serializer=protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyList.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'exchange.v1.Registry', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('exchange.v1.Registry', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Registry:
+    """The agency registry, managed by hub administrators and audited.
+    """
+
+    @staticmethod
+    def SaveAgency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exchange.v1.Registry/SaveAgency',
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.SaveAgencyRequest.SerializeToString,
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exchange.v1.Registry/GetAgency',
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.SerializeToString,
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exchange.v1.Registry/ListAgencies',
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyRef.SerializeToString,
+            protos_dot_exchange_dot_v1_dot_catalog__pb2.AgencyList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class CatalogStub:
     """Missing associated documentation comment in .proto file."""
 
@@ -114,14 +275,15 @@ class CatalogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordSecrecyReview(self, request, context):
-        """Administrators: the secrecy review (Art. 19).
+        """The providing agency's designated reviewers (administrators while no
+        agency is registered): the secrecy review (Art. 19).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReviewItems(self, request, context):
-        """Administrators: item-by-item review decisions.
+        """The providing agency's designated reviewers (as above): item-by-item review.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -188,3 +188,41 @@ class ShareReport(_message.Message):
     at: str
     providers: _containers.RepeatedCompositeFieldContainer[ProviderReport]
     def __init__(self, at: _Optional[str] = ..., providers: _Optional[_Iterable[_Union[ProviderReport, _Mapping]]] = ...) -> None: ...
+
+class DeliveryReceipt(_message.Message):
+    __slots__ = ("payload", "signature")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class ReceiptAck(_message.Message):
+    __slots__ = ("receipt_id", "recorded")
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    recorded: bool
+    def __init__(self, receipt_id: _Optional[str] = ..., recorded: _Optional[bool] = ...) -> None: ...
+
+class ReceiptQuery(_message.Message):
+    __slots__ = ("provider", "consumer")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    consumer: str
+    def __init__(self, provider: _Optional[str] = ..., consumer: _Optional[str] = ...) -> None: ...
+
+class StoredReceipt(_message.Message):
+    __slots__ = ("receipt_id", "payload", "signature", "certificate", "recorded_at")
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    payload: bytes
+    signature: bytes
+    certificate: bytes
+    recorded_at: str
+    def __init__(self, receipt_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., recorded_at: _Optional[str] = ...) -> None: ...

@@ -403,3 +403,122 @@ class Sharing:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ReceiptsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Acknowledge = channel.unary_unary(
+                '/exchange.v1.Receipts/Acknowledge',
+                request_serializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.DeliveryReceipt.SerializeToString,
+                response_deserializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptAck.FromString,
+                _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/exchange.v1.Receipts/Export',
+                request_serializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptQuery.SerializeToString,
+                response_deserializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.StoredReceipt.FromString,
+                _registered_method=True)
+
+
+class ReceiptsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Acknowledge(self, request, context):
+        """The consumer acknowledges a delivery; the caller's certificate must be
+        the consumer's and the delivery must be recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Export(self, request, context):
+        """Receipts as evidence: administrators any; an agency those it signed or
+        received for its own resources.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReceiptsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
+                    request_deserializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.DeliveryReceipt.FromString,
+                    response_serializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptAck.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptQuery.FromString,
+                    response_serializer=protos_dot_exchange_dot_v1_dot_sharing__pb2.StoredReceipt.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'exchange.v1.Receipts', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('exchange.v1.Receipts', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Receipts:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exchange.v1.Receipts/Acknowledge',
+            protos_dot_exchange_dot_v1_dot_sharing__pb2.DeliveryReceipt.SerializeToString,
+            protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/exchange.v1.Receipts/Export',
+            protos_dot_exchange_dot_v1_dot_sharing__pb2.ReceiptQuery.SerializeToString,
+            protos_dot_exchange_dot_v1_dot_sharing__pb2.StoredReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
