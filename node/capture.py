@@ -24,6 +24,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
+from exchange.common.stall import Watchdog
 from exchange.contracts import changes as ch
 from exchange.contracts.events import (
     EVENT_SCHEMA_VERSION,
@@ -81,13 +82,39 @@ class _Batch:
         self.states[oid.hex] = RecordState(version, image_digest or "", live)
 
 
+def change_bytes(change: ch.Change) -> int:
+    """About the bytes of a change's row images (what its events will hold)."""
+    size = 64
+    for image in (change.before, change.after):
+        for name, value in (image or {}).items():
+            size += len(name) + (len(value) if isinstance(value, (str, bytes)) else len(str(value)))
+    return size
+
+
+def byte_parts(changes: list[ch.Change], limit: int) -> list[list[ch.Change]]:
+    """``changes`` cut into runs whose row images hold about ``limit`` bytes at most (a larger change alone)."""
+    parts: list[list[ch.Change]] = []
+    size = 0
+    for change in changes:
+        grown = change_bytes(change)
+        if not parts or size + grown > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(change)
+        size += grown
+    return parts
+
+
 class Capture:
     """Moves committed changes from a capture source into the node store."""
 
     def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
                  policy: FieldPolicy | None = None,
-                 on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS):
+                 on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS,
+                 batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None):
         self.agency = agency
+        self.batch_bytes = batch_bytes
+        self.watchdog = watchdog or Watchdog(float("inf"), metrics.stalls)
         self.metrics = metrics
         self.policy = policy or FieldPolicy()
         self.on_stored = on_stored  # told of each batch's events once they are stored
@@ -105,17 +132,32 @@ class Capture:
             self.schema_versions[name] = state.version if state else 0
 
     def step(self) -> int:
-        """Capture one batch; returns the number of source changes consumed."""
-        changes = self.source.read(self.position, self.batch_size)
+        """Capture one batch; returns the number of source changes consumed.
+
+        The batch is stored in one event-store transaction, or in several when
+        its row images exceed ``batch_bytes``: each holds whole changes and the
+        position of its last one, which every source resumes after (a position
+        inside a source transaction included: what is stored is skipped)."""
+        with self.watchdog.step("capture", f"the source to return changes after position {self.position}"):
+            changes = self.source.read(self.position, self.batch_size)
         if not changes:
             return 0
-        started = time.perf_counter()
         if self.policy:  # field policy: excluded and unmasked values never become events
             changes = [self.policy.apply(c) for c in changes]
+        for part in byte_parts(changes, self.batch_bytes):
+            self._store(part)
+        return len(changes)
+
+    def _store(self, changes: list[ch.Change]) -> None:
+        """The events of ``changes`` and the position of the last one, in one store transaction."""
+        started = time.perf_counter()
         batch = self._translate(changes)
         last = changes[-1].position
         stored = [self.mapper.to_stored_event(e) for e in batch.events]
-        self.recorder.insert_events(stored, tracking=Tracking(SOURCE_TRACKING, last), states=batch.states)
+        size = sum(len(e.state) for e in stored)
+        with self.watchdog.step("store", f"the node store to take {len(stored)} events ({size} bytes) up to "
+                                         f"source position {last}"):
+            self.recorder.insert_events(stored, tracking=Tracking(SOURCE_TRACKING, last), states=batch.states)
         self.position = last
         self.metrics.store_batch_seconds.observe(time.perf_counter() - started)
         self.metrics.events_stored.inc(len(stored))
@@ -123,7 +165,6 @@ class Capture:
             self.metrics.changes_captured.labels(change.op).inc()
         if self.on_stored is not None:
             self.on_stored(batch.events)
-        return len(changes)
 
     def prune(self) -> None:
         """Acknowledge to the source every change the hub holds."""
