@@ -24,8 +24,10 @@ REASON_CHARS = 300  # a reason longer than this is cut (it is a metric label)
 
 
 def reason_of(error: BaseException) -> str:
-    """The one-line reason an error gives: its kind and message."""
-    text = " ".join(str(error).split()) or "no message"
+    """The one-line reason an error gives: its kind and the first line of its message (later lines,
+    such as a database's DETAIL naming the failing row, change from one attempt to the next)."""
+    lines = str(error).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else "no message"
     reason = f"{type(error).__name__}: {text}"
     return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 1] + "…"
 
@@ -83,7 +85,3 @@ class CaptureHealth:
             log.error("capture still stopped after %.0f seconds and %d attempts: %s",
                       self.clock() - (self.since or self.clock()), self.failures + 1, reason, extra={"reason": reason})
         self.failures += 1
-
-    def retry_delay(self) -> float:
-        """Seconds to wait before the next attempt: 1, growing to 10 while the failure lasts."""
-        return min(1.0 * 2 ** max(self.failures - 1, 0), 10.0)

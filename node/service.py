@@ -90,7 +90,7 @@ class Node:
             except Exception as e:
                 self.metrics.errors.labels("capture").inc()
                 self.health.failed(e)
-                self.stopping.wait(self.health.retry_delay())
+                self.stopping.wait(1.0)
                 continue
             self.health.ok()
             if consumed:
