@@ -14,6 +14,9 @@ SETTINGS: dict[str, Setting] = {
     "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
                                      "(exchange store keygen; empty: not encrypted)"),
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
+    "store.batch_bytes": Setting(int, 8 * 1024 * 1024, "bytes of events stored per event-store transaction when "
+                                 "ingesting, about (a larger published batch spans several; one larger event is "
+                                 "stored alone)", minimum=1024),
     "listen.address": Setting(str, "127.0.0.1:50051", "gRPC listen address host:port"),
     "listen.max_batch": Setting(int, 1000, "largest batch a subscriber is sent", minimum=1),
     "listen.insecure": Setting(bool, False, "serve without TLS: every caller trusted; refused unless the address is loopback"),
@@ -41,6 +44,10 @@ SETTINGS: dict[str, Setting] = {
     "sftp_inbox.poll_interval": Setting(float, 30.0, "seconds between polls of the SFTP server", above=0),
     "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),
     "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain", above=0),
+    "watchdog.stall_seconds": Setting(float, 120.0, "seconds an ingest step may make no progress before it is "
+                                      "logged and counted as stalled", above=0),
+    "watchdog.stop_seconds": Setting(float, 30.0, "seconds the hub waits for its workers after SIGTERM before it "
+                                     "exits regardless", above=0),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9465, "port of the /metrics endpoint (0 disables it)", minimum=0, maximum=65535),
     "log.level": Setting(str, "info", "debug, info, warning or error", choices=LOG_LEVELS),

@@ -15,11 +15,13 @@ because opening a log may create its table.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Sequence
 
 from eventsourcing.persistence import Notification
 
 from exchange.common.metrics import commit_timestamp
+from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
 from exchange.store import AgencyLogs, AgencyRecorder, Tracking, check_distinct
@@ -54,8 +56,10 @@ class _Agency:
 class Ingest:
     """Stores published batches and reads agency logs for the hub."""
 
-    def __init__(self, store: AgencyLogs):
+    def __init__(self, store: AgencyLogs, batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None):
         self.store = store
+        self.batch_bytes = batch_bytes  # a published batch larger than this is stored in several transactions
+        self.watchdog = watchdog
         self._lock = threading.Lock()
         self._agencies: dict[str, _Agency] = {}
         # Called with (agency, new events) after each stored batch, e.g. to notice schema changes.
@@ -97,8 +101,10 @@ class Ingest:
     def ingest(self, agency: str, batch: pb.EventBatch) -> tuple[int, int]:
         """Store the new part of ``batch``; return (new position, events stored).
 
-        Raises MalformedEvent, PositionGap or VersionGapError; nothing is
-        written then.
+        A batch larger than ``batch_bytes`` is stored in several transactions,
+        each with the position of its last event.  Raises MalformedEvent,
+        PositionGap or VersionGapError; nothing of the part that fails is
+        written then (earlier parts stay stored, with their position).
         """
         _check_order(batch)
         state = self._agency(agency)
@@ -112,16 +118,23 @@ class Ingest:
                 return position, 0
             for guard in self.guards:
                 guard(agency, new)
-            position = new[-1].notification_id
-            ids = recorder.insert_events(
-                [from_wire(e) for e in new], tracking=Tracking(TRACKING_PREFIX + agency, position)
-            )
-        with state.changed:
-            state.head = max(state.head, ids[-1])
-            state.changed.notify_all()
+            for part in _byte_parts(new, self.batch_bytes):
+                # Each part with the node id of its last event: a crash between parts resumes after it.
+                position = part[-1].notification_id
+                with self._watch(f"the hub store to take {len(part)} events of agency {agency} up to node "
+                                 f"notification id {position}"):
+                    ids = recorder.insert_events(
+                        [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position)
+                    )
+                with state.changed:
+                    state.head = max(state.head, ids[-1])
+                    state.changed.notify_all()
         for listener in self.listeners:
             listener(agency, new)
         return position, len(new)
+
+    def _watch(self, what: str) -> ContextManager[None]:
+        return self.watchdog.step("ingest", what) if self.watchdog is not None else nullcontext()
 
     def wait(self, agency: str, after: int, timeout: float) -> bool:
         """Wait until this process writes beyond hub id ``after`` for the
@@ -138,6 +151,20 @@ class Ingest:
                 check_distinct(agency, [*opened, *self.store.agencies()])  # ids merely asked about block nothing
                 self._agencies[agency] = _Agency()
             return self._agencies[agency]
+
+
+def _byte_parts(events: Sequence[pb.Event], limit: int) -> list[Sequence[pb.Event]]:
+    """``events`` cut into runs of about ``limit`` bytes at most (a larger event alone)."""
+    parts: list[Sequence[pb.Event]] = []
+    start, size = 0, 0
+    for i, event in enumerate(events):
+        grown = event.ByteSize()
+        if i > start and size + grown > limit:
+            parts.append(events[start:i])
+            start, size = i, 0
+        size += grown
+    parts.append(events[start:])
+    return parts
 
 
 def _check_order(batch: pb.EventBatch) -> None:

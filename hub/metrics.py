@@ -48,6 +48,9 @@ class HubMetrics:
         self.audit_chain_valid = Gauge(
             "exchange_hub_audit_chain_valid", "1 while the audit log's hash chain verifies, 0 when it does not",
             registry=registry)
+        self.stalls = Counter("exchange_hub_stalls_total",
+                              "Ingest steps that made no progress for [watchdog] stall_seconds", ["step"],
+                              registry=registry)
         self.store_batch_seconds = Histogram(
             "exchange_hub_store_batch_duration_seconds",
             "Time to check and store one published batch (one event-store transaction)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.common.config import Config
+from exchange.common.stall import Watchdog
 from exchange.common.urls import redact_url
 from exchange.contracts.errors import InvalidInput
 from exchange.store import StoreError, open_store
@@ -58,7 +60,8 @@ def run(cfg: Config) -> int:
         log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)
         return 2
     try:
-        ingest = Ingest(store)
+        watchdog = Watchdog(cfg.watchdog.stall_seconds, METRICS.stalls)
+        ingest = Ingest(store, cfg.store.batch_bytes, watchdog.start())
         try:
             _check_readable(ingest, agencies)  # a wrong cipher key fails here
         except StoreError as e:
@@ -224,6 +227,7 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
                  metrics_at, extra={"address": address, "store": redact_url(cfg.store.url), "metrics": metrics_at})
         stop.wait()
         log.info("hub stopping")
+        exit_after(cfg.watchdog.stop_seconds, ingest.watchdog)
         health_servicer.enter_graceful_shutdown()
         server.stop(GRACE_SECONDS).wait()
         workers.shutdown(wait=True)  # cancelled streams end at their next check; the store outlives them
@@ -244,6 +248,23 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
             signal.signal(sig, handler)
     log.info("hub stopped")
     return 0
+
+
+def exit_after(seconds: float, watchdog: Watchdog | None) -> threading.Timer:
+    """End the process ``seconds`` from now unless it has ended by then (logged with
+    what its steps wait on): a worker stuck in a call that never returns cannot keep
+    a stopping hub alive."""
+    def hard_exit() -> None:
+        waiting = "; ".join(f"{s['step']} waiting on {s['waiting_on']}" for s in watchdog.stalled(0)) if watchdog else ""
+        log.error("hub did not stop within %.0f seconds of the stop signal%s; exiting now", seconds,
+                  f" ({waiting})" if waiting else "", extra={"seconds": seconds})
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _check_readable(ingest: Ingest, agencies: list[str]) -> None:

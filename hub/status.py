@@ -99,8 +99,9 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
             "catalog_entries_overdue": catalog_overdue.get(agency, 0) if catalog_overdue is not None else None,
             "share_requests_overdue": share_overdue.get(agency, 0) if share_overdue is not None else None,
         })
+    stalled = ingest.watchdog.stalled() if board is not None and ingest.watchdog is not None else []
     return {"hub_running": board is not None, "store": redact_url(ingest.store.url), "generated_at": _iso(now),
-            "agencies": rows}
+            "stalled_steps": stalled, "agencies": rows}
 
 
 def node_backlog(known: AgencyStatus, position: int) -> int | None:
@@ -219,7 +220,9 @@ def render(result: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     if not result["agencies"]:
         lines.append("(no agency has published yet)")
-    return "\n".join([summary(result), ""] + lines)
+    stalled = [f"stalled: {s['step']} for {format_duration(s['seconds'])}, waiting on {s['waiting_on']}"
+               for s in result.get("stalled_steps", [])]
+    return "\n".join([summary(result), *stalled, ""] + lines)
 
 
 def _iso(timestamp: float) -> str:

@@ -30,6 +30,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
+from exchange.common.stall import Watchdog
 from exchange.contracts import changes as ch
 from exchange.contracts.events import (
     EVENT_SCHEMA_VERSION,
@@ -119,13 +120,39 @@ class _Batch:
         self.events = []
 
 
+def change_bytes(change: ch.Change) -> int:
+    """About the bytes of a change's row images (what its events will hold)."""
+    size = 64
+    for image in (change.before, change.after):
+        for name, value in (image or {}).items():
+            size += len(name) + (len(value) if isinstance(value, (str, bytes)) else len(str(value)))
+    return size
+
+
+def byte_parts(changes: list[ch.Change], limit: int) -> list[list[ch.Change]]:
+    """``changes`` cut into runs whose row images hold about ``limit`` bytes at most (a larger change alone)."""
+    parts: list[list[ch.Change]] = []
+    size = 0
+    for change in changes:
+        grown = change_bytes(change)
+        if not parts or size + grown > limit:
+            parts.append([])
+            size = 0
+        parts[-1].append(change)
+        size += grown
+    return parts
+
+
 class Capture:
     """Moves committed changes from a capture source into the node store."""
 
     def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
                  policy: FieldPolicy | None = None,
-                 on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS):
+                 on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS,
+                 batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None):
         self.agency = agency
+        self.batch_bytes = batch_bytes
+        self.watchdog = watchdog or Watchdog(float("inf"), metrics.stalls)
         self.metrics = metrics
         self.policy = policy or FieldPolicy()
         self.on_stored = on_stored  # told of each batch's events once they are stored
@@ -145,26 +172,34 @@ class Capture:
             self._load_table(name)
 
     def step(self) -> int:
-        """Capture one batch; returns the number of source changes consumed."""
-        changes = self.source.read(self.position, self.batch_size)
+        """Capture one batch; returns the number of source changes consumed.
+
+        The batch is stored in one event-store transaction, or in several when
+        its row images exceed ``batch_bytes``: each holds whole changes and the
+        position of its last one, which every source resumes after (a position
+        inside a source transaction included: what is stored is skipped)."""
+        with self.watchdog.step("capture", f"the source to return changes after position {self.position}"):
+            changes = self.source.read(self.position, self.batch_size)
         if not changes:
             return 0
-        started = time.perf_counter()
         if self.policy:  # field policy: excluded and unmasked values never become events
             changes = [self.policy.apply(c) for c in changes]
+        started = time.perf_counter()
         try:
-            self._store(changes)
+            for part in byte_parts(changes, self.batch_bytes):
+                self._store(part)
         except BaseException:
             for table in {c.table for c in changes}:  # what this process thinks may not have been stored
                 self._load_table(table)
             raise
-        self.position = changes[-1].position
         self.metrics.store_batch_seconds.observe(time.perf_counter() - started)
         for change in changes:
             self.metrics.changes_captured.labels(change.op).inc()
         return len(changes)
 
     def _store(self, changes: list[ch.Change]) -> None:
+        """The events of ``changes`` and the position of the last one, in one store transaction (more
+        where a truncate or the end of a snapshot pass deletes page by page)."""
         batch = self._batch(changes)
         for i, change in enumerate(changes):
             self._translate_one(batch, change)
@@ -184,7 +219,12 @@ class Capture:
         tracking = Tracking(SOURCE_TRACKING, position) if position is not None else None
         if not stored and not batch.states and tracking is None:
             return
-        self.recorder.insert_events(stored, tracking=tracking, states=batch.states)
+        size = sum(len(e.state) for e in stored)
+        with self.watchdog.step("store", f"the node store to take {len(stored)} events ({size} bytes) up to "
+                                         f"source position {position}"):
+            self.recorder.insert_events(stored, tracking=tracking, states=batch.states)
+        if position is not None:
+            self.position = position
         self.metrics.events_stored.inc(len(stored))
         if self.on_stored is not None and batch.events:
             self.on_stored(batch.events)

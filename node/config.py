@@ -23,6 +23,9 @@ SETTINGS: dict[str, Setting] = {
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source", above=0),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction", minimum=1),
+    "source.batch_bytes": Setting(int, 8 * 1024 * 1024, "bytes of row images stored per event-store transaction, "
+                                  "about (a larger source transaction spans several; one larger change is stored "
+                                  "alone)", minimum=1024),
     "source.settle_seconds": Setting(float, 5.0, "file drops: seconds a file's size and mtime must stay unchanged "
                                      "before it is read", minimum=0),
     "source.state_path": Setting(str, "", "file drops: the adapter's state database "
@@ -33,6 +36,9 @@ SETTINGS: dict[str, Setting] = {
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
     "hub.address": Setting(str, help="hub gRPC address host:port"),
     "hub.batch_size": Setting(int, 500, "events per publish batch", minimum=1),
+    "hub.batch_bytes": Setting(int, 4 * 1024 * 1024, "bytes of events per publish batch, at most (one larger "
+                               "event goes alone); keep it below the hub's [listen] max_message_bytes",
+                               minimum=1024),
     "hub.window": Setting(int, 4, "batches in flight before waiting for the hub's answer", minimum=1),
     "hub.reconnect_max": Setting(float, 10.0, "longest wait between reconnect attempts, seconds", above=0),
     "hub.insecure": Setting(bool, False, "connect without TLS (only to a hub on a loopback address)"),
@@ -63,6 +69,8 @@ SETTINGS: dict[str, Setting] = {
     "sftp.remote_dir": Setting(str, "", "directory on the server the hub polls for bundles"),
     "sftp.accept_unknown_host": Setting(bool, False, "trust and record an unknown host key on first connect"),
     "sftp.max_rate": Setting(int, 0, "upload bytes per second (0: no limit)", minimum=0),
+    "watchdog.stall_seconds": Setting(float, 120.0, "seconds a capture, store or ship step may make no progress "
+                                      "before it is logged and counted as stalled", above=0),
     "metrics.address": Setting(str, "127.0.0.1", "address of the Prometheus /metrics endpoint"),
     "metrics.port": Setting(int, 9464, "port of the /metrics endpoint (0 disables it)", minimum=0, maximum=65535),
     "log.level": Setting(str, "info", "debug, info, warning or error", choices=LOG_LEVELS),

@@ -56,6 +56,18 @@ class NodeMetrics:
         self.offline_fallback_active = Gauge(
             "exchange_node_offline_fallback_active",
             "1 while the node ships by offline bundles because the hub is unreachable", registry=registry)
+        self.stalls = Counter("exchange_node_stalls_total",
+                              "Capture, store and ship steps that made no progress for [watchdog] stall_seconds",
+                              ["step"], registry=registry)
+        self.capture_up = Gauge("exchange_node_capture_up",
+                                "1 while capture runs (reading and storing, or waiting for changes), 0 while it "
+                                "is stopped by an error", registry=registry)
+        self.capture_down_since = Gauge(
+            "exchange_node_capture_down_since_timestamp_seconds",
+            "Unix time capture stopped at (0 while it runs)", registry=registry)
+        self.capture_stopped = Gauge(
+            "exchange_node_capture_stopped_info", "1 for the reason capture is stopped (no sample while it runs)",
+            ["reason"], registry=registry)
         self.bundles_uploaded = Counter("exchange_node_bundles_uploaded_total",
                                         "Offline bundles uploaded to the SFTP server", registry=registry)
         self.bundle_bytes_uploaded = Counter(

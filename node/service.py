@@ -8,6 +8,7 @@ import threading
 
 import adapters
 from exchange.common.config import Config
+from exchange.common.stall import StalledSteps, Watchdog
 from exchange.contracts.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from exchange.store.at_rest import store_cipher
@@ -17,6 +18,7 @@ from node import metrics as node_metrics
 from node import offline as node_offline
 from node.capture import Capture
 from node.field_policy import FieldPolicy
+from node.health import CaptureHealth
 from node.metrics import NodeMetrics, NodeState
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from node.quality import IdentifierCheck
@@ -42,13 +44,15 @@ class Node:
                 raise ValueError(f"[source] identifiers.{table} declares {', '.join(sorted(hidden))}, which [policy] "
                                  "excludes or masks: identifiers are checked on the values the node keeps")
         self.failed = False
+        self.health = CaptureHealth(metrics)
+        self.watchdog = Watchdog(cfg.watchdog.stall_seconds, metrics.stalls)
         self.stopping = threading.Event()
         self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
         self.stored = threading.Event()  # wakes the shipper when capture stored events
         self.shipper = Shipper(
             self.agency, self.recorder, cfg.hub.address, batch_size=cfg.hub.batch_size,
             window=cfg.hub.window, reconnect_max=cfg.hub.reconnect_max, wake=self.stored, cfg=cfg,
-            metrics=metrics,
+            metrics=metrics, batch_bytes=cfg.hub.batch_bytes, watchdog=self.watchdog,
         )
 
     def open_source(self):
@@ -63,7 +67,8 @@ class Node:
         try:
             source = self.open_source()
             capture = Capture(self.agency, source, self.recorder, self.cfg.source.batch_size, self.policy,
-                              on_stored=self.identifiers.count, metrics=self.metrics)
+                              on_stored=self.identifiers.count, metrics=self.metrics,
+                              batch_bytes=self.cfg.source.batch_bytes, watchdog=self.watchdog)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
         except Exception:
@@ -82,11 +87,12 @@ class Node:
             try:
                 consumed = capture.step()
                 capture.prune()
-            except Exception:
+            except Exception as e:
                 self.metrics.errors.labels("capture").inc()
-                log.exception("capture failed; retrying")
+                self.health.failed(e)
                 self.stopping.wait(1.0)
                 continue
+            self.health.ok()
             if consumed:
                 self.stored.set()
             else:
@@ -130,7 +136,9 @@ def run(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, node.stop)
     signal.signal(signal.SIGINT, node.stop)
     node.metrics.registry.register(node.state())  # a node runs once per process: never unregistered
+    node.metrics.registry.register(StalledSteps(node.watchdog, "exchange_node_stalled_step_seconds"))
     node_metrics.serve(cfg.metrics.address, cfg.metrics.port)
+    node.watchdog.start()
     shipper = threading.Thread(target=node.shipper.run, name="shipper", daemon=True)
     shipper.start()
     if offline is not None:
@@ -141,6 +149,7 @@ def run(cfg: Config) -> int:
     capture.start()
     while capture.is_alive():
         capture.join(0.5)
+    node.watchdog.stop()
     shipper.join(5)
     if offline is not None:
         offline.join(5)

@@ -21,6 +21,7 @@ import grpc
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from exchange.common.config import Config
+from exchange.common.stall import Watchdog
 from exchange.contracts.errors import OperationFailed
 from exchange.store import NodeRecorder
 from exchange.transport.rpc.channel import open_channel
@@ -46,8 +47,11 @@ class Shipper:
 
     def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
                  window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None,
-                 cfg: Config | None = None, metrics: NodeMetrics = METRICS):
+                 cfg: Config | None = None, metrics: NodeMetrics = METRICS, batch_bytes: int = 4 * 1024 * 1024,
+                 watchdog: Watchdog | None = None):
         self.agency = agency
+        self.batch_bytes = batch_bytes
+        self.watchdog = watchdog or Watchdog(float("inf"), metrics.stalls)
         self.metrics = metrics
         self.recorder = recorder
         self.address = address
@@ -126,7 +130,7 @@ class Shipper:
         in_flight: deque[int] = deque()
         while not self.stopping.is_set():
             while len(in_flight) < self.window:
-                notifications = self.recorder.read(sent, self.batch_size)
+                notifications = within_bytes(self.recorder.read(sent, self.batch_size), self.batch_bytes)
                 if not notifications:
                     break
                 sent = notifications[-1].id
@@ -145,7 +149,9 @@ class Shipper:
                 self.wake.wait(0.5)
                 self.wake.clear()
                 continue
-            answer = next(responses)
+            with self.watchdog.step("ship", f"the hub {self.address} to store events up to node notification id "
+                                            f"{in_flight[0]}"):
+                answer = next(responses)
             while in_flight and in_flight[0] <= answer.position:
                 in_flight.popleft()
             self._acknowledge(answer.position)
@@ -177,6 +183,16 @@ class Shipper:
                     self.recorder.insert_tracking(Tracking(HUB_TRACKING, position))
                 except IntegrityError:
                     pass  # the offline fallback recorded the same acknowledgement first
+
+
+def within_bytes(notifications: Sequence[Notification], limit: int) -> Sequence[Notification]:
+    """The first of ``notifications`` whose states hold ``limit`` bytes at most (at least one)."""
+    size = 0
+    for i, n in enumerate(notifications):
+        size += len(n.state)
+        if i and size > limit:
+            return notifications[:i]
+    return notifications
 
 
 def shareable(notifications: Sequence[Notification], not_shared: frozenset[str]) -> Sequence[Notification]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.request
+from datetime import datetime, timezone
+
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 import adapters
 from exchange.common.config import Config
@@ -53,7 +57,37 @@ def node_status(cfg: Config, hub_timeout: float = 2.0) -> dict:
         "hub_reachable": hub_reachable,
         "backlog_events": backlog,
         "caught_up": backlog == 0 and pending == 0,
+        **capture_state(cfg),
     }
+
+
+def capture_state(cfg: Config, timeout: float = 2.0) -> dict:
+    """Whether the running node's capture runs, or why and since when it stopped, and its
+    stalled steps, read from its /metrics endpoint (``capture_running`` None: no answer)."""
+    url = f"http://{cfg.metrics.address}:{cfg.metrics.port}/metrics"
+    state: dict = {"capture_running": None, "capture_stopped_reason": None, "capture_stopped_since": None,
+                   "stalled_steps": []}
+    if not cfg.metrics.port:
+        return state
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return state
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "exchange_node_capture_up":
+                state["capture_running"] = sample.value == 1
+            elif sample.name == "exchange_node_capture_stopped_info" and sample.value == 1:
+                state["capture_stopped_reason"] = sample.labels["reason"]
+            elif sample.name == "exchange_node_capture_down_since_timestamp_seconds" and sample.value:
+                state["capture_stopped_since"] = datetime.fromtimestamp(sample.value, timezone.utc).isoformat(
+                    timespec="seconds")
+            elif sample.name == "exchange_node_stalled_step_seconds":
+                state["stalled_steps"].append({**sample.labels, "seconds": sample.value})
+    if state["capture_running"]:
+        del state["capture_stopped_reason"], state["capture_stopped_since"]
+    return state
 
 
 def _ask_hub(cfg: Config, agency: str, timeout: float) -> tuple[int | None, bool]:
@@ -74,4 +108,8 @@ def render(report: dict) -> str:
 def _text(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if value is None:
+        return "unknown"
+    if isinstance(value, list):
+        return "; ".join(f"{s['step']} for {s['seconds']:.0f} s, waiting on {s['waiting_on']}" for s in value) or "none"
     return str(value)

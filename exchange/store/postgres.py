@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
-from eventsourcing.persistence import PersistenceError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -38,7 +39,27 @@ def connection_settings(url: str) -> dict[str, Any]:
     }
 
 
-class PostgresAgencyRecorder(CipheredStates, PostgresProcessRecorder):
+class UnpipelinedRecorder(PostgresProcessRecorder):
+    """The library's process recorder, inserting without pipeline mode.
+
+    psycopg's pipeline stops sending once its command queue is empty even when
+    libpq still holds unsent bytes of the last command, and then waits for
+    results: a batch of a few megabytes hangs for ever, the client waiting for
+    a result and the server for the rest of the statement.  Outside a
+    pipeline every statement is sent whole before its result is awaited."""
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Tracking, hooks, table lock and events in one transaction (as the library's)."""
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            if not stored_events:
+                return None
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+
+class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -40,6 +41,42 @@ def test_a_version_gap_is_refused_and_nothing_is_written(postgres):
                                    tracking=Tracking("node:x", 3))
         assert recorder.count_after(0) == 1
         assert recorder.position("node:x") == 1
+    finally:
+        store.close()
+
+
+def insert_in_time(recorder, events, timeout: float = 300, **kwargs) -> None:
+    """Insert ``events`` in a thread; fail (instead of hanging the suite) if it has not returned in ``timeout`` s."""
+    failure: list[BaseException] = []
+
+    def insert() -> None:
+        try:
+            recorder.insert_events(events, **kwargs)
+        except BaseException as e:  # reported below
+            failure.append(e)
+
+    worker = threading.Thread(target=insert, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"storing {len(events)} events did not return: client and server wait on each other"
+    if failure:
+        raise failure[0]
+
+
+def test_a_batch_of_wide_rows_is_stored_by_node_and_hub_stores(postgres):
+    """500 events of 45 KB (a 22 MB transaction) and one of 20 MB: psycopg's pipeline mode hung on these."""
+    store = EventStore(postgres.url(postgres.create_database("wide_store")))
+    try:
+        wide = [StoredEvent(uuid.uuid4(), 1, "t", b"w" * 45_000) for _ in range(500)]
+        node = store.node_recorder(AGENCY)
+        insert_in_time(node, wide, tracking=Tracking("source", 500),
+                       states={e.originator_id.hex: RecordState(1, "h", True) for e in wide})
+        assert node.count_after(0) == 500 and node.position("source") == 500
+        hub = store.recorder("123100004250061179")
+        huge = StoredEvent(uuid.uuid4(), 1, "t", b"b" * 20_000_000)
+        insert_in_time(hub, [*wide, huge], tracking=Tracking("node:x", 501))
+        assert hub.position("node:x") == 501
+        assert hub.read(500, 1)[0].state == huge.state
     finally:
         store.close()
 

@@ -1,0 +1,105 @@
+"""Node memory while it captures one huge source transaction.
+
+A private cluster (logical_decoding_work_mem = 64kB, so the server spills
+the transaction while decoding) holds a table of ``--rows`` rows, which the
+node snapshots first; then ONE ``UPDATE`` changes every row.  The node (a
+real process, SQLite store, no hub: capture does not wait for shipping) is
+sampled every half second until it has stored an event per updated row.
+
+Prints the node's resident memory before the update, its peak (VmHWM), the
+events stored and the time capture took, as JSON.
+
+    .venv/bin/python bench/huge_transaction.py [--rows 5000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from support.postgres import start_cluster  # noqa: E402
+
+from exchange.demos.pipeline import free_port, start, stop  # noqa: E402
+
+AGENCY = "91310000MB2F31887X"
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS or VmHWM of process ``pid``, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stored(store: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
+            return conn.execute(f'SELECT count(*) FROM "events_{AGENCY}"').fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def wait_stored(process, store: Path, count: int, timeout: float) -> float:
+    """Seconds until the node store holds ``count`` events."""
+    started = time.monotonic()
+    while stored(store) < count:
+        if process.poll() is not None:
+            raise SystemExit(f"the node exited with code {process.returncode}")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"the node stored {stored(store)} of {count} events in {timeout:.0f} s")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--timeout", type=float, default=7200)
+    args = parser.parse_args()
+    cluster = start_cluster(logical_decoding_work_mem="'64kB'", max_wal_size="'4GB'")
+    node = None
+    try:
+        directory = Path(tempfile.mkdtemp(prefix="exchange-huge-"))
+        db = cluster.create_database("huge")
+        cluster.execute("CREATE TABLE items (id integer PRIMARY KEY, n integer, label text)", dbname=db)
+        cluster.execute("INSERT INTO items SELECT i, 0, 'item ' || i FROM generate_series(1, %s) i",
+                        (args.rows,), dbname=db)
+        store = directory / "node.db"
+        config = directory / "node.toml"
+        config.write_text(
+            f'agency = "{AGENCY}"\n[source]\nurl = "{cluster.url(db)}"\ntables = ["items"]\npoll_interval = 0.05\n'
+            f'[store]\nurl = "sqlite:///{store}"\n[hub]\naddress = "127.0.0.1:{free_port()}"\ninsecure = true\n'
+            f"[metrics]\nport = 0\n")
+        node = start("node", config, directory / "node.log")
+        snapshot_seconds = wait_stored(node, store, args.rows + 1, args.timeout)
+        before = memory_mib(node.pid, "VmRSS")
+        update_started = time.monotonic()
+        cluster.execute("UPDATE items SET n = n + 1", dbname=db)
+        update_seconds = time.monotonic() - update_started
+        capture_seconds = wait_stored(node, store, 2 * args.rows + 1, args.timeout)
+        print(json.dumps({
+            "rows": args.rows,
+            "snapshot_seconds": round(snapshot_seconds, 1),
+            "update_seconds": round(update_seconds, 1),
+            "capture_seconds_after_commit": round(capture_seconds, 1),
+            "node_rss_before_update_mib": round(before, 1),
+            "node_peak_rss_mib": round(memory_mib(node.pid, "VmHWM"), 1),
+            "events_stored": stored(store),
+        }, indent=2))
+    finally:
+        if node is not None:
+            stop(node)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
