@@ -65,7 +65,7 @@ def import_bundles(cfg: Config, directory: str | Path) -> dict[str, Any]:
 
 def _acknowledge(cfg: Config, delivered: list[tuple], errors: list[str]) -> int:
     """Send a receipt for each bundle applied; how many the hub took (a failure is reported, not raised)."""
-    receipts = Receipts(cfg)
+    receipts = Receipts.from_config(cfg)
     if not (receipts.enabled and cfg.hub.address):
         return 0
     import grpc

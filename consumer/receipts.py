@@ -29,11 +29,16 @@ MAX_PENDING = 10000  # receipts kept while the hub cannot be reached; the oldest
 class Receipts:
     """Signs and sends receipts for one consumer (``enabled`` is False without a TLS key)."""
 
-    def __init__(self, cfg: Config):
-        self.consumer = cfg.agency
-        self.purpose = cfg.consumer.purpose
-        self.key = load_signing_key(cfg.tls.key) if cfg.tls.key else None
+    def __init__(self, consumer: str, purpose: str, key_file: str):
+        self.consumer = consumer
+        self.purpose = purpose
+        self.key = load_signing_key(key_file) if key_file else None
         self.pending: deque[pb.DeliveryReceipt] = deque(maxlen=MAX_PENDING)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Receipts":
+        """The receipts of the consumer ``cfg`` describes (its agency, purpose and TLS key)."""
+        return cls(cfg.agency, cfg.consumer.purpose, cfg.tls.key)
 
     @property
     def enabled(self) -> bool:

@@ -82,7 +82,7 @@ class Subscription:
         self.want = want
         self.stopping = stopping
         self.mapper = make_mapper()
-        self.receipts = Receipts(cfg)
+        self.receipts = Receipts.from_config(cfg)
         self.call = None
 
     def run(self) -> None:
@@ -172,7 +172,7 @@ def run(cfg: Config) -> int:
             raise ValueError("[hub] address is required to subscribe")
         check_settings(cfg.hub.address, cfg)  # mutual TLS, or an explicitly insecure loopback hub
         Replica(cfg.consumer.replica).close()  # a bad replica URL fails here, not in every thread
-        Receipts(cfg)  # a TLS key that cannot sign receipts fails here
+        Receipts.from_config(cfg)  # a TLS key that cannot sign receipts fails here
     except Exception as e:
         log.error("consumer cannot start: %s", e)
         return 2

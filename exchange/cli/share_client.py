@@ -23,10 +23,23 @@ def call(args: argparse.Namespace) -> int:
     agency = args.agency or cfg.agency
     with hub_channel(cfg) as channel:
         answer = CALLS[args.action](Stubs(channel), args, agency)
+        if isinstance(answer, query_pb.QueryPage) and cfg.tls.key:
+            _acknowledge(channel, cfg, args, agency, answer)
     print_json(share_query.page_json(answer) if isinstance(answer, query_pb.QueryPage) else message_json(answer))
     for waiting in getattr(answer, "waiting_for", ()):
         print(f"exchange: approved; delivery waits for {waiting}", file=sys.stderr)
     return 0
+
+
+def _acknowledge(channel: Any, cfg: Config, args: argparse.Namespace, agency: str, page: Any) -> None:
+    """Sign a receipt for a query's answer with the caller's certificate key, as consumers do for
+    stream batches and bundles (consumer/receipts.py)."""
+    from consumer.receipts import Receipts
+
+    asked = share_query.request(args, agency)
+    receipts = Receipts(agency, page.purpose, cfg.tls.key)
+    receipts.send(channel, "query", asked.provider, asked.resource, page.position, page.position,
+                  [row.SerializeToString(deterministic=True) for row in page.rows], len(page.rows))
 
 
 def _settings(args: argparse.Namespace) -> Config:

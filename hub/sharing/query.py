@@ -71,7 +71,7 @@ class QueryServicer(pb_grpc.QueryServicer):
         return pb.QueryPage(rows=[pb.QueryRow(row=_json(_cut(key, row, granted.items)), version=version)
                                   for version, key, row in rows],
                             next_page_token=token, items=items, rows_filter=granted.rows_text, position=position,
-                            scanned=scanned)
+                            scanned=scanned, purpose=purpose)
 
     def _purpose(self, granted: Entitlement, stated: str, context: grpc.ServicerContext) -> str:
         approved = [p for p in granted.purpose.split("; ") if p]

@@ -195,6 +195,14 @@ def test_registry_reviewers_provider_codes_data_elements_receipts_and_evaluation
     result = exchange("share", "verify-receipts", str(evidence), "--ca", str(other_ca.dir / "ca.pem"), check=False)
     assert result.returncode == 1 and "not issued by the CA" in result.stdout
 
+    # A lookup (Art. 16) is acknowledged as well: the rows of the answer, signed by the asking agency.
+    def page() -> dict:
+        answer = json.loads(as_(world, CONSUMER, "share", "query", "--resource", f"{PROVIDER}/licences",
+                                "--page-size", "5", "--purpose", "tax assessment").stdout)
+        return answer if len(answer["rows"]) == 5 else {}
+
+    wait_for(page, "a lookup answered from the hub's current state")
+
     # Offline exchange: the consumer acknowledges each bundle it applies as well.
     exchange("hub", "keygen", "--config", str(hub.config_path))
     media = directory / "media"
@@ -210,6 +218,9 @@ def test_registry_reviewers_provider_codes_data_elements_receipts_and_evaluation
     as_(world, ADMIN, "share", "receipts", "--consumer", CONSUMER, "--out", str(evidence))
     kinds = [json.loads(line)["receipt"]["kind"] for line in evidence.read_text().splitlines()]
     assert kinds.count("bundle") == imported["receipts"] and "stream" in kinds
+    queried = [json.loads(line)["receipt"] for line in evidence.read_text().splitlines()
+               if json.loads(line)["receipt"]["kind"] == "query"]
+    assert queried and queried[-1]["events"] == 5 and queried[-1]["purpose"] == "tax assessment"
     assert json.loads(exchange("share", "verify-receipts", str(evidence), "--ca", ca).stdout)["failed"] == []
     receipts = [json.loads(line) for line in evidence.read_text().splitlines()]
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/exchange/v1/query.proto\x12\x0b\x65xchange.v1\"&\n\x07KeyPart\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xac\x01\n\x0cQueryRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12!\n\x03key\x18\x04 \x03(\x0b\x32\x14.exchange.v1.KeyPart\x12\r\n\x05where\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\r\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\"(\n\x08QueryRow\x12\x0b\n\x03row\x18\x01 \x01(\x0c\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x90\x01\n\tQueryPage\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.exchange.v1.QueryRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05items\x18\x03 \x03(\t\x12\x13\n\x0brows_filter\x18\x04 \x01(\t\x12\x10\n\x08position\x18\x05 \x01(\x04\x12\x0f\n\x07scanned\x18\x06 \x01(\x04\x32\x42\n\x05Query\x12\x39\n\x04\x46ind\x12\x19.exchange.v1.QueryRequest\x1a\x16.exchange.v1.QueryPageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprotos/exchange/v1/query.proto\x12\x0b\x65xchange.v1\"&\n\x07KeyPart\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xac\x01\n\x0cQueryRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12!\n\x03key\x18\x04 \x03(\x0b\x32\x14.exchange.v1.KeyPart\x12\r\n\x05where\x18\x05 \x01(\t\x12\x11\n\tpage_size\x18\x06 \x01(\r\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x0f\n\x07purpose\x18\x08 \x01(\t\"(\n\x08QueryRow\x12\x0b\n\x03row\x18\x01 \x01(\x0c\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xa1\x01\n\tQueryPage\x12#\n\x04rows\x18\x01 \x03(\x0b\x32\x15.exchange.v1.QueryRow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05items\x18\x03 \x03(\t\x12\x13\n\x0brows_filter\x18\x04 \x01(\t\x12\x10\n\x08position\x18\x05 \x01(\x04\x12\x0f\n\x07scanned\x18\x06 \x01(\x04\x12\x0f\n\x07purpose\x18\x07 \x01(\t2B\n\x05Query\x12\x39\n\x04\x46ind\x12\x19.exchange.v1.QueryRequest\x1a\x16.exchange.v1.QueryPageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYROW']._serialized_start=262
   _globals['_QUERYROW']._serialized_end=302
   _globals['_QUERYPAGE']._serialized_start=305
-  _globals['_QUERYPAGE']._serialized_end=449
-  _globals['_QUERY']._serialized_start=451
-  _globals['_QUERY']._serialized_end=517
+  _globals['_QUERYPAGE']._serialized_end=466
+  _globals['_QUERY']._serialized_start=468
+  _globals['_QUERY']._serialized_end=534
 # @@protoc_insertion_point(module_scope)

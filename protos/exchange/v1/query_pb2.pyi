@@ -43,17 +43,19 @@ class QueryRow(_message.Message):
     def __init__(self, row: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
 
 class QueryPage(_message.Message):
-    __slots__ = ("rows", "next_page_token", "items", "rows_filter", "position", "scanned")
+    __slots__ = ("rows", "next_page_token", "items", "rows_filter", "position", "scanned", "purpose")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FILTER_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SCANNED_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[QueryRow]
     next_page_token: str
     items: _containers.RepeatedScalarFieldContainer[str]
     rows_filter: str
     position: int
     scanned: int
-    def __init__(self, rows: _Optional[_Iterable[_Union[QueryRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., rows_filter: _Optional[str] = ..., position: _Optional[int] = ..., scanned: _Optional[int] = ...) -> None: ...
+    purpose: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[QueryRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., items: _Optional[_Iterable[str]] = ..., rows_filter: _Optional[str] = ..., position: _Optional[int] = ..., scanned: _Optional[int] = ..., purpose: _Optional[str] = ...) -> None: ...
