@@ -15,7 +15,7 @@ from exchange.common.config import Config
 from exchange.contracts.changes import ApplyTarget, CaptureSource, TableReader
 from exchange.contracts.errors import InvalidInput
 
-SCHEMES = ("sqlite", "postgresql")
+SCHEMES = ("sqlite", "postgresql", "mysql")
 SOURCE_SCHEMES = (*SCHEMES, "files")
 
 
@@ -30,13 +30,17 @@ def open_source(url: str, tables: list[str], keys: dict[str, list[str]] | None =
     """The capture source for a business database URL (or a file-drop directory).
 
     ``tables`` may hold patterns and ``options`` an ``exclude`` list
-    (adapters/selection.py) for PostgreSQL sources only."""
+    (adapters/selection.py) for PostgreSQL and MariaDB/MySQL sources only."""
     scheme = _scheme(url, SOURCE_SCHEMES)
     exclude = options.pop("exclude", ())
     if scheme == "postgresql":
         from adapters.postgres.source import PostgresSource
 
         return PostgresSource(url, tables, keys or {}, exclude=exclude, **options)
+    if scheme == "mysql":
+        from adapters.mysql.source import MySQLSource
+
+        return MySQLSource(url, tables, keys or {}, exclude=exclude, **options)
     check_plain(tables, exclude, "SQLite" if scheme == "sqlite" else "file-drop")
     if scheme == "files":
         from adapters.files.source import FileDropSource
@@ -57,10 +61,15 @@ def source_options(cfg: Config) -> dict[str, Any]:
 
 def open_target(url: str) -> ApplyTarget:
     """An apply target (for replay) for a database URL."""
-    if _scheme(url) == "postgresql":
+    scheme = _scheme(url)
+    if scheme == "postgresql":
         from adapters.postgres.target import PostgresTarget
 
         return PostgresTarget(url)
+    if scheme == "mysql":
+        from adapters.mysql.target import MySQLTarget
+
+        return MySQLTarget(url)
     from adapters.sqlite.target import SQLiteTarget
 
     return SQLiteTarget(url)
@@ -68,10 +77,15 @@ def open_target(url: str) -> ApplyTarget:
 
 def open_reader(url: str) -> TableReader:
     """A table reader (for verify) for a database URL."""
-    if _scheme(url) == "postgresql":
+    scheme = _scheme(url)
+    if scheme == "postgresql":
         from adapters.postgres.reader import PostgresReader
 
         return PostgresReader(url)
+    if scheme == "mysql":
+        from adapters.mysql.reader import MySQLReader
+
+        return MySQLReader(url)
     from adapters.sqlite.reader import SQLiteReader
 
     return SQLiteReader(url)

@@ -288,6 +288,18 @@ def postgres() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def mariadb() -> Iterator[Any]:
+    """A private MariaDB server with the binlog set up for capture, for the session
+    (tests/support/mariadb.py): ``mariadb.url(db)``, ``mariadb.create_database(name)``,
+    ``mariadb.execute(sql)``, ``mariadb.restart()``."""
+    from support.mariadb import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def sshd() -> Iterator[Any]:
     """A private OpenSSH sshd serving SFTP on loopback for the session (tests/support/sshd.py):
     ``sshd.settings(remote_dir)``, ``sshd.known_hosts``, ``sshd.client_key``."""

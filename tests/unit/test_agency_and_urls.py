@@ -42,3 +42,17 @@ def test_agency_ids_that_differ_only_in_case_never_share_a_log(tmp_path):
             store.recorder("agency_a")
     finally:
         store.close()
+
+
+def test_mysql_urls_parse_and_incomplete_ones_are_refused_without_the_password():
+    from adapters.mysql.connection import MySQLAddress
+    from exchange.contracts.errors import InvalidInput
+
+    address = MySQLAddress.parse("mysql://rep%40l:s%3Acret@db.example:3307/agency")
+    assert (address.host, address.port, address.user, address.password, address.database) == (
+        "db.example", 3307, "rep@l", "s:cret", "agency")
+    assert MySQLAddress.parse("mysql://root@127.0.0.1/test").port == 3306
+    for bad in ("mysql://root@127.0.0.1/", "mysql://127.0.0.1/db", "mysql://u:topsecret@h:99999/db"):
+        with pytest.raises(InvalidInput) as caught:
+            MySQLAddress.parse(bad)
+        assert "topsecret" not in str(caught.value)
