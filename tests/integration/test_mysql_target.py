@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pymysql
 import pytest
+from support.records import capture_all, record_event
 
 import adapters
 from adapters.mysql.reader import MySQLReader
@@ -23,10 +24,8 @@ from exchange.contracts.changes import Column, DatabaseUnavailable, RowOp, Table
 from exchange.contracts.errors import InvalidInput
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged
 from exchange.demos.sample import TABLES, SampleAgency
-from exchange.store import EventStore
 from exchange.tools.replay import replay
 from exchange.tools.verify import verify
-from node.capture import Capture
 
 AGENCY = "91310000MB2F31887X"
 
@@ -45,16 +44,6 @@ def rows(url: str, table: str) -> list[dict]:
         reader.close()
 
 
-def capture_all(source: SQLiteSource, store_url: str) -> None:
-    store = EventStore(store_url)
-    try:
-        capture = Capture(AGENCY, source, store.node_recorder(AGENCY), batch_size=100)
-        while capture.step():
-            pass
-    finally:
-        store.close()
-
-
 # -- replay ------------------------------------------------------------------------
 
 def test_a_sqlite_agency_replayed_into_mariadb_verifies_equal_through_schema_changes(tmp_path, url):
@@ -64,14 +53,14 @@ def test_a_sqlite_agency_replayed_into_mariadb_verifies_equal_through_schema_cha
     source.prepare()
     store_url = f"sqlite:///{tmp_path / 'node.db'}"
     agency.run(150)
-    capture_all(source, store_url)
+    capture_all(AGENCY, source, store_url, batch_size=100)
     with sqlite3.connect(agency.path) as db:
         db.execute("ALTER TABLE persons RENAME COLUMN phone TO mobile")
         db.execute("ALTER TABLE legal_persons ADD COLUMN remark TEXT")
         db.execute("UPDATE legal_persons SET remark = '备注 🐉' WHERE rowid % 3 = 0")
         db.execute("UPDATE persons SET mobile = '13800000000' WHERE rowid % 4 = 0")
         db.execute("DELETE FROM licences WHERE rowid % 5 = 0")
-    capture_all(source, store_url)
+    capture_all(AGENCY, source, store_url, batch_size=100)
     source.close()
     sqlite_url = f"sqlite:///{agency.path}"
 
@@ -206,9 +195,7 @@ def test_mariadb_replayed_from_postgresql_types_verifies_equal_to_sqlite_and_pos
 # -- consumer replica -----------------------------------------------------------------
 
 def _event(kind, key, version, **fields):
-    return kind(originator_id=uuid.uuid5(uuid.NAMESPACE_OID, str(key)), originator_version=version,
-                timestamp=datetime.now(timezone.utc), agency="PROVIDER", resource="licences", key={"id": key},
-                position=1, commit_time=None, txid="", schema_version=1, event_schema_version=1, **fields)
+    return record_event(kind, "PROVIDER", key, version, **fields)
 
 
 def test_a_consumer_replica_on_mariadb_applies_batches_with_their_checkpoint_and_withdraws(url):
