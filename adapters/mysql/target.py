@@ -6,6 +6,7 @@ from itertools import groupby
 from typing import Sequence
 
 from adapters import sql
+from adapters.mysql import joined
 from adapters.mysql.dialect import (
     CHECKPOINTS,
     COLLATION,
@@ -19,6 +20,7 @@ from adapters.mysql.dialect import (
 )
 from adapters.mysql.row_values import to_param
 from adapters.mysql.tables import load_table
+from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, TableSchema
 
 _BOOKS = (f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name varchar(512) PRIMARY KEY, position bigint NOT NULL) "
@@ -81,13 +83,17 @@ class MySQLTarget:
 
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
         """Apply row operations in order, in one transaction (runs of inserts as multi-row
-        INSERTs); a ``checkpoint`` (name, position) is recorded in the same transaction."""
+        INSERTs, of updates and deletes as joins: joined.py); a ``checkpoint`` (name, position)
+        is recorded in the same transaction."""
         try:
             with self._db.cursor() as cur:
                 for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
+                    rows = [sql.params(o, to_param) for o in run]
                     statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER, quote)
-                    if statement:
-                        cur.executemany(statement, [sql.params(o, to_param) for o in run])
+                    if op != ch.INSERT and not nulls and len(rows) > 1 and statement:
+                        joined.execute(cur, joined.statement(table, op, columns, key), rows)
+                    elif statement:
+                        cur.executemany(statement, rows)
                 if checkpoint is not None:
                     cur.execute(f"INSERT INTO {CHECKPOINTS} VALUES (%s, %s) "
                                 "ON DUPLICATE KEY UPDATE position = VALUES(position)", checkpoint)
