@@ -52,11 +52,14 @@ def quote(name: str) -> str:
 
 
 def open_database(url: str, **options: Any) -> pymysql.connections.Connection:
-    """A connection in a transaction of its own (no autocommit); a database that cannot be
-    opened is a DatabaseUnavailable naming it and the server's host:port."""
+    """A connection in a transaction of its own (no autocommit), in strict mode; a database that
+    cannot be opened is a DatabaseUnavailable naming it and the server's host:port."""
     address = MySQLAddress.parse(url)
     try:
-        return address.connect(autocommit=False, connect_timeout=10, **options)
+        db = address.connect(autocommit=False, connect_timeout=10, **options)
+        with db.cursor() as cur:  # values that do not fit are refused, never cut
+            cur.execute("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
+        return db
     except pymysql.err.MySQLError as e:
         reason = e.args[1] if len(e.args) > 1 else str(e) or type(e).__name__
         raise DatabaseUnavailable(f"cannot open the database {redact_url(url)} "

@@ -16,6 +16,7 @@ from support.records import capture_all, record_event
 
 import adapters
 from adapters.mysql import joined
+from adapters.mysql.dialect import alter_sql
 from adapters.mysql.reader import MySQLReader
 from adapters.mysql.target import MySQLTarget
 from adapters.sqlite.source import SQLiteSource
@@ -93,12 +94,14 @@ def test_values_of_every_type_round_trip_exactly(url):
            "day": date(2024, 2, 29), "at": datetime(2024, 1, 2, 11, 4, 5, 123456, tzinfo=timezone(timedelta(hours=8))),
            "clock": time(23, 59, 59, 999999), "scan": bytes(range(256)), "doc": '{"b": [1, 2], "a": "京"}',
            "tags": ["a", "京"], "ref": uuid.UUID(int=7)}
-    target = MySQLTarget(url)
+    target, reader = MySQLTarget(url), MySQLReader(url)
     try:
         target.apply_schema(schema)
         target.apply([RowOp("kinds", ch.INSERT, {"id": 1}, row)])
+        assert alter_sql(reader.table_schema("kinds"), schema, None) is None  # applied again: nothing to do
     finally:
         target.close()
+        reader.close()
 
     [back] = rows(url, "kinds")
 
