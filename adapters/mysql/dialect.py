@@ -61,9 +61,13 @@ def open_database(url: str, **options: Any) -> pymysql.connections.Connection:
             cur.execute("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
         return db
     except pymysql.err.MySQLError as e:
-        reason = e.args[1] if len(e.args) > 1 else str(e) or type(e).__name__
         raise DatabaseUnavailable(f"cannot open the database {redact_url(url)} "
-                                  f"(server {address.host}:{address.port}): {reason}") from None
+                                  f"(server {address.host}:{address.port}): {reason(e)}") from None
+
+
+def reason(error: pymysql.err.MySQLError) -> str:
+    """The server's (or PyMySQL's) message of ``error``, without its number."""
+    return str(error.args[1]) if len(error.args) > 1 else str(error) or type(error).__name__
 
 
 def reading(db: pymysql.connections.Connection, work: Callable[[Any], T]) -> T:
