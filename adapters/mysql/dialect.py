@@ -17,7 +17,16 @@ import pymysql
 
 from adapters import sql
 from adapters.mysql.connection import MySQLAddress
-from adapters.mysql.target_types import KEY_BYTES, MAX_KEY_CHARS, OTHER, canonical, column_type, kind
+from adapters.mysql.target_types import (
+    KEY_BYTES,
+    MAX_KEY_CHARS,
+    OTHER,
+    TEXT,
+    canonical,
+    column_type,
+    kind,
+    row_bytes,
+)
 from adapters.postgres.dialect import COPY_COLUMN
 from exchange.common.urls import redact_url
 from exchange.contracts.changes import Column, DatabaseUnavailable, TableSchema
@@ -29,6 +38,7 @@ DROPS = "`_exchange_drops`"  # tables whose checkpoint is gone and that are stil
 PLACEHOLDER = "%s"
 COLLATION = "utf8mb4_nopad_bin"
 MAX_NAME = 64
+ROW_BYTES = 60000  # columns kept in the row, below MariaDB's 65535 bytes a row with room for the rest
 T = TypeVar("T")
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
@@ -94,9 +104,17 @@ def key_length(schema: TableSchema) -> int:
 
 
 def target_types(schema: TableSchema) -> dict[str, str]:
-    """Each column's MariaDB type, as ``information_schema`` reports it (see ``canonical``)."""
+    """Each column's MariaDB type, as ``information_schema`` reports it (see ``canonical``); where
+    ``varchar`` columns would make rows too long for MariaDB, the longest ones outside the key are
+    ``longtext`` (``varbinary``: ``longblob``)."""
     key, length = primary_key(schema), key_length(schema)
-    return {c.name: column_type(c.type, length if c.name in key else None) for c in schema.columns}
+    types = {c.name: column_type(c.type, length if c.name in key else None) for c in schema.columns}
+    longest = sorted((n for n in types if n not in key and row_bytes(types[n])), key=lambda n: -row_bytes(types[n]))
+    for name in longest:
+        if sum(map(row_bytes, types.values())) <= ROW_BYTES:
+            break
+        types[name] = "longtext" if kind(types[name]) == TEXT else "longblob"
+    return types
 
 
 def default(column: Column, type_: str) -> str | None:

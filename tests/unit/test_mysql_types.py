@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.mysql.dialect import checked, default, key_length, quote
+from adapters.mysql.dialect import checked, default, key_length, quote, target_types
 from adapters.mysql.target_types import canonical, column_type
 from exchange.contracts.changes import Column, TableSchema
 from exchange.contracts.errors import InvalidInput
@@ -40,6 +40,13 @@ def test_text_in_a_key_is_varchar_sharing_the_index_bytes():
     assert key_length(one) == 768 and key_length(two) == (3072 - 32) // 8
     assert column_type("TEXT", 768) == "varchar(768)" and column_type("varchar(10)", 380) == "varchar(10)"
     assert column_type("bytea", 100) == "varbinary(400)" and column_type("bigint", 100) == "bigint"
+
+
+def test_varchar_columns_too_long_for_a_row_together_become_longtext():
+    schema = TableSchema("t", (Column("code", "varchar(9000)"), *(Column(f"c{i}", "varchar(4000)") for i in range(4)),
+                               Column("note", "varchar(10)")), ("code",))
+    assert list(target_types(schema).values()) == [
+        "varchar(768)", "longtext", "varchar(4000)", "varchar(4000)", "varchar(4000)", "varchar(10)"]
 
 
 def test_types_as_mariadb_reports_them_compare_with_the_types_written():
