@@ -67,8 +67,12 @@ def open_database(url: str, **options: Any) -> pymysql.connections.Connection:
     address = MySQLAddress.parse(url)
     try:
         db = address.connect(autocommit=False, connect_timeout=10, **options)
-        with db.cursor() as cur:  # values that do not fit are refused, never cut
-            cur.execute("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
+        try:
+            with db.cursor() as cur:  # values that do not fit are refused, never cut
+                cur.execute("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
+        except BaseException:
+            db.close()
+            raise
         return db
     except pymysql.err.MySQLError as e:
         raise DatabaseUnavailable(f"cannot open the database {redact_url(url)} "
@@ -132,9 +136,12 @@ def default(column: Column, type_: str) -> str | None:
 
 
 def column_sql(column: Column, type_: str, key: tuple[str, ...] = ()) -> str:
-    """A column definition of ``type_`` (text columns in the binary collation)."""
-    declared = type_ + (f" CHARACTER SET utf8mb4 COLLATE {COLLATION}" if kind(type_) == "text" else "")
-    return sql.column_sql(column.name, declared, column.notnull or column.name in key, default(column, type_), quote)
+    """A column definition of ``type_`` (text columns in the binary collation), for a statement run
+    with parameters, as every statement here is (``%`` doubled)."""
+    declared = type_ + (f" CHARACTER SET utf8mb4 COLLATE {COLLATION}" if kind(type_) == TEXT else "")
+    literal = default(column, type_)
+    return sql.column_sql(column.name, declared, column.notnull or column.name in key,
+                          literal and literal.replace("%", "%%"), quote)
 
 
 def create_sql(schema: TableSchema) -> str:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.mysql.dialect import checked, default, key_length, quote, target_types
+from adapters.mysql.dialect import checked, column_sql, default, key_length, quote, target_types
 from adapters.mysql.target_types import canonical, column_type
 from exchange.contracts.changes import Column, TableSchema
 from exchange.contracts.errors import InvalidInput
@@ -59,6 +59,7 @@ def test_literal_defaults_are_kept_and_expressions_dropped():
     assert given("'open'::text", "longtext") == "'open'" and given("3", "bigint") == "3"
     assert given("3", "longtext") == "'3'" and given("true", "tinyint(1)") == "1"
     assert given("nextval('s'::regclass)", "bigint") is None and given("now()", "datetime(6)") is None
+    assert column_sql(Column("c", "text", default="'100%'::text"), "longtext").endswith("DEFAULT '100%%'")
 
 
 @pytest.mark.parametrize("name, reason", [("", "empty"), ("x" * 65, "longer than 64"), ("a ", "ends with a space"),
