@@ -278,11 +278,14 @@ def test_names_mariadb_cannot_hold_are_refused_by_name(url):
         target.close()
 
 
+TABLE = "cases `100%`"  # backticks and % signs in names too
+
+
 @pytest.mark.parametrize("statement_bytes", [joined.MAX_STATEMENT, 200])
 def test_runs_of_updates_and_deletes_change_exactly_their_rows(url, monkeypatch, statement_bytes):
     monkeypatch.setattr(joined, "MAX_STATEMENT", statement_bytes)  # 200: a statement a row or two
-    schema = TableSchema("cases", (Column("region", "text", True), Column("no", "bigint", True),
-                                   Column("note", "text"), Column("at", "timestamp with time zone"),
+    schema = TableSchema(TABLE, (Column("region", "text", True), Column("no", "bigint", True),
+                                   Column("note %", "text"), Column("at", "timestamp with time zone"),
                                    Column("scan", "bytea")), ("region", "no"))
     regions = ["a", "A", "a ", "100%", "it's", "京"]
     keys = [{"region": r, "no": n} for r in regions for n in (1, 2)]
@@ -290,14 +293,14 @@ def test_runs_of_updates_and_deletes_change_exactly_their_rows(url, monkeypatch,
     target = MySQLTarget(url)
     try:
         target.apply_schema(schema)
-        target.apply([RowOp("cases", ch.INSERT, k, {**k, "note": "old", "at": None, "scan": None}) for k in keys])
-        target.apply([RowOp("cases", ch.DELETE, k) for k in keys if k["no"] == 2] +
-                     [RowOp("cases", ch.UPDATE, k, {"note": f"{k['region']}% 🐉", "at": at, "scan": b"\0%'"})
+        target.apply([RowOp(TABLE, ch.INSERT, k, {**k, "note %": "old", "at": None, "scan": None}) for k in keys])
+        target.apply([RowOp(TABLE, ch.DELETE, k) for k in keys if k["no"] == 2] +
+                     [RowOp(TABLE, ch.UPDATE, k, {"note %": f"{k['region']}% 🐉", "at": at, "scan": b"\0%'"})
                       for k in keys if k["no"] == 1 and k["region"] != "A"], checkpoint=("replay", 2))
     finally:
         target.close()
 
-    got = {(r["region"], r["no"]): (r["note"], r["at"], r["scan"]) for r in rows(url, "cases")}
+    got = {(r["region"], r["no"]): (r["note %"], r["at"], r["scan"]) for r in rows(url, TABLE)}
 
     changed = (datetime(2024, 3, 1, 0, tzinfo=timezone.utc), b"\0%'")
     assert got == {(r, 1): (f"{r}% 🐉", *changed) if r != "A" else ("old", None, None) for r in regions}
