@@ -114,3 +114,11 @@ def test_the_report_is_json_ready(tmp_path, urls):
     data = json.loads(json.dumps(report.to_dict(), ensure_ascii=False))
     assert data["equal"] is False
     assert data["tables"][0]["differences"][0] == {"key": {"id": 2}, "reason": "missing in target"}
+
+
+def test_a_table_with_equal_checksums_but_listed_differences_is_not_reported_equal():
+    from exchange.tools.verify import Difference, Side, TableResult
+
+    side = Side(2, "0" * 64, ["id", "v"])
+    assert TableResult("t", side, side).equal
+    assert not TableResult("t", side, side, [Difference({"id": 1}, "missing in target")]).equal
