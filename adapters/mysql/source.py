@@ -391,17 +391,37 @@ class MySQLSource:
         """(bytes, seconds) behind the binlog's end, for position ``after``."""
         end = self._end(cur)
         stream = self._stream
-        if stream is not None and self._position == after and not self._pending and not stream.in_transaction \
-                and stream.end >= end:
-            return 0, 0.0
+        reading = stream is not None and self._position == after and not self._pending and not stream.in_transaction
         cur.execute(f"SELECT position, scanned, at FROM {BOOKKEEPING}.progress WHERE source = %s", (self.name,))
         found = cur.fetchone()
-        scanned = int(found[1]) if found and int(found[0]) == after else max(unpack(after), self._origin(cur))
+        if reading:
+            scanned, since = stream.end, time.time()
+        elif found is not None and int(found[0]) == after and int(found[1]):
+            scanned, since = int(found[1]), float(found[2])
+        else:
+            scanned, since = max(unpack(after), self._origin(cur)), float(found[2]) if found else time.time()
         behind = self._bytes_between(cur, scanned, end)
-        if behind <= PROGRESS_SLACK and found and int(found[0]) == after:
+        if behind == 0 or (behind <= PROGRESS_SLACK and self._quiet(cur, scanned, end)):
             return 0, 0.0
-        since = float(found[2]) if found else time.time()
         return behind, max(0.0, time.time() - since)
+
+    def _quiet(self, cur, start: int, end: int) -> bool:
+        """Whether the binlog between coordinates ``start`` and ``end`` (a few events, in one file) holds
+        nothing capture reads: no row of the captured database, no statement but BEGIN and COMMIT."""
+        if start >> 32 != end >> 32:
+            return False
+        prefix = self._info()[2]
+        cur.execute(f"SHOW BINLOG EVENTS IN %s FROM {int(start & 0xFFFFFFFF)} LIMIT 64",
+                    (file_name(prefix, start >> 32),))
+        events = cur.fetchall()
+        for _, pos, kind, _, _, info in events:
+            if coordinate(file_name(prefix, start >> 32), int(pos)) >= end:
+                return True
+            if kind == "Table_map" and not str(info).endswith(f"({BOOKKEEPING}.progress)"):
+                return False
+            if kind == "Query" and str(info).strip().upper() not in ("BEGIN", "COMMIT"):
+                return False
+        return len(events) < 64
 
     def _bytes_between(self, cur, start: int, end: int) -> int:
         if end <= start:
