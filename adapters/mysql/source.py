@@ -133,6 +133,7 @@ class MySQLSource:
             changes = self._read(limit)
         except pymysql.err.Error as e:
             self._reset()
+            self._drop_connection()  # it may be the one that broke (a server restarted)
             lost = self._lost_now(after)
             if lost is not None:
                 raise lost from e
@@ -194,6 +195,9 @@ class MySQLSource:
 
     def close(self) -> None:
         self._reset()
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         if self._db is not None:
             try:
                 self._db.close()
@@ -362,7 +366,9 @@ class MySQLSource:
             if found is None:
                 raise self._position_lost(self._start)
             gtid = found.decode() if isinstance(found, bytes) else found
-        return BinlogStream(self.address.settings(), self._reader_id(), prefix, self._start,
+        settings = {"host": self.address.host, "port": self.address.port, "user": self.address.user,
+                    "password": self.address.password}
+        return BinlogStream(settings, self._reader_id(), prefix, self._start,
                             [self.database, BOOKKEEPING], gtid)
 
     def _take_pending(self, room: int) -> list[ch.Change]:

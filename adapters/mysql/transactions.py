@@ -35,7 +35,7 @@ from adapters.mysql.stream import Rows, Statement, Transaction
 from adapters.mysql.types import Convert, convert_row, converters, datetime_of
 from adapters.selection import selected
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import Position
+from exchange.contracts.changes import Position, TableSchema
 from exchange.contracts.errors import OperationFailed
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ class TransactionDecoder:
             if action.kind == "alter" and captured:
                 position = next_position()
                 previous = self._history.before(table, position)
-                self._tables.pop(table, None)
-                current, _ = self._table(table)
+                current = self._after_statement(table, previous, action)
                 if position > after:
                     changes.append(self._history.change(position, table, current.schema, commit_time, unit.txid,
                                                         action.renames))
@@ -189,6 +188,35 @@ class TransactionDecoder:
                 raise OperationFailed(f"table {resource!r} no longer exists in database {self.database!r}")
             self._tables[resource] = (table, converters(table.columns, binlog=True))
         return self._tables[resource]
+
+    def _after_statement(self, resource: str, previous: TableSchema | None, action: ddl.Ddl) -> Table:
+        """The table as the ALTER statement left it: the catalog's, unless later statements already changed
+        the catalog's columns, then the columns the statement leaves (their details from the catalog, the
+        schema before or the statement)."""
+        self._tables.pop(resource, None)
+        current, _ = self._table(resource)
+        names = action.columns(list(previous.column_names)) if previous is not None else None
+        if names is None or tuple(names) == current.schema.column_names:
+            return current
+        old = {action.renames.get(c.name, c.name): c for c in previous.columns}
+        columns = []
+        for name in names:
+            declared = action.added_type(name)
+            known = current.column(name)
+            if known is not None and (declared is None or known.column_type.startswith(declared)):
+                columns.append(known)
+            elif declared is not None or name not in old:
+                columns.append(CatalogColumn(name, (declared or "longtext").split("(")[0].split()[0],
+                                             declared or "longtext"))
+            else:
+                before = old[name]
+                columns.append(CatalogColumn(name, before.type.split("(")[0].split()[0].lower(), before.type,
+                                             before.notnull, before.default))
+        key = tuple(k for k in current.key if k in names) or tuple(k for k in previous.primary_key if k in names)
+        table = Table(resource, tuple(columns), key if not current.configured_key else current.primary_key,
+                      current.unique_keys, current.configured_key)
+        self._tables[resource] = (table, converters(table.columns, binlog=True))
+        return table
 
     def _reload(self, resource: str, names: tuple[str, ...]) -> tuple[Table, dict[str, Convert]]:
         """The table with the columns the table map names (the catalog may be ahead of the binlog)."""
