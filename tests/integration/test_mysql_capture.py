@@ -341,7 +341,11 @@ def test_a_purged_binlog_raises_position_lost_and_resnapshot_all_repairs(agency,
     source.close()
     mariadb.execute("FLUSH BINARY LOGS")
     current = mariadb.execute("SHOW MASTER STATUS")[0][0]
-    mariadb.execute(f"PURGE BINARY LOGS TO '{current}'")
+    deadline = time.monotonic() + DEADLINE
+    while mariadb.execute("SHOW BINARY LOGS")[0][0] != current:  # a file a closed reader's thread holds stays
+        assert time.monotonic() < deadline, mariadb.execute("SHOW BINARY LOGS")
+        mariadb.execute(f"PURGE BINARY LOGS TO '{current}'")
+        time.sleep(0.1)
 
     reopened = agency.source(["people"])
     with pytest.raises(PositionLost, match=r"purged.*exchange node resnapshot --config NODE.toml --all"):
@@ -371,7 +375,8 @@ def test_a_resnapshot_request_waits_in_the_binlog_and_is_read_in_order(agency):
     changes = drain(reopened, stored[-1].position, until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
 
     ops = [c.op for c in changes]
-    assert ops[0] == ch.SNAPSHOT_BEGIN and ch.SNAPSHOT_END in ops and ch.INSERT in ops
+    assert ops.index(ch.INSERT) < ops.index(ch.SNAPSHOT_BEGIN) < ops.index(ch.SNAPSHOT_END)
+    assert [c.after["id"] for c in changes if c.op == ch.SNAPSHOT] == [1, 2] and increasing(stored + changes)
     after = requester.resnapshot_progress(["people"])["people"]
     assert after.number == before.number + 1 and after.done
     assert reopened.pending(changes[-1].position) == 0
