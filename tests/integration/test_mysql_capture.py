@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import date, datetime, time as clock, timezone
+from datetime import date, datetime, timezone
+from datetime import time as clock
 from decimal import Decimal
 from typing import Any
 
