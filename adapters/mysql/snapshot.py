@@ -42,18 +42,11 @@ from adapters.mysql.catalog import CatalogColumn, Table, estimated_rows, load_ta
 from adapters.mysql.history import SchemaHistory
 from adapters.mysql.position import coordinate, pack
 from adapters.mysql.types import convert_row, converters
+from adapters.passes import Chunk, Regions
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady
 
 MARKER_PAD = 4096
-
-
-@dataclass
-class Chunk:
-    position: int  # its last position
-    point: int  # the coordinate of the snapshot it was read at
-    last_key: list[Any] | None  # the last key read so far in the table (as PyMySQL reads it)
-    done: bool
 
 
 @dataclass
@@ -91,9 +84,7 @@ class Snapshots:
         self.source, self.database, self.tables, self.keys = source, database, tables, keys
         self.chunk_size = chunk_size
         self._db, self._connect, self._history, self._mariadb = db, connect, history, mariadb
-        self._chunks: dict[str, list[Chunk]] = {}
-        self._pass: dict[str, int] = {}
-        self._complete: set[str] = set()
+        self._regions = Regions()  # chunks are keyed by the last key read, as PyMySQL reads it
         self.session: Session | None = None
 
     def load(self, cur) -> None:
@@ -105,24 +96,13 @@ class Snapshots:
                         (self.source, resource, last))
         cur.execute(f"SELECT resource, position, point, last_key, done, pass FROM {BOOKKEEPING}.chunks "
                     "WHERE source = %s ORDER BY pass, position", (self.source,))
-        self._chunks, self._pass, self._complete = {}, {}, set()
-        for resource, position, point, last_key, done, pass_no in cur.fetchall():
-            if self._pass.get(resource) != pass_no:
-                if self._chunks.get(resource) and self._chunks[resource][-1].done:
-                    self._complete.add(resource)
-                self._pass[resource], self._chunks[resource] = pass_no, []
-            if point:
-                self._chunks[resource].append(Chunk(int(position), int(point), decode_key(last_key), bool(done)))
+        self._regions.load((resource, int(position), int(point), decode_key(last_key), bool(done), pass_no)
+                           for resource, position, point, last_key, done, pass_no in cur.fetchall())
 
     def request(self, cur, resource: str, position: int) -> None:
         """Start the next pass of ``resource``, recorded at ``position``."""
-        chunks = self._chunks.get(resource)
-        if chunks and chunks[-1].done:
-            self._complete.add(resource)
-        self._pass[resource] = self._pass.get(resource, 0) + 1
-        self._chunks[resource] = []
         cur.execute(f"REPLACE INTO {BOOKKEEPING}.chunks (source, resource, position, point, done, pass) "
-                    "VALUES (%s, %s, %s, 0, false, %s)", (self.source, resource, position, self._pass[resource]))
+                    "VALUES (%s, %s, %s, 0, false, %s)", (self.source, resource, position, self._regions.begin(resource)))
         if self.session is not None and resource in self.session.resources and self.session.table is not None \
                 and self.session.table.resource == resource:
             self.session.table = None  # the session reads the table again from its start
@@ -133,14 +113,14 @@ class Snapshots:
 
     def forget_table(self, resource: str) -> None:
         """The table is no longer captured (dropped, renamed)."""
-        self._chunks.pop(resource, None)
+        self._regions.forget(resource)
         if self.session is not None and resource in self.session.resources:
             self.session.resources.remove(resource)
             if self.session.table is not None and self.session.table.resource == resource:
                 self.session.table = None
 
     def unsnapshotted(self) -> list[str]:
-        return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
+        return self._regions.unsnapshotted(self.tables)
 
     def waiting(self, cur, after: int, tables: Sequence[str]) -> int:
         """An estimate of the rows of ``tables`` still to read once the node stored everything up to ``after``."""
@@ -183,6 +163,20 @@ class Snapshots:
             raise
         self.session = Session(marker, point, reader, self.unsnapshotted(), datetime.now(timezone.utc))
 
+    def ready(self) -> bool:
+        """Whether a session may hand out rows now (a session is started when a table waits for one,
+        and hands out rows once the stream reached its marker)."""
+        if self.session is None and self.unsnapshotted():
+            self.start()
+        return self.session is not None and self.session.active
+
+    def rows(self, room: int) -> list[ch.Change]:
+        """The session's next chunk (ending the session when it is over)."""
+        chunk = self.chunk(room)
+        if chunk is None:
+            self.end_session()
+        return chunk or []
+
     def reached(self, marker: str, start: int, end: int) -> None:
         """The stream passed a marker spanning [start, end): the session whose marker it is may hand out rows."""
         s = self.session
@@ -211,8 +205,8 @@ class Snapshots:
             if s.table is None:
                 raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
         table = s.table
-        chunks = self._chunks.setdefault(resource, [])
-        pass_no = self._pass.get(resource, 0)
+        chunks = self._regions.chunks(resource)
+        pass_no = self._regions.pass_of(resource)
         changes = []
         if pass_no and not chunks:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
@@ -257,22 +251,7 @@ class Snapshots:
     def in_region(self, table: Table, image: dict[str, Any], commit: int) -> bool:
         """Whether the row is in a snapshot region older than the transaction at coordinate ``commit``
         (outside the current pass's regions: whether an earlier pass completed)."""
-        chunks = self._chunks.get(table.resource)
-        if not chunks:
-            return table.resource in self._complete
-        if chunks[-1].done and chunks[0].point == chunks[-1].point:
-            return commit >= chunks[0].point  # the usual case: one snapshot read the whole table
-        lower = None
-        for i, chunk in enumerate(chunks):
-            if i + 1 < len(chunks) and chunks[i + 1].point == chunk.point:
-                continue
-            upper = chunk.last_key
-            above_lower = lower is None or self._after(table, image, lower)
-            below_upper = chunk.done or (upper is not None and not self._after(table, image, upper))
-            if above_lower and below_upper:
-                return commit >= chunk.point
-            lower = upper
-        return table.resource in self._complete
+        return self._regions.holds(table.resource, commit, lambda bound: self._after(table, image, bound))
 
     def _after(self, table: Table, image: dict[str, Any], bound: list[Any]) -> bool:
         """Whether the row's key sorts after ``bound``, as the snapshot's ORDER BY sorts."""

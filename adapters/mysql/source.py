@@ -320,17 +320,12 @@ class MySQLSource:
         deadline = time.monotonic() + READ_WAIT
         target = None
         while len(changes) < limit:
-            if self._snapshots.session is None and self._snapshots.unsnapshotted():
-                self._snapshots.start()
-                target = None  # read on to the session's marker
-            session = self._snapshots.session
-            if session is not None and session.active:
-                chunk = self._snapshots.chunk(limit - len(changes))
-                if chunk is None:
-                    self._snapshots.end_session()
-                else:
-                    changes += chunk
+            idle = self._snapshots.session is None
+            if self._snapshots.ready():
+                changes += self._snapshots.rows(limit - len(changes))
                 continue
+            if idle and self._snapshots.session is not None:
+                target = None  # a session began: read on to its marker
             if self._stream is None:
                 self._stream = self._open_stream()
             if target is None:

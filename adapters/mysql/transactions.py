@@ -74,14 +74,14 @@ class TransactionDecoder:
         base, capacity = pack(unit.start), (unit.end - unit.start) << SHIFT
         commit_time = datetime_of(unit.commit_time)
         changes: list[ch.Change] = []
-        index = 0
+        positions = (Position(base + i) for i in range(1, capacity))
+        last = [Position(base)]
 
         def next_position() -> Position:
-            nonlocal index
-            index += 1
-            if index >= capacity:
+            last[0] = next(positions, None)
+            if last[0] is None:
                 raise UnsupportedChange(f"transaction {unit.txid} has more changes than positions can encode")
-            return Position(base + index)
+            return last[0]
 
         def add(**fields: Any) -> None:
             position = next_position()
@@ -108,7 +108,7 @@ class TransactionDecoder:
                         kept.append((ch.INSERT, None, after_))
                     elif keep_before:
                         kept.append((ch.DELETE, before, None))
-                if kept and self._history.before(item.table, base + index + 1) != table.schema:
+                if kept and self._history.before(item.table, last[0] + 1) != table.schema:
                     schema_position = next_position()
                     if schema_position > after:
                         changes.append(self._history.change(schema_position, item.table, table.schema, commit_time,
