@@ -125,12 +125,9 @@ class MySQLSource:
     def read(self, after: Position, limit: int) -> list[ch.Change]:
         """Changes with position > ``after``: snapshot rows and whole transactions (split only when
         one holds more than ``limit`` changes).  Waits at most a few seconds for binlog already written."""
-        if not self._prepared:
-            self.prepare()
+        self._prepared or self.prepare()
         try:
-            if after != self._position:
-                self._resume(after)
-            changes = self._read(limit)
+            changes = self._read(after, limit)
         except pymysql.err.Error as e:
             self._reset()
             self._drop_connection()  # it may be the one that broke (a server restarted)
@@ -315,7 +312,9 @@ class MySQLSource:
 
     # -- reading ----------------------------------------------------------------
 
-    def _read(self, limit: int) -> list[ch.Change]:
+    def _read(self, after: Position, limit: int) -> list[ch.Change]:
+        if after != self._position:
+            self._resume(after)
         changes = self._take_pending(limit)
         deadline = time.monotonic() + READ_WAIT
         target = None

@@ -214,7 +214,30 @@ class SQLiteBackend(_SQLBackend):
         self._db.close()
 
 
-class PostgresBackend(_SQLBackend):
+class _ServerBackend(_SQLBackend):
+    """A database of a server, written through the DB-API connection ``_conn``."""
+
+    _conn: Any
+
+    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, self._params(params))
+        except BaseException:
+            self._conn.rollback()
+            raise
+        if commit:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+    def _params(self, params: Sequence[Any]) -> Any:
+        """The parameters as the driver takes them."""
+        return params
+
+
+class PostgresBackend(_ServerBackend):
     """A database of its own in the session's PostgreSQL cluster, dropped (with its slot) afterwards."""
 
     name = "Postgres"
@@ -236,19 +259,6 @@ class PostgresBackend(_SQLBackend):
             f"ct_{re.sub(r'[^a-z0-9_]', '_', request.node.name.lower())[:36]}_{digest}")
         self.url = self.cluster.url(self.database)
         self._conn = self.cluster.connect(self.database, autocommit=False)
-
-    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, params)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        if commit:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
 
     def _identity(self, table: str, index: str) -> list[tuple[str, Sequence[Any]]]:
         return [(f"ALTER TABLE {_quote(table)} REPLICA IDENTITY USING INDEX {_quote(index)}", ())]
@@ -341,7 +351,7 @@ class FileDropBackend(Backend):
         (self.directory / f"{table}-{self._dropped:06d}.json{suffix}").write_text(text, encoding="utf-8")
 
 
-class MariaDB(_SQLBackend):
+class MariaDB(_ServerBackend):
     """A database of its own in the session's MariaDB server (names quoted ANSI-style), dropped afterwards
     with the capture bookkeeping of its source."""
 
@@ -367,18 +377,8 @@ class MariaDB(_SQLBackend):
                                      charset="utf8mb4", autocommit=False,
                                      init_command="SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
 
-    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, [_naive_utc(v) for v in params] if params else None)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        if commit:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
+    def _params(self, params: Sequence[Any]) -> Any:
+        return [_naive_utc(v) for v in params] if params else None
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The table's rows in key order, each value as capture emits it (adapters/mysql/types.py)."""
