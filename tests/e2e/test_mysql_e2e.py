@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
@@ -112,6 +114,10 @@ def test_a_mariadb_workload_survives_node_and_server_crashes_and_replays_equal(l
     assert http_answers(url)
     metrics = urllib.request.urlopen(url, timeout=30).read().decode()
     assert re.search(r"^exchange_node_binlog_lag_bytes 0\.0$", metrics, re.M), metrics
+    assert re.search(r"^exchange_node_binlog_lag_seconds 0\.0$", metrics, re.M), metrics
+    if shutil.which("promtool"):
+        lint = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert "binlog" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
 
     target = tmp_path / "replayed.db"
     exchange("replay", "--store", store_url(hub), "--agency", AGENCY, "--target", f"sqlite:///{target}")

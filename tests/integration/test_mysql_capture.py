@@ -269,6 +269,11 @@ def test_a_type_change_reads_the_table_again_and_an_unknown_statement_stops_capt
     assert ops[:2] == [ch.SCHEMA, ch.SNAPSHOT_BEGIN] and ops[-1] == ch.SNAPSHOT_END
     assert [c.after for c in changes if c.op == ch.SNAPSHOT] == [{"id": 1, "score": Decimal("10.00")},
                                                                 {"id": 2, "score": Decimal("20.00")}]
+    agency.sql("ALTER TABLE people ADD COLUMN district varchar(10) NOT NULL DEFAULT 'west'")
+    added = drain(source, changes[-1].position, until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
+    assert [c.op for c in added][:2] == [ch.SCHEMA, ch.SNAPSHOT_BEGIN]  # existing rows hold the default
+    assert [c.after["district"] for c in added if c.op == ch.SNAPSHOT] == ["west", "west"]
+    changes = added
     agency.sql("ALTER TABLE people CONVERT TO CHARACTER SET latin1")
     with pytest.raises(Exception, match=r"cannot interpret a statement on captured table 'people'.*\[source\] exclude"):
         drain(source, changes[-1].position)
