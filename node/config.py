@@ -17,7 +17,8 @@ SETTINGS: dict[str, Setting] = {
                              "public.* or sales.order_* that also select tables created later"),
     "source.exclude": Setting(list, [], "PostgreSQL, MariaDB/MySQL: tables or patterns never captured, even when [source] tables "
                               "selects them"),
-    "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
+    "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]} "
+                          "(MariaDB/MySQL: [] keys rows by all their columns, identical rows counted as copies)"),
     "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
                                             "stay in the node's store and are never sent to the hub"),
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),

@@ -37,6 +37,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
+import pymysql.cursors
+
+from adapters.keyless import COPY_COLUMN, CopyCounts, digest
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, estimated_rows, load_table
 from adapters.mysql.history import SchemaHistory
@@ -46,7 +49,7 @@ from adapters.passes import Chunk, Regions
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady
 
-MARKER_PAD = 4096
+MARKER_PAD = 65536
 
 
 @dataclass
@@ -62,7 +65,8 @@ class Session:
     end: int = 0  # first position past the span
     active: bool = False
     table: Table | None = None
-
+    cursor: Any = None  # the open read of a keyless table
+    carry: tuple[dict[str, Any], int] | None = None  # a keyless row content whose copies may go on
     def position(self) -> Position:
         self.next += 1
         if self.next >= self.end:
@@ -80,10 +84,11 @@ class Snapshots:
 
     def __init__(self, source: str, database: str, tables: Sequence[str], keys: dict[str, tuple[str, ...]],
                  chunk_size: int, db: Callable[[], Any], connect: Callable[..., Any], history: SchemaHistory,
-                 mariadb: Callable[[], bool]):
+                 mariadb: Callable[[], bool], copies: CopyCounts):
         self.source, self.database, self.tables, self.keys = source, database, tables, keys
         self.chunk_size = chunk_size
         self._db, self._connect, self._history, self._mariadb = db, connect, history, mariadb
+        self._copies = copies
         self._regions = Regions()  # chunks are keyed by the last key read, as PyMySQL reads it
         self.session: Session | None = None
 
@@ -185,6 +190,7 @@ class Snapshots:
 
     def end_session(self) -> None:
         if self.session is not None:
+            self.session.cursor = None  # closed with its connection
             try:
                 self.session.connection.close()
             except Exception:  # noqa: BLE001 - the connection may be gone already
@@ -201,13 +207,17 @@ class Snapshots:
         resource = s.resources[0]
         if s.table is None:
             with s.connection.cursor() as cur:
-                s.table = load_table(cur, self.database, resource, self.keys.get(resource, ()))
+                s.table = load_table(cur, self.database, resource, self.keys.get(resource))
             if s.table is None:
                 raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
         table = s.table
+        changes = []
+        if table.keyless and s.cursor is None and self._regions.chunks(resource):
+            with self._db().cursor() as cur:  # read in part by an earlier session: read it whole again
+                self.request(cur, resource, s.position())
+            s.table = table
         chunks = self._regions.chunks(resource)
         pass_no = self._regions.pass_of(resource)
-        changes = []
         if pass_no and not chunks:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
         schema = table.schema
@@ -215,13 +225,18 @@ class Snapshots:
             changes.append(self._history.change(s.position(), resource, schema, s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
         last_key = chunks[-1].last_key if chunks else None
-        rows = self._select(s, table, last_key, size)
         convert = converters(table.columns, binlog=False)
         names = [c.name for c in table.columns]
-        for values in rows:
-            row = convert_row(convert, dict(zip(names, values)))
-            changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT, after=row, commit_time=s.started))
-            last_key = [values[names.index(k)] for k in table.key]
+        if table.keyless:
+            rows = self._keyless_rows(s, table, size)
+            changes += self._copy_changes(s, resource, [convert_row(convert, dict(zip(names, v))) for v in rows],
+                                          len(rows) < size)
+        else:
+            rows = self._select(s, table, last_key, size)
+            for values in rows:
+                row = convert_row(convert, dict(zip(names, values)))
+                changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT, after=row, commit_time=s.started))
+                last_key = [values[names.index(k)] for k in table.key]
         done = len(rows) < size
         if done and pass_no:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_END, commit_time=s.started))
@@ -234,6 +249,38 @@ class Snapshots:
         if done:
             s.resources.pop(0)
             s.table = None
+            if s.cursor is not None:
+                s.cursor.close()
+                s.cursor = None
+        return changes
+
+    def _keyless_rows(self, s: Session, table: Table, size: int) -> list[tuple]:
+        """The next rows of a keyless table, identical rows next to each other (one read per session)."""
+        if s.cursor is None:
+            with s.connection.cursor() as cur:
+                cur.execute("SET SESSION max_sort_length = 8388608")  # sort by whole values, however long
+            columns = ", ".join(quote(c.name) for c in table.columns)
+            s.cursor = s.connection.cursor(pymysql.cursors.SSCursor)
+            s.cursor.execute(f"SELECT {columns} FROM {quote(self.database)}.{quote(table.resource)} "
+                             f"ORDER BY {columns}")
+            s.carry = None
+        return list(s.cursor.fetchmany(size))
+
+    def _copy_changes(self, s: Session, resource: str, rows: list[dict[str, Any]], last: bool) -> list[ch.Change]:
+        """SNAPSHOT changes of keyless rows, numbered as copies of their content; the last content
+        waits for the next chunk (its copies may go on) unless the table is read."""
+        groups: list[tuple[dict[str, Any], int]] = [s.carry] if s.carry else []
+        for row in rows:
+            if groups and groups[-1][0] == row:
+                groups[-1] = (row, groups[-1][1] + 1)
+            else:
+                groups.append((row, 1))
+        s.carry = None if last or not groups else groups.pop()
+        changes = []
+        for row, count in groups:
+            changes += [ch.Change(s.position(), resource, ch.SNAPSHOT, after={**row, COPY_COLUMN: copy},
+                                  commit_time=s.started) for copy in range(count)]
+            self._copies.set(resource, digest(row), changes[-1].position, count)
         return changes
 
     def _select(self, s: Session, table: Table, last_key: list[Any] | None, size: int) -> list[tuple]:

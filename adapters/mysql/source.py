@@ -25,8 +25,12 @@ quiet binlog the server sends heartbeats, and the source records how far it
 has looked (``progress``) so that ``pending`` and the lag gauges of other
 processes see a quiet server as caught up.
 
-Limits: tables need a primary key or a configured unique key (``[source]
-keys``); positions are those of one server's binlog (after a failover to a
+Tables need a primary key, a configured unique key (``[source] keys``),
+or an empty configured key, which keys rows by all their columns and counts
+identical rows as copies (keyless.py; such a table is read by one snapshot
+session, from its start again if a session ends inside it).
+
+Limits: positions are those of one server's binlog (after a failover to a
 replica, whose binlog has other files and offsets, run ``exchange node
 resnapshot --all``); a snapshot waits for transactions running when it
 starts; one transaction is held in memory while it is read.
@@ -46,6 +50,7 @@ from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import Table, load_table, user_tables
 from adapters.mysql.connection import MySQLAddress
 from adapters.mysql.history import SchemaHistory
+from adapters.mysql.keyless import CopyCounts
 from adapters.mysql.position import coordinate, describe, file_name, file_number, unpack
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import BinlogStream
@@ -91,10 +96,11 @@ class MySQLSource:
         self._skipped: set[str] = set()
         self._progress = (0.0, 0)  # (when, coordinate) of the last progress record
         self._history = SchemaHistory(self.name, self._open)
+        self._copies = CopyCounts(self.name, self._open)
         self._snapshots = Snapshots(self.name, self.database, self.tables, self.keys, snapshot_chunk, self._open,
-                                    self._connect, self._history, lambda: self._info()[0])
+                                    self._connect, self._history, lambda: self._info()[0], self._copies)
         self._decoder = TransactionDecoder(self.name, self.database, self.tables, self.entries, self.exclude,
-                                           self.keys, self._open, self._snapshots, self._history)
+                                           self.keys, self._open, self._snapshots, self._history, self._copies)
 
     # -- the CaptureSource interface ------------------------------------------
 
@@ -128,6 +134,7 @@ class MySQLSource:
         self._prepared or self.prepare()
         try:
             changes = self._read(after, limit)
+            self._copies.save()
         except pymysql.err.Error as e:
             self._reset()
             self._drop_connection()  # it may be the one that broke (a server restarted)
@@ -166,7 +173,10 @@ class MySQLSource:
             return self._lag(cur, after)
 
     def acknowledge(self, position: Position) -> None:
-        """Nothing to release: the server keeps its binlog by its own rules (``binlog_expire_logs_seconds``)."""
+        """Forget copy counts that later ones replace; nothing else to release: the server keeps its
+        binlog by its own rules (``binlog_expire_logs_seconds``)."""
+        if self._decoder.keyless:
+            self._copies.prune(position)
 
     def request_resnapshot(self, tables: Sequence[str]) -> None:
         """Ask for a snapshot pass of each of ``tables`` through the binlog; when the node's position
@@ -266,7 +276,7 @@ class MySQLSource:
         literal = {e for e in self.entries if not is_pattern(e)}
         tables, problems = [], {}
         for name in names:
-            table = load_table(cur, self.database, name, self.keys.get(name, ()))
+            table = load_table(cur, self.database, name, self.keys.get(name))
             problem = (f"table {name!r} does not exist in database {self.database!r}; its tables are: "
                        f"{', '.join(existing) or 'none'}") if table is None else _uncapturable(table)
             if problem and name in literal:
@@ -308,6 +318,7 @@ class MySQLSource:
         self._snapshots.end_session()
         self._pending = []
         self._decoder.clear()
+        self._copies.clear()
         self._position = None
 
     # -- reading ----------------------------------------------------------------
@@ -481,6 +492,8 @@ def file_number_of(coord: int) -> int:
 def _uncapturable(table: Table) -> str | None:
     """Why ``table`` cannot be captured, or None."""
     names = {c.name for c in table.columns}
+    if table.keyless:
+        return None
     if table.configured_key:
         unknown = [k for k in table.configured_key if k not in names]
         if unknown:
@@ -493,6 +506,8 @@ def _uncapturable(table: Table) -> str | None:
         return None
     if not table.primary_key:
         return (f"table {table.resource!r} has no primary key, so its rows cannot be told apart: declare a PRIMARY "
-                f"KEY, or create a UNIQUE index on NOT NULL columns and set "
-                f'`[source] keys = {{ "{table.resource}" = ["col", ...] }}` in the node config')
+                f"KEY; or create a UNIQUE index on NOT NULL columns and set "
+                f'`[source] keys = {{ "{table.resource}" = ["col", ...] }}` in the node config; or set '
+                f'`[source] keys = {{ "{table.resource}" = [] }}` to key its rows by all their columns (identical '
+                "rows are counted as copies)")
     return None

@@ -25,6 +25,7 @@ import json
 import logging
 from typing import Any, Callable, Sequence
 
+from adapters.keyless import CopyCounts
 from adapters.mysql import ddl
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, load_table
@@ -50,14 +51,19 @@ class TransactionDecoder:
 
     def __init__(self, source: str, database: str, tables: list[str], entries: Sequence[str], exclude: Sequence[str],
                  keys: dict[str, tuple[str, ...]], db: Callable[[], Any], snapshots: Snapshots,
-                 history: SchemaHistory):
+                 history: SchemaHistory, copies: CopyCounts):
         self.source, self.database, self.tables = source, database, tables
         self.entries, self.exclude, self.keys = entries, exclude, keys
-        self._db, self._snapshots, self._history = db, snapshots, history
+        self._db, self._snapshots, self._history, self._copies = db, snapshots, history, copies
         self._tables: dict[str, tuple[Table, dict[str, Convert]]] = {}
 
     def clear(self) -> None:
         self._tables = {}
+
+    @property
+    def keyless(self) -> bool:
+        """Whether a table without a key was seen."""
+        return any(table.keyless for table, _ in self._tables.values())
 
     def marker(self, unit: Transaction) -> str | None:
         """The marker id a transaction writes, if it is a snapshot marker of this source."""
@@ -113,8 +119,14 @@ class TransactionDecoder:
                     if schema_position > after:
                         changes.append(self._history.change(schema_position, item.table, table.schema, commit_time,
                                                             unit.txid))
+                if table.keyless:
+                    self._copies.load([(item.table, image) for _, b, a in kept for image in (b, a) if image])
                 for op, before, after_ in kept:
-                    add(table=item.table, op=op, before=before, after=after_)
+                    position = next_position()
+                    if position > after:
+                        changes.append(ch.Change(
+                            position, item.table, op, self._copies.number(table, before, -1, position, after),
+                            self._copies.number(table, after_, 1, position, after), commit_time, unit.txid))
         return changes
 
     def _rows(self, item: Rows, convert: dict[str, Convert]) -> list[tuple[str, dict | None, dict | None]]:
@@ -154,6 +166,8 @@ class TransactionDecoder:
             elif action.kind == "truncate" and captured:
                 position = next_position()
                 if position > after:
+                    if self._table(table)[0].keyless:
+                        self._copies.truncate(table, position)
                     changes.append(ch.Change(position, table, ch.TRUNCATE, commit_time=commit_time, txid=unit.txid))
             elif action.kind in ("drop", "rename") and captured:
                 log.warning("captured table %s was %s at %s: its capture ends (the history keeps its rows)", table,
@@ -183,7 +197,7 @@ class TransactionDecoder:
     def _table(self, resource: str) -> tuple[Table, dict[str, Convert]]:
         if resource not in self._tables:
             with self._db().cursor() as cur:
-                table = load_table(cur, self.database, resource, self.keys.get(resource, ()))
+                table = load_table(cur, self.database, resource, self.keys.get(resource))
             if table is None:
                 raise OperationFailed(f"table {resource!r} no longer exists in database {self.database!r}")
             self._tables[resource] = (table, converters(table.columns, binlog=True))
@@ -214,7 +228,7 @@ class TransactionDecoder:
                                              before.notnull, before.default))
         key = tuple(k for k in current.key if k in names) or tuple(k for k in previous.primary_key if k in names)
         table = Table(resource, tuple(columns), key if not current.configured_key else current.primary_key,
-                      current.unique_keys, current.configured_key)
+                      current.unique_keys, current.configured_key, current.keyless)
         self._tables[resource] = (table, converters(table.columns, binlog=True))
         return table
 
@@ -225,7 +239,8 @@ class TransactionDecoder:
         if table.schema.column_names == names:
             return table, convert
         columns = tuple(table.column(n) or CatalogColumn(n, "longtext", "longtext") for n in names)
-        narrowed = Table(table.resource, columns, table.primary_key, table.unique_keys, table.configured_key)
+        narrowed = Table(table.resource, columns, table.primary_key, table.unique_keys, table.configured_key,
+                         table.keyless)
         self._tables[resource] = (narrowed, converters(columns, binlog=True))
         return self._tables[resource]
 

@@ -386,3 +386,35 @@ def test_a_resnapshot_request_waits_in_the_binlog_and_is_read_in_order(agency):
     after = requester.resnapshot_progress(["people"])["people"]
     assert after.number == before.number + 1 and after.done
     assert reopened.pending(changes[-1].position) == 0
+
+
+def test_a_keyless_table_counts_identical_rows_as_copies(agency):
+    agency.sql("CREATE TABLE visits (person int, note text)",
+               "INSERT INTO visits VALUES (1, 'a'), (1, 'a'), (1, 'a'), (2, NULL), (3, 'b'), (3, 'b')")
+    source = agency.source(["visits"], {"visits": []}, snapshot_chunk=2)
+    source.prepare()
+    stored = drain(source)
+    agency.sql("INSERT INTO visits VALUES (1, 'a')", "DELETE FROM visits WHERE person = 3 LIMIT 1",
+               "UPDATE visits SET note = 'c' WHERE person = 1 LIMIT 1")
+    source.close()
+    reopened = agency.source(["visits"], {"visits": []}, snapshot_chunk=2)
+    stored += drain(reopened, stored[-1].position)
+
+    def held(changes: list[ch.Change]) -> list[tuple]:
+        rows: dict[tuple, dict] = {}
+        for c in changes:
+            if c.op == ch.TRUNCATE:
+                rows = {}
+            if c.before is not None:
+                rows.pop(tuple(sorted(c.before.items(), key=str)), None)
+            if c.after is not None:
+                rows[tuple(sorted(c.after.items(), key=str))] = c.after
+        return sorted(((r["person"], r["note"]) for r in rows.values()), key=str)
+
+    assert stored[0].schema.primary_key == ("person", "note", "_exchange_copy")
+    snapshot = [(c.after["person"], c.after["_exchange_copy"]) for c in stored if c.op == ch.SNAPSHOT]
+    assert sorted(snapshot) == [(1, 0), (1, 1), (1, 2), (2, 0), (3, 0), (3, 1)]
+    assert held(stored) == sorted(agency.sql("SELECT person, note FROM visits"), key=str)
+    agency.sql("TRUNCATE visits", "INSERT INTO visits VALUES (1, 'a')")
+    after = drain(reopened, stored[-1].position)
+    assert [c.op for c in after] == [ch.TRUNCATE, ch.INSERT] and after[1].after["_exchange_copy"] == 0
