@@ -1,7 +1,9 @@
 """MySQLSource: row-binlog capture of a MariaDB or MySQL database.
 
 Capture reads the server's binlog as a replica would (mysql-replication,
-stream.py), from the coordinate the node's position packs (position.py),
+stream.py), from the coordinate the node's position packs (position.py:
+binlog file number and offset; MariaDB dumps are started from the GTID
+position there, ``BINLOG_GTID_POS``, MySQL ones from the file and offset),
 and turns whole transactions into changes (transactions.py).  The node only
 ever tells the source a position (``read(after)``); everything else needed
 to resume is kept on the source server, database ``exchange_capture``
@@ -14,7 +16,10 @@ the node never stored is produced again, what it stored is skipped.
 Collaborators, one job each: prerequisites.py (what the server must offer),
 snapshot.py (snapshot sessions and regions), history.py (schemas emitted),
 ddl.py (DDL statements), types.py (values), catalog.py (tables),
-resnapshot.py (requests, repairing a lost position, pass progress).
+resnapshot.py (requests, repairing a lost position, pass progress),
+keyless.py (copy numbers of tables without a key).  Each change carries its
+transaction's GTID as ``txid`` (``0-1-42`` on MariaDB, ``uuid:42`` on MySQL;
+``file:offset`` without GTIDs) and its commit time (the binlog's, seconds).
 
 Tables are selected by name or pattern (adapters/selection.py); a table
 created (or renamed) later that a pattern selects is captured from its
