@@ -108,9 +108,12 @@ class Snapshots:
         """Start the next pass of ``resource``, recorded at ``position``."""
         cur.execute(f"REPLACE INTO {BOOKKEEPING}.chunks (source, resource, position, point, done, pass) "
                     "VALUES (%s, %s, %s, 0, false, %s)", (self.source, resource, position, self._regions.begin(resource)))
-        if self.session is not None and resource in self.session.resources and self.session.table is not None \
-                and self.session.table.resource == resource:
-            self.session.table = None  # the session reads the table again from its start
+        s = self.session
+        if s is not None and s.table is not None and s.table.resource == resource:
+            s.table = None  # the session reads the table again from its start
+            if s.cursor is not None:
+                s.cursor.close()
+                s.cursor = None
 
     def reread(self, resource: str, position: int) -> None:
         with self._db().cursor() as cur:
