@@ -65,8 +65,7 @@ class Ddl:
 
     def added_type(self, name: str) -> str | None:
         """The declared type of column ``name`` the statement added or changed."""
-        found = [step[2] for step in self.steps if step[0] == "add" and step[1] == name] + [
-            step[3] for step in self.steps if step[0] == "modify" and step[1] == name and len(step) > 3]
+        found = [step[2] for step in self.steps if step[0] in ("add", "modify") and step[1] == name]
         return found[-1] if found else None
 
 
