@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 
 from adapters import sql
+from adapters.keyless import COPY_COLUMN
 from adapters.postgres.types import SESSION_OPTIONS
 from adapters.sql import quote
 from exchange.common.urls import redact_url
@@ -15,7 +17,6 @@ from exchange.contracts.changes import Column, DatabaseUnavailable, TableSchema
 
 BOOKKEEPING = "exchange_capture"  # the schema of capture's (and replay's) own tables
 CHECKPOINTS = f"{BOOKKEEPING}.replay_checkpoints"  # replay progress in a target
-COPY_COLUMN = "_exchange_copy"  # the copy number of rows of tables without a key
 PLACEHOLDER = "%s"
 
 _SQLITE_AFFINITIES = (("INT", "bigint"), ("CHAR", "text"), ("CLOB", "text"), ("TEXT", "text"), ("BLOB", "bytea"),
@@ -56,11 +57,39 @@ def qualified(resource: str) -> str:
 def target_type(declared: str) -> str:
     """PostgreSQL's type for a declared column type.  PostgreSQL reports types
     in lower case; upper-case (or empty) ones come from SQLite and map by its
-    affinity rules (numeric affinity and untyped columns become text)."""
+    affinity rules (numeric affinity and untyped columns become text); MariaDB's
+    and MySQL's own types map to PostgreSQL's (``_from_mysql``)."""
     if declared.startswith('"') or declared != declared.upper():
-        return declared
+        return _from_mysql(declared) or declared
     upper = declared.upper()
     return next((pg for marker, pg in _SQLITE_AFFINITIES if marker in upper), "text")
+
+# MariaDB/MySQL column types (as information_schema's COLUMN_TYPE gives them) that PostgreSQL lacks, by base name;
+# the unsigned integers need the next wider type.  ``bit(n)`` is left alone: PostgreSQL reports a bit string so.
+_MYSQL_TYPE = re.compile(r"^(tinyint|smallint|mediumint|int|bigint|decimal|float|double|datetime|timestamp|time|year|"
+                         r"char|varchar|tinytext|mediumtext|longtext|enum|set|binary|varbinary|tinyblob|blob|"
+                         r"mediumblob|longblob)\b\s*(\((.*)\))?\s*(unsigned)?(\s+zerofill)?(\s+(not\s+)?null)?$", re.I)
+_MYSQL_INTEGERS = {"tinyint": ("smallint", "smallint"), "smallint": ("smallint", "integer"),
+                   "mediumint": ("integer", "integer"), "int": ("integer", "bigint"), "bigint": ("bigint", "numeric(20,0)")}
+_MYSQL_OTHERS = {"float": "real", "double": "double precision", "year": "integer", "datetime": "timestamp{} without time zone",
+                 "timestamp": "timestamp{} with time zone", "time": "time{} without time zone"}
+_MYSQL_BINARY = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+
+
+def _from_mysql(declared: str) -> str | None:
+    """PostgreSQL's type for a MariaDB/MySQL column type (None: not one of theirs).  A bare ``timestamp(6)``
+    comes only from them: PostgreSQL says ``with`` or ``without time zone``."""
+    found = _MYSQL_TYPE.match(declared.strip())
+    if found is None:
+        return None
+    base, args, unsigned = found.group(1).lower(), found.group(3), bool(found.group(4))
+    if base in _MYSQL_INTEGERS:
+        return _MYSQL_INTEGERS[base][unsigned]
+    if base == "decimal":
+        return f"numeric({args})" if args else "numeric"
+    if base in _MYSQL_OTHERS:
+        return _MYSQL_OTHERS[base].format(f"({args})" if args and base != "year" else "")
+    return "bytea" if base in _MYSQL_BINARY else "text"
 
 
 def _default(column: Column) -> str | None:

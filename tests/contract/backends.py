@@ -216,7 +216,7 @@ class SQLiteBackend(_SQLBackend):
 
 
 class _ServerBackend(_SQLBackend):
-    """A database server's database written through the DB-API connection ``_conn``."""
+    """A database of a server, written through the DB-API connection ``_conn``."""
 
     _conn: Any
 
@@ -224,7 +224,7 @@ class _ServerBackend(_SQLBackend):
         try:
             with self._conn.cursor() as cur:
                 for sql, params in statements:
-                    cur.execute(sql, params or None)
+                    cur.execute(sql, self._params(params))
         except BaseException:
             self._conn.rollback()
             raise
@@ -232,6 +232,10 @@ class _ServerBackend(_SQLBackend):
             self._conn.commit()
         else:
             self._conn.rollback()
+
+    def _params(self, params: Sequence[Any]) -> Any:
+        """The parameters as the driver takes them."""
+        return params
 
 
 class PostgresBackend(_ServerBackend):
@@ -348,18 +352,13 @@ class FileDropBackend(Backend):
         (self.directory / f"{table}-{self._dropped:06d}.json{suffix}").write_text(text, encoding="utf-8")
 
 
-class MariaDB(_ServerBackend):
-    """A database of its own in the session's MariaDB server (text in the binary collation), dropped
-    afterwards; written with ANSI_QUOTES so the shared SQL's double-quoted names work."""
+class _MariaDBBackend(_ServerBackend):
+    """A database of its own in the session's MariaDB server, written with ANSI_QUOTES so the shared
+    SQL's double-quoted names work, dropped afterwards."""
 
-    name = "MariaDB"
-    kinds = frozenset({"apply", "read"})
     fixtures = ("mariadb",)
-    types = {"integer": "bigint", "text": "varchar(255)", "decimal": "decimal(14,2)", "real": "double",
-             "boolean": "tinyint(1)", "date": "date", "timestamp": "datetime(6)", "bytes": "longblob"}
-    native = frozenset(types)
     placeholder = "%s"
-    integrity_error = pymysql.err.IntegrityError
+    collation = ""  # the database's collation, when not the server's
 
     def __init__(self, request: pytest.FixtureRequest):
         super().__init__(request)
@@ -367,8 +366,8 @@ class MariaDB(_ServerBackend):
         digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
         self.database = self.server.create_database(
             f"ct_{re.sub(r'[^a-z0-9_]', '_', request.node.name.lower())[:40]}_{digest}")
-        # Keys that differ in case only are different keys, as in the other kinds.
-        self.server.execute(f"ALTER DATABASE `{self.database}` COLLATE utf8mb4_nopad_bin")
+        if self.collation:
+            self.server.execute(f"ALTER DATABASE `{self.database}` COLLATE {self.collation}")
         self.url = self.server.url(self.database)
         self._conn = self.server.connect(self.database, autocommit=False)
         with self._conn.cursor() as cur:
@@ -377,7 +376,67 @@ class MariaDB(_ServerBackend):
     def close(self) -> None:
         super().close()
         self._conn.close()
-        self.server.execute(f"DROP DATABASE `{self.database}`")
+        self.server.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
 
 
-BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend, MariaDB)
+class MariaDB(_MariaDBBackend):
+    """MariaDB as an apply target and a table reader (text keys in the binary collation, as in the other kinds)."""
+
+    name = "MariaDB"
+    kinds = frozenset({"apply", "read"})
+    collation = "utf8mb4_nopad_bin"  # keys that differ in case only are different keys
+    types = {"integer": "bigint", "text": "varchar(255)", "decimal": "decimal(14,2)", "real": "double",
+             "boolean": "tinyint(1)", "date": "date", "timestamp": "datetime(6)", "bytes": "longblob"}
+    native = frozenset(types)
+    integrity_error = pymysql.err.IntegrityError
+
+
+class MariaDBCapture(_MariaDBBackend):
+    """MariaDB as a capture source (the row binlog); its capture bookkeeping is removed afterwards."""
+
+    name = "MariaDBCapture"
+    kinds = frozenset({"capture"})
+    types = {"integer": "bigint", "text": "varchar(191)", "decimal": "decimal(14,2)", "real": "double",
+             "boolean": "tinyint(1)", "date": "date", "timestamp": "timestamp(6) NULL", "bytes": "varbinary(64)"}
+    native = frozenset(types) - {"boolean"}  # BOOLEAN is TINYINT(1): 0 and 1
+    chunked = {"snapshot_chunk": 2}
+
+    def _params(self, params: Sequence[Any]) -> Any:
+        return [_naive_utc(v) for v in params] if params else None
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """The table's rows in key order, each value as capture emits it (adapters/mysql/types.py)."""
+        from adapters.mysql.catalog import load_table
+        from adapters.mysql.types import convert_row, converters
+
+        with self._conn.cursor() as cur:
+            found = load_table(cur, self.database, table)
+            names = [c.name for c in found.columns]
+            key = ", ".join(_quote(k) for k in found.primary_key or names)
+            cur.execute(f"SELECT {', '.join(map(_quote, names))} FROM {_quote(table)} ORDER BY {key}")
+            convert = converters(found.columns, binlog=False)
+            rows = [convert_row(convert, dict(zip(names, values))) for values in cur.fetchall()]
+        self._conn.commit()
+        return rows
+
+    def missing_source(self) -> tuple[str, str]:
+        return self.server.url(self.database + "_missing"), self.database + "_missing"
+
+    def close(self) -> None:
+        super().close()
+        source = "exchange_" + self.database
+        for table in ("origins", "chunks", "schemas", "markers", "requests", "progress"):
+            try:
+                self.server.execute(f"DELETE FROM exchange_capture.{table} WHERE source = %s", (source,))
+            except Exception:  # noqa: BLE001 - no bookkeeping yet
+                break
+
+
+def _naive_utc(value: Any) -> Any:
+    """An aware datetime as the naive UTC value a session in time zone UTC writes."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend, MariaDB, MariaDBCapture)
