@@ -1,10 +1,12 @@
-"""The replication stream of the capture slot: whole committed transactions and snapshot markers, in commit order.
+"""The replication stream of the capture slot: committed transactions, in pieces, and snapshot markers, in commit order.
 
 The slot is read with the built-in ``pgoutput`` plugin through the
 publication of the captured tables (protocol version 1 with logical
-messages; PostgreSQL 14 or later).  One transaction is held in memory while
-it is read (no spilling).  Confirming an LSN lets the server recycle the
-WAL before it.
+messages; PostgreSQL 14 or later).  The server sends a transaction once it
+has committed (spilling a large one to its disk while decoding,
+``logical_decoding_work_mem``); the stream hands it over in pieces of a
+bounded number of messages, so a transaction of any size is read in
+bounded memory.  Confirming an LSN lets the server recycle the WAL before it.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ _ROW_MESSAGES = (pgoutput.Relation, pgoutput.Insert, pgoutput.Update, pgoutput.D
 
 
 @dataclass
-class Transaction:
-    """One committed transaction: its Begin, its relation, row and re-snapshot request messages, its Commit."""
+class Piece:
+    """Consecutive relation, row and re-snapshot request messages of one committed transaction:
+    ``first`` when they start it, with its Commit when they end it."""
 
     begin: pgoutput.Begin
+    first: bool
     messages: list[Any] = field(default_factory=list)
     commit: pgoutput.Commit | None = None
 
 
 class ReplicationStream:
-    """The main slot's stream: whole transactions and marker messages, in commit order."""
+    """The main slot's stream: pieces of transactions and marker messages, in commit order."""
 
     def __init__(self, url: str, slot: str, publication: str):
         self.connection = connect(url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
@@ -42,37 +46,54 @@ class ReplicationStream:
             "proto_version": "1", "publication_names": publication, "messages": "true"})
         self.wal_end = 0  # the server has sent everything before this LSN
         self.flushed = 0
-        self._open: Transaction | None = None
+        self._open: pgoutput.Begin | None = None  # the transaction being received
+        self._held: pgoutput.Message | None = None  # a marker that arrived after a piece had begun
 
     @property
     def in_transaction(self) -> bool:
         return self._open is not None
 
-    def next(self, target: int, deadline: float) -> Transaction | pgoutput.Message | None:
-        """The next transaction or marker; None once everything before ``target`` was
-        received (or at ``deadline``)."""
+    def next(self, target: int, deadline: float, room: int) -> Piece | pgoutput.Message | None:
+        """The next piece of a transaction or the next marker; None once everything before
+        ``target`` was received (or at ``deadline``).  A piece ends at its transaction's
+        Commit, when no more has arrived yet, or with ``room + 1`` messages (the transaction
+        does not fit in ``room``)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        piece: Piece | None = None
         while True:
             message = self.cursor.read_message()
             self.wal_end = max(self.wal_end, self.cursor.wal_end)
             if message is None:
+                if piece is not None:
+                    return piece  # what has arrived so far; the rest follows
                 if (self._open is None and self.wal_end >= target) or time.monotonic() >= deadline:
                     return None
                 select.select([self.connection], [], [], max(0.0, min(1.0, deadline - time.monotonic())))
                 continue
             decoded = pgoutput.decode(message.payload)
             if isinstance(decoded, pgoutput.Begin):
-                self._open = Transaction(decoded)
+                self._open = decoded
+                piece = Piece(decoded, first=True)
             elif isinstance(decoded, pgoutput.Commit):
-                done, self._open = self._open, None
-                done.commit = decoded
-                return done
+                if self._open is None:
+                    continue
+                piece = piece or Piece(self._open, first=False)
+                piece.commit, self._open = decoded, None
+                return piece
             elif isinstance(decoded, pgoutput.Message) and not decoded.transactional:
                 if decoded.prefix == MARKER_PREFIX:
-                    return decoded
-            elif isinstance(decoded, pgoutput.Message) and decoded.prefix == REQUEST_PREFIX and self._open is not None:
-                self._open.messages.append(decoded)
-            elif isinstance(decoded, _ROW_MESSAGES) and self._open is not None:
-                self._open.messages.append(decoded)
+                    if piece is None:
+                        return decoded
+                    self._held = decoded
+                    return piece
+            elif self._open is not None and (isinstance(decoded, _ROW_MESSAGES) or (
+                    isinstance(decoded, pgoutput.Message) and decoded.prefix == REQUEST_PREFIX)):
+                piece = piece or Piece(self._open, first=False)
+                piece.messages.append(decoded)
+                if len(piece.messages) > room:
+                    return piece
 
     def confirm(self, lsn: int) -> None:
         """Let the server forget the WAL before ``lsn``."""
