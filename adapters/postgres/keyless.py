@@ -27,6 +27,9 @@ def digest(row: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(row).encode()).hexdigest()
 
 
+CACHED = 100_000  # copy counts kept in memory between reads (more are read again as needed)
+
+
 class CopyCounts:
     """Copy counts of keyless tables' row contents for the slot ``slot``; ``db`` returns the source's connection."""
 
@@ -93,6 +96,11 @@ class CopyCounts:
             cur.execute(f"DELETE FROM {BOOKKEEPING}.copies WHERE slot = %s AND n = 0 AND position > %s "
                         "AND position <= %s", (self.slot, self._pruned, position))
         self._pruned = position
+
+    def trim(self) -> None:
+        """Forget the counts held in memory once they are many (all are stored: call after ``save``)."""
+        if len(self._copies) > CACHED and not self._log:
+            self._copies = {}
 
     def save(self) -> None:
         """Store the copy counts of what a read returns (before the node can store it)."""

@@ -154,6 +154,7 @@ class PostgresSource:
                 self._resume(after)
             changes = self._read(limit)
             self._copies.save()
+            self._copies.trim()
         except psycopg2.Error as e:
             self._position = None  # whatever state we are in, start over from the node's position
             lost = self._slot_lost()

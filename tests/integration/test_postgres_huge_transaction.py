@@ -6,6 +6,8 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from adapters.postgres import keyless
+from adapters.postgres.dialect import COPY_COLUMN
 from adapters.postgres.position import SHIFT, lsn_int
 from adapters.postgres.source import PostgresSource
 from exchange.contracts import changes as ch
@@ -105,3 +107,21 @@ def test_rolled_back_large_transactions_and_savepoints_make_no_events(db, tmp_pa
     finally:
         source.close()
         store.close()
+
+
+def test_copies_of_a_keyless_table_are_counted_across_pieces_with_few_counts_in_memory(db, monkeypatch):
+    monkeypatch.setattr(keyless, "CACHED", 5)  # counts are read again from the database between reads
+    run(db, "CREATE TABLE visits (person int, note text)", "ALTER TABLE visits REPLICA IDENTITY FULL")
+    source = PostgresSource(db, ["visits"])
+    try:
+        source.prepare()
+        after = read_until(source, 0, 1)[-1].position
+        run(db, "INSERT INTO visits SELECT g % 40, 'x' FROM generate_series(1, 400) g")  # 10 copies of 40 rows
+        run(db, "DELETE FROM visits WHERE person < 20")
+        changes = read_until(source, after, 10_000, limit=30)
+    finally:
+        source.close()
+    inserted = [(c.after["person"], c.after[COPY_COLUMN]) for c in changes if c.op == ch.INSERT]
+    assert sorted(inserted) == sorted((p, copy) for p in range(40) for copy in range(10))
+    deleted = [(c.before["person"], c.before[COPY_COLUMN]) for c in changes if c.op == ch.DELETE]
+    assert sorted(deleted) == sorted((p, copy) for p in range(20) for copy in range(10))
