@@ -4,10 +4,10 @@ A transaction whose commit record starts at LSN ``L`` numbers its changes
 ``base + 1, base + 2, ...`` where ``base`` is ``pack(L)``, or one past the
 last position of an earlier transaction when that reaches further.  A
 transaction whose positions reach ``pack(L + 1)`` (65,536 changes or more,
-or a base moved up by an earlier one) is an *extent*: its commit LSN, first
-and last position are recorded in the source database
-(``exchange_capture.extents``) as soon as its positions leave ``L``, the
-last one when its commit is read.  So:
+or a base moved up by an earlier one) is an *extent*: its commit LSN and
+base are recorded in the source database (``exchange_capture.extents``) as
+soon as its positions leave ``L``, its last position when its commit is
+read.  So:
 
 * positions strictly increase in commit order: a later commit ``L' > L``
   starts at ``pack(L')`` or above, past every position of a transaction
@@ -39,7 +39,7 @@ MAX_POSITION = (1 << 63) - 1
 @dataclass
 class Extent:
     commit_lsn: int
-    first: int  # its first position
+    first: int  # its base: the position before its first change (which acknowledging may name too)
     last: int | None  # its last position; None while its transaction is read
 
 
@@ -84,7 +84,7 @@ class Extents:
             raise UnsupportedChange(f"the transaction committed at LSN {commit_lsn} has more changes than "
                                     "positions can encode")
         if position >> SHIFT != commit_lsn and self._reading != commit_lsn:
-            self._save(Extent(commit_lsn, base + 1, None))
+            self._save(Extent(commit_lsn, base, None))
             self._reading = commit_lsn
         return Position(position)
 

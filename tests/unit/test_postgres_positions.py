@@ -69,6 +69,7 @@ def test_a_stored_position_inside_a_transaction_confirms_its_commit_lsn():
     assert positions[HUGE - 1] >> SHIFT > L + 8  # (which would pass the next commits)
     assert extents.safe_lsn(positions[HUGE + 1]) == L + 8  # a moved-up transaction: its commit LSN too
     assert extents.safe_lsn(positions[HUGE + 3 + 69_999]) == L + 16
+    assert extents.safe_lsn(positions[HUGE + 3] - 1) == L + 16  # the position before a transaction's first
     assert extents.safe_lsn(positions[-1]) == L + 8192
     assert extents.safe_lsn(pack(L - 4000) + 7) == L - 4000  # a snapshot row in a marker's gap
 
@@ -78,7 +79,7 @@ def test_an_extent_recorded_before_a_crash_keeps_the_slot_before_its_commit():
     base = extents.base(L)
     stored = [extents.position(L, base, i) for i in range(1, 100_001)]  # the process dies before the commit
     crashed = restart(extents, stored[-1])
-    assert crashed.recorded == [Extent(L, pack(L) + 1, None)]
+    assert crashed.recorded == [Extent(L, pack(L), None)]
     assert crashed.safe_lsn(stored[-1]) == L
 
 
