@@ -8,7 +8,7 @@ import pytest
 
 from adapters.postgres import keyless
 from adapters.postgres.dialect import COPY_COLUMN
-from adapters.postgres.position import SHIFT, lsn_int
+from adapters.postgres.position import SHIFT, lsn_int, pack
 from adapters.postgres.source import PostgresSource
 from exchange.contracts import changes as ch
 from exchange.contracts.events import make_mapper
@@ -77,6 +77,7 @@ def test_a_transaction_beyond_its_commit_lsn_positions_is_read_in_pieces_and_res
     changes = stored + rest
     assert [c.after["id"] for c in changes] == [*range(1, ROWS + 1), 0]  # each row once, in order
     assert all(a.position < b.position for a, b in zip(changes, changes[1:]))
+    assert [c.position for c in changes[:ROWS]] == [pack(commit_lsn, i) for i in range(1, ROWS + 1)]  # as before
     assert {c.txid for c in changes[:ROWS]} == {stored[0].txid} and changes[-1].txid != stored[0].txid
 
 
