@@ -1,7 +1,6 @@
 """Node memory and rate while it captures one huge source transaction.
 
-A private cluster (logical_decoding_work_mem = 64kB, so the server spills
-the transaction while decoding) holds a table of ``--rows`` rows, which the
+A private cluster holds a table of ``--rows`` rows, which the
 node snapshots first; then ONE ``UPDATE`` changes every row.  The node (a
 real process, SQLite store, no hub: capture does not wait for shipping) is
 sampled every half second until it has stored an event per updated row.
@@ -10,9 +9,12 @@ Prints, per row count, the node's resident memory before the update, its
 peak while it captured the update (VmHWM, reset before the update), the
 events stored, the time capture took after the commit and the rate, as
 JSON.  ``--old DIR`` also runs the node from another checkout of the
-project (e.g. ``git archive <commit> | tar -x -C DIR``), side by side.
+project (e.g. ``git archive <commit> | tar -x -C DIR``), side by side;
+``--code DIR`` runs the measured node from one too (default: this one).
+``--work-mem`` is the server's ``logical_decoding_work_mem``: below the
+transaction's size the server streams it while it runs.
 
-    .venv/bin/python bench/huge_transaction.py [--rows 200000 1000000] [--old DIR]
+    .venv/bin/python bench/huge_transaction.py [--rows 200000 1000000] [--old DIR] [--work-mem 64kB]
 """
 
 from __future__ import annotations
@@ -80,9 +82,9 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def measure(rows: int, code: Path | None, timeout: float) -> dict:
+def measure(rows: int, code: Path | None, label: str, work_mem: str, timeout: float) -> dict:
     """One run: snapshot ``rows`` rows, update them all in one transaction, measure the node."""
-    cluster = start_cluster(logical_decoding_work_mem="'64kB'", max_wal_size="'4GB'")
+    cluster = start_cluster(logical_decoding_work_mem=f"'{work_mem}'", max_wal_size="'4GB'")
     node = None
     try:
         directory = Path(tempfile.mkdtemp(prefix="exchange-huge-"))
@@ -105,7 +107,8 @@ def measure(rows: int, code: Path | None, timeout: float) -> dict:
         update_seconds = time.monotonic() - update_started
         capture_seconds = wait_stored(node, store, 2 * rows + 1, timeout)
         return {
-            "code": "old" if code else "new",
+            "code": label,
+            "logical_decoding_work_mem": work_mem,
             "rows": rows,
             "snapshot_seconds": round(snapshot_seconds, 1),
             "update_seconds": round(update_seconds, 1),
@@ -125,12 +128,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[5_000_000])
     parser.add_argument("--old", type=Path, help="also run the node from this checkout, for comparison")
+    parser.add_argument("--code", type=Path, help="run the measured node from this checkout")
+    parser.add_argument("--work-mem", default="64kB", help="the server's logical_decoding_work_mem")
     parser.add_argument("--timeout", type=float, default=7200)
     args = parser.parse_args()
+    variants = [("new", args.code.resolve() if args.code else None)]
+    if args.old:
+        variants.append(("old", args.old.resolve()))
     results = []
     for rows in args.rows:
-        for code in ([None, args.old.resolve()] if args.old else [None]):
-            results.append(measure(rows, code, args.timeout))
+        for label, code in variants:
+            results.append(measure(rows, code, label, args.work_mem, args.timeout))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))
 

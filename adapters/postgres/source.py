@@ -16,6 +16,7 @@ The source is an orchestration of collaborators, one job each:
 
 * snapshot.py (``Snapshots``): snapshot sessions and the regions they read;
 * stream.py (``ReplicationStream``): the slot's transactions in pieces, in commit order;
+* spill.py (``Spill``): transactions streamed while they run, on disk until they end;
 * transactions.py (``TransactionDecoder``): a transaction's changes and positions, piece by piece;
 * schema_history.py (``SchemaHistory``): the schemas emitted;
 * keyless.py (``CopyCounts``): copy numbers of tables without a key;
@@ -41,10 +42,10 @@ follows a quiet database instead of holding WAL written for other tables.
 
 A transaction is read in pieces and handed to the node ``limit`` changes
 at a time (whole when it fits in one read), so the node holds a bounded
-part of a transaction of any size; the server spills a large transaction
-to its own disk while decoding it (``logical_decoding_work_mem``).
+part of a transaction of any size; one the server streams while it runs is
+kept on disk until it commits (stream.py, spill.py).
 
-Limits: PostgreSQL 14 or later (pgoutput's ``messages`` option); reading
+Limits: PostgreSQL 14 or later (pgoutput protocol 2, ``messages``); reading
 again before an acknowledged position is not possible (the slot has moved
 on); a snapshot waits for the transactions running when it starts;
 partitioned tables are captured through their root only; a read waits at

@@ -1,11 +1,13 @@
-"""One PostgreSQL transaction far larger than a store batch, through node and hub processes: the node
-killed -9 inside it stores the rest once, in order, and the hub holds it exactly once."""
+"""One PostgreSQL transaction far larger than a store batch, through node and hub processes, sent
+after its commit or streamed while it runs: the node killed -9 inside it stores the rest once, in
+order, and the hub holds it exactly once."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 
+import pytest
 from test_exchange_e2e import AGENCY, assert_exactly_once, store_url, wait_caught_up
 
 from exchange.contracts.events import RecordUpdated, make_mapper
@@ -36,8 +38,10 @@ def hub_events(hub) -> list:
         store.close()
 
 
-def test_a_huge_transaction_resumes_after_kill_9_with_nothing_lost_or_stored_twice(launch, postgres):
+@pytest.mark.parametrize("work_mem", ["64MB", "64kB"], ids=["sent-at-commit", "streamed-while-it-runs"])
+def test_a_huge_transaction_resumes_after_kill_9_with_nothing_lost_or_stored_twice(launch, postgres, work_mem):
     db = postgres.create_database("huge_source")
+    postgres.execute(f"ALTER DATABASE {db} SET logical_decoding_work_mem = '{work_mem}'")
     postgres.execute("CREATE TABLE items (id integer PRIMARY KEY, n integer)", dbname=db)
     postgres.execute(f"INSERT INTO items SELECT g, 0 FROM generate_series(1, {ROWS}) g", dbname=db)
     hub = launch.hub()

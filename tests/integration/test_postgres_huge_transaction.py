@@ -3,7 +3,10 @@ read in pieces, numbered past their commit LSN, resumed exactly; rolled-back wor
 
 from __future__ import annotations
 
+import time
+
 import psycopg2
+import psycopg2.extensions
 import pytest
 
 from adapters.postgres import keyless
@@ -41,6 +44,20 @@ def confirmed(url: str, slot: str) -> int:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,))
         return lsn_int(cur.fetchone()[0])
+
+
+def streamed(url: str, slot: str, at_least: int) -> int:
+    """How many transactions the server streamed to the slot before they ended (waiting a little
+    for the statistics to reach ``at_least``)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = %s", (slot,))
+            found = cur.fetchone()
+        count = found[0] if found else 0
+        if count >= at_least or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
 
 
 def read_until(source: PostgresSource, after: int, count: int, limit: int = 5000) -> list[ch.Change]:
@@ -105,6 +122,7 @@ def test_rolled_back_large_transactions_and_savepoints_make_no_events(db, tmp_pa
         while capture.step():
             pass
         assert stored_rows(store) == [1, 2]
+        assert streamed(db, source.slot, 2) >= 2  # both were streamed to the node while they ran
     finally:
         source.close()
         store.close()
@@ -126,3 +144,55 @@ def test_copies_of_a_keyless_table_are_counted_across_pieces_with_few_counts_in_
     assert sorted(inserted) == sorted((p, copy) for p in range(40) for copy in range(10))
     deleted = [(c.before["person"], c.before[COPY_COLUMN]) for c in changes if c.op == ch.DELETE]
     assert sorted(deleted) == sorted((p, copy) for p in range(20) for copy in range(10))
+
+
+def test_a_transaction_streamed_while_it_runs_is_captured_whole_after_the_node_restarts(db):
+    first = PostgresSource(db, ["items"])
+    writer = psycopg2.connect(db)
+    try:
+        first.prepare()
+        start = read_until(first, 0, 1)[-1].position
+        first.acknowledge(start)  # all stored and at the hub: quiet reads let the slot follow the server
+        with writer.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_insert_lsn()::text")
+            began = lsn_int(cur.fetchone()[0])
+            cur.execute("INSERT INTO items SELECT g, 0 FROM generate_series(1, 20000) g")
+        deadline = time.monotonic() + 30
+        while streamed(db, first.slot, 1) < 1:  # the server streams it to the node while it runs
+            assert not first.read(start, 1000) and time.monotonic() < deadline
+        assert not first.read(start, 1000)  # nothing committed yet
+        assert confirmed(db, first.slot) > began  # the slot followed the server past its start
+        first.close()  # the node stops with the transaction streamed in part
+        writer.commit()
+        again = PostgresSource(db, ["items"])
+        try:
+            changes = read_until(again, start, 30_000)
+        finally:
+            again.close()
+    finally:
+        writer.close()
+        first.close()
+    assert [c.after["id"] for c in changes] == list(range(1, 20_001))
+    assert len({c.txid for c in changes}) == 1
+
+
+@pytest.mark.parametrize("work_mem", ["64MB", "64kB"], ids=["sent-at-commit", "streamed-while-it-runs"])
+def test_a_transaction_read_more_slowly_than_the_server_waits_for_an_answer_is_read_once(db, postgres, work_mem):
+    name = psycopg2.extensions.parse_dsn(db)["dbname"]
+    postgres.execute(f"ALTER DATABASE {name} SET logical_decoding_work_mem = '{work_mem}'")
+    postgres.execute(f"ALTER DATABASE {name} SET wal_sender_timeout = '3s'")
+    source = PostgresSource(db, ["items"])
+    try:
+        source.prepare()
+        after = read_until(source, 0, 1)[-1].position
+        run(db, "INSERT INTO items SELECT g, 0 FROM generate_series(1, 5000) g")
+        changes: list[ch.Change] = []
+        while batch := source.read(after, 500):  # a node storing slowly: 5 s for the transaction
+            changes += batch
+            after = batch[-1].position
+            time.sleep(0.5)
+        run(db, "INSERT INTO items VALUES (0, 0)")
+        changes += read_until(source, after, 1)  # the stream still runs
+    finally:
+        source.close()
+    assert [c.after["id"] for c in changes] == [*range(1, 5001), 0]
