@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -85,9 +86,9 @@ def reset_peak(pid: int) -> None:
 def measure(rows: int, code: Path | None, label: str, work_mem: str, timeout: float) -> dict:
     """One run: snapshot ``rows`` rows, update them all in one transaction, measure the node."""
     cluster = start_cluster(logical_decoding_work_mem=f"'{work_mem}'", max_wal_size="'4GB'")
+    directory = Path(tempfile.mkdtemp(prefix="exchange-huge-"))
     node = None
     try:
-        directory = Path(tempfile.mkdtemp(prefix="exchange-huge-"))
         db = cluster.create_database("huge")
         cluster.execute("CREATE TABLE items (id integer PRIMARY KEY, n integer, label text)", dbname=db)
         cluster.execute("INSERT INTO items SELECT i, 0, 'item ' || i FROM generate_series(1, %s) i",
@@ -122,6 +123,7 @@ def measure(rows: int, code: Path | None, label: str, work_mem: str, timeout: fl
         if node is not None:
             stop(node)
         cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main() -> None:
