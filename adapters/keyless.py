@@ -20,6 +20,7 @@ from exchange.contracts.changes import Position
 from exchange.contracts.events import canonical_json
 
 COPY_COLUMN = "_exchange_copy"  # the copy number of rows of tables without a key
+CACHED = 100_000  # copy counts kept in memory between reads (more are read again as needed)
 
 
 def digest(row: dict[str, Any]) -> str:
@@ -78,6 +79,11 @@ class CopyCounts:
         """Forget the copy counts that counts stored up to ``position`` replace."""
         self._forget(self._pruned, position)
         self._pruned = position
+
+    def trim(self) -> None:
+        """Forget the counts held in memory once they are many (all are stored: call after ``save``)."""
+        if len(self._copies) > CACHED and not self._log:
+            self._copies = {}
 
     def save(self) -> None:
         """Store the copy counts of what a read returns (before the node can store it)."""

@@ -140,6 +140,7 @@ class MySQLSource:
         try:
             changes = self._read(after, limit)
             self._copies.save()
+            self._copies.trim()
         except pymysql.err.Error as e:
             self._reset()
             self._drop_connection()  # it may be the one that broke (a server restarted)

@@ -1,4 +1,4 @@
-"""pgoutput messages (protocol version 1).
+"""pgoutput messages (protocol version 2: version 1 and the streaming of in-progress transactions).
 
 ``decode`` turns one logical replication payload into a message object.
 Tuple values stay in PostgreSQL's text output form (adapters/postgres/types.py
@@ -90,6 +90,43 @@ class Message:
     lsn: int
     prefix: str
     content: bytes
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """The messages up to StreamStop belong to the in-progress transaction ``xid``."""
+
+    xid: int
+    first: bool  # its first block
+
+
+@dataclass(frozen=True)
+class StreamStop:
+    pass
+
+
+@dataclass(frozen=True)
+class StreamCommit:
+    xid: int
+    commit_lsn: int
+    end_lsn: int
+    commit_time: datetime
+
+
+@dataclass(frozen=True)
+class StreamAbort:
+    xid: int
+    subxid: int  # ``xid`` when the whole transaction rolled back, else a subtransaction
+
+
+STREAMED_KINDS = b"RYIUDTM"  # messages that carry their (sub)transaction's xid inside a stream block
+
+
+def streamed(payload: bytes) -> tuple[int, bytes]:
+    """The (sub)transaction xid of a message sent inside a stream block, and the
+    message as it is sent outside one (for ``decode``)."""
+    (xid,) = struct.unpack_from("!I", payload, 1)
+    return xid, payload[:1] + payload[5:]
 
 
 _INT16 = struct.Struct("!h")
@@ -186,6 +223,16 @@ def decode(payload: bytes) -> object | None:
         flags, lsn = r.take("!bQ")
         prefix = r.string()
         return Message(bool(flags & 1), lsn, prefix, r.raw(r.take("!i")))
+    if kind == b"S":
+        xid, first = r.take("!IB")
+        return StreamStart(xid, first == 1)
+    if kind == b"E":
+        return StreamStop()
+    if kind == b"c":
+        xid, _flags, lsn, end, at = r.take("!IBQQq")
+        return StreamCommit(xid, lsn, end, _timestamp(at))
+    if kind == b"A":
+        return StreamAbort(*r.take("!II"))
     if kind in (b"O", b"Y"):
         return None
     raise ValueError(f"unsupported pgoutput message {kind!r}")

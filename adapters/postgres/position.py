@@ -2,21 +2,22 @@
 
 All positions stay below 2**63, as the node stores them in a 64-bit integer:
 
-* A streamed transaction whose commit record starts at LSN ``L`` and ends at
-  ``E`` gives its changes positions ``(L << 16) + 1, + 2, ...``; no other
-  commit record starts inside ``[L, E)``, so a transaction may hold
-  ``(E - L) << 16`` changes (at least 2.6 million: a commit record is at
-  least 40 bytes).  LSNs must stay below 2**47 (128 TiB of WAL).
+* A streamed transaction whose commit record starts at LSN ``L`` gives its
+  changes positions ``(L << 16) + 1, + 2, ...``; one with more changes than
+  that LSN's 65,536 positions goes on past them, and later transactions
+  start after its last position (extents.py).  LSNs must stay below 2**47
+  (128 TiB of WAL).
 * Snapshot rows get positions inside a *gap*: before each snapshot session
   the source writes a 4 KiB non-transactional logical message (the marker).
   No commit record starts inside the marker's WAL span ``[M, M_end)``, so
   ``(M_end - 4096) << 16 ...`` (268 million positions) belong to no
   transaction: the stream's commits before the marker come before the
   session's rows, commits after it come after them.  A session that fills
-  its gap ends early and the next session goes on.
+  its gap ends early and the next session goes on.  A gap starts after the
+  last position of the transactions before the marker (extents.py).
 
-Acknowledging a position confirms the LSN it packs (``safe_lsn``): its
-transaction's commit LSN, or an LSN inside the marker for snapshot rows.
+Acknowledging a position confirms its transaction's commit LSN, or an LSN
+inside the marker for snapshot rows (``Extents.safe_lsn``).
 """
 
 from __future__ import annotations
@@ -52,34 +53,3 @@ def check_lsn(lsn: int) -> None:
 def pack(lsn: int, index: int = 0) -> Position:
     """The position of the ``index``-th change at ``lsn``."""
     return Position((lsn << SHIFT) + index)
-
-
-class Overflows:
-    """Transactions with more changes than their commit LSN's positions hold
-    (65,536): their later positions pack LSNs past the commit, so they are
-    remembered until acknowledged, to confirm the commit LSN instead."""
-
-    def __init__(self) -> None:
-        self._spans: list[tuple[int, int, int]] = []  # (first, last position, commit LSN)
-
-    def add(self, base: Position, count: int, commit_lsn: int) -> None:
-        """Remember the transaction whose ``count`` changes follow ``base`` (its commit LSN's
-        first position) when they spill past that LSN's positions."""
-        if count >> SHIFT:
-            self._spans.append((base + 1, base + count, commit_lsn))
-
-    def safe_lsn(self, position: Position) -> int:
-        """An LSN the slot may confirm once ``position`` is stored: the commit LSN
-        of a streamed change (the transaction is sent again after a restart and
-        skipped by position), an LSN inside the marker of a snapshot row."""
-        for first, last, commit_lsn in self._spans:
-            if first <= position <= last:
-                return commit_lsn
-        return position >> SHIFT
-
-    def forget(self, position: Position) -> None:
-        """Forget the transactions stored up to ``position``."""
-        self._spans = [span for span in self._spans if span[1] > position]
-
-    def clear(self) -> None:
-        self._spans = []

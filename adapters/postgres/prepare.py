@@ -2,8 +2,9 @@
 
 Bookkeeping tables (schema ``exchange_capture``, keyed by slot name):
 ``chunks`` (snapshot passes, their progress and regions, snapshot.py),
-``schemas`` (schemas emitted, schema_history.py) and ``copies`` (copy counts
-of keyless tables, keyless.py).  Rows are tagged with the position they
+``schemas`` (schemas emitted, schema_history.py), ``copies`` (copy counts
+of keyless tables, keyless.py) and ``extents`` (positions of transactions
+larger than their commit LSN's, extents.py).  Rows are tagged with the position they
 belong to.  ``slots`` remembers the slots capture created, so that a slot
 dropped later is reported as lost instead of silently created again.  A new
 slot starts the bookkeeping afresh: every table is snapshotted again.
@@ -25,7 +26,7 @@ from adapters.postgres.dialect import BOOKKEEPING, connect, qualified, quote, sp
 from adapters.selection import is_pattern, parts, select
 from exchange.contracts.changes import PositionLost, SourceNotReady
 
-BOOKKEEPING_TABLES = ("chunks", "schemas", "copies")
+BOOKKEEPING_TABLES = ("chunks", "schemas", "copies", "extents")
 
 
 def check_server(cur) -> str:
@@ -122,6 +123,8 @@ def install_bookkeeping(cur, database: str) -> None:
     cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.copies (slot text, resource text, digest text, "
                 "position bigint, n integer NOT NULL, PRIMARY KEY (slot, resource, digest, position))")
     cur.execute(f"CREATE INDEX IF NOT EXISTS copies_by_position ON {BOOKKEEPING}.copies (slot, position)")
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.extents (slot text, commit_lsn bigint, position bigint "
+                "NOT NULL, last bigint, PRIMARY KEY (slot, commit_lsn))")
 
 
 def forget(cur, slot: str, after: int | None = None) -> None:

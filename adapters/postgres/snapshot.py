@@ -155,10 +155,12 @@ class Snapshots:
         self.session = Session(marker, lsn_int(point), reader, self.unsnapshotted(), pack(marker_end - MARKER_PAD),
                                pack(marker_end), datetime.now(timezone.utc))
 
-    def reached(self, message: pgoutput.Message) -> None:
-        """The stream passed a marker: the session whose marker it is may hand out its rows."""
+    def reached(self, message: pgoutput.Message, floor: int = 0) -> None:
+        """The stream passed a marker: the session whose marker it is may hand out its rows,
+        after ``floor`` (the last position of the transactions before it, extents.py)."""
         if self.session is not None and message.content.decode().rstrip() == self.session.marker:
             self.session.active = True
+            self.session.next = max(self.session.next, floor)
 
     def end(self) -> None:
         """End the session (if any), releasing its snapshot."""

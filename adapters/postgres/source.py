@@ -15,11 +15,12 @@ again, what it stored is skipped by position.
 The source is an orchestration of collaborators, one job each:
 
 * snapshot.py (``Snapshots``): snapshot sessions and the regions they read;
-* stream.py (``ReplicationStream``): the slot's whole transactions, in commit order;
-* transactions.py (``TransactionDecoder``): a transaction's changes and positions;
+* stream.py (``ReplicationStream``): the slot's transactions in pieces, in commit order;
+* spill.py (``Spill``): transactions streamed while they run, on disk until they end;
+* transactions.py (``TransactionDecoder``): a transaction's changes and positions, piece by piece;
 * schema_history.py (``SchemaHistory``): the schemas emitted;
 * keyless.py (``CopyCounts``): copy numbers of tables without a key;
-* position.py (``Overflows``): what to confirm for transactions too large for their LSN;
+* extents.py (``Extents``): positions of transactions too large for their commit LSN, and what to confirm;
 * resnapshot.py: re-snapshot requests, lost-slot recovery, pass progress.
 
 Tables are selected by name or pattern (adapters/selection.py).  Every
@@ -39,8 +40,12 @@ When a read finds nothing new and everything read is acknowledged, the
 source confirms all the WAL the server has sent (a heartbeat), so the slot
 follows a quiet database instead of holding WAL written for other tables.
 
-Limits: PostgreSQL 14 or later (pgoutput's ``messages`` option); one
-transaction is held in memory while it is read (no spilling); reading
+A transaction is read in pieces and handed to the node ``limit`` changes
+at a time (whole when it fits in one read), so the node holds a bounded
+part of a transaction of any size; one the server streams while it runs is
+kept on disk until it commits (stream.py, spill.py).
+
+Limits: PostgreSQL 14 or later (pgoutput protocol 2, ``messages``); reading
 again before an acknowledged position is not possible (the slot has moved
 on); a snapshot waits for the transactions running when it starts;
 partitioned tables are captured through their root only; a read waits at
@@ -61,8 +66,9 @@ import psycopg2.extensions
 from adapters.postgres import pgoutput, prepare, resnapshot
 from adapters.postgres.catalog import Table, user_tables
 from adapters.postgres.dialect import BOOKKEEPING, connect
+from adapters.postgres.extents import Extents
 from adapters.postgres.keyless import CopyCounts
-from adapters.postgres.position import Overflows, lsn_int
+from adapters.postgres.position import lsn_int
 from adapters.postgres.schema_history import SchemaHistory
 from adapters.postgres.snapshot import Snapshots
 from adapters.postgres.stream import ReplicationStream
@@ -106,16 +112,16 @@ class PostgresSource:
         self._prepared = False
         self._stream: ReplicationStream | None = None
         self._position: Position | None = None  # last position returned; None: resume at the next read
-        self._pending: list[ch.Change] = []  # the rest of a transaction split by ``limit``
+        self._pending: list[ch.Change] = []  # decoded changes of the transaction being read, not yet returned
         self._acknowledged = 0
         types = Types(self._open)
         self._history = SchemaHistory(self.slot, self._open)
         self._copies = CopyCounts(self.slot, self._open)
-        self._overflows = Overflows()
+        self._extents = Extents(self.slot, self._open)
         self._snapshots = Snapshots(url, self.slot, self.database, self.tables, self.keys, snapshot_chunk, self._open,
                                     types, self._history, self._copies)
         self._decoder = TransactionDecoder(self.slot, self.database, self.tables, self.keys, self._open, types,
-                                           self._snapshots, self._history, self._copies, self._overflows)
+                                           self._snapshots, self._history, self._copies, self._extents)
 
     # -- the CaptureSource interface ------------------------------------------
 
@@ -149,6 +155,7 @@ class PostgresSource:
                 self._resume(after)
             changes = self._read(limit)
             self._copies.save()
+            self._copies.trim()
         except psycopg2.Error as e:
             self._position = None  # whatever state we are in, start over from the node's position
             lost = self._slot_lost()
@@ -191,8 +198,8 @@ class PostgresSource:
         may recycle that WAL."""
         self._acknowledged = max(self._acknowledged, position)
         if self._stream is not None:
-            self._stream.confirm(self._overflows.safe_lsn(position))
-        self._overflows.forget(position)
+            self._stream.confirm(self._extents.safe_lsn(position))
+        self._extents.forget(position)
         if self._decoder.keyless:
             self._copies.prune(position)
 
@@ -302,11 +309,11 @@ class PostgresSource:
         """Forget what was read after ``after`` and restart from the slot."""
         self._stop()
         self._pending = []
-        self._overflows.clear()
         self._copies.clear()
         self._decoder.clear()
         with self._open().cursor() as cur:
             prepare.forget(cur, self.slot, after)
+            self._extents.load(cur)
             self._snapshots.load(cur)
             self._history.load(cur)
         self._position = after
@@ -340,13 +347,21 @@ class PostgresSource:
                 self._stream = ReplicationStream(self.url, self.slot, self.publication)
             if target is None:
                 target = self._current_lsn()
-            unit = self._stream.next(target, deadline)
+            room = max(0, limit - len(changes) - len(self._pending))
+            unit = self._stream.next(target, deadline, room)
             if unit is None:
                 break
             if isinstance(unit, pgoutput.Message):
-                self._snapshots.reached(unit)
+                self._snapshots.reached(unit, self._extents.floor(unit.lsn))
                 continue
-            self._pending = self._decoder.changes(unit, self._position)
+            self._pending += self._decoder.changes(unit, self._position)
+            if unit.commit is None:  # the transaction goes on
+                if len(changes) + len(self._pending) <= limit:
+                    continue
+                if changes and changes[0].txid != str(unit.begin.xid):
+                    break  # after other changes: the next read goes on with it
+                changes += self._take_pending(limit - len(changes))  # larger than a read: hand over a part
+                break
             if self._pending and changes and len(changes) + len(self._pending) > limit:
                 break  # the next read returns it whole
             changes += self._take_pending(limit - len(changes))

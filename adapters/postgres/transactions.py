@@ -25,27 +25,43 @@ Row images (``Change.before``/``after``), in changes.py terms:
 
 TRUNCATE of captured tables becomes one TRUNCATE change per table, in its place
 in the transaction.
+
+A transaction arrives in pieces (stream.py) and is decoded piece by piece,
+numbered as extents.py says, so only a piece's changes are held at a time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from adapters.postgres import pgoutput
 from adapters.postgres.catalog import CatalogColumn, Table, load_table
 from adapters.postgres.dialect import split
+from adapters.postgres.extents import Extents
 from adapters.postgres.keyless import CopyCounts
-from adapters.postgres.position import Overflows, UnsupportedChange, check_lsn, pack
+from adapters.postgres.position import check_lsn
 from adapters.postgres.schema_history import SchemaHistory
 from adapters.postgres.snapshot import Snapshots
-from adapters.postgres.stream import Transaction
+from adapters.postgres.stream import Piece
 from adapters.postgres.types import Parser, Types
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady, TableSchema
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Open:
+    """The transaction being decoded: what its pieces share."""
+
+    begin: pgoutput.Begin
+    base: Position  # the position before its first change
+    after: Position  # its changes up to here are stored at the node already
+    index: int = 0  # changes numbered so far
+    emitted: dict[str, TableSchema | None] = field(default_factory=dict)  # the last schema emitted, by table
 
 
 class TransactionDecoder:
@@ -57,17 +73,19 @@ class TransactionDecoder:
 
     def __init__(self, slot: str, database: str, tables: Sequence[str], keys: dict[str, tuple[str, ...]],
                  db: Callable[[], Any], types: Types, snapshots: Snapshots, history: SchemaHistory,
-                 copies: CopyCounts, overflows: Overflows):
+                 copies: CopyCounts, extents: Extents):
         self.slot, self.database, self.tables, self.keys = slot, database, tables, keys
         self._db, self._types = db, types
-        self._snapshots, self._history, self._copies, self._overflows = snapshots, history, copies, overflows
+        self._snapshots, self._history, self._copies, self._extents = snapshots, history, copies, extents
         self._relations: dict[int, pgoutput.Relation] = {}
         self._tables: dict[int, Table | None] = {}  # by relation OID: the captured table it is
         self._parsers: dict[int, list[Parser]] = {}  # by relation OID: one per column
+        self._open: _Open | None = None
 
     def clear(self) -> None:
-        """Forget the relations (the stream starts again and sends them again)."""
+        """Forget the relations and the transaction being read (the stream starts again)."""
         self._relations, self._tables, self._parsers = {}, {}, {}
+        self._open = None
 
     def forget_uncaptured(self) -> None:
         """Look again at relations found not captured (the captured tables grew)."""
@@ -78,29 +96,28 @@ class TransactionDecoder:
         """Whether a table without a key was seen."""
         return any(t.keyless for t in self._tables.values() if t is not None)
 
-    def changes(self, unit: Transaction, after: Position) -> list[ch.Change]:
-        """The changes of one committed transaction to emit (those after ``after``), with their positions."""
-        commit = unit.commit
-        check_lsn(commit.end_lsn)
-        base, capacity = pack(commit.commit_lsn), pack(commit.end_lsn) - pack(commit.commit_lsn)
-        emitted: dict[str, TableSchema | None] = {}  # the last schema emitted, by table
+    def changes(self, piece: Piece, after: Position) -> list[ch.Change]:
+        """The changes of one piece of a committed transaction to emit (those after ``after``,
+        as it was when the transaction began), with their positions."""
+        begin = piece.begin
+        if piece.first:
+            check_lsn(begin.final_lsn)
+            self._open = _Open(begin, self._extents.base(begin.final_lsn), after)
+        t = self._open
+        assert t is not None and t.begin is begin, "a piece of a transaction whose beginning was not read"
+        commit_lsn, base, after = begin.final_lsn, t.base, t.after
         changes: list[ch.Change] = []
-        index = 0
 
         def next_position() -> Position:
-            nonlocal index
-            index += 1
-            if index >= capacity:
-                raise UnsupportedChange(f"transaction {unit.begin.xid} has more changes than positions can encode")
-            return Position(base + index)
+            t.index += 1
+            return self._extents.position(commit_lsn, base, t.index)
 
         def add(position: Position, **fields: Any) -> None:
             if position > after:  # else the node has it already
-                changes.append(ch.Change(position, commit_time=commit.commit_time, txid=str(unit.begin.xid),
-                                         **fields))
+                changes.append(ch.Change(position, commit_time=begin.commit_time, txid=str(begin.xid), **fields))
 
         rows = []
-        for message in unit.messages:
+        for message in piece.messages:
             if isinstance(message, pgoutput.Relation):
                 self._relations[message.oid] = message
                 self._tables.pop(message.oid, None)
@@ -111,9 +128,10 @@ class TransactionDecoder:
                 if base > after:  # else the node stored a change after it: the pass started before
                     self._request(message, base)
             elif (table := self._relation_table(message.oid)) is not None:
-                rows += [(table, *change) for change in self._row_changes(table, message, commit.commit_lsn)]
-        self._copies.load([(t.resource, image) for t, _, before, after_ in rows if t.keyless
+                rows += [(table, *change) for change in self._row_changes(table, message, commit_lsn)]
+        self._copies.load([(tb.resource, image) for tb, _, before, after_ in rows if tb.keyless
                            for image in (before, after_) if image is not None])
+        emitted = t.emitted
         for table, op, before, after_ in rows:
             resource, schema = table.resource, table.schema
             if resource not in emitted:
@@ -122,7 +140,7 @@ class TransactionDecoder:
                 if emitted[resource] != schema:
                     position = next_position()
                     if position > after:
-                        described = self._history.describe(position, resource, schema, commit.commit_time)
+                        described = self._history.describe(position, resource, schema, begin.commit_time)
                         add(position, table=resource, op=ch.SCHEMA, schema=schema, renames=described.change.renames)
                         if described.reread:
                             self._snapshots.reread(resource, position)
@@ -132,7 +150,9 @@ class TransactionDecoder:
                 self._copies.truncate(resource, position)
             add(position, table=resource, op=op, before=self._copies.number(table, before, -1, position, after),
                 after=self._copies.number(table, after_, 1, position, after))
-        self._overflows.add(base, index, commit.commit_lsn)
+        if piece.commit is not None:
+            self._extents.close(commit_lsn, Position(base + t.index))
+            self._open = None
         return changes
 
     def _request(self, message: pgoutput.Message, position: Position) -> None:
