@@ -49,7 +49,7 @@ from exchange.transport.offline.bundles import (
 from exchange.transport.wire import MalformedEvent
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
-from hub.ingest import Ingest, PositionGap
+from hub.ingest import ConcurrentPublish, Ingest, PositionGap
 from hub.metrics import METRICS as metrics
 from hub.sharing.guard import NotSharedGuard
 from hub.workdays import WorkingCalendar
@@ -138,7 +138,7 @@ class BundleImporter:
         fails again."""
         try:
             return self.ingest.ingest(agency, batch)
-        except IntegrityError:
+        except (IntegrityError, ConcurrentPublish):
             return self.ingest.ingest(agency, batch)
 
     def _quarantine(self, path: Path, reason: str, detail: str, report: dict) -> bool:

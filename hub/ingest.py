@@ -7,9 +7,13 @@ below it are already stored and are dropped; the rest are written together
 with the new position in one transaction.  So a re-sent or overlapping batch
 changes nothing, and a crash can never separate events from their position.
 
-This process is the only writer of its store, and each agency has one writer
-at a time.  Ingest is also the hub's one way into agency logs for reading,
-because opening a log may create its table.
+Several hubs may serve one PostgreSQL store.  Each transaction states the
+position its events were chosen against, and the store checks it under a
+lock on the agency's position (exchange.store: ``expected_position``): when
+another hub or publisher stored events of the agency meanwhile, the batch is
+refused (ConcurrentPublish) and nothing of it is written; the publisher
+re-reads the position and resends.  Ingest is also the hub's one way into
+agency logs for reading, because opening a log may create its table.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from exchange.common.metrics import commit_timestamp
 from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
-from exchange.store import AgencyLogs, AgencyRecorder, Tracking, check_distinct
+from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -40,6 +44,19 @@ class PositionGap(OperationFailed):
         super().__init__(
             f"agency {agency}: batch starts after node notification id {after}, "
             f"but the hub has stored only up to {position}; resend from {position}"
+        )
+
+
+class ConcurrentPublish(OperationFailed):
+    """Another publisher stored events of the agency while this batch was being stored."""
+
+    def __init__(self, agency: str, expected: int, actual: int):
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"agency {agency}: the hub's position moved to node notification id {actual} while this batch "
+            f"expected {expected}: another publisher of this agency (a second node, or this node through "
+            f"another hub) stored events meanwhile; nothing of the batch was stored; resend from {actual}"
         )
 
 
@@ -103,7 +120,7 @@ class Ingest:
 
         A batch larger than ``batch_bytes`` is stored in several transactions,
         each with the position of its last event.  Raises MalformedEvent,
-        PositionGap or VersionGapError; nothing of the part that fails is
+        PositionGap, ConcurrentPublish or VersionGapError; nothing of the part that fails is
         written then (earlier parts stay stored, with their position).
         """
         _check_order(batch)
@@ -120,12 +137,16 @@ class Ingest:
                 guard(agency, new)
             for part in _byte_parts(new, self.batch_bytes):
                 # Each part with the node id of its last event: a crash between parts resumes after it.
-                position = part[-1].notification_id
+                expected, position = position, part[-1].notification_id
                 with self._watch(f"the hub store to take {len(part)} events of agency {agency} up to node "
                                  f"notification id {position}"):
-                    ids = recorder.insert_events(
-                        [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position)
-                    )
+                    try:
+                        ids = recorder.insert_events(
+                            [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position),
+                            expected_position=expected,
+                        )
+                    except PositionMoved as e:
+                        raise ConcurrentPublish(agency, e.expected, e.actual) from None
                 with state.changed:
                     state.head = max(state.head, ids[-1])
                     state.changed.notify_all()

@@ -22,7 +22,7 @@ from exchange.contracts.errors import InvalidInput
 from exchange.store import StoreError, open_store
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc import tls
-from hub import audit_reconcile, identity, status, web
+from hub import audit_reconcile, identity, single_hub, status, web
 from hub import inbox as hub_inbox
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
@@ -60,6 +60,12 @@ def run(cfg: Config) -> int:
         log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)
         return 2
     try:
+        claimed = single_hub.claim(cfg.store.url)
+    except (StoreError, OSError) as e:
+        log.error("cannot serve the hub store: %s", e)
+        store.close()
+        return 2
+    try:
         watchdog = Watchdog(cfg.watchdog.stall_seconds, METRICS.stalls)
         ingest = Ingest(store, cfg.store.batch_bytes, watchdog.start())
         try:
@@ -92,6 +98,7 @@ def run(cfg: Config) -> int:
             audit.record("hub.stopped", "hub")
     finally:
         store.close()
+        single_hub.release(claimed)
 
 
 def _reconcile_audit(store: Any, audit: AuditLog) -> None:

@@ -6,7 +6,8 @@ insert; they never go backwards, because inserts lock the events table.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
@@ -17,7 +18,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from exchange.common.urls import redact_url
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, expected_position, hex_id
 from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 LOCK_TIMEOUT_SECONDS = 30
@@ -37,6 +38,22 @@ def connection_settings(url: str) -> dict[str, Any]:
         "user": unquote(parts.username or "postgres"),
         "password": unquote(parts.password or ""),
     }
+
+
+def position_lock_key(name: str) -> str:
+    """The text whose ``hashtextextended(text, 0)`` is the advisory lock key of tracked position ``name``."""
+    return "exchange.position:" + name
+
+
+def lock_position(curs: Cursor[DictRow], name: str) -> None:
+    """Take the transaction-scoped advisory lock of tracked position ``name`` (held until commit or rollback):
+    every process writing that position waits here for its turn."""
+    advisory_lock(curs, position_lock_key(name))
+
+
+def advisory_lock(curs: Cursor[DictRow], text: str) -> None:
+    """Take the transaction-scoped advisory lock keyed by ``hashtextextended(text, 0)``."""
+    curs.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (text,))
 
 
 class UnpipelinedRecorder(PostgresProcessRecorder):
@@ -63,6 +80,10 @@ class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        tracking = kwargs.get("tracking")
+        if kwargs.get("expected_position") is not None and tracking is not None:
+            lock_position(curs, tracking.application_name)
+            expected_position(lambda name: self._max_tracking_id(name, curs), kwargs)
         check_continuity(stored_events, lambda oids: self._max_versions(curs, oids))
         super()._insert_events(curs, stored_events, **kwargs)
 
@@ -201,6 +222,14 @@ class PostgresEventStore(AgencyLogs):
         except PersistenceError as e:
             self.datastore.close()
             raise StoreError(f"cannot open store {redact_url(url)!r}: {e}") from None
+
+    @contextmanager
+    def creating(self) -> Iterator[None]:
+        """Hold the store's table-creation advisory lock: two hubs creating one agency's tables at
+        the same moment would otherwise both try to create them, and one would fail."""
+        with self.datastore.transaction(commit=False) as curs:
+            advisory_lock(curs, "exchange.create-tables")
+            yield
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""

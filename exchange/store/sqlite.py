@@ -10,7 +10,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder, SQLiteTransaction
 
 from exchange.common.urls import sqlite_path
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, expected_position
 from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 
@@ -18,6 +18,8 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        # The write transaction began IMMEDIATE: it holds the database's one write lock already.
+        expected_position(lambda name: self._max_tracking_id(name, c), kwargs)
         check_continuity(stored_events, lambda oids: self._max_versions(c, oids))
         return super()._insert_events(c, stored_events, **kwargs)
 
