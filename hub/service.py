@@ -78,7 +78,7 @@ def run(cfg: Config) -> int:
             return 2
         audit, watch = started
         try:
-            _reconcile_audit(store, audit)
+            _reconcile_audit(store, audit, cfg.audit.peers)
             try:
                 credentials = _credentials(cfg, audit)
             except tls.TLSError as e:
@@ -101,10 +101,10 @@ def run(cfg: Config) -> int:
         single_hub.release(claimed)
 
 
-def _reconcile_audit(store: Any, audit: AuditLog) -> None:
-    """Audit the decisions a crash left stored but unaudited (hub/audit_reconcile.py)."""
+def _reconcile_audit(store: Any, audit: AuditLog, peers: list[str]) -> None:
+    """Audit the decisions a crash left stored but unaudited in every hub's log (hub/audit_reconcile.py)."""
     try:
-        audit_reconcile.repair(store, audit)
+        audit_reconcile.repair(store, audit, peers)
     except AuditError as e:  # a broken chain: the chain watch reports it; appending would not mend it
         log.error("cannot reconcile the store with the audit log: %s", e)
 
