@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
-from urllib.parse import unquote, urlsplit
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -24,20 +25,43 @@ from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, 
 LOCK_TIMEOUT_SECONDS = 30
 
 
+CONNECTION_KEYS = ("dbname", "host", "port", "user", "password")
+
+
+def _parsed(url: str) -> dict[str, Any]:
+    """The libpq parameters of a ``postgresql://`` URL (StoreError naming a bad one)."""
+    expected = ("expected postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST[:PORT]...]/DATABASE"
+                "[?target_session_attrs=read-write&...]")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: {expected}")
+    try:
+        parsed = conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: {e}; {expected}") from None
+    if not parsed.get("dbname"):
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: no database named; {expected}")
+    return parsed
+
+
 def connection_settings(url: str) -> dict[str, Any]:
-    """Host, port, user, password and database name of a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
-    if parts.scheme not in ("postgresql", "postgres") or not dbname:
-        raise StoreError(f"unsupported URL {redact_url(url)!r}: "
-                         "expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+    """Database name, host, port, user and password of a ``postgresql://`` URL.
+
+    A URL naming several servers (``postgresql://hub@pg1:5432,pg2:5432/hub``) gives their
+    hosts and ports as comma-separated lists, as libpq takes them: it tries each in turn."""
+    parsed = _parsed(url)
     return {
-        "dbname": dbname,
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
+        "dbname": parsed["dbname"],
+        "host": parsed.get("host") or "localhost",
+        "port": parsed.get("port") or 5432,
+        "user": parsed.get("user") or "postgres",
+        "password": parsed.get("password") or "",
     }
+
+
+def connection_options(url: str) -> dict[str, Any]:
+    """The URL's other libpq parameters, e.g. ``target_session_attrs=read-write`` (connect only to a
+    server that accepts writes: after a standby is promoted, new connections find it) or ``sslmode``."""
+    return {k: v for k, v in _parsed(url).items() if k not in CONNECTION_KEYS}
 
 
 def position_lock_key(name: str) -> str:
@@ -216,6 +240,7 @@ class PostgresEventStore(AgencyLogs):
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
             connect_timeout=5,
         ), create, cipher)
+        self.datastore.pool.kwargs.update(connection_options(url))  # applies to every connection the pool opens
         try:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute("SELECT 1")

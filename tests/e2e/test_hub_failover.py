@@ -84,13 +84,15 @@ def test_nodes_fail_over_when_a_hub_is_killed_and_every_event_is_stored_once(lau
     for node in nodes:  # all on hub a, caught up with the snapshot
         wait_caught_up(node, DEADLINE)
         assert metric(node, "exchange_node_hub_info", client="publish", address=hub_a.grpc_address) == 1
-    workloads = [threading.Thread(target=s.run, args=(400,), kwargs={"per_transaction": 5}) for s in agencies]
+    before = [metric(n, "exchange_node_events_acknowledged_total") for n in nodes]
+    workloads = [threading.Thread(target=s.run, args=(1500,), kwargs={"per_transaction": 5}) for s in agencies]
     for w in workloads:
         w.start()
-    eventually(lambda: all((metric(n, "exchange_node_events_acknowledged_total") or 0) > 0 for n in nodes),
-               "every node ships during the workload")
+    eventually(lambda: all(metric(n, "exchange_node_events_acknowledged_total") > b for n, b in zip(nodes, before)),
+               "every node ships part of the workload to hub a")
     hub_a.kill()  # kill -9 in the middle of the workload
     killed = time.monotonic()
+    assert any(w.is_alive() for w in workloads), "the workload ended before the hub was killed"
     moved = []
     for node in nodes:
         eventually(lambda: metric(node, "exchange_node_hub_info", client="publish", address=hub_b.grpc_address) == 1,
