@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
-from test_consumer import CONSUMER, publish_catalog
+from test_consumer import CONSUMER, approve_licences, consumer_config, publish_catalog, wait_replica_equals
 from test_exchange_e2e import AGENCY, assert_replay_equals, exchange, stored, wait_caught_up
 
 from exchange.contracts.identifiers import uscc_check_char
@@ -220,3 +220,50 @@ def test_a_revocation_through_one_hub_ends_the_stream_on_the_other_within_second
     took = ended["at"] - revoked
     print(f"\nrevocation through hub a ended the stream on hub b after {took:.2f} s")
     assert took < 10  # the entitlement is checked at least every 0.25 s against the shared store
+
+
+def test_a_consumer_moves_to_the_other_hub_and_its_replica_stays_exact(launch, postgres, tmp_path, free_port):
+    hub_a, hub_b = two_hubs(launch, postgres, tmp_path, "ha_consumer")
+    listed = [hub_a.grpc_address, hub_b.grpc_address]
+    publish_catalog(hub_a.config["store"]["url"])
+    sample = SampleAgency(str(tmp_path / "agency.db"))
+    sample.create(persons=20, legal_persons=20, licences=20)
+    node = launch.node(hub_a.grpc_address, Path(sample.path), TABLES,
+                       config={"hub": {"addresses": listed}, "source": {"not_shared": ["persons"]}})
+    approve_licences(hub_b)  # decided through hub b, delivered by hub a, then by hub b
+    config = consumer_config(tmp_path, hub_a, free_port)
+    config["hub"]["addresses"] = listed
+    consumer = launch.start(["node", "subscribe"], config, name="consumer",
+                            ready=lambda: metric_answers(config["metrics"]["port"]))
+    wait_replica_equals(Path(sample.path), tmp_path / "replica.db", consumer, DEADLINE)
+    workload = threading.Thread(target=sample.run, args=(600,), kwargs={"per_transaction": 5})
+    workload.start()
+    hub_a.kill()
+    killed = time.monotonic()
+    eventually(lambda: metric(consumer, "exchange_node_hub_info", client="subscribe", address=hub_b.grpc_address) == 1,
+               "the consumer subscribes at hub b")
+    moved = time.monotonic() - killed
+    workload.join()
+    wait_caught_up(node, DEADLINE)
+    wait_replica_equals(Path(sample.path), tmp_path / "replica.db", consumer, DEADLINE)
+    assert metric(consumer, "exchange_node_hub_failovers_total", client="subscribe") >= 1
+    print(f"\nconsumer failover: subscribing at hub b {moved:.1f} s after kill -9")
+
+
+def metric_answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_second_hub_on_one_sqlite_store_is_refused(launch, tmp_path, free_port):
+    hub = launch.hub()
+    config = tmp_path / "second.toml"
+    config.write_text(f'[store]\nurl = "{hub.config["store"]["url"]}"\n[listen]\naddress = "127.0.0.1:{free_port()}"\n'
+                      f'insecure = true\n[metrics]\nport = 0\n')
+    result = exchange("hub", "run", "--config", str(config), check=False)
+    assert result.returncode == 2
+    assert "another hub already serves the SQLite store" in result.stderr
+    assert hub.running

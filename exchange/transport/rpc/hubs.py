@@ -84,7 +84,7 @@ class HubList:
                 candidate = self.hubs[(self._index + step) % count]
                 if self._serving(candidate):
                     self._index = (self._index + step) % count
-                    log.warning("hub %s does not answer: %s moves to hub %s", failed, self.client, candidate,
+                    log.info("hub %s does not answer: %s moves to hub %s", failed, self.client, candidate,
                                 extra={"hub": candidate, "failed": failed, "client": self.client})
                     if self.on_change is not None:
                         self.on_change(failed, candidate)
