@@ -161,6 +161,9 @@ class Shipper:
                 in_flight.append(shipped)
             if not in_flight:
                 self._settle(sent)
+                if responses.done():  # the stream ended while idle (the hub died): its error, raised now
+                    next(responses, None)
+                    return
                 self.wake.wait(0.5)
                 self.wake.clear()
                 continue

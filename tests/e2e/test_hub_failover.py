@@ -114,6 +114,18 @@ def test_nodes_fail_over_when_a_hub_is_killed_and_every_event_is_stored_once(lau
           f"all caught up {caught_up:.1f} s after")
 
 
+def test_an_idle_node_moves_to_the_other_hub_without_waiting_for_a_change(launch, postgres, tmp_path):
+    hub_a, hub_b = two_hubs(launch, postgres, tmp_path, "ha_idle")
+    sample = SampleAgency(str(tmp_path / "agency.db"))
+    sample.create(persons=5, legal_persons=5, licences=5)
+    node = launch.node(hub_a.grpc_address, Path(sample.path), TABLES, config={"hub": {"addresses": [hub_b.grpc_address]}})
+    wait_caught_up(node, DEADLINE)
+    hub_a.kill()
+    eventually(lambda: metric(node, "exchange_node_hub_info", client="publish", address=hub_b.grpc_address) == 1,
+               "the idle node connects to hub b")
+    assert metric(node, "exchange_node_hub_connected") == 1
+
+
 def event(notification_id: int, record: uuid.UUID, version: int) -> pb.Event:
     topic = "exchange.record:Created" if version == 1 else "exchange.record:Updated"
     return pb.Event(notification_id=notification_id, originator_id=str(record), originator_version=version,
