@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from contextlib import nullcontext
 from typing import Callable, ContextManager, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -57,6 +58,19 @@ class ConcurrentPublish(OperationFailed):
             f"agency {agency}: the hub's position moved to node notification id {actual} while this batch "
             f"expected {expected}: another publisher of this agency (a second node, or this node through "
             f"another hub) stored events meanwhile; nothing of the batch was stored; resend from {actual}"
+        )
+
+
+class NotHeld(OperationFailed):
+    """A batch re-sends events at or below the hub's position that the hub does not hold."""
+
+    def __init__(self, agency: str, position: int, event: pb.Event):
+        super().__init__(
+            f"agency {agency}: the hub holds the agency's events up to node notification id {position}, but not "
+            f"record {event.originator_id} version {event.originator_version}, which this batch sends as id "
+            f"{event.notification_id}: another node of this agency publishes other events (one node per agency), "
+            "or this node's store was replaced (restore it with exchange node restore); nothing of the batch "
+            "was stored"
         )
 
 
@@ -120,8 +134,8 @@ class Ingest:
 
         A batch larger than ``batch_bytes`` is stored in several transactions,
         each with the position of its last event.  Raises MalformedEvent,
-        PositionGap, ConcurrentPublish or VersionGapError; nothing of the part that fails is
-        written then (earlier parts stay stored, with their position).
+        PositionGap, ConcurrentPublish, NotHeld or VersionGapError; nothing of the part that
+        fails is written then (earlier parts stay stored, with their position).
         """
         _check_order(batch)
         state = self._agency(agency)
@@ -131,6 +145,7 @@ class Ingest:
             if batch.after > position:
                 raise PositionGap(agency, batch.after, position)
             new = [e for e in batch.events if e.notification_id > position]
+            _check_held(agency, recorder, [e for e in batch.events if e.notification_id <= position], position)
             if not new:
                 return position, 0
             for guard in self.guards:
@@ -172,6 +187,22 @@ class Ingest:
                 check_distinct(agency, [*opened, *self.store.agencies()])  # ids merely asked about block nothing
                 self._agencies[agency] = _Agency()
             return self._agencies[agency]
+
+
+def _check_held(agency: str, recorder: AgencyRecorder, resent: Sequence[pb.Event], position: int) -> None:
+    """NotHeld unless the hub holds every re-sent event's record at its version (one query; none
+    without re-sent events).  What a second node of the agency sends under ids the first one used
+    is refused here instead of being dropped as a duplicate."""
+    if not resent:
+        return
+    try:
+        oids = [UUID(e.originator_id).hex for e in resent]
+    except ValueError:
+        raise MalformedEvent(f"a re-sent event's originator id is not a UUID: {resent[0].originator_id!r}") from None
+    held = recorder.max_versions(list(dict.fromkeys(oids)))
+    for oid, event in zip(oids, resent):
+        if held.get(oid, 0) < event.originator_version:
+            raise NotHeld(agency, position, event)
 
 
 def _byte_parts(events: Sequence[pb.Event], limit: int) -> list[Sequence[pb.Event]]:

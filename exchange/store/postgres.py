@@ -124,6 +124,11 @@ class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
         """A tracked position (0 when none is recorded yet)."""
         return self.max_tracking_id(name) or 0
 
+    def max_versions(self, oids: Sequence[str]) -> dict[str, int]:
+        """The highest stored version of each of the given records (hex ids) that has one."""
+        with self.datastore.transaction(commit=False) as curs:
+            return self._max_versions(curs, list(oids))
+
     def count_after(self, position: int = 0) -> int:
         """How many notifications have an id > ``position``."""
         with self.datastore.transaction(commit=False) as curs:

@@ -38,6 +38,11 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
         """A tracked position (0 when none is recorded yet)."""
         return self.max_tracking_id(name) or 0
 
+    def max_versions(self, oids: Sequence[str]) -> dict[str, int]:
+        """The highest stored version of each of the given records (hex ids) that has one."""
+        with self.datastore.transaction(commit=False) as c:
+            return self._max_versions(c, oids)
+
     def count_after(self, position: int = 0) -> int:
         """How many notifications have an id > ``position``."""
         with self.datastore.transaction(commit=False) as c:

@@ -195,6 +195,14 @@ def test_two_hubs_fed_one_agency_at_once_store_it_once_and_refuse_the_loser(laun
     with grpc.insecure_channel(hub_b.grpc_address) as channel:
         position = pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=agency), timeout=CALL_TIMEOUT)
     assert position.position == after
+    # A second node of the agency, sending other records under ids the hub already holds, is refused
+    # through either hub, not taken for a re-send.
+    other = pb.EventBatch(after=0, events=[event(1, uuid.uuid4(), 1)])
+    for hub in (hub_a, hub_b):
+        refused = publish(hub.grpc_address, agency, other)
+        assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "another node of this agency publishes other events" in refused.details()
+    assert len(stored(hub_a.config["store"]["url"], agency)) == 3 * 6
 
 
 def test_a_revocation_through_one_hub_ends_the_stream_on_the_other_within_seconds(launch, postgres, tmp_path):
