@@ -59,6 +59,7 @@ def run(cfg: Config) -> int:
     except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
         log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)
         return 2
+    _warn_failover_risk(store)
     try:
         claimed = single_hub.claim(cfg.store.url)
     except (StoreError, OSError) as e:
@@ -99,6 +100,20 @@ def run(cfg: Config) -> int:
     finally:
         store.close()
         single_hub.release(claimed)
+
+
+def _warn_failover_risk(store: Any) -> None:
+    """Log when the store names standbys but a promotion could lose acknowledged batches."""
+    check = getattr(store, "failover_risk", None)
+    try:
+        risk = check() if check is not None else None
+    except (PersistenceError, StoreError) as e:
+        log.warning("cannot read the store's replication settings: %s", e)
+        return
+    if risk:
+        log.warning("the hub store names several servers, but %s: batches acknowledged to nodes may be missing "
+                    "on a promoted standby; set synchronous_commit = on and synchronous_standby_names "
+                    "(docs/scaling.md)", risk, extra={"risk": risk})
 
 
 def _reconcile_audit(store: Any, audit: AuditLog, peers: list[str]) -> None:

@@ -261,6 +261,22 @@ class PostgresEventStore(AgencyLogs):
             advisory_lock(curs, "exchange.create-tables")
             yield
 
+    def failover_risk(self) -> str | None:
+        """Why a promoted standby could lack commits this store acknowledged, when the URL names several
+        servers (standbys to fail over to) and the server does not wait for a synchronous standby;
+        None otherwise (docs/scaling.md §3)."""
+        if "," not in str(connection_settings(self.url)["host"]):
+            return None
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT current_setting('synchronous_commit') AS sc, "
+                         "current_setting('synchronous_standby_names') AS names")
+            row = curs.fetchone()
+        if not row["names"].strip():
+            return "synchronous_standby_names is empty: commits do not wait for any standby"
+        if row["sc"] not in ("on", "remote_apply"):
+            return f"synchronous_commit is {row['sc']}: commits do not wait for the standby to flush them"
+        return None
+
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
         with self.datastore.transaction(commit=False) as curs:

@@ -58,6 +58,7 @@ def test_a_hub_survives_the_promotion_of_a_synchronous_standby_without_loss_or_d
         wait_caught_up(node, DEADLINE)
         caught_up = time.monotonic() - crashed
         assert hub.running, hub.log()[-3000:]
+        assert "may be missing on a promoted standby" not in hub.log()
         at_hub, at_node = stored(url, AGENCY), stored(node.config["store"]["url"], AGENCY)
         assert len(at_hub) == len({(e[0], e[1]) for e in at_hub}), "an event is stored twice"
         assert at_hub == at_node, "the new primary's log differs from the node's"
@@ -65,3 +66,11 @@ def test_a_hub_survives_the_promotion_of_a_synchronous_standby_without_loss_or_d
         print(f"\npostgres failover: promoted {promoted:.1f} s after the crash; node caught up {caught_up:.1f} s after")
     finally:
         standby.stop()
+
+
+def test_a_hub_naming_standbys_without_synchronous_commit_warns_at_start(launch, postgres, free_port, tmp_path):
+    database = postgres.create_database("hub_async")
+    url = f"postgresql://postgres@127.0.0.1:{postgres.port},127.0.0.1:{free_port()}/{database}"
+    hub = launch.hub(config={"store": {"url": url}, "audit": {"path": str(tmp_path / "audit.log")}})
+    assert "synchronous_standby_names is empty" in hub.log()
+    assert "may be missing on a promoted standby" in hub.log()
