@@ -92,6 +92,9 @@ class Shipper:
                     log.warning("hub %s unavailable (%s); shipping to hub %s now, from the position it reports",
                                 failed, kind, self.address, extra={"hub": self.address, "failed": failed})
                     delay = 0.0
+                elif code == grpc.StatusCode.ABORTED:  # another publisher of the agency stored events first
+                    log.warning("hub %s: %s", self.address, e.details(), extra={"hub": self.address})
+                    delay = 0.2
                 elif code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
                     log.error("hub refused events: %s", e.details(), extra={"hub": self.address})
                     delay = self.reconnect_max
