@@ -66,15 +66,16 @@ def import_bundles(cfg: Config, directory: str | Path) -> dict[str, Any]:
 def _acknowledge(cfg: Config, delivered: list[tuple], errors: list[str]) -> int:
     """Send a receipt for each bundle applied; how many the hub took (a failure is reported, not raised)."""
     receipts = Receipts.from_config(cfg)
-    if not (receipts.enabled and cfg.hub.address):
+    if not (receipts.enabled and (cfg.hub.address or cfg.hub.addresses)):
         return 0
     import grpc
 
-    from exchange.transport.rpc.channel import open_channel
+    from exchange.transport.rpc.hubs import first_channel
 
     sent = 0
     try:
-        with open_channel(cfg.hub.address, cfg) as channel:
+        _, channel = first_channel(cfg)
+        with channel:
             for provider, resource, after, reached, events, path in delivered:
                 receipts.send(channel, "bundle", provider, resource, after, reached, [path.read_bytes()], events)
                 sent += 1

@@ -9,7 +9,9 @@ Each applied batch is acknowledged with a signed receipt (consumer/receipts.py).
 When the hub ends a subscription with PERMISSION_DENIED (the approval was
 revoked or expired, the resource is no longer shared) the resource is
 withdrawn from the replica and the thread asks again after
-``hub.reconnect_max`` seconds; when the entitled data items or the approved
+``hub.reconnect_max`` seconds; when the hub stops answering, the threads move
+to the next SERVING hub of ``[hub] addresses`` and resume from the replica's
+checkpoint (exchange.transport.rpc.hubs); when the entitled data items or the approved
 row filter differ from those the replica holds, the resource is withdrawn
 and copied anew.
 """
@@ -31,7 +33,9 @@ from exchange.common.config import Config
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import InvalidInput, OperationFailed
 from exchange.contracts.events import make_mapper
-from exchange.transport.rpc.channel import check_settings, open_channel
+from exchange.transport.rpc import hubs
+from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.hubs import HubList
 from exchange.transport.wire import from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
@@ -77,8 +81,9 @@ def wanted(cfg: Config) -> list[Wanted]:
 class Subscription:
     """Keeps one resource of the replica current until stopped."""
 
-    def __init__(self, cfg: Config, want: Wanted, stopping: threading.Event):
+    def __init__(self, cfg: Config, want: Wanted, stopping: threading.Event, hub_list: HubList | None = None):
         self.cfg = cfg
+        self.hubs = hub_list or HubList(hubs.check_all(cfg), cfg, client="subscribe")
         self.want = want
         self.stopping = stopping
         self.mapper = make_mapper()
@@ -91,6 +96,7 @@ class Subscription:
         labels = (self.want.provider, self.want.resource)
         while not self.stopping.is_set():
             replica = Replica(self.cfg.consumer.replica)
+            failed = self.hubs.current
             try:
                 self._session(replica)
                 delay = 0.2
@@ -106,6 +112,10 @@ class Subscription:
                                 *labels, e.details(), self.cfg.hub.reconnect_max,
                                 extra={"provider": labels[0], "resource": labels[1]})
                     delay = self.cfg.hub.reconnect_max
+                elif hubs.unreachable(e) and self.hubs.fail_over(failed) not in (None, failed):
+                    log.warning("hub %s unavailable; %s/%s continues at hub %s from the replica's checkpoint",
+                                failed, *labels, self.hubs.current, extra={"hub": self.hubs.current})
+                    delay = 0.0
                 elif code == grpc.StatusCode.ABORTED:
                     log.info("hub: %s", e.details())
                     delay = 0.0
@@ -131,7 +141,7 @@ class Subscription:
         after = replica.position(provider, resource)
         request = pb.SubscribeRequest(agency=provider, consumer=self.cfg.agency, resource=resource,
                                       purpose=self.cfg.consumer.purpose, after=after)
-        with open_channel(self.cfg.hub.address, self.cfg) as channel:
+        with open_channel(self.hubs.current, self.cfg) as channel:
             self.call = pb_grpc.ExchangeStub(channel).Subscribe(request)
             try:
                 if self.receipts.pending:
@@ -168,16 +178,14 @@ def run(cfg: Config) -> int:
     try:
         check_agency(cfg.agency)
         resources = wanted(cfg)
-        if not cfg.hub.address:
-            raise ValueError("[hub] address is required to subscribe")
-        check_settings(cfg.hub.address, cfg)  # mutual TLS, or an explicitly insecure loopback hub
+        hub_list = hubs.with_metrics(hubs.check_all(cfg), cfg, "subscribe")  # TLS, or insecure on loopback
         Replica(cfg.consumer.replica).close()  # a bad replica URL fails here, not in every thread
         Receipts.from_config(cfg)  # a TLS key that cannot sign receipts fails here
     except Exception as e:
         log.error("consumer cannot start: %s", e)
         return 2
     stopping = threading.Event()
-    subscriptions = [Subscription(cfg, want, stopping) for want in resources]
+    subscriptions = [Subscription(cfg, want, stopping, hub_list) for want in resources]
 
     def stop(*_: object) -> None:
         stopping.set()

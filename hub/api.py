@@ -15,7 +15,7 @@ from exchange.store import StoreError, VersionGapError
 from exchange.transport.wire import MAX_ID, MalformedEvent, to_wire
 from hub import identity
 from hub.audit import AuditLog
-from hub.ingest import Ingest, PositionGap
+from hub.ingest import ConcurrentPublish, Ingest, NotHeld, PositionGap
 from hub.metrics import METRICS, HubMetrics
 from hub.sharing import subscription as sharing_subscription
 from hub.sharing.guard import NotSharedEvents
@@ -123,6 +123,10 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
                                f"agency {agency}: {e}")
         except PositionGap as e:
             self._refuse_batch(context, agency, "gap", grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        except ConcurrentPublish as e:
+            self._refuse_batch(context, agency, "concurrent", grpc.StatusCode.ABORTED, str(e))
+        except NotHeld as e:
+            self._refuse_batch(context, agency, "not_held", grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except VersionGapError as e:
             self._refuse_batch(
                 context, agency, "version_gap", grpc.StatusCode.FAILED_PRECONDITION,

@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 from uuid import UUID
 
 from exchange.contracts.events import make_mapper
@@ -83,14 +83,18 @@ class Report:
                 "not_stored": [{**vars(d), "audit_seq": seq} for d, seq in self.not_stored]}
 
 
-def reconcile(store: Any, audit_path: str | Path) -> Report:
-    """Cross-check the hub ``store`` (an open EventStore) with the audit log at ``audit_path``."""
+def reconcile(store: Any, audit_path: str | Path, peers: Sequence[str | Path] = ()) -> Report:
+    """Cross-check the hub ``store`` (an open EventStore) with the audit log at ``audit_path`` and those
+    of the other hubs serving the store (``peers``: a decision audited in any of them is audited)."""
     audited: dict[Decision, int] = {}
+    for path in peers:
+        if Path(path).exists():
+            audited.update(_chain_decisions(path))
+        else:
+            log.warning("the audit log %s of another hub ([audit] peers) is not readable here: decisions "
+                        "audited only there count as not audited", path)
     if Path(audit_path).exists():  # no log yet: nothing is audited
-        verdict = verify(audit_path)
-        if not verdict.valid:
-            raise AuditError(f"the audit log's chain is broken ({verdict.reason}): run `exchange audit verify` first")
-        audited = _audited_decisions(audit_path)
+        audited.update(_chain_decisions(audit_path))
     stored = dict(_stored_decisions(store))
     report = Report(decisions=len(stored), audited=len(audited))
     report.unaudited = [(d, stored[d]) for d in sorted(set(stored) - set(audited))]
@@ -99,9 +103,19 @@ def reconcile(store: Any, audit_path: str | Path) -> Report:
     return report
 
 
-def repair(store: Any, audit: AuditLog) -> Report:
-    """Append an ``audit.recovered`` entry for every stored decision the log lacks; the report before repair."""
-    report = reconcile(store, audit.path)
+def _chain_decisions(path: str | Path) -> dict[Decision, int]:
+    """The decisions an audit log covers, once its chain is verified (AuditError when it is broken)."""
+    verdict = verify(path)
+    if not verdict.valid:
+        raise AuditError(f"the chain of audit log {path} is broken ({verdict.reason}): "
+                         "run `exchange audit verify` first")
+    return _audited_decisions(path)
+
+
+def repair(store: Any, audit: AuditLog, peers: Sequence[str | Path] = ()) -> Report:
+    """Append an ``audit.recovered`` entry for every stored decision no log (this hub's, ``peers``) covers;
+    the report before repair."""
+    report = reconcile(store, audit.path, peers)
     for decision, event in report.unaudited:
         audit.record(RECOVERED, getattr(event, "actor", "unknown"), **_describe(decision, event))
     if report.unaudited:

@@ -49,7 +49,7 @@ from exchange.transport.offline.bundles import (
 from exchange.transport.wire import MalformedEvent
 from hub.audit import AuditLog, open_audit
 from hub.catalog.catalog import Catalog
-from hub.ingest import Ingest, PositionGap
+from hub.ingest import ConcurrentPublish, Ingest, NotHeld, PositionGap
 from hub.metrics import METRICS as metrics
 from hub.sharing.guard import NotSharedGuard
 from hub.workdays import WorkingCalendar
@@ -116,6 +116,8 @@ class BundleImporter:
             return self._quarantine(path, "malformed", str(e), report)
         except VersionGapError as e:
             return self._quarantine(path, "version_gap", f"{e}; nothing of the bundle was stored", report)
+        except NotHeld as e:
+            return self._quarantine(path, "not_held", str(e), report)
         agency = manifest.agency
         metrics.bundles_imported.labels(agency).inc()
         metrics.events_stored.labels(agency).inc(stored)
@@ -138,7 +140,7 @@ class BundleImporter:
         fails again."""
         try:
             return self.ingest.ingest(agency, batch)
-        except IntegrityError:
+        except (IntegrityError, ConcurrentPublish):
             return self.ingest.ingest(agency, batch)
 
     def _quarantine(self, path: Path, reason: str, detail: str, report: dict) -> bool:

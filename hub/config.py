@@ -43,6 +43,9 @@ SETTINGS: dict[str, Setting] = {
     "sftp_inbox.local_dir": Setting(str, "", "local directory bundles are downloaded to and imported from"),
     "sftp_inbox.poll_interval": Setting(float, 30.0, "seconds between polls of the SFTP server", above=0),
     "audit.path": Setting(str, "", "audit log file (default: audit.log beside a SQLite store; required otherwise)"),
+    "audit.peers": Setting(list, [], "the audit logs of the other hubs serving the same store (read only, e.g. "
+                           "a shared mount): each hub writes its own chain; a decision audited in any of them counts "
+                           "as audited, and exchange audit verify --config checks them all"),
     "audit.verify_interval": Setting(float, 300.0, "seconds between checks of the audit log's hash chain", above=0),
     "watchdog.stall_seconds": Setting(float, 120.0, "seconds an ingest step may make no progress before it is "
                                       "logged and counted as stalled", above=0),

@@ -7,9 +7,13 @@ below it are already stored and are dropped; the rest are written together
 with the new position in one transaction.  So a re-sent or overlapping batch
 changes nothing, and a crash can never separate events from their position.
 
-This process is the only writer of its store, and each agency has one writer
-at a time.  Ingest is also the hub's one way into agency logs for reading,
-because opening a log may create its table.
+Several hubs may serve one PostgreSQL store.  Each transaction states the
+position its events were chosen against, and the store checks it under a
+lock on the agency's position (exchange.store: ``expected_position``): when
+another hub or publisher stored events of the agency meanwhile, the batch is
+refused (ConcurrentPublish) and nothing of it is written; the publisher
+re-reads the position and resends.  Ingest is also the hub's one way into
+agency logs for reading, because opening a log may create its table.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import threading
 from contextlib import nullcontext
 from typing import Callable, ContextManager, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -24,7 +29,7 @@ from exchange.common.metrics import commit_timestamp
 from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
-from exchange.store import AgencyLogs, AgencyRecorder, Tracking, check_distinct
+from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct
 from exchange.transport.wire import MalformedEvent, from_wire
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -40,6 +45,32 @@ class PositionGap(OperationFailed):
         super().__init__(
             f"agency {agency}: batch starts after node notification id {after}, "
             f"but the hub has stored only up to {position}; resend from {position}"
+        )
+
+
+class ConcurrentPublish(OperationFailed):
+    """Another publisher stored events of the agency while this batch was being stored."""
+
+    def __init__(self, agency: str, expected: int, actual: int):
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"agency {agency}: the hub's position moved to node notification id {actual} while this batch "
+            f"expected {expected}: another publisher of this agency (a second node, or this node through "
+            f"another hub) stored events meanwhile; nothing of the batch was stored; resend from {actual}"
+        )
+
+
+class NotHeld(OperationFailed):
+    """A batch re-sends events at or below the hub's position that the hub does not hold."""
+
+    def __init__(self, agency: str, position: int, event: pb.Event):
+        super().__init__(
+            f"agency {agency}: the hub holds the agency's events up to node notification id {position}, but not "
+            f"record {event.originator_id} version {event.originator_version}, which this batch sends as id "
+            f"{event.notification_id}: another node of this agency publishes other events (one node per agency), "
+            "or this node's store was replaced (restore it with exchange node restore); nothing of the batch "
+            "was stored"
         )
 
 
@@ -103,8 +134,8 @@ class Ingest:
 
         A batch larger than ``batch_bytes`` is stored in several transactions,
         each with the position of its last event.  Raises MalformedEvent,
-        PositionGap or VersionGapError; nothing of the part that fails is
-        written then (earlier parts stay stored, with their position).
+        PositionGap, ConcurrentPublish, NotHeld or VersionGapError; nothing of the part that
+        fails is written then (earlier parts stay stored, with their position).
         """
         _check_order(batch)
         state = self._agency(agency)
@@ -114,18 +145,23 @@ class Ingest:
             if batch.after > position:
                 raise PositionGap(agency, batch.after, position)
             new = [e for e in batch.events if e.notification_id > position]
+            _check_held(agency, recorder, [e for e in batch.events if e.notification_id <= position], position)
             if not new:
                 return position, 0
             for guard in self.guards:
                 guard(agency, new)
             for part in _byte_parts(new, self.batch_bytes):
                 # Each part with the node id of its last event: a crash between parts resumes after it.
-                position = part[-1].notification_id
+                expected, position = position, part[-1].notification_id
                 with self._watch(f"the hub store to take {len(part)} events of agency {agency} up to node "
                                  f"notification id {position}"):
-                    ids = recorder.insert_events(
-                        [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position)
-                    )
+                    try:
+                        ids = recorder.insert_events(
+                            [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position),
+                            expected_position=expected,
+                        )
+                    except PositionMoved as e:
+                        raise ConcurrentPublish(agency, e.expected, e.actual) from None
                 with state.changed:
                     state.head = max(state.head, ids[-1])
                     state.changed.notify_all()
@@ -151,6 +187,22 @@ class Ingest:
                 check_distinct(agency, [*opened, *self.store.agencies()])  # ids merely asked about block nothing
                 self._agencies[agency] = _Agency()
             return self._agencies[agency]
+
+
+def _check_held(agency: str, recorder: AgencyRecorder, resent: Sequence[pb.Event], position: int) -> None:
+    """NotHeld unless the hub holds every re-sent event's record at its version (one query; none
+    without re-sent events).  What a second node of the agency sends under ids the first one used
+    is refused here instead of being dropped as a duplicate."""
+    if not resent:
+        return
+    try:
+        oids = [UUID(e.originator_id).hex for e in resent]
+    except ValueError:
+        raise MalformedEvent(f"a re-sent event's originator id is not a UUID: {resent[0].originator_id!r}") from None
+    held = recorder.max_versions(list(dict.fromkeys(oids)))
+    for oid, event in zip(oids, resent):
+        if held.get(oid, 0) < event.originator_version:
+            raise NotHeld(agency, position, event)
 
 
 def _byte_parts(events: Sequence[pb.Event], limit: int) -> list[Sequence[pb.Event]]:

@@ -22,7 +22,7 @@ from exchange.contracts.errors import InvalidInput
 from exchange.store import StoreError, open_store
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc import tls
-from hub import audit_reconcile, identity, status, web
+from hub import audit_reconcile, identity, single_hub, status, web
 from hub import inbox as hub_inbox
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
@@ -59,6 +59,13 @@ def run(cfg: Config) -> int:
     except (StoreError, PersistenceError, sqlite3.Error, OSError) as e:  # includes a bad cipher key
         log.error("cannot open the hub store %s: %s", redact_url(cfg.store.url), e)
         return 2
+    _warn_failover_risk(store)
+    try:
+        claimed = single_hub.claim(cfg.store.url)
+    except (StoreError, OSError) as e:
+        log.error("cannot serve the hub store: %s", e)
+        store.close()
+        return 2
     try:
         watchdog = Watchdog(cfg.watchdog.stall_seconds, METRICS.stalls)
         ingest = Ingest(store, cfg.store.batch_bytes, watchdog.start())
@@ -72,7 +79,7 @@ def run(cfg: Config) -> int:
             return 2
         audit, watch = started
         try:
-            _reconcile_audit(store, audit)
+            _reconcile_audit(store, audit, cfg.audit.peers)
             try:
                 credentials = _credentials(cfg, audit)
             except tls.TLSError as e:
@@ -92,12 +99,27 @@ def run(cfg: Config) -> int:
             audit.record("hub.stopped", "hub")
     finally:
         store.close()
+        single_hub.release(claimed)
 
 
-def _reconcile_audit(store: Any, audit: AuditLog) -> None:
-    """Audit the decisions a crash left stored but unaudited (hub/audit_reconcile.py)."""
+def _warn_failover_risk(store: Any) -> None:
+    """Log when the store names standbys but a promotion could lose acknowledged batches."""
+    check = getattr(store, "failover_risk", None)
     try:
-        audit_reconcile.repair(store, audit)
+        risk = check() if check is not None else None
+    except (PersistenceError, StoreError) as e:
+        log.warning("cannot read the store's replication settings: %s", e)
+        return
+    if risk:
+        log.warning("the hub store names several servers, but %s: batches acknowledged to nodes may be missing "
+                    "on a promoted standby; set synchronous_commit = on and synchronous_standby_names "
+                    "(docs/scaling.md)", risk, extra={"risk": risk})
+
+
+def _reconcile_audit(store: Any, audit: AuditLog, peers: list[str]) -> None:
+    """Audit the decisions a crash left stored but unaudited in every hub's log (hub/audit_reconcile.py)."""
+    try:
+        audit_reconcile.repair(store, audit, peers)
     except AuditError as e:  # a broken chain: the chain watch reports it; appending would not mend it
         log.error("cannot reconcile the store with the audit log: %s", e)
 

@@ -38,7 +38,10 @@ SETTINGS: dict[str, Setting] = {
     "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
                                      "(exchange store keygen; empty: not encrypted)"),
     "store.cipher_key": Setting(str, "", "the same key as base64 text, for the environment; never logged"),
-    "hub.address": Setting(str, help="hub gRPC address host:port"),
+    "hub.address": Setting(str, "", "hub gRPC address host:port (one hub; or use [hub] addresses)"),
+    "hub.addresses": Setting(list, [], "hub gRPC addresses host:port, in order of preference: hubs serving one "
+                             "store; the node moves to the next that answers when the one in use does not "
+                             "(with [hub] address too, that one comes first)"),
     "hub.batch_size": Setting(int, 500, "events per publish batch", minimum=1),
     "hub.batch_bytes": Setting(int, 4 * 1024 * 1024, "bytes of events per publish batch, at most (one larger "
                                "event goes alone); keep it below the hub's [listen] max_message_bytes",
@@ -92,6 +95,8 @@ def load(path: str | Path | None, environ=None) -> Config:
 CONSUMER_SETTINGS: dict[str, Setting] = {
     **{k: v for k, v in SETTINGS.items() if k.split(".")[0] in ("agency", "hub", "tls", "metrics", "log")},
     "hub.address": Setting(str, "", "hub gRPC address host:port (not needed for exchange node import)"),
+    "hub.addresses": Setting(list, [], "hub gRPC addresses host:port, in order of preference (hubs serving one "
+                             "store; the consumer moves to the next that answers when the one in use does not)"),
     "consumer.replica": Setting(str, help="replica database the received resources are applied to, e.g. sqlite:///replica.db"),
     "consumer.resources": Setting(list, help="resources to receive, each PROVIDER/RESOURCE"),
     "consumer.purpose": Setting(str, "", "what the data is used for, recorded with every delivery (required for "

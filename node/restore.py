@@ -35,7 +35,7 @@ from exchange.contracts.events import (
 )
 from exchange.store import EventStore, NodeRecorder, RecordState, StoreError
 from exchange.store.at_rest import store_cipher
-from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.hubs import first_channel
 from exchange.transport.wire import from_wire
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -83,12 +83,13 @@ def restore(cfg: Config, timeout: float = 30.0) -> dict[str, Any]:
         if recorder.position(SOURCE_TRACKING) or recorder.position(HUB_TRACKING):
             raise StoreError(f"store {cfg.store.url!r} already belongs to a running node; "
                              "restore needs the empty store of a node that lost its own")
-        with open_channel(cfg.hub.address, cfg) as channel:
+        address, channel = first_channel(cfg)
+        with channel:
             stub = pb_grpc.ExchangeStub(channel)
             try:
                 positions = stub.GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
             except grpc.RpcError as e:
-                raise StoreError(f"cannot restore from hub {cfg.hub.address}: {e.details()}") from None
+                raise StoreError(f"cannot restore from hub {address}: {e.details()}") from None
             with tempfile.TemporaryDirectory(prefix="exchange-restore-") as tmp:
                 images = RowImages(tmp)
                 try:

@@ -12,8 +12,7 @@ from exchange.common.stall import StalledSteps, Watchdog
 from exchange.contracts.changes import SourceNotReady
 from exchange.store import EventStore, StoreError
 from exchange.store.at_rest import store_cipher
-from exchange.transport.rpc import tls
-from exchange.transport.rpc.channel import check_settings
+from exchange.transport.rpc import hubs, tls
 from node import metrics as node_metrics
 from node import offline as node_offline
 from node.capture import Capture
@@ -50,7 +49,7 @@ class Node:
         self.wake = threading.Event()  # ends capture's wait early: new input at the source, or stopping
         self.stored = threading.Event()  # wakes the shipper when capture stored events
         self.shipper = Shipper(
-            self.agency, self.recorder, cfg.hub.address, batch_size=cfg.hub.batch_size,
+            self.agency, self.recorder, hubs.addresses(cfg), batch_size=cfg.hub.batch_size,
             window=cfg.hub.window, reconnect_max=cfg.hub.reconnect_max, wake=self.stored, cfg=cfg,
             metrics=metrics, batch_bytes=cfg.hub.batch_bytes, watchdog=self.watchdog,
         )
@@ -120,7 +119,7 @@ def run(cfg: Config) -> int:
         if node.recorder.position(RESTORE_TRACKING) and not node.recorder.position(SOURCE_TRACKING):
             raise StoreError("a restore of this node's store from the hub was interrupted: "
                              "run `exchange node restore` again before `exchange node run`")
-        check_settings(cfg.hub.address, cfg)
+        hubs.check_all(cfg)
         if cfg.tls.cert:
             tls.export_expiry(tls.check_node_certificate(cfg))
         source = node.open_source()
@@ -144,7 +143,7 @@ def run(cfg: Config) -> int:
     if offline is not None:
         offline.start()
     log.info("node for agency %s capturing %s, shipping to %s", node.agency, ", ".join(cfg.source.tables),
-             cfg.hub.address)
+             node.shipper.hubs)
     capture = threading.Thread(target=node.capture_forever, name="capture", daemon=True)
     capture.start()
     while capture.is_alive():

@@ -3,7 +3,9 @@
 It reads the node's notification log after the position the hub reports,
 keeps at most ``window`` batches of ``batch_size`` events in flight (so
 memory stays bounded whatever the backlog), and on any failure reconnects
-with exponential backoff and resumes from the hub's durable position.
+with exponential backoff and resumes from the hub's durable position.  With
+several hubs (``[hub] addresses``), a hub that stops answering is left for
+the next one that is SERVING, at once (exchange.transport.rpc.hubs).
 Delivery is at-least-once on the wire; the hub makes it exactly-once.
 """
 
@@ -24,7 +26,9 @@ from exchange.common.config import Config
 from exchange.common.stall import Watchdog
 from exchange.contracts.errors import OperationFailed
 from exchange.store import NodeRecorder
+from exchange.transport.rpc import hubs
 from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.hubs import HubList
 from exchange.transport.rpc.tls import TLSError
 from exchange.transport.wire import to_wire
 from node.metrics import METRICS, NodeMetrics
@@ -45,7 +49,7 @@ class HubRefused(OperationFailed):
 class Shipper:
     """Publishes the agency's events to the hub until stopped."""
 
-    def __init__(self, agency: str, recorder: NodeRecorder, address: str, *, batch_size: int = 500,
+    def __init__(self, agency: str, recorder: NodeRecorder, address: str | Sequence[str] | HubList, *, batch_size: int = 500,
                  window: int = 4, reconnect_max: float = 10.0, wake: threading.Event | None = None,
                  cfg: Config | None = None, metrics: NodeMetrics = METRICS, batch_bytes: int = 4 * 1024 * 1024,
                  watchdog: Watchdog | None = None):
@@ -54,7 +58,8 @@ class Shipper:
         self.watchdog = watchdog or Watchdog(float("inf"), metrics.stalls)
         self.metrics = metrics
         self.recorder = recorder
-        self.address = address
+        self.hubs = address if isinstance(address, HubList) else hubs.with_metrics(
+            [address] if isinstance(address, str) else list(address), cfg, "publish")
         self.cfg = cfg
         self.batch_size = batch_size
         self.window = max(1, window)
@@ -65,6 +70,11 @@ class Shipper:
         # time.monotonic() since when the hub has not answered (None while connected); the offline fallback reads it.
         self.unreachable_since: float | None = time.monotonic()
         self.not_shared = frozenset(cfg.source.not_shared if cfg is not None else ())  # tables whose events stay here
+
+    @property
+    def address(self) -> str:
+        """The hub in use."""
+        return self.hubs.current
 
     def run(self) -> None:
         """Ship until ``stop()``; never raises."""
@@ -77,7 +87,15 @@ class Shipper:
                 code = e.code() if hasattr(e, "code") else None
                 kind = code.name.lower() if code else "rpc"
                 self.metrics.errors.labels(kind).inc()
-                if code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
+                failed = self.address
+                if hubs.unreachable(e) and self.hubs.fail_over(failed) not in (None, failed):
+                    log.warning("hub %s unavailable (%s); shipping to hub %s now, from the position it reports",
+                                failed, kind, self.address, extra={"hub": self.address, "failed": failed})
+                    delay = 0.0
+                elif code == grpc.StatusCode.ABORTED:  # another publisher of the agency stored events first
+                    log.warning("hub %s: %s", self.address, e.details(), extra={"hub": self.address})
+                    delay = 0.2
+                elif code == grpc.StatusCode.FAILED_PRECONDITION or code == grpc.StatusCode.INVALID_ARGUMENT:
                     log.error("hub refused events: %s", e.details(), extra={"hub": self.address})
                     delay = self.reconnect_max
                 elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
@@ -101,7 +119,7 @@ class Shipper:
                 if self.unreachable_since is None:
                     self.unreachable_since = time.monotonic()
             self.stopping.wait(delay)
-            delay = min(delay * 2, self.reconnect_max)
+            delay = min(max(delay, 0.1) * 2, self.reconnect_max)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -146,6 +164,9 @@ class Shipper:
                 in_flight.append(shipped)
             if not in_flight:
                 self._settle(sent)
+                if responses.done():  # the stream ended while idle (the hub died): its error, raised now
+                    next(responses, None)
+                    return
                 self.wake.wait(0.5)
                 self.wake.clear()
                 continue

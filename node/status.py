@@ -12,7 +12,7 @@ import adapters
 from exchange.common.config import Config
 from exchange.store import EventStore
 from exchange.store.at_rest import store_cipher
-from exchange.transport.rpc.channel import open_channel
+from exchange.transport.rpc.hubs import first_channel
 from node.positions import HUB_TRACKING, SOURCE_TRACKING
 from node.shipper import kept_at_node
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -92,7 +92,8 @@ def capture_state(cfg: Config, timeout: float = 2.0) -> dict:
 
 def _ask_hub(cfg: Config, agency: str, timeout: float) -> tuple[int | None, bool]:
     try:
-        with open_channel(cfg.hub.address, cfg) as channel:
+        _, channel = first_channel(cfg)
+        with channel:
             answer = pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=agency), timeout=timeout)
             return answer.position, True
     except grpc.RpcError:

@@ -12,15 +12,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``audit`` and its actions to the ``exchange`` command."""
     audit = commands.add_parser("audit", help="check the hub's tamper-evident audit log").add_subparsers(
         dest="action", required=True, metavar="ACTION")
-    verify = audit.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry")
+    verify = audit.add_parser("verify", help="verify the hash chain of each log (several hubs: one chain each); "
+                                             "exit 1 naming the first bad entry")
     head = audit.add_parser("head", help="print the current head (SEQ:HASH) to keep somewhere else")
     for sub in (verify, head):
         where = sub.add_mutually_exclusive_group()
-        where.add_argument("--path", metavar="FILE", help="the audit log file")
-        where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store)")
+        if sub is verify:
+            where.add_argument("--path", metavar="FILE", action="append",
+                               help="an audit log file; repeat it for the logs of several hubs")
+            where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store, "
+                                                "and the other hubs' logs of [audit] peers)")
+        else:
+            where.add_argument("--path", metavar="FILE", help="the audit log file")
+            where.add_argument("--config", help="hub TOML file (its [audit] path, or audit.log beside its store)")
         sub.add_argument("--json", action="store_true", help="print JSON for scripts")
     verify.add_argument("--head", metavar="SEQ:HASH",
-                        help="a head printed earlier by `exchange audit head`: also detects entries cut off the end")
+                        help="a head printed earlier by `exchange audit head`: also detects entries cut off the end "
+                             "(one log only)")
     verify.set_defaults(handler=_verify)
     head.set_defaults(handler=_head)
     reconcile = audit.add_parser("reconcile", help="cross-check the hub store with the audit log: name decisions "
@@ -52,15 +60,25 @@ def _head(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from hub import audit
+    from pathlib import Path
 
-    path = _log_path(args)
-    verdict = audit.verify(path, audit.Head.parse(args.head) if args.head else None)
-    if args.json:
-        print_json(verdict.to_dict())
+    from exchange.contracts.errors import InvalidInput
+    from hub import audit, config
+
+    if args.path:
+        paths = [Path(p) for p in args.path]
     else:
-        print(verdict.render())
-    return 0 if verdict.valid else 1
+        cfg = config.load(args.config)
+        paths = [audit.audit_path(cfg), *(Path(p) for p in cfg.audit.peers)]
+    if args.head and len(paths) > 1:
+        raise InvalidInput("--head anchors one log: verify the logs one at a time with --path and --head")
+    verdicts = [audit.verify(path, audit.Head.parse(args.head) if args.head else None) for path in paths]
+    if args.json:
+        print_json(verdicts[0].to_dict() if len(verdicts) == 1 else
+                   {"valid": all(v.valid for v in verdicts), "logs": [v.to_dict() for v in verdicts]})
+    else:
+        print("\n".join(v.render() for v in verdicts))
+    return 0 if all(v.valid for v in verdicts) else 1
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -72,9 +90,9 @@ def _reconcile(args: argparse.Namespace) -> int:
     store = open_store(cfg.store.url, create=False, cipher=store_cipher(cfg))
     try:
         if args.repair:
-            report = audit_reconcile.repair(store, audit.open_audit(cfg))
+            report = audit_reconcile.repair(store, audit.open_audit(cfg), cfg.audit.peers)
         else:
-            report = audit_reconcile.reconcile(store, audit.audit_path(cfg))
+            report = audit_reconcile.reconcile(store, audit.audit_path(cfg), cfg.audit.peers)
     finally:
         store.close()
     if args.json:

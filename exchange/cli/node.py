@@ -11,7 +11,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``node`` and its actions to the ``exchange`` command."""
     node = commands.add_parser("node", help="run or inspect a node").add_subparsers(dest="action", required=True,
                                                                                    metavar="ACTION")
-    run = node.add_parser("run", help="capture the source and ship its events to the hub")
+    run = node.add_parser("run", help="capture the source and ship its events to the hub ([hub] addresses: "
+                                      "several hubs, the next one used when one stops answering)")
     run.add_argument("--config", help="node TOML file (settings may also come from EXCHANGE_NODE_* variables)")
     run.set_defaults(handler=_run)
 
@@ -56,7 +57,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=_export)
 
     subscribe = node.add_parser("subscribe", help="keep a replica of the resources this agency is entitled to")
-    subscribe.add_argument("--config", help="consumer TOML file ([consumer] replica and resources)")
+    subscribe.add_argument("--config", help="consumer TOML file ([consumer] replica and resources; [hub] address "
+                                            "or addresses)")
     subscribe.set_defaults(handler=_subscribe)
 
     replica_import = node.add_parser("import", help="apply the hub's consumer bundles in a directory to the replica")

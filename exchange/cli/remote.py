@@ -16,7 +16,8 @@ class HubRefusal(OperationFailed):
 
 def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
     """``--hub``, ``--config`` and ``--insecure``: how a command-line client reaches the hub."""
-    parser.add_argument("--hub", metavar="HOST:PORT", help="hub gRPC address (default: [hub] address of --config)")
+    parser.add_argument("--hub", metavar="HOST:PORT", help="hub gRPC address, or several separated by commas: the first SERVING one is used "
+                             "(default: [hub] address and addresses of --config)")
     parser.add_argument("--config", help="TOML file whose agency, [hub] and [tls] settings say who calls and how to "
                                          "reach the hub (a node's or consumer's config will do)")
     parser.add_argument("--insecure", action="store_true",
@@ -25,12 +26,14 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def hub_channel(cfg: Mapping[str, Any]) -> Iterator[Any]:
-    """A gRPC channel to ``cfg.hub.address``; an error status from the hub inside becomes a HubRefusal."""
+    """A gRPC channel to the first hub of ``cfg`` that is SERVING ([hub] address, then addresses);
+    an error status from the hub inside becomes a HubRefusal."""
     import grpc
 
-    from exchange.transport.rpc.channel import open_channel
+    from exchange.transport.rpc.hubs import first_channel
 
-    with open_channel(cfg.hub.address, cfg) as channel:
+    _, channel = first_channel(cfg)
+    with channel:
         try:
             yield channel
         except grpc.RpcError as e:

@@ -9,7 +9,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Info, start_http_server
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -18,6 +18,10 @@ ERRORS = Counter("exchange_node_errors_total", "Errors by kind", ["kind"])
 
 # Seconds one store transaction of a batch takes, node and hub alike.
 BATCH_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+HUB_FAILOVERS = Counter("exchange_node_hub_failovers_total",
+                        "Moves to another hub of [hub] addresses after the one in use stopped answering", ["client"])
+HUB_IN_USE = Info("exchange_node_hub", "The hub address a client uses now", ["client"])
 
 
 def errors_counter(registry: CollectorRegistry) -> Counter:

@@ -9,10 +9,15 @@ Backends: ``sqlite:///PATH`` (exchange.store.sqlite) and
 ``postgresql://USER@HOST:PORT/DB`` (exchange.store.postgres).  Both give
 recorders with the same methods:
 
-- ``insert_events(stored_events, tracking=..., states=...)``: one transaction;
-  refuses a gap in any record's versions (VersionGapError, nothing written);
+- ``insert_events(stored_events, tracking=..., states=..., expected_position=...)``:
+  one transaction; refuses a gap in any record's versions (VersionGapError,
+  nothing written) and, with ``expected_position``, a tracked position that
+  another writer moved (PositionMoved; on PostgreSQL the check holds a
+  transaction-scoped advisory lock on the position's name, so writers of one
+  position take turns whichever process they run in);
 - ``read(after, limit)``, the library's ``select_notifications`` and
-  ``select_events``, ``count_after(position)``, ``max_notification_id()``;
+  ``select_events``, ``count_after(position)``, ``max_notification_id()``,
+  ``max_versions(hex ids)``: each record's highest stored version;
 - ``position(name)`` / ``insert_tracking(Tracking)``: tracked positions;
 - node recorders also ``record_states(oids)``: each record's latest state,
   ``live_records(table_id, mark, after, limit)``: a page of a table's live
@@ -30,8 +35,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Protocol, Sequence
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
@@ -62,6 +68,29 @@ class VersionGapError(IntegrityError, OperationFailed):
         super().__init__(f"record {originator_id}: expected version {expected}, got {got}")
 
 
+class PositionMoved(OperationFailed):
+    """A tracked position is no longer the one a batch was prepared against:
+    another writer (a second hub, a second publisher) stored events meanwhile."""
+
+    def __init__(self, name: str, expected: int, actual: int):
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"position {name} is {actual}, not the expected {expected}")
+
+
+def expected_position(read: Callable[[str], int | None], kwargs: dict[str, Any]) -> None:
+    """Inside an insert's transaction: raise PositionMoved unless the tracked position
+    is the ``expected_position`` the caller passed with its ``tracking`` (no check without one).
+    ``read`` reads a tracked position in that transaction."""
+    expected, tracking = kwargs.get("expected_position"), kwargs.get("tracking")
+    if expected is None or tracking is None:
+        return
+    actual = read(tracking.application_name) or 0
+    if actual != expected:
+        raise PositionMoved(tracking.application_name, expected, actual)
+
+
 @dataclass(frozen=True)
 class RecordState:
     """A record's latest version and image digest, as the node holds it.
@@ -90,6 +119,7 @@ class AgencyRecorder(Protocol):
                              topics: Sequence[str] = (), *, inclusive_of_start: bool = True) -> Sequence[Notification]: ...
     def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]: ...
     def count_after(self, position: int = 0) -> int: ...
+    def max_versions(self, oids: Sequence[str]) -> dict[str, int]: ...
     def max_notification_id(self) -> int | None: ...
     def position(self, name: str) -> int: ...
     def insert_tracking(self, tracking: Tracking) -> None: ...
@@ -177,7 +207,8 @@ class AgencyLogs:
                 check_distinct(agency, held)
                 recorder = kind(self.datastore, events_table_name="events_" + agency, cipher=self.cipher)
                 if self.create:
-                    recorder.create_table()
+                    with self.creating():
+                        recorder.create_table()
                 recorder.read(0, 1)  # a wrong or missing cipher key fails here, when the log is opened
                 self._recorders[key] = recorder
             return self._recorders[key]
@@ -196,7 +227,8 @@ class AgencyLogs:
         with self._lock:
             if key not in self._recorders:
                 recorder = self.agency_recorder_class(self.datastore, events_table_name=name, cipher=self.cipher)
-                recorder.create_table()
+                with self.creating():
+                    recorder.create_table()
                 if self.cipher is not None and recorder.has_plaintext():
                     for agency in self.agencies():
                         self.recorder(agency)  # refuses a store whose agency logs are not sealed with this key
@@ -206,6 +238,10 @@ class AgencyLogs:
                 recorder.read(0, 1)  # a wrong cipher key fails here, when the log is opened
                 self._recorders[key] = recorder
             return self._recorders[key]
+
+    def creating(self) -> ContextManager[None]:
+        """Held while tables are created: other processes on the store wait (a no-op by default)."""
+        return nullcontext()
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
@@ -238,6 +274,7 @@ __all__ = [
     "AgencyRecorder",
     "EventStore",
     "NodeRecorder",
+    "PositionMoved",
     "RecordState",
     "StoreError",
     "Tracking",

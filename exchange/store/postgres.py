@@ -6,37 +6,78 @@ insert; they never go backwards, because inserts lock the events table.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-from urllib.parse import unquote, urlsplit
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from eventsourcing.utils import retry
 from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from exchange.common.urls import redact_url
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, hex_id
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, expected_position, hex_id
 from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 LOCK_TIMEOUT_SECONDS = 30
 
 
+CONNECTION_KEYS = ("dbname", "host", "port", "user", "password")
+
+
+def _parsed(url: str) -> dict[str, Any]:
+    """The libpq parameters of a ``postgresql://`` URL (StoreError naming a bad one)."""
+    expected = ("expected postgresql://USER[:PASSWORD]@HOST[:PORT][,HOST[:PORT]...]/DATABASE"
+                "[?target_session_attrs=read-write&...]")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: {expected}")
+    try:
+        parsed = conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: {e}; {expected}") from None
+    if not parsed.get("dbname"):
+        raise StoreError(f"unsupported URL {redact_url(url)!r}: no database named; {expected}")
+    return parsed
+
+
 def connection_settings(url: str) -> dict[str, Any]:
-    """Host, port, user, password and database name of a ``postgresql://`` URL."""
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
-    if parts.scheme not in ("postgresql", "postgres") or not dbname:
-        raise StoreError(f"unsupported URL {redact_url(url)!r}: "
-                         "expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+    """Database name, host, port, user and password of a ``postgresql://`` URL.
+
+    A URL naming several servers (``postgresql://hub@pg1:5432,pg2:5432/hub``) gives their
+    hosts and ports as comma-separated lists, as libpq takes them: it tries each in turn."""
+    parsed = _parsed(url)
     return {
-        "dbname": dbname,
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
+        "dbname": parsed["dbname"],
+        "host": parsed.get("host") or "localhost",
+        "port": parsed.get("port") or 5432,
+        "user": parsed.get("user") or "postgres",
+        "password": parsed.get("password") or "",
     }
+
+
+def connection_options(url: str) -> dict[str, Any]:
+    """The URL's other libpq parameters, e.g. ``target_session_attrs=read-write`` (connect only to a
+    server that accepts writes: after a standby is promoted, new connections find it) or ``sslmode``."""
+    return {k: v for k, v in _parsed(url).items() if k not in CONNECTION_KEYS}
+
+
+def position_lock_key(name: str) -> str:
+    """The text whose ``hashtextextended(text, 0)`` is the advisory lock key of tracked position ``name``."""
+    return "exchange.position:" + name
+
+
+def lock_position(curs: Cursor[DictRow], name: str) -> None:
+    """Take the transaction-scoped advisory lock of tracked position ``name`` (held until commit or rollback):
+    every process writing that position waits here for its turn."""
+    advisory_lock(curs, position_lock_key(name))
+
+
+def advisory_lock(curs: Cursor[DictRow], text: str) -> None:
+    """Take the transaction-scoped advisory lock keyed by ``hashtextextended(text, 0)``."""
+    curs.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (text,))
 
 
 class UnpipelinedRecorder(PostgresProcessRecorder):
@@ -63,6 +104,10 @@ class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        tracking = kwargs.get("tracking")
+        if kwargs.get("expected_position") is not None and tracking is not None:
+            lock_position(curs, tracking.application_name)
+            expected_position(lambda name: self._max_tracking_id(name, curs), kwargs)
         check_continuity(stored_events, lambda oids: self._max_versions(curs, oids))
         super()._insert_events(curs, stored_events, **kwargs)
 
@@ -78,6 +123,11 @@ class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
     def position(self, name: str) -> int:
         """A tracked position (0 when none is recorded yet)."""
         return self.max_tracking_id(name) or 0
+
+    def max_versions(self, oids: Sequence[str]) -> dict[str, int]:
+        """The highest stored version of each of the given records (hex ids) that has one."""
+        with self.datastore.transaction(commit=False) as curs:
+            return self._max_versions(curs, list(oids))
 
     def count_after(self, position: int = 0) -> int:
         """How many notifications have an id > ``position``."""
@@ -195,12 +245,37 @@ class PostgresEventStore(AgencyLogs):
             **connection_settings(url), pool_size=2, max_overflow=6, lock_timeout=LOCK_TIMEOUT_SECONDS,
             connect_timeout=5,
         ), create, cipher)
+        self.datastore.pool.kwargs.update(connection_options(url))  # applies to every connection the pool opens
         try:
             with self.datastore.transaction(commit=False) as curs:
                 curs.execute("SELECT 1")
         except PersistenceError as e:
             self.datastore.close()
             raise StoreError(f"cannot open store {redact_url(url)!r}: {e}") from None
+
+    @contextmanager
+    def creating(self) -> Iterator[None]:
+        """Hold the store's table-creation advisory lock: two hubs creating one agency's tables at
+        the same moment would otherwise both try to create them, and one would fail."""
+        with self.datastore.transaction(commit=False) as curs:
+            advisory_lock(curs, "exchange.create-tables")
+            yield
+
+    def failover_risk(self) -> str | None:
+        """Why a promoted standby could lack commits this store acknowledged, when the URL names several
+        servers (standbys to fail over to) and the server does not wait for a synchronous standby;
+        None otherwise (docs/scaling.md §3)."""
+        if "," not in str(connection_settings(self.url)["host"]):
+            return None
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT current_setting('synchronous_commit') AS sc, "
+                         "current_setting('synchronous_standby_names') AS names")
+            row = curs.fetchone()
+        if not row["names"].strip():
+            return "synchronous_standby_names is empty: commits do not wait for any standby"
+        if row["sc"] not in ("on", "remote_apply"):
+            return f"synchronous_commit is {row['sc']}: commits do not wait for the standby to flush them"
+        return None
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""

@@ -10,7 +10,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder, SQLiteTransaction
 
 from exchange.common.urls import sqlite_path
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks
+from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, expected_position
 from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 
@@ -18,6 +18,8 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
     """An agency's notification log that refuses version gaps."""
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any):
+        # The write transaction began IMMEDIATE: it holds the database's one write lock already.
+        expected_position(lambda name: self._max_tracking_id(name, c), kwargs)
         check_continuity(stored_events, lambda oids: self._max_versions(c, oids))
         return super()._insert_events(c, stored_events, **kwargs)
 
@@ -35,6 +37,11 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
     def position(self, name: str) -> int:
         """A tracked position (0 when none is recorded yet)."""
         return self.max_tracking_id(name) or 0
+
+    def max_versions(self, oids: Sequence[str]) -> dict[str, int]:
+        """The highest stored version of each of the given records (hex ids) that has one."""
+        with self.datastore.transaction(commit=False) as c:
+            return self._max_versions(c, oids)
 
     def count_after(self, position: int = 0) -> int:
         """How many notifications have an id > ``position``."""

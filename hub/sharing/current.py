@@ -76,6 +76,8 @@ class CurrentState:
         """Fold ``notifications`` (the log's next ones, in order) and the position they reach in one
         transaction; those at or below the recorded position are skipped.  Returns the position."""
         with self._transaction() as c:
+            if self._postgres:  # hubs sharing the store fold an agency in turn, each after the other's position
+                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("exchange.current:" + agency,))
             position = self._position(c, agency)
             fresh = [n for n in notifications if n.id > position]
             if not fresh:

@@ -2,9 +2,13 @@
 
 Requests and agreements are event-sourced in the hub's store (log
 ``sharing_requests``); every delivery to a consumer is an event of the log
-``sharing_deliveries``.  This process is the only writer of both; state is
-folded into memory at start-up and kept current by each command, under one
-lock, so an entitlement check never reads a half-made decision.  Every
+``sharing_deliveries``.  Several hubs may share the store: every command
+and query first folds in what the requests log gained since the last one (a
+read of the log after the last id seen, cheap when nothing changed), under
+one lock, so a decision taken through any hub holds on every hub at its next
+check and an entitlement check never reads a half-made decision.  Two hubs
+changing one request at the same moment cannot both succeed: the second
+finds the version taken and is told to retry.  Every
 decision and every delivery is also written to the hub's audit log.
 """
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.events import make_mapper
@@ -87,7 +91,8 @@ class SharingLedger:
         self._lock = threading.RLock()
         self.requests: dict[uuid.UUID, ShareRequest] = {}
         self.agreements: dict[uuid.UUID, AgreementRecorded] = {}
-        self._load()
+        self._seen = 0  # the last requests-log id folded in
+        self._catch_up()
 
     # Commands ---------------------------------------------------------------------------------
 
@@ -121,6 +126,7 @@ class SharingLedger:
                           deadline=self.calendar.deadline(now, ANSWER_WORKING_DAYS),
                           rows=row_filter.text if row_filter else "")
         with self._lock:
+            self._catch_up()
             self._save(event)
             return self.requests[event.originator_id]
 
@@ -153,6 +159,7 @@ class SharingLedger:
             raise WorkflowError(f"agency {provider} has no published resource {excerpt(resource)}")
         oid = agreement_id(provider, consumer, resource)
         with self._lock:
+            self._catch_up()
             previous = self.agreements.get(oid)
             event = AgreementRecorded(originator_id=oid, originator_version=previous.originator_version + 1 if previous else 1,
                                       timestamp=self.clock(), actor=actor, provider=provider, consumer=consumer,
@@ -163,10 +170,12 @@ class SharingLedger:
     # Queries ----------------------------------------------------------------------------------
 
     def get(self, request_id: str) -> ShareRequest:
-        try:
-            return self.requests[uuid.UUID(str(request_id))]
-        except (ValueError, KeyError):
-            raise WorkflowError(f"no share request {request_id!r}") from None
+        with self._lock:
+            self._catch_up()
+            try:
+                return self.requests[uuid.UUID(str(request_id))]
+            except (ValueError, KeyError):
+                raise WorkflowError(f"no share request {request_id!r}") from None
 
     def entitlement(self, consumer: str, provider: str, resource: str) -> Entitlement:
         """What ``consumer`` may receive of the resource now; raises NotEntitled saying why not."""
@@ -177,6 +186,7 @@ class SharingLedger:
             raise NotEntitled(f"{provider}/{resource} is not shared (basis: {terms.basis or 'not given'})")
         now = self.clock()
         with self._lock:
+            self._catch_up()
             if terms.share_type == UNCONDITIONAL:
                 granted = Entitlement(consumer, provider, resource, frozenset(terms.items), "", "unconditional")
             elif terms.share_type == CONDITIONAL:
@@ -202,6 +212,7 @@ class SharingLedger:
         """Requests an agency made or must answer (all when ``agency`` is None), oldest first."""
         now = self.clock()
         with self._lock:
+            self._catch_up()
             found = [r for r in self.requests.values()
                      if (agency is None or agency in (r.requester, r.provider)) and (status is None or r.status == status)]
             return [r.to_dict(now) for r in sorted(found, key=lambda r: r.requested_at)]
@@ -213,8 +224,10 @@ class SharingLedger:
         terms = self.terms.terms(request.provider, request.resource)
         if terms is None or not terms.sensitivity:
             return []
-        if agreement_id(request.provider, request.requester, request.resource) in self.agreements:
-            return []
+        with self._lock:
+            self._catch_up()
+            if agreement_id(request.provider, request.requester, request.resource) in self.agreements:
+                return []
         return [f"a secrecy agreement between {request.provider} and {request.requester} about {request.resource} "
                 f"({', '.join(sorted(terms.sensitivity))} data, Art. 15): the provider records it with "
                 "`exchange share agreement`; nothing is delivered before"]
@@ -224,6 +237,7 @@ class SharingLedger:
         now = at or self.clock()
         per: dict[str, dict[str, Any]] = {}
         with self._lock:
+            self._catch_up()
             for r in sorted(self.requests.values(), key=lambda r: r.requested_at):
                 row = per.setdefault(r.provider, {"requests": 0, "answered": 0, "answered_late": 0, "overdue": 0,
                                                   "late": [], "overdue_requests": []})
@@ -246,12 +260,14 @@ class SharingLedger:
         """Requests to ``provider`` answered after their deadline, or unanswered past it (Art. 22)."""
         now = self.clock()
         with self._lock:
+            self._catch_up()
             return sum(1 for r in self.requests.values() if r.provider == provider and (r.late() or r.overdue(now)))
 
     def overdue_counts(self) -> dict[str, int]:
         """Share requests unanswered past their deadline, per provider (every provider asked)."""
         now = self.clock()
         with self._lock:
+            self._catch_up()
             counts = {r.provider: 0 for r in self.requests.values()}
             for r in self.requests.values():
                 counts[r.provider] += r.overdue(now)
@@ -302,8 +318,12 @@ class SharingLedger:
     def _save(self, event: SharingEvent) -> None:
         """Store the event, fold it in, audit it (called under the lock)."""
         _check_sizes(event)
-        self._requests_log.insert_events([self.mapper.to_stored_event(event)])
-        self._fold(event)
+        try:
+            self._requests_log.insert_events([self.mapper.to_stored_event(event)])
+        except IntegrityError:
+            raise WorkflowError(f"share request or agreement {event.originator_id} was changed at the same time "
+                                "through another hub; look at it again and retry") from None
+        self._catch_up()  # folds this event in, after any that another hub stored before it
         if self.audit is not None:
             details = {k: _plain(v) for k, v in vars(event).items() if k not in ("actor", "timestamp")}
             self.audit.record(f"share.{type(event).__name__.lower()}", event.actor, **details)
@@ -318,12 +338,12 @@ class SharingLedger:
         else:
             self.requests[event.originator_id].apply(event)
 
-    def _load(self) -> None:
-        after = 0
-        while notifications := self._requests_log.read(after, 5000):
+    def _catch_up(self) -> None:
+        """Fold in the requests log's events after the last one seen (called under the lock)."""
+        while notifications := self._requests_log.read(self._seen, 5000):
             for n in notifications:
                 self._fold(self.mapper.to_domain_event(n))
-            after = notifications[-1].id
+                self._seen = n.id
 
     def _days_late(self, deadline: datetime, moment: datetime) -> int:
         """Working days after the deadline's last working day, up to and including ``moment``'s day."""

@@ -172,6 +172,27 @@ def test_cli_verify_names_the_first_bad_entry_and_exits_1(tmp_path):
     assert json.loads(result.stdout)["kind"] == "truncated"
 
 
+def test_cli_verifies_the_chains_of_several_hubs_together(tmp_path):
+    first, second = tmp_path / "audit-hub1.log", tmp_path / "audit-hub2.log"
+    write_log(first)
+    lines = write_log(second)
+    both = ["audit", "verify", "--path", str(first), "--path", str(second)]
+    assert exchange(*both).returncode == 0
+    config = tmp_path / "hub.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "hub.db"}"\n[audit]\npath = "{first}"\n'
+                      f'peers = ["{second}"]\n')
+    assert exchange("audit", "verify", "--config", str(config)).returncode == 0
+    lines[1] = lines[1].replace('"events":1', '"events":7')
+    rewrite(second, lines)
+    result = exchange(*both, "--json", check=False)
+    assert result.returncode == 1
+    found = json.loads(result.stdout)
+    assert not found["valid"] and [log["valid"] for log in found["logs"]] == [True, False]
+    assert exchange("audit", "verify", "--config", str(config), check=False).returncode == 1
+    refused = exchange(*both, "--head", "1:" + "0" * 64, check=False)
+    assert refused.returncode != 0 and "--head anchors one log" in refused.stderr
+
+
 def _metric(hub, name: str) -> float | None:
     port = hub.config["metrics"]["port"]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:

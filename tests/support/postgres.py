@@ -151,6 +151,33 @@ class PostgresCluster:
                                + (f"\nserver log:\n{log.read_text()[-3000:]}" if log.exists() else ""))
 
 
+def start_standby(primary: PostgresCluster, name: str = "standby1") -> PostgresCluster:
+    """A streaming standby of ``primary``, started: a ``pg_basebackup`` of it with ``standby.signal``,
+    connecting as application ``name`` (what ``synchronous_standby_names`` lists).  ``promote()``
+    makes it a primary; the caller stops it."""
+    conninfo = f"host=127.0.0.1 port={primary.port} user=postgres application_name={name}"
+    standby = PostgresCluster({**primary.settings, "primary_conninfo": f"'{conninfo}'", "hot_standby": "on"})
+    try:
+        standby._run(str(standby.bin / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                     "-D", str(standby.data), "-X", "stream", "-c", "fast", "-R")
+        standby._write_settings()  # its own port and socket; primary_conninfo from the settings above
+        standby._pg_ctl("start", "-w", "-t", str(int(START_TIMEOUT)), "-l", str(standby.directory / "server.log"))
+    except BaseException:
+        standby.stop()
+        raise
+    return standby
+
+
+def promote(cluster: PostgresCluster) -> None:
+    """End recovery of a standby: it becomes a primary accepting writes."""
+    cluster._pg_ctl("promote", "-w", "-t", str(int(START_TIMEOUT)))
+
+
+def crash(cluster: PostgresCluster) -> None:
+    """Stop the server at once, as a crash would (the data directory stays)."""
+    cluster._pg_ctl("stop", "-m", "immediate", check=False)
+
+
 def start_cluster(**settings: Any) -> PostgresCluster:
     """A started cluster; the caller stops it."""
     cluster = PostgresCluster(settings)

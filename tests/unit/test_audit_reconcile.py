@@ -88,3 +88,27 @@ def test_registry_changes_stored_without_their_audit_entries_are_named_and_repai
     assert [(d.log, d.version, e.kind, e.actor) for d, e in found.unaudited] == [("registry", 2, "AgencySaved", "ops")]
     audit_reconcile.repair(store, audit)
     assert audit_reconcile.reconcile(store, audit.path).agree
+
+
+def test_decisions_audited_by_another_hub_count_as_audited_and_are_not_repaired_again(hub, tmp_path):
+    url, store, audit = hub
+    other = AuditLog(tmp_path / "audit-hub2.log")  # the second hub on the store keeps its own chain
+    request = _ledger(store, other).request(CONSUMER, PROVIDER, "licences", scope="Pudong", purpose="permits",
+                                            items=["name"])
+    _ledger(store, audit).approve(request.id, PROVIDER)
+    assert [d.version for d, _ in audit_reconcile.reconcile(store, audit.path).unaudited] == [1]
+    report = audit_reconcile.repair(store, audit, peers=[other.path])
+    assert report.agree and report.decisions == 2
+    assert audit_reconcile.reconcile(store, other.path, peers=[audit.path]).agree
+    assert verify(audit.path).valid and verify(other.path).valid
+
+
+def test_a_broken_peer_chain_stops_reconciliation(hub, tmp_path):
+    url, store, audit = hub
+    other = AuditLog(tmp_path / "audit-hub2.log")
+    other.record("hub.started", "hub")
+    other.record("hub.stopped", "hub")
+    lines = other.path.read_text().splitlines(keepends=True)
+    other.path.write_text(lines[1])  # the first entry removed
+    with pytest.raises(audit_reconcile.AuditError, match="audit-hub2.log is broken"):
+        audit_reconcile.reconcile(store, audit.path, peers=[other.path])

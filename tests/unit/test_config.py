@@ -6,6 +6,8 @@ import json
 import pytest
 
 from exchange.common.config import REQUIRED, ConfigError, Setting, env_name, from_values
+from exchange.contracts.errors import InvalidInput
+from exchange.transport.rpc import hubs
 from exchange.transport.rpc.channel import client_settings
 from hub import config as hub_config
 from node import config as node_config
@@ -68,9 +70,37 @@ def test_unknown_environment_setting_is_refused(tmp_path):
 
 
 def test_missing_required_setting_names_key_and_variable(tmp_path):
-    text = NODE_TOML.replace('[hub]\naddress = "127.0.0.1:50051"\n', "")
-    with pytest.raises(ConfigError, match=r"missing required setting \[hub\] address .*EXCHANGE_NODE_HUB_ADDRESS"):
+    text = NODE_TOML.replace('[store]\nurl = "sqlite:///node.db"\n', "")
+    with pytest.raises(ConfigError, match=r"missing required setting \[store\] url .*EXCHANGE_NODE_STORE_URL"):
         node_config.load(write(tmp_path, text), environ={})
+
+
+def test_hub_addresses_list_several_hubs_after_the_hub_address(tmp_path):
+    text = NODE_TOML + 'addresses = ["hub-b:7000", "127.0.0.1:50051", "hub-c:7000"]\n'
+    cfg = node_config.load(write(tmp_path, text), environ={})
+    assert hubs.addresses(cfg) == ["127.0.0.1:50051", "hub-b:7000", "hub-c:7000"]
+    only = node_config.load(write(tmp_path, NODE_TOML.replace('address = "127.0.0.1:50051"', "")),
+                            environ={"EXCHANGE_NODE_HUB_ADDRESSES": "h1:7000, h2:7000"})
+    assert hubs.addresses(only) == ["h1:7000", "h2:7000"]
+
+
+@pytest.mark.parametrize("address", ["hub", "hub:", ":7000", "hub:0", "hub:70000", "hub:port", " hub:7000"])
+def test_a_hub_address_that_is_not_host_and_port_is_refused_naming_it(tmp_path, address):
+    cfg = node_config.load(write(tmp_path, NODE_TOML), environ={"EXCHANGE_NODE_HUB_ADDRESSES": json.dumps([address])})
+    with pytest.raises(InvalidInput, match="is not HOST:PORT"):
+        hubs.addresses(cfg)
+
+
+def test_a_node_without_any_hub_is_refused_naming_both_keys(tmp_path):
+    cfg = node_config.load(write(tmp_path, NODE_TOML.replace('address = "127.0.0.1:50051"', "")), environ={})
+    with pytest.raises(InvalidInput, match=r"\[hub\] address .* or \[hub\] addresses"):
+        hubs.check_all(cfg)
+
+
+def test_hub_option_of_command_line_clients_takes_several_hubs():
+    args = argparse.Namespace(config=None, hub="h1:7000,h2:7000", insecure=True)
+    cfg = client_settings(args)
+    assert hubs.addresses(cfg) == ["h1:7000", "h2:7000"]
 
 
 def test_invalid_toml_names_the_file(tmp_path):

@@ -35,7 +35,7 @@ from exchange.transport.offline.bundles import (
     write_bundle,
 )
 from exchange.transport.wire import MAX_ID, MalformedEvent, from_wire
-from hub.ingest import Ingest, PositionGap
+from hub.ingest import Ingest, NotHeld, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb
 
 AGENCY = "91310000MB2F31887X"
@@ -147,7 +147,7 @@ def test_hostile_batches_are_refused_cleanly_and_lose_nothing(ingest, data):
     before = ingest.position(AGENCY)
     try:
         position, stored = ingest.ingest(AGENCY, batch)
-    except (MalformedEvent, PositionGap, VersionGapError) as e:
+    except (MalformedEvent, PositionGap, NotHeld, VersionGapError) as e:
         event(f"refused: {type(e).__name__}")
         assert not (fault == "none" and batch.after == before), f"a valid batch was refused: {e}"
         assert ingest.position(AGENCY) == before, "a refused batch moved the position"

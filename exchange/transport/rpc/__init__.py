@@ -1,1 +1,1 @@
-"""gRPC plumbing shared by hub and clients: channels, mutual TLS, health checks."""
+"""gRPC plumbing shared by hub and clients: channels, mutual TLS, health checks, several hubs and failing over."""

@@ -26,6 +26,7 @@ _warned: set[str] = set()
 CLIENT_SETTINGS: dict[str, Setting] = {
     "agency": Setting(str, "", "the agency calling"),
     "hub.address": Setting(str, "", "hub gRPC address host:port"),
+    "hub.addresses": Setting(list, [], "hub gRPC addresses host:port; a call goes to the first that answers"),
     "hub.insecure": Setting(bool, False, "plain gRPC (only to a hub on a loopback address)"),
     "tls.ca": Setting(str, "", "PEM CA certificate the hub's certificate must be issued by"),
     "tls.cert": Setting(str, "", "the client's PEM certificate"),
@@ -81,11 +82,13 @@ def client_settings(args) -> Config:
             for key, value in (data.get(section) or {}).items():
                 if f"{section}.{key}" in CLIENT_SETTINGS:
                     values[f"{section}.{key}"] = value
-    if args.hub:
-        values["hub.address"] = args.hub
+    if args.hub:  # HOST:PORT, or several separated by commas: they replace the config's
+        listed = [a.strip() for a in args.hub.split(",") if a.strip()]
+        values["hub.address"], values["hub.addresses"] = (listed[0] if listed else ""), listed[1:]
     if args.insecure:
         values["hub.insecure"] = True
     cfg = from_values(CLIENT_SETTINGS, values, source=args.config or "command line")
-    if not cfg.hub.address:
-        raise InvalidInput("name the hub: --hub HOST:PORT, or --config with a [hub] address")
+    if not cfg.hub.address and not cfg.hub.addresses:
+        raise InvalidInput("name the hub: --hub HOST:PORT, or --config with a [hub] address or addresses "
+                           "(several hubs: --hub HOST:PORT,HOST:PORT)")
     return cfg
