@@ -10,9 +10,12 @@ source that reads it starts the next snapshot pass of each named table
 When the binlog no longer holds the node's position, there is no stream to
 put a request into: the repair records a pass of every captured table at
 position 0 (before any position the node holds, so never forgotten on
-resume) and moves the source's origin to the binlog's end; the next read
-starts there and reads the passes, each between SNAPSHOT_BEGIN and
-SNAPSHOT_END.
+resume) and moves the source's origin to the binlog's end, of the server
+answering now; the next read starts there and reads the passes, each
+between SNAPSHOT_BEGIN and SNAPSHOT_END.  The origin's base is left unset:
+the next read sets it so that the origin packs above the position it reads
+after, the node's last (position.py), even when the server changed and its
+coordinates are smaller than those of the binlog the node read before.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ def request(cur, source: str, tables: Sequence[str]) -> None:
                 (source, json.dumps(list(tables), ensure_ascii=False)))
 
 
-def recover(cur, source: str, tables: Sequence[str], end: int) -> None:
-    """Record a pass of every table in ``tables`` and start the stream again at coordinate ``end``."""
+def recover(cur, source: str, tables: Sequence[str], end: int, server: str) -> None:
+    """Record a pass of every table in ``tables`` and start the stream again at coordinate ``end`` of
+    ``server``'s binlog."""
     cur.execute("START TRANSACTION")
     try:
         cur.execute(f"SELECT resource, MAX(pass) FROM {BOOKKEEPING}.chunks WHERE source = %s GROUP BY resource",
@@ -46,7 +50,7 @@ def recover(cur, source: str, tables: Sequence[str], end: int) -> None:
             cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (source, resource, position, point, done, pass) "
                         "VALUES (%s, %s, 0, 0, false, %s)", (source, resource, passes.get(resource, 0) + 1))
         cur.execute(f"DELETE FROM {BOOKKEEPING}.progress WHERE source = %s", (source,))
-        bookkeeping.set_origin(cur, source, end)
+        bookkeeping.set_origin(cur, source, end, server, None)
         cur.execute("COMMIT")
     except BaseException:
         cur.execute("ROLLBACK")

@@ -56,7 +56,7 @@ from adapters.mysql.catalog import Table, load_table, user_tables
 from adapters.mysql.connection import MySQLAddress
 from adapters.mysql.history import SchemaHistory
 from adapters.mysql.keyless import CopyCounts
-from adapters.mysql.position import coordinate, describe, file_name, file_number, unpack
+from adapters.mysql.position import Frame, coordinate, describe, file_name, file_number, rebase
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import BinlogStream
 from adapters.mysql.transactions import TransactionDecoder
@@ -100,12 +100,17 @@ class MySQLSource:
         self._pending: list[ch.Change] = []
         self._skipped: set[str] = set()
         self._progress = (0.0, 0)  # (when, coordinate) of the last progress record
+        self._frame = Frame()  # packs coordinates into positions, with the origin's base
+        self._moved: tuple[str, str] | None = None  # (origin's server, server answering) when they differ
+        self._upgraded = False  # the bookkeeping has the columns of this version
         self._history = SchemaHistory(self.name, self._open)
         self._copies = CopyCounts(self.name, self._open)
         self._snapshots = Snapshots(self.name, self.database, self.tables, self.keys, snapshot_chunk, self._open,
-                                    self._connect, self._history, lambda: self._info()[0], self._copies)
+                                    self._connect, self._history, lambda: self._info()[0], self._copies,
+                                    self._frame)
         self._decoder = TransactionDecoder(self.name, self.database, self.tables, self.entries, self.exclude,
-                                           self.keys, self._open, self._snapshots, self._history, self._copies)
+                                           self.keys, self._open, self._snapshots, self._history, self._copies,
+                                           self._frame)
 
     # -- the CaptureSource interface ------------------------------------------
 
@@ -119,9 +124,14 @@ class MySQLSource:
             for table in tables:
                 prerequisites.check_readable(cur, self.database, table.resource, user)
             bookkeeping.install(cur)
+            self._upgraded = True
             if bookkeeping.origin(cur, self.name) is None:
                 bookkeeping.forget(cur, self.name)  # a new stream continues no earlier one
-                bookkeeping.set_origin(cur, self.name, self._end(cur))
+                bookkeeping.set_origin(cur, self.name, self._end(cur), self._identity(cur))
+            else:
+                self._origin(cur)
+                if self._moved is not None:
+                    raise self._server_changed()
             self.tables[:] = [t.resource for t in tables]  # in place: the collaborators share the list
             if self.tables:
                 marks = ", ".join(["%s"] * len(self.tables))
@@ -159,7 +169,7 @@ class MySQLSource:
         source has not looked at yet; 0 means caught up.  PositionLost when the binlog was purged."""
         with self._open().cursor() as cur:
             start = self._origin(cur)
-            lost = self._lost(cur, max(unpack(after), start), after)
+            lost = self._lost(cur, max(self._frame.unpack(after), start), after)
             if lost is not None:
                 raise lost
             try:
@@ -197,7 +207,7 @@ class MySQLSource:
             if lost is not None:
                 if set(names) - set(tables):
                     raise PositionLost(f"{lost} (only a re-snapshot of every captured table repairs it)")
-                resnapshot.recover(cur, self.name, names, self._end(cur))
+                resnapshot.recover(cur, self.name, names, self._end(cur), self._identity(cur))
                 return
             resnapshot.request(cur, self.name, tables)
 
@@ -216,6 +226,7 @@ class MySQLSource:
             except pymysql.err.Error:
                 pass
             self._db = None
+        self._server = None  # the server answering next may be another one
 
     # -- connections, tables and resuming -------------------------------------
 
@@ -247,6 +258,15 @@ class MySQLSource:
             self._server = (mariadb, server_id, file.rpartition(".")[0])
         return self._server
 
+    def _identity(self, cur) -> str:
+        """The server answering: its ``server_id`` (MySQL: ``server_id/server_uuid``)."""
+        if self._info()[0]:
+            cur.execute("SELECT @@server_id")
+            return str(cur.fetchone()[0])
+        cur.execute("SELECT @@server_id, @@server_uuid")
+        server_id, server_uuid = cur.fetchone()
+        return f"{server_id}/{server_uuid}"
+
     def _reader_id(self) -> int:
         return prerequisites.reader_id(self.server_id, self.database, f"{self.address.host}:{self.address.port}",
                                        self._info()[1])
@@ -268,10 +288,22 @@ class MySQLSource:
         return coordinate(*self._status(cur))
 
     def _origin(self, cur) -> int:
-        found = bookkeeping.origin(cur, self.name) if bookkeeping.installed(cur) else None
+        """The coordinate the stream begins at; notes the origin's base, and whether another server than
+        the origin's answers (``_moved``)."""
+        found = None
+        if bookkeeping.installed(cur):
+            if not self._upgraded:
+                bookkeeping.upgrade(cur)
+                self._upgraded = True
+            found = bookkeeping.origin(cur, self.name)
         if found is None:
             raise SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node")
-        return found
+        server = self._identity(cur)
+        if found.server is None:  # recorded before origins named their server: it is this one
+            bookkeeping.set_server(cur, self.name, server)
+        self._moved = None if found.server in (None, server) else (found.server, server)
+        self._frame.base = found.base
+        return found.coord
 
     def _resolve(self, cur) -> list[Table]:
         """The tables selected now; a named one must exist and have a key, one a pattern selects that
@@ -301,10 +333,15 @@ class MySQLSource:
         self._reset()
         with self._open().cursor() as cur:
             origin = self._origin(cur)
+            if self._moved is not None:
+                raise self._server_changed()
+            if self._frame.base is None:  # the first read after a repair: the origin packs above ``after``
+                bookkeeping.set_base(cur, self.name, rebase(after, origin))
+                origin = self._origin(cur)
             bookkeeping.forget(cur, self.name, after)
             self._snapshots.load(cur)
             self._history.load(cur)
-            start = max(unpack(after), origin)
+            start = max(self._frame.unpack(after), origin)
             lost = self._lost(cur, start, after)
             if lost is not None:
                 cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) "
@@ -415,7 +452,7 @@ class MySQLSource:
         elif found is not None and int(found[0]) == after and int(found[1]):
             scanned, since = int(found[1]), float(found[2])
         else:
-            scanned, since = max(unpack(after), self._origin(cur)), float(found[2]) if found else time.time()
+            scanned, since = max(self._frame.unpack(after), self._origin(cur)), float(found[2]) if found else time.time()
         behind = self._bytes_between(cur, scanned, end)
         if behind == 0 or (behind <= PROGRESS_SLACK and self._quiet(cur, scanned, end)):
             return 0, 0.0
@@ -457,28 +494,49 @@ class MySQLSource:
 
     def _lost(self, cur, start: int | None, after: int | None) -> PositionLost | None:
         """PositionLost when the binlog file holding ``start`` was purged (``start`` None: when the
-        reading source found it so, or the file of its last position is gone)."""
+        reading source found it so, or the file of its last position is gone); also when another server
+        than the origin's answers, or ``start`` lies beyond the binlog's end."""
+        origin = self._origin(cur)
+        if self._moved is not None:
+            return self._server_changed()
         if start is None:
             cur.execute(f"SELECT position, scanned FROM {BOOKKEEPING}.progress WHERE source = %s", (self.name,))
             found = cur.fetchone()
             if found is None:
                 return None
             after = int(found[0])
-            start = max(unpack(after), self._origin(cur))
+            start = max(self._frame.unpack(after), origin)
             if int(found[1]) == 0:
                 return self._position_lost(start)
         cur.execute("SHOW BINARY LOGS")
         numbers = [file_number(row[0]) for row in cur.fetchall()]
         if numbers and file_number_of(start) < min(numbers):
             return self._position_lost(start)
+        end = self._end(cur)
+        if start > end:
+            return PositionLost(
+                f"the node's position ({describe(start)}) lies beyond the end of the binlog of the server at "
+                f"{self.address.host}:{self.address.port} ({describe(end)}): its binlog was reset (RESET MASTER) or "
+                "replaced, so it no longer holds the changes after the node's position. Repair: exchange node "
+                "resnapshot --config NODE.toml --all (captures again from now and re-reads every captured table)")
         return None
 
     def _lost_now(self, after: Position) -> PositionLost | None:
         try:
             with self._open().cursor() as cur:
-                return self._lost(cur, max(unpack(after), self._origin(cur)), after)
+                return self._lost(cur, max(self._frame.unpack(after), self._origin(cur)), after)
         except (pymysql.err.Error, SourceNotReady):
             return None
+
+    def _server_changed(self) -> PositionLost:
+        former, now = self._moved or ("?", "?")
+        return PositionLost(
+            f"the source server changed: the node's position is a binlog coordinate of server {_named(former)}, "
+            f"but server {_named(now)} answers at {self.address.host}:{self.address.port} (a failover to a replica, "
+            "or [source] url pointed at another server); binlog coordinates of the former server mean nothing "
+            "here, so capture cannot resume from them. Repair: exchange node resnapshot --config NODE.toml --all "
+            "(captures again from this server's binlog and re-reads every captured table into the node's store: "
+            "unchanged rows make no events, rows changed or gone since are updated or deleted)")
 
     def _position_lost(self, start: int) -> PositionLost:
         return PositionLost(
@@ -488,6 +546,12 @@ class MySQLSource:
             "--config NODE.toml --all (captures again from now and re-reads every captured table into the node's "
             "store: unchanged rows make no events, rows gone since are deleted); keep binlogs longer than the node "
             "may be stopped")
+
+
+def _named(server: str) -> str:
+    """A server as ``_identity`` records it, for people: ``server_id 2`` (MySQL: with its uuid)."""
+    server_id, _, server_uuid = server.partition("/")
+    return f"server_id {server_id}" + (f" (server_uuid {server_uuid})" if server_uuid else "")
 
 
 def file_number_of(coord: int) -> int:
