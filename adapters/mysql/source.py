@@ -531,10 +531,10 @@ class MySQLSource:
     def _server_changed(self) -> PositionLost:
         former, now = self._moved or ("?", "?")
         return PositionLost(
-            f"the source server changed: the node's position is a binlog coordinate of server {_named(former)}, "
-            f"but server {_named(now)} answers at {self.address.host}:{self.address.port} (a failover to a replica, "
-            "or [source] url pointed at another server); binlog coordinates of the former server mean nothing "
-            "here, so capture cannot resume from them. Repair: exchange node resnapshot --config NODE.toml --all "
+            f"the source server changed ({_named(former)} -> {_named(now)}, answering at {self.address.host}:"
+            f"{self.address.port}: a failover to a replica, or [source] url pointed at another server): the node's "
+            "position is a binlog coordinate of the former server, which means nothing here, so capture cannot "
+            "resume from it. Repair: exchange node resnapshot --config NODE.toml --all "
             "(captures again from this server's binlog and re-reads every captured table into the node's store: "
             "unchanged rows make no events, rows changed or gone since are updated or deleted)")
 
