@@ -35,10 +35,19 @@ or an empty configured key, which keys rows by all their columns and counts
 identical rows as copies (keyless.py; such a table is read by one snapshot
 session, from its start again if a session ends inside it).
 
-Limits: positions are those of one server's binlog (after a failover to a
-replica, whose binlog has other files and offsets, run ``exchange node
-resnapshot --all``); a snapshot waits for transactions running when it
-starts; one transaction is held in memory while it is read.
+Failover of the source: positions are coordinates of one server's binlog,
+and the origin (bookkeeping.py) records that server (``@@server_id``, with
+``@@server_uuid`` on MySQL).  When another server answers (a promoted
+replica, whose binlog has other files and offsets), prepare, read and
+pending raise PositionLost naming both servers and the repair, ``exchange
+node resnapshot --config NODE.toml --all``: it records a pass of every
+table and a new origin at the new server's binlog end, whose base the next
+read sets so that positions go on above the node's last one (position.py).
+A restart of the same server keeps its ``server_id``: capture resumes.
+
+Limits: a snapshot waits for transactions running when it starts; one
+transaction is held in memory while it is read; servers sharing a
+``server_id`` (and MySQL ``server_uuid``) are taken as one.
 """
 
 from __future__ import annotations

@@ -446,6 +446,22 @@ def test_a_failover_raises_position_lost_and_resnapshot_all_repairs_into_the_sam
         replica.stop()
 
 
+def test_origins_recorded_without_server_and_base_are_upgraded_and_read_on(agency, mariadb):
+    agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0)")
+    source = agency.source(["people"])
+    source.prepare()
+    stored = drain(source)
+    source.close()
+    mariadb.execute(f"ALTER TABLE {bookkeeping.BOOKKEEPING}.origins DROP COLUMN server, DROP COLUMN base")
+    agency.sql("INSERT INTO people VALUES (2, 0)")
+
+    assert agency.source(["people"]).pending(stored[-1].position) in (0, 1)  # as `exchange node status` asks
+    later = drain(agency.source(["people"]), stored[-1].position)
+    assert [(c.op, c.after) for c in later] == [(ch.INSERT, {"id": 2, "n": 0})] and increasing(stored + later)
+    assert mariadb.execute(f"SELECT server, base FROM {bookkeeping.BOOKKEEPING}.origins WHERE source = %s",
+                           (source.name,)) == [("1", 0)]
+
+
 def test_a_resnapshot_request_waits_in_the_binlog_and_is_read_in_order(agency):
     agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0)")
     source = agency.source(["people"])
