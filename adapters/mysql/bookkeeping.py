@@ -4,7 +4,9 @@
   was first prepared, or when a lost position was repaired), the server
   whose binlog that coordinate is in (``server``: ``@@server_id``, with
   ``@@server_uuid`` on MySQL), and the base its coordinates are packed with
-  (position.py; NULL from a repair until the next read sets it);
+  (position.py; NULL from a repair until the next read sets it); ``fresh``
+  until the first read (which must read from the start: a node holding
+  positions continues a stream this server has no record of);
 * ``chunks``: snapshot passes, their progress and regions (snapshot.py);
 * ``schemas``: the schemas emitted (history.py);
 * ``copies``: copy counts of tables without a key (keyless.py);
@@ -28,7 +30,8 @@ TAGGED = ("chunks", "schemas", "copies")
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {db}.origins (source VARCHAR(191) PRIMARY KEY, origin BIGINT NOT NULL, "
-    "created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), server VARCHAR(191) NULL, base BIGINT NULL DEFAULT 0)",
+    "created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), server VARCHAR(191) NULL, base BIGINT NULL DEFAULT 0, "
+    "fresh BOOLEAN NOT NULL DEFAULT FALSE)",
     "CREATE TABLE IF NOT EXISTS {db}.chunks (source VARCHAR(191), resource VARCHAR(191), position BIGINT, "
     "point BIGINT NOT NULL, last_key LONGTEXT, done BOOLEAN NOT NULL, pass INT NOT NULL DEFAULT 0, "
     "`rows` BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (source, resource, position))",
@@ -46,13 +49,14 @@ TABLES = (
 )
 
 
-ADDED = {"server": "VARCHAR(191) NULL", "base": "BIGINT NULL DEFAULT 0"}  # origins' columns added later
+ADDED = {"server": "VARCHAR(191) NULL", "base": "BIGINT NULL DEFAULT 0", "fresh": "BOOLEAN NOT NULL DEFAULT FALSE"}  # origins' columns added later
 
 
 class Origin(NamedTuple):
     coord: int  # where the stream begins
     server: str | None  # the server whose binlog holds it (None: recorded before servers were)
     base: int | None  # added to coordinates when packing positions (None: set by the next read)
+    fresh: bool  # not read from yet
 
 
 def install(cur) -> None:
@@ -80,18 +84,25 @@ def installed(cur) -> bool:
 
 def origin(cur, source: str) -> Origin | None:
     """Where the source's stream begins (None before it was first prepared)."""
-    cur.execute(f"SELECT origin, server, base FROM {BOOKKEEPING}.origins WHERE source = %s", (source,))
+    cur.execute(f"SELECT origin, server, base, fresh FROM {BOOKKEEPING}.origins WHERE source = %s", (source,))
     found = cur.fetchone()
     if found is None:
         return None
-    coord, server, base = found
-    return Origin(int(coord), None if server is None else str(server), None if base is None else int(base))
+    coord, server, base, fresh = found
+    return Origin(int(coord), None if server is None else str(server), None if base is None else int(base),
+                  bool(fresh))
 
 
-def set_origin(cur, source: str, coord: int, server: str, base: int | None = 0) -> None:
-    """Begin the source's stream at ``coord`` of ``server``'s binlog (``base`` None: set by the next read)."""
-    cur.execute(f"REPLACE INTO {BOOKKEEPING}.origins (source, origin, server, base) VALUES (%s, %s, %s, %s)",
-                (source, coord, server, base))
+def set_origin(cur, source: str, coord: int, server: str, base: int | None = 0, fresh: bool = False) -> None:
+    """Begin the source's stream at ``coord`` of ``server``'s binlog (``base`` None: set by the next read;
+    ``fresh``: a new stream, which the first read must read from the start)."""
+    cur.execute(f"REPLACE INTO {BOOKKEEPING}.origins (source, origin, server, base, fresh) VALUES (%s, %s, %s, %s, "
+                "%s)", (source, coord, server, base, fresh))
+
+
+def opened(cur, source: str) -> None:
+    """Note that the source's stream was read from its start."""
+    cur.execute(f"UPDATE {BOOKKEEPING}.origins SET fresh = FALSE WHERE source = %s AND fresh", (source,))
 
 
 def set_server(cur, source: str, server: str) -> None:

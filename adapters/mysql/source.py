@@ -43,7 +43,10 @@ pending raise PositionLost naming both servers and the repair, ``exchange
 node resnapshot --config NODE.toml --all``: it records a pass of every
 table and a new origin at the new server's binlog end, whose base the next
 read sets so that positions go on above the node's last one (position.py).
-A restart of the same server keeps its ``server_id``: capture resumes.
+A restart of the same server keeps its ``server_id``: capture resumes.  A
+server whose bookkeeping has no record of the node's stream (a fresh
+origin, read first after a position other than 0), or whose binlog ends
+before the node's position, raises PositionLost with the same repair.
 
 Limits: a snapshot waits for transactions running when it starts; one
 transaction is held in memory while it is read; servers sharing a
@@ -112,6 +115,7 @@ class MySQLSource:
         self._frame = Frame()  # packs coordinates into positions, with the origin's base
         self._moved: tuple[str, str] | None = None  # (origin's server, server answering) when they differ
         self._upgraded = False  # the bookkeeping has the columns of this version
+        self._fresh = False  # the origin was not read from yet
         self._history = SchemaHistory(self.name, self._open)
         self._copies = CopyCounts(self.name, self._open)
         self._snapshots = Snapshots(self.name, self.database, self.tables, self.keys, snapshot_chunk, self._open,
@@ -136,7 +140,7 @@ class MySQLSource:
             self._upgraded = True
             if bookkeeping.origin(cur, self.name) is None:
                 bookkeeping.forget(cur, self.name)  # a new stream continues no earlier one
-                bookkeeping.set_origin(cur, self.name, self._end(cur), self._identity(cur))
+                bookkeeping.set_origin(cur, self.name, self._end(cur), self._identity(cur), fresh=True)
             else:
                 self._origin(cur)
                 if self._moved is not None:
@@ -312,6 +316,7 @@ class MySQLSource:
             bookkeeping.set_server(cur, self.name, server)
         self._moved = None if found.server in (None, server) else (found.server, server)
         self._frame.base = found.base
+        self._fresh = found.fresh
         return found.coord
 
     def _resolve(self, cur) -> list[Table]:
@@ -344,6 +349,12 @@ class MySQLSource:
             origin = self._origin(cur)
             if self._moved is not None:
                 raise self._server_changed()
+            if self._fresh and after:
+                cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) "
+                            "VALUES (%s, %s, 0, %s)", (self.name, after, time.time()))
+                raise self._unknown_stream(after)
+            if self._fresh:
+                bookkeeping.opened(cur, self.name)
             if self._frame.base is None:  # the first read after a repair: the origin packs above ``after``
                 bookkeeping.set_base(cur, self.name, rebase(after, origin))
                 origin = self._origin(cur)
@@ -536,6 +547,14 @@ class MySQLSource:
                 return self._lost(cur, max(self._frame.unpack(after), self._origin(cur)), after)
         except (pymysql.err.Error, SourceNotReady):
             return None
+
+    def _unknown_stream(self, after: Position) -> PositionLost:
+        return PositionLost(
+            f"the node holds position {after}, but capture's bookkeeping on the server at {self.address.host}:"
+            f"{self.address.port} ({BOOKKEEPING}) has no record of the node's stream: it began afresh there (the "
+            f"database {BOOKKEEPING} was dropped or not replicated, or [source] url points at another server), so "
+            "the node's position means nothing here. Repair: exchange node resnapshot --config NODE.toml --all "
+            "(captures again from now and re-reads every captured table into the node's store)")
 
     def _server_changed(self) -> PositionLost:
         former, now = self._moved or ("?", "?")

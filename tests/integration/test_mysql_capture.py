@@ -446,13 +446,45 @@ def test_a_failover_raises_position_lost_and_resnapshot_all_repairs_into_the_sam
         replica.stop()
 
 
+def test_a_server_without_the_streams_bookkeeping_raises_position_lost_and_resnapshot_all_repairs(agency):
+    from support.mariadb import start_server
+
+    agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0), (2, 0)")
+    source = agency.source(["people"])
+    source.prepare()
+    stored = drain(source)
+    source.close()
+    other = start_server(server_id=2)  # the same data, copied without capture's bookkeeping
+    try:
+        other.create_database(agency.database)
+        other.execute("CREATE TABLE people (id int primary key, n int)", dbname=agency.database)
+        other.execute("INSERT INTO people VALUES (1, 0), (3, 3)", dbname=agency.database)
+
+        def opened() -> Any:
+            found = adapters.open_source(other.url(agency.database), ["people"])
+            agency.sources.append(found)
+            return found
+
+        with pytest.raises(PositionLost, match=r"no record of the node's stream.*resnapshot --config NODE.toml --all"):
+            opened().read(stored[-1].position, 100)
+        opened().request_resnapshot(["people"])
+        repaired = drain(opened(), stored[-1].position, until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
+
+        ops = [c.op for c in repaired]
+        assert ops[0] == ch.SNAPSHOT_BEGIN and ops[-1] == ch.SNAPSHOT_END and increasing(stored + repaired)
+        assert [c.after for c in repaired if c.op == ch.SNAPSHOT] == [{"id": 1, "n": 0}, {"id": 3, "n": 3}]
+    finally:
+        other.stop()
+
+
 def test_origins_recorded_without_server_and_base_are_upgraded_and_read_on(agency, mariadb):
     agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0)")
     source = agency.source(["people"])
     source.prepare()
     stored = drain(source)
     source.close()
-    mariadb.execute(f"ALTER TABLE {bookkeeping.BOOKKEEPING}.origins DROP COLUMN server, DROP COLUMN base")
+    mariadb.execute(f"ALTER TABLE {bookkeeping.BOOKKEEPING}.origins DROP COLUMN server, DROP COLUMN base, "
+                    "DROP COLUMN fresh")
     agency.sql("INSERT INTO people VALUES (2, 0)")
 
     assert agency.source(["people"]).pending(stored[-1].position) in (0, 1)  # as `exchange node status` asks
