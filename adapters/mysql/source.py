@@ -515,10 +515,13 @@ class MySQLSource:
     def _lost(self, cur, start: int | None, after: int | None) -> PositionLost | None:
         """PositionLost when the binlog file holding ``start`` was purged (``start`` None: when the
         reading source found it so, or the file of its last position is gone); also when another server
-        than the origin's answers, or ``start`` lies beyond the binlog's end."""
+        than the origin's answers, the origin is fresh but ``after`` is not 0, or ``start`` lies beyond the
+        binlog's end."""
         origin = self._origin(cur)
         if self._moved is not None:
             return self._server_changed()
+        if self._fresh and after:
+            return self._unknown_stream(after)
         if start is None:
             cur.execute(f"SELECT position, scanned FROM {BOOKKEEPING}.progress WHERE source = %s", (self.name,))
             found = cur.fetchone()

@@ -465,8 +465,11 @@ def test_a_server_without_the_streams_bookkeeping_raises_position_lost_and_resna
             agency.sources.append(found)
             return found
 
-        with pytest.raises(PositionLost, match=r"no record of the node's stream.*resnapshot --config NODE.toml --all"):
+        unknown = r"no record of the node's stream.*resnapshot --config NODE.toml --all"
+        with pytest.raises(PositionLost, match=unknown):
             opened().read(stored[-1].position, 100)
+        with pytest.raises(PositionLost, match=unknown):
+            opened().pending(stored[-1].position)
         opened().request_resnapshot(["people"])
         repaired = drain(opened(), stored[-1].position, until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
 
