@@ -68,7 +68,7 @@ from adapters.mysql.catalog import Table, load_table, user_tables
 from adapters.mysql.connection import MySQLAddress
 from adapters.mysql.history import SchemaHistory
 from adapters.mysql.keyless import CopyCounts
-from adapters.mysql.position import Frame, coordinate, describe, file_name, file_number, rebase
+from adapters.mysql.position import Frame, coordinate, file_name, file_number, rebase
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import BinlogStream
 from adapters.mysql.transactions import TransactionDecoder
@@ -144,7 +144,7 @@ class MySQLSource:
             else:
                 self._origin(cur)
                 if self._moved is not None:
-                    raise self._server_changed()
+                    raise resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
             self.tables[:] = [t.resource for t in tables]  # in place: the collaborators share the list
             if self.tables:
                 marks = ", ".join(["%s"] * len(self.tables))
@@ -271,6 +271,9 @@ class MySQLSource:
             self._server = (mariadb, server_id, file.rpartition(".")[0])
         return self._server
 
+    def _where(self) -> str:
+        return f"{self.address.host}:{self.address.port}"
+
     def _identity(self, cur) -> str:
         """The server answering: its ``server_id`` (MySQL: ``server_id/server_uuid``)."""
         if self._info()[0]:
@@ -348,11 +351,11 @@ class MySQLSource:
         with self._open().cursor() as cur:
             origin = self._origin(cur)
             if self._moved is not None:
-                raise self._server_changed()
+                raise resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
             if self._fresh and after:
                 cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) "
                             "VALUES (%s, %s, 0, %s)", (self.name, after, time.time()))
-                raise self._unknown_stream(after)
+                raise resnapshot.unknown_stream(after, self._where())
             if self._fresh:
                 bookkeeping.opened(cur, self.name)
             if self._frame.base is None:  # the first read after a repair: the origin packs above ``after``
@@ -431,7 +434,7 @@ class MySQLSource:
                 cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file_name(prefix, number), offset))
                 found = cur.fetchone()[0]
             if found is None:
-                raise self._position_lost(self._start)
+                raise resnapshot.purged(self.database, self._start)
             gtid = found.decode() if isinstance(found, bytes) else found
         settings = {"host": self.address.host, "port": self.address.port, "user": self.address.user,
                     "password": self.address.password}
@@ -519,9 +522,9 @@ class MySQLSource:
         binlog's end."""
         origin = self._origin(cur)
         if self._moved is not None:
-            return self._server_changed()
+            return resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
         if self._fresh and after:
-            return self._unknown_stream(after)
+            return resnapshot.unknown_stream(after, self._where())
         if start is None:
             cur.execute(f"SELECT position, scanned FROM {BOOKKEEPING}.progress WHERE source = %s", (self.name,))
             found = cur.fetchone()
@@ -530,18 +533,14 @@ class MySQLSource:
             after = int(found[0])
             start = max(self._frame.unpack(after), origin)
             if int(found[1]) == 0:
-                return self._position_lost(start)
+                return resnapshot.purged(self.database, start)
         cur.execute("SHOW BINARY LOGS")
         numbers = [file_number(row[0]) for row in cur.fetchall()]
         if numbers and file_number_of(start) < min(numbers):
-            return self._position_lost(start)
+            return resnapshot.purged(self.database, start)
         end = self._end(cur)
         if start > end:
-            return PositionLost(
-                f"the node's position ({describe(start)}) lies beyond the end of the binlog of the server at "
-                f"{self.address.host}:{self.address.port} ({describe(end)}): its binlog was reset (RESET MASTER) or "
-                "replaced, so it no longer holds the changes after the node's position. Repair: exchange node "
-                "resnapshot --config NODE.toml --all (captures again from now and re-reads every captured table)")
+            return resnapshot.beyond_end(start, end, self._where())
         return None
 
     def _lost_now(self, after: Position) -> PositionLost | None:
@@ -550,39 +549,6 @@ class MySQLSource:
                 return self._lost(cur, max(self._frame.unpack(after), self._origin(cur)), after)
         except (pymysql.err.Error, SourceNotReady):
             return None
-
-    def _unknown_stream(self, after: Position) -> PositionLost:
-        return PositionLost(
-            f"the node holds position {after}, but capture's bookkeeping on the server at {self.address.host}:"
-            f"{self.address.port} ({BOOKKEEPING}) has no record of the node's stream: it began afresh there (the "
-            f"database {BOOKKEEPING} was dropped or not replicated, or [source] url points at another server), so "
-            "the node's position means nothing here. Repair: exchange node resnapshot --config NODE.toml --all "
-            "(captures again from now and re-reads every captured table into the node's store)")
-
-    def _server_changed(self) -> PositionLost:
-        former, now = self._moved or ("?", "?")
-        return PositionLost(
-            f"the source server changed ({_named(former)} -> {_named(now)}, answering at {self.address.host}:"
-            f"{self.address.port}: a failover to a replica, or [source] url pointed at another server): the node's "
-            "position is a binlog coordinate of the former server, which means nothing here, so capture cannot "
-            "resume from it. Repair: exchange node resnapshot --config NODE.toml --all "
-            "(captures again from this server's binlog and re-reads every captured table into the node's store: "
-            "unchanged rows make no events, rows changed or gone since are updated or deleted)")
-
-    def _position_lost(self, start: int) -> PositionLost:
-        return PositionLost(
-            f"the binlog of database {self.database!r} no longer holds the node's position ({describe(start)}): "
-            "the server purged it (binlog_expire_logs_seconds, expire_logs_days or PURGE BINARY LOGS), so the "
-            "changes made since the node last read are gone from the source. Repair: exchange node resnapshot "
-            "--config NODE.toml --all (captures again from now and re-reads every captured table into the node's "
-            "store: unchanged rows make no events, rows gone since are deleted); keep binlogs longer than the node "
-            "may be stopped")
-
-
-def _named(server: str) -> str:
-    """A server as ``_identity`` records it, for people: ``server_id 2`` (MySQL: with its uuid)."""
-    server_id, _, server_uuid = server.partition("/")
-    return f"server_id {server_id}" + (f" (server_uuid {server_uuid})" if server_uuid else "")
 
 
 def file_number_of(coord: int) -> int:
