@@ -9,7 +9,8 @@ mysql-replication:
 * ``stream.py``: the binlog's whole transactions; ``position.py``: positions;
 * ``transactions.py``: a transaction's changes; ``ddl.py``: DDL statements;
 * ``snapshot.py``: consistent snapshot sessions, passes and regions;
-* ``resnapshot.py``: re-snapshot requests, lost positions, pass progress;
+* ``resnapshot.py``: re-snapshot requests, lost positions (a purged binlog,
+  a failover to another server), pass progress;
 * ``history.py``: the schemas emitted; ``keyless.py``: copy counts;
 * ``catalog.py``: tables as ``information_schema`` has them; ``types.py``: values.
 

@@ -1,7 +1,12 @@
 """Capture's bookkeeping on the source server: database ``exchange_capture``, rows keyed by source name.
 
 * ``origins``: where the source's stream begins (the binlog's end when it
-  was first prepared, or when a lost position was repaired);
+  was first prepared, or when a lost position was repaired), the server
+  whose binlog that coordinate is in (``server``: ``@@server_id``, with
+  ``@@server_uuid`` on MySQL), and the base its coordinates are packed with
+  (position.py; NULL from a repair until the next read sets it); ``fresh``
+  until the first read (which must read from the start: a node holding
+  positions continues a stream this server has no record of);
 * ``chunks``: snapshot passes, their progress and regions (snapshot.py);
 * ``schemas``: the schemas emitted (history.py);
 * ``copies``: copy counts of tables without a key (keyless.py);
@@ -18,12 +23,15 @@ to; a read after an earlier position first deletes those after it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 BOOKKEEPING = "exchange_capture"
 TAGGED = ("chunks", "schemas", "copies")
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {db}.origins (source VARCHAR(191) PRIMARY KEY, origin BIGINT NOT NULL, "
-    "created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
+    "created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), server VARCHAR(191) NULL, base BIGINT NULL DEFAULT 0, "
+    "fresh BOOLEAN NOT NULL DEFAULT FALSE)",
     "CREATE TABLE IF NOT EXISTS {db}.chunks (source VARCHAR(191), resource VARCHAR(191), position BIGINT, "
     "point BIGINT NOT NULL, last_key LONGTEXT, done BOOLEAN NOT NULL, pass INT NOT NULL DEFAULT 0, "
     "`rows` BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (source, resource, position))",
@@ -41,10 +49,31 @@ TABLES = (
 )
 
 
+ADDED = {"server": "VARCHAR(191) NULL", "base": "BIGINT NULL DEFAULT 0", "fresh": "BOOLEAN NOT NULL DEFAULT FALSE"}  # origins' columns added later
+
+
+class Origin(NamedTuple):
+    coord: int  # where the stream begins
+    server: str | None  # the server whose binlog holds it (None: recorded before servers were)
+    base: int | None  # added to coordinates when packing positions (None: set by the next read)
+    fresh: bool  # not read from yet
+
+
 def install(cur) -> None:
     """Create the bookkeeping tables when missing (the database exists: prerequisites.py)."""
     for statement in TABLES:
         cur.execute(statement.format(db=BOOKKEEPING))
+    upgrade(cur)
+
+
+def upgrade(cur) -> None:
+    """Add the columns of ``origins`` that bookkeeping created by earlier versions lacks (base 0)."""
+    cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = 'origins'", (BOOKKEEPING,))
+    present = {row[0].lower() for row in cur.fetchall()}
+    for name, declaration in ADDED.items():
+        if name not in present:
+            cur.execute(f"ALTER TABLE {BOOKKEEPING}.origins ADD COLUMN {name} {declaration}")
 
 
 def installed(cur) -> bool:
@@ -53,15 +82,38 @@ def installed(cur) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def origin(cur, source: str) -> int | None:
-    """The coordinate the source's stream begins at (None before it was first prepared)."""
-    cur.execute(f"SELECT origin FROM {BOOKKEEPING}.origins WHERE source = %s", (source,))
+def origin(cur, source: str) -> Origin | None:
+    """Where the source's stream begins (None before it was first prepared)."""
+    cur.execute(f"SELECT origin, server, base, fresh FROM {BOOKKEEPING}.origins WHERE source = %s", (source,))
     found = cur.fetchone()
-    return None if found is None else int(found[0])
+    if found is None:
+        return None
+    coord, server, base, fresh = found
+    return Origin(int(coord), None if server is None else str(server), None if base is None else int(base),
+                  bool(fresh))
 
 
-def set_origin(cur, source: str, coord: int) -> None:
-    cur.execute(f"REPLACE INTO {BOOKKEEPING}.origins (source, origin) VALUES (%s, %s)", (source, coord))
+def set_origin(cur, source: str, coord: int, server: str, base: int | None = 0, fresh: bool = False) -> None:
+    """Begin the source's stream at ``coord`` of ``server``'s binlog (``base`` None: set by the next read;
+    ``fresh``: a new stream, which the first read must read from the start)."""
+    cur.execute(f"REPLACE INTO {BOOKKEEPING}.origins (source, origin, server, base, fresh) VALUES (%s, %s, %s, %s, "
+                "%s)", (source, coord, server, base, fresh))
+
+
+def opened(cur, source: str) -> None:
+    """Note that the source's stream was read from its start."""
+    cur.execute(f"UPDATE {BOOKKEEPING}.origins SET fresh = FALSE WHERE source = %s AND fresh", (source,))
+
+
+def set_server(cur, source: str, server: str) -> None:
+    """Record the server of an origin recorded without one."""
+    cur.execute(f"UPDATE {BOOKKEEPING}.origins SET server = %s WHERE source = %s AND server IS NULL",
+                (server, source))
+
+
+def set_base(cur, source: str, base: int) -> None:
+    """Set the base a repair left to the next read (once: a base set stays)."""
+    cur.execute(f"UPDATE {BOOKKEEPING}.origins SET base = %s WHERE source = %s AND base IS NULL", (base, source))
 
 
 def forget(cur, source: str, after: int | None = None) -> None:

@@ -22,6 +22,14 @@ The node stores only the position.  Reading resumes at the coordinate it
 packs (the start of a transaction, or of a marker) and skips what is not
 after it.  File numbers must stay below 2**21 and offsets below 2**32
 (MariaDB and MySQL rotate files at 1 GiB at most).
+
+A source's coordinates are packed through its ``Frame``: ``base`` (kept
+with the source's origin, bookkeeping.py) is added to a coordinate before
+packing and subtracted after unpacking.  It is 0 until the origin moves to
+another server's binlog (a failover, repaired by a re-snapshot of every
+table): then it is set, at the first read after the repair, so that the new
+origin packs above the node's last position (``rebase``), although the new
+server's coordinates may be smaller than the former one's.
 """
 
 from __future__ import annotations
@@ -74,6 +82,36 @@ def pack(coord: int, index: int = 0) -> Position:
 def unpack(position: int) -> int:
     """The coordinate a position belongs to (where reading resumes)."""
     return position >> SHIFT
+
+
+def rebase(after: int, origin: int) -> int:
+    """The base that packs coordinate ``origin`` above position ``after`` (0 when it already does)."""
+    return max(0, (after >> SHIFT) + 1 - origin)
+
+
+class Frame:
+    """One source's packing of coordinates into positions: ``base`` added to a coordinate when packing,
+    subtracted when unpacking.  ``base`` None: a repair chose a new origin and the next read sets it."""
+
+    def __init__(self, base: int | None = 0):
+        self.base = base
+
+    def pack(self, coord: int, index: int = 0) -> Position:
+        """The position of the ``index``-th change at ``coord``."""
+        if self.base is None:
+            raise RuntimeError("positions are packed before the base of a repaired origin was set")
+        shifted = coord + self.base
+        if shifted >= 1 << 53:
+            raise UnsupportedChange(f"{describe(coord)} with base {self.base} is beyond what positions can encode "
+                                    "(2**53): start a new node store")
+        return pack(shifted, index)
+
+    def unpack(self, position: int) -> int:
+        """The coordinate a position belongs to; one below 0 for a position before the base (another
+        server's binlog), also while the base is not set."""
+        if self.base is None:
+            return -1
+        return unpack(position) - self.base
 
 
 def describe(coord: int) -> str:

@@ -43,7 +43,7 @@ from adapters.keyless import COPY_COLUMN, CopyCounts, digest
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, estimated_rows, load_table
 from adapters.mysql.history import SchemaHistory
-from adapters.mysql.position import coordinate, pack
+from adapters.mysql.position import Frame, coordinate
 from adapters.mysql.types import convert_row, converters
 from adapters.passes import Chunk, Regions
 from exchange.contracts import changes as ch
@@ -84,8 +84,10 @@ class Snapshots:
 
     def __init__(self, source: str, database: str, tables: Sequence[str], keys: dict[str, tuple[str, ...]],
                  chunk_size: int, db: Callable[[], Any], connect: Callable[..., Any], history: SchemaHistory,
-                 mariadb: Callable[[], bool], copies: CopyCounts):
+                 mariadb: Callable[[], bool], copies: CopyCounts, frame: Frame):
+        """``frame`` packs the source's coordinates into positions (position.py)."""
         self.source, self.database, self.tables, self.keys = source, database, tables, keys
+        self._frame = frame
         self.chunk_size = chunk_size
         self._db, self._connect, self._history, self._mariadb = db, connect, history, mariadb
         self._copies = copies
@@ -189,7 +191,7 @@ class Snapshots:
         """The stream passed a marker spanning [start, end): the session whose marker it is may hand out rows."""
         s = self.session
         if s is not None and marker == s.marker:
-            s.active, s.next, s.end = True, pack(start), pack(end)
+            s.active, s.next, s.end = True, self._frame.pack(start), self._frame.pack(end)
 
     def end_session(self) -> None:
         if self.session is not None:

@@ -35,10 +35,22 @@ or an empty configured key, which keys rows by all their columns and counts
 identical rows as copies (keyless.py; such a table is read by one snapshot
 session, from its start again if a session ends inside it).
 
-Limits: positions are those of one server's binlog (after a failover to a
-replica, whose binlog has other files and offsets, run ``exchange node
-resnapshot --all``); a snapshot waits for transactions running when it
-starts; one transaction is held in memory while it is read.
+Failover of the source: positions are coordinates of one server's binlog,
+and the origin (bookkeeping.py) records that server (``@@server_id``, with
+``@@server_uuid`` on MySQL).  When another server answers (a promoted
+replica, whose binlog has other files and offsets), prepare, read and
+pending raise PositionLost naming both servers and the repair, ``exchange
+node resnapshot --config NODE.toml --all``: it records a pass of every
+table and a new origin at the new server's binlog end, whose base the next
+read sets so that positions go on above the node's last one (position.py).
+A restart of the same server keeps its ``server_id``: capture resumes.  A
+server whose bookkeeping has no record of the node's stream (a fresh
+origin, read first after a position other than 0), or whose binlog ends
+before the node's position, raises PositionLost with the same repair.
+
+Limits: a snapshot waits for transactions running when it starts; one
+transaction is held in memory while it is read; servers sharing a
+``server_id`` (and MySQL ``server_uuid``) are taken as one.
 """
 
 from __future__ import annotations
@@ -56,7 +68,7 @@ from adapters.mysql.catalog import Table, load_table, user_tables
 from adapters.mysql.connection import MySQLAddress
 from adapters.mysql.history import SchemaHistory
 from adapters.mysql.keyless import CopyCounts
-from adapters.mysql.position import coordinate, describe, file_name, file_number, unpack
+from adapters.mysql.position import Frame, coordinate, file_name, file_number, rebase
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import BinlogStream
 from adapters.mysql.transactions import TransactionDecoder
@@ -100,12 +112,18 @@ class MySQLSource:
         self._pending: list[ch.Change] = []
         self._skipped: set[str] = set()
         self._progress = (0.0, 0)  # (when, coordinate) of the last progress record
+        self._frame = Frame()  # packs coordinates into positions, with the origin's base
+        self._moved: tuple[str, str] | None = None  # (origin's server, server answering) when they differ
+        self._upgraded = False  # the bookkeeping has the columns of this version
+        self._fresh = False  # the origin was not read from yet
         self._history = SchemaHistory(self.name, self._open)
         self._copies = CopyCounts(self.name, self._open)
         self._snapshots = Snapshots(self.name, self.database, self.tables, self.keys, snapshot_chunk, self._open,
-                                    self._connect, self._history, lambda: self._info()[0], self._copies)
+                                    self._connect, self._history, lambda: self._info()[0], self._copies,
+                                    self._frame)
         self._decoder = TransactionDecoder(self.name, self.database, self.tables, self.entries, self.exclude,
-                                           self.keys, self._open, self._snapshots, self._history, self._copies)
+                                           self.keys, self._open, self._snapshots, self._history, self._copies,
+                                           self._frame)
 
     # -- the CaptureSource interface ------------------------------------------
 
@@ -119,9 +137,14 @@ class MySQLSource:
             for table in tables:
                 prerequisites.check_readable(cur, self.database, table.resource, user)
             bookkeeping.install(cur)
+            self._upgraded = True
             if bookkeeping.origin(cur, self.name) is None:
                 bookkeeping.forget(cur, self.name)  # a new stream continues no earlier one
-                bookkeeping.set_origin(cur, self.name, self._end(cur))
+                bookkeeping.set_origin(cur, self.name, self._end(cur), self._identity(cur), fresh=True)
+            else:
+                self._origin(cur)
+                if self._moved is not None:
+                    raise resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
             self.tables[:] = [t.resource for t in tables]  # in place: the collaborators share the list
             if self.tables:
                 marks = ", ".join(["%s"] * len(self.tables))
@@ -160,7 +183,7 @@ class MySQLSource:
         source has not looked at yet; 0 means caught up.  PositionLost when the binlog was purged."""
         with self._open().cursor() as cur:
             start = self._origin(cur)
-            lost = self._lost(cur, max(unpack(after), start), after)
+            lost = self._lost(cur, max(self._frame.unpack(after), start), after)
             if lost is not None:
                 raise lost
             try:
@@ -198,7 +221,7 @@ class MySQLSource:
             if lost is not None:
                 if set(names) - set(tables):
                     raise PositionLost(f"{lost} (only a re-snapshot of every captured table repairs it)")
-                resnapshot.recover(cur, self.name, names, self._end(cur))
+                resnapshot.recover(cur, self.name, names, self._end(cur), self._identity(cur))
                 return
             resnapshot.request(cur, self.name, tables)
 
@@ -217,6 +240,7 @@ class MySQLSource:
             except pymysql.err.Error:
                 pass
             self._db = None
+        self._server = None  # the server answering next may be another one
 
     # -- connections, tables and resuming -------------------------------------
 
@@ -248,6 +272,18 @@ class MySQLSource:
             self._server = (mariadb, server_id, file.rpartition(".")[0])
         return self._server
 
+    def _where(self) -> str:
+        return f"{self.address.host}:{self.address.port}"
+
+    def _identity(self, cur) -> str:
+        """The server answering: its ``server_id`` (MySQL: ``server_id/server_uuid``)."""
+        if self._info()[0]:
+            cur.execute("SELECT @@server_id")
+            return str(cur.fetchone()[0])
+        cur.execute("SELECT @@server_id, @@server_uuid")
+        server_id, server_uuid = cur.fetchone()
+        return f"{server_id}/{server_uuid}"
+
     def _reader_id(self) -> int:
         return prerequisites.reader_id(self.server_id, self.database, f"{self.address.host}:{self.address.port}",
                                        self._info()[1])
@@ -269,10 +305,23 @@ class MySQLSource:
         return coordinate(*self._status(cur))
 
     def _origin(self, cur) -> int:
-        found = bookkeeping.origin(cur, self.name) if bookkeeping.installed(cur) else None
+        """The coordinate the stream begins at; notes the origin's base, and whether another server than
+        the origin's answers (``_moved``)."""
+        found = None
+        if bookkeeping.installed(cur):
+            if not self._upgraded:
+                bookkeeping.upgrade(cur)
+                self._upgraded = True
+            found = bookkeeping.origin(cur, self.name)
         if found is None:
             raise SourceNotReady(f"capture is not set up in database {self.database!r} yet: start the node")
-        return found
+        server = self._identity(cur)
+        if found.server is None:  # recorded before origins named their server: it is this one
+            bookkeeping.set_server(cur, self.name, server)
+        self._moved = None if found.server in (None, server) else (found.server, server)
+        self._frame.base = found.base
+        self._fresh = found.fresh
+        return found.coord
 
     def _resolve(self, cur) -> list[Table]:
         """The tables selected now; a named one must exist and have a key, one a pattern selects that
@@ -302,10 +351,21 @@ class MySQLSource:
         self._reset()
         with self._open().cursor() as cur:
             origin = self._origin(cur)
+            if self._moved is not None:
+                raise resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
+            if self._fresh and after:
+                cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) "
+                            "VALUES (%s, %s, 0, %s)", (self.name, after, time.time()))
+                raise resnapshot.unknown_stream(after, self._where())
+            if self._fresh:
+                bookkeeping.opened(cur, self.name)
+            if self._frame.base is None:  # the first read after a repair: the origin packs above ``after``
+                bookkeeping.set_base(cur, self.name, rebase(after, origin))
+                origin = self._origin(cur)
             bookkeeping.forget(cur, self.name, after)
             self._snapshots.load(cur)
             self._history.load(cur)
-            start = max(unpack(after), origin)
+            start = max(self._frame.unpack(after), origin)
             lost = self._lost(cur, start, after)
             if lost is not None:
                 cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) "
@@ -375,7 +435,7 @@ class MySQLSource:
                 cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file_name(prefix, number), offset))
                 found = cur.fetchone()[0]
             if found is None:
-                raise self._position_lost(self._start)
+                raise resnapshot.purged(self.database, self._start)
             gtid = found.decode() if isinstance(found, bytes) else found
         settings = {"host": self.address.host, "port": self.address.port, "user": self.address.user,
                     "password": self.address.password}
@@ -416,7 +476,7 @@ class MySQLSource:
         elif found is not None and int(found[0]) == after and int(found[1]):
             scanned, since = int(found[1]), float(found[2])
         else:
-            scanned, since = max(unpack(after), self._origin(cur)), float(found[2]) if found else time.time()
+            scanned, since = max(self._frame.unpack(after), self._origin(cur)), float(found[2]) if found else time.time()
         behind = self._bytes_between(cur, scanned, end)
         if behind == 0 or (behind <= PROGRESS_SLACK and self._quiet(cur, scanned, end)):
             return 0, 0.0
@@ -458,37 +518,38 @@ class MySQLSource:
 
     def _lost(self, cur, start: int | None, after: int | None) -> PositionLost | None:
         """PositionLost when the binlog file holding ``start`` was purged (``start`` None: when the
-        reading source found it so, or the file of its last position is gone)."""
+        reading source found it so, or the file of its last position is gone); also when another server
+        than the origin's answers, the origin is fresh but ``after`` is not 0, or ``start`` lies beyond the
+        binlog's end."""
+        origin = self._origin(cur)
+        if self._moved is not None:
+            return resnapshot.server_changed(*(self._moved or ("?", "?")), self._where())
+        if self._fresh and after:
+            return resnapshot.unknown_stream(after, self._where())
         if start is None:
             cur.execute(f"SELECT position, scanned FROM {BOOKKEEPING}.progress WHERE source = %s", (self.name,))
             found = cur.fetchone()
             if found is None:
                 return None
             after = int(found[0])
-            start = max(unpack(after), self._origin(cur))
+            start = max(self._frame.unpack(after), origin)
             if int(found[1]) == 0:
-                return self._position_lost(start)
+                return resnapshot.purged(self.database, start)
         cur.execute("SHOW BINARY LOGS")
         numbers = [file_number(row[0]) for row in cur.fetchall()]
         if numbers and file_number_of(start) < min(numbers):
-            return self._position_lost(start)
+            return resnapshot.purged(self.database, start)
+        end = self._end(cur)
+        if start > end:
+            return resnapshot.beyond_end(start, end, self._where())
         return None
 
     def _lost_now(self, after: Position) -> PositionLost | None:
         try:
             with self._open().cursor() as cur:
-                return self._lost(cur, max(unpack(after), self._origin(cur)), after)
+                return self._lost(cur, max(self._frame.unpack(after), self._origin(cur)), after)
         except (pymysql.err.Error, SourceNotReady):
             return None
-
-    def _position_lost(self, start: int) -> PositionLost:
-        return PositionLost(
-            f"the binlog of database {self.database!r} no longer holds the node's position ({describe(start)}): "
-            "the server purged it (binlog_expire_logs_seconds, expire_logs_days or PURGE BINARY LOGS), so the "
-            "changes made since the node last read are gone from the source. Repair: exchange node resnapshot "
-            "--config NODE.toml --all (captures again from now and re-reads every captured table into the node's "
-            "store: unchanged rows make no events, rows gone since are deleted); keep binlogs longer than the node "
-            "may be stopped")
 
 
 def file_number_of(coord: int) -> int:

@@ -30,7 +30,7 @@ from adapters.mysql import ddl
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, load_table
 from adapters.mysql.history import SchemaHistory, needs_reread
-from adapters.mysql.position import SHIFT, UnsupportedChange, describe, pack
+from adapters.mysql.position import SHIFT, Frame, UnsupportedChange, describe
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import Rows, Statement, Transaction
 from adapters.mysql.types import Convert, convert_row, converters, datetime_of
@@ -51,8 +51,10 @@ class TransactionDecoder:
 
     def __init__(self, source: str, database: str, tables: list[str], entries: Sequence[str], exclude: Sequence[str],
                  keys: dict[str, tuple[str, ...]], db: Callable[[], Any], snapshots: Snapshots,
-                 history: SchemaHistory, copies: CopyCounts):
+                 history: SchemaHistory, copies: CopyCounts, frame: Frame):
+        """``frame`` packs the source's coordinates into positions (position.py)."""
         self.source, self.database, self.tables = source, database, tables
+        self._frame = frame
         self.entries, self.exclude, self.keys = entries, exclude, keys
         self._db, self._snapshots, self._history, self._copies = db, snapshots, history, copies
         self._tables: dict[str, tuple[Table, dict[str, Convert]]] = {}
@@ -77,7 +79,7 @@ class TransactionDecoder:
 
     def changes(self, unit: Transaction, after: Position) -> list[ch.Change]:
         """The changes of one transaction after ``after``, with their positions."""
-        base, capacity = pack(unit.start), (unit.end - unit.start) << SHIFT
+        base, capacity = self._frame.pack(unit.start), (unit.end - unit.start) << SHIFT
         commit_time = datetime_of(unit.commit_time)
         changes: list[ch.Change] = []
         positions = (Position(base + i) for i in range(1, capacity))

@@ -1,8 +1,8 @@
-"""MariaDB capture against a real server: prerequisites, values, DDL, crashes, restarts, purged binlogs.
+"""MariaDB capture against a real server: prerequisites, values, DDL, crashes, restarts, purged binlogs, failover.
 
 The session's server (fixture ``mariadb``) is shared; each test works in a
 database of its own.  A second server is started only to show a
-prerequisite refused.
+prerequisite refused, and as the GTID replica a failover promotes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pymysql
 import pytest
 
 import adapters
+from adapters.mysql import bookkeeping
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import PositionLost, SourceNotReady
 
@@ -364,6 +365,136 @@ def test_a_purged_binlog_raises_position_lost_and_resnapshot_all_repairs(agency,
     ops = [c.op for c in repaired]
     assert ops[0] == ch.SNAPSHOT_BEGIN and ops[-1] == ch.SNAPSHOT_END and increasing(stored + repaired)
     assert [c.after for c in repaired if c.op == ch.SNAPSHOT] == [{"id": 1, "n": 1}, {"id": 3, "n": 3}]
+
+
+def follow(replica: Any, primary: Any, database: str) -> None:
+    """Make ``replica`` a GTID replica of ``primary``, from now, for ``database`` and capture's bookkeeping."""
+    primary.execute("CREATE USER IF NOT EXISTS 'replication'@'127.0.0.1' IDENTIFIED BY 'replication'")
+    primary.execute("GRANT REPLICATION SLAVE ON *.* TO 'replication'@'127.0.0.1'")
+    conn = replica.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(f"CREATE DATABASE {bookkeeping.BOOKKEEPING}")
+            bookkeeping.install(cur)
+            cur.execute("SET GLOBAL replicate_wild_do_table = %s", (f"{database}.%,{bookkeeping.BOOKKEEPING}.%",))
+            cur.execute("SET GLOBAL gtid_slave_pos = %s", (primary.execute("SELECT @@gtid_binlog_pos")[0][0],))
+            cur.execute(f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {primary.port}, "
+                        "MASTER_USER = 'replication', MASTER_PASSWORD = 'replication', MASTER_USE_GTID = slave_pos")
+            cur.execute("START SLAVE")
+    finally:
+        conn.close()
+
+
+def promote(replica: Any, primary: Any) -> None:
+    """Wait until ``replica`` applied all ``primary`` wrote, then make it a primary of its own."""
+    wanted = primary.execute("SELECT @@gtid_binlog_pos")[0][0]
+    assert replica.execute("SELECT MASTER_GTID_WAIT(%s, 60)", (wanted,)) == [(0,)], replica.execute("SHOW SLAVE STATUS")
+    replica.execute("STOP SLAVE")
+    replica.execute("RESET SLAVE ALL")
+
+
+def test_a_failover_raises_position_lost_and_resnapshot_all_repairs_into_the_same_store(agency, mariadb):
+    from support.mariadb import start_server
+
+    replica = start_server(server_id=2, log_slave_updates="ON")
+    try:
+        follow(replica, mariadb, agency.database)
+        agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0), (2, 0)")
+        for _ in range(2):  # the primary's binlog files are numbered beyond the replica's
+            mariadb.execute("FLUSH BINARY LOGS")
+        source = agency.source(["people"])
+        source.prepare()
+        stored = drain(source)
+        agency.sql("UPDATE people SET n = 1 WHERE id = 1")
+        stored += drain(source, stored[-1].position)
+        source.close()
+        promote(replica, mariadb)
+        replica.execute("INSERT INTO people VALUES (3, 3)", dbname=agency.database)
+        replica.execute("DELETE FROM people WHERE id = 2", dbname=agency.database)
+
+        def moved() -> Any:
+            found = adapters.open_source(replica.url(agency.database), ["people"])
+            agency.sources.append(found)
+            return found
+
+        changed = r"source server changed \(server_id 1 -> server_id 2.*exchange node resnapshot --config NODE.toml --all"
+        with pytest.raises(PositionLost, match=changed):
+            moved().read(stored[-1].position, 100)
+        with pytest.raises(PositionLost, match=changed):
+            moved().pending(stored[-1].position)
+        with pytest.raises(PositionLost, match="every captured table"):
+            moved().request_resnapshot([])
+        moved().request_resnapshot(["people"])  # the repair; the node is killed before it reads
+        lost = moved().read(stored[-1].position, 2)  # the node is killed before it stores this
+        repaired = moved().read(stored[-1].position, 2)  # stored, then the node is killed
+        resumed = moved()
+        repaired += drain(resumed, repaired[-1].position,
+                          until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
+        replica.execute("UPDATE people SET n = 4 WHERE id = 3", dbname=agency.database)
+        later = drain(resumed, repaired[-1].position, until=lambda found: bool(found))
+
+        assert lost[0].position > stored[-1].position
+        assert [(c.op, c.after) for c in lost] == [(c.op, c.after) for c in repaired[:len(lost)]]
+        ops = [c.op for c in repaired]
+        assert ops[0] == ch.SNAPSHOT_BEGIN and ops[-1] == ch.SNAPSHOT_END
+        assert repaired[0].position > stored[-1].position and increasing(stored + repaired + later)
+        assert [c.after for c in repaired if c.op == ch.SNAPSHOT] == [{"id": 1, "n": 1}, {"id": 3, "n": 3}]
+        assert [(c.op, c.after) for c in later] == [(ch.UPDATE, {"id": 3, "n": 4})]
+        moved().prepare()  # a source opened again on the same server finds its own origin
+    finally:
+        replica.stop()
+
+
+def test_a_server_without_the_streams_bookkeeping_raises_position_lost_and_resnapshot_all_repairs(agency):
+    from support.mariadb import start_server
+
+    agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0), (2, 0)")
+    source = agency.source(["people"])
+    source.prepare()
+    stored = drain(source)
+    source.close()
+    other = start_server(server_id=2)  # the same data, copied without capture's bookkeeping
+    try:
+        other.create_database(agency.database)
+        other.execute("CREATE TABLE people (id int primary key, n int)", dbname=agency.database)
+        other.execute("INSERT INTO people VALUES (1, 0), (3, 3)", dbname=agency.database)
+
+        def opened() -> Any:
+            found = adapters.open_source(other.url(agency.database), ["people"])
+            agency.sources.append(found)
+            return found
+
+        unknown = r"no record of the node's stream.*resnapshot --config NODE.toml --all"
+        with pytest.raises(PositionLost, match=unknown):
+            opened().read(stored[-1].position, 100)
+        with pytest.raises(PositionLost, match=unknown):
+            opened().pending(stored[-1].position)
+        opened().request_resnapshot(["people"])
+        repaired = drain(opened(), stored[-1].position, until=lambda found: any(c.op == ch.SNAPSHOT_END for c in found))
+
+        ops = [c.op for c in repaired]
+        assert ops[0] == ch.SNAPSHOT_BEGIN and ops[-1] == ch.SNAPSHOT_END and increasing(stored + repaired)
+        assert [c.after for c in repaired if c.op == ch.SNAPSHOT] == [{"id": 1, "n": 0}, {"id": 3, "n": 3}]
+    finally:
+        other.stop()
+
+
+def test_origins_recorded_without_server_and_base_are_upgraded_and_read_on(agency, mariadb):
+    agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0)")
+    source = agency.source(["people"])
+    source.prepare()
+    stored = drain(source)
+    source.close()
+    mariadb.execute(f"ALTER TABLE {bookkeeping.BOOKKEEPING}.origins DROP COLUMN server, DROP COLUMN base, "
+                    "DROP COLUMN fresh")
+    agency.sql("INSERT INTO people VALUES (2, 0)")
+
+    assert agency.source(["people"]).pending(stored[-1].position) in (0, 1)  # as `exchange node status` asks
+    later = drain(agency.source(["people"]), stored[-1].position)
+    assert [(c.op, c.after) for c in later] == [(ch.INSERT, {"id": 2, "n": 0})] and increasing(stored + later)
+    assert mariadb.execute(f"SELECT server, base FROM {bookkeeping.BOOKKEEPING}.origins WHERE source = %s",
+                           (source.name,)) == [("1", 0)]
 
 
 def test_a_resnapshot_request_waits_in_the_binlog_and_is_read_in_order(agency):
