@@ -1,9 +1,10 @@
-"""SQL that the SQLite and PostgreSQL apply targets write alike.
+"""SQL that the SQLite, PostgreSQL and MariaDB/MySQL apply targets write alike.
 
-Both dialects quote identifiers the same way and apply replayed row
-operations with the same statements; what differs (placeholders, how a
-table is named, column types and defaults) is passed in by the dialect
-modules (adapters/sqlite/dialect.py, adapters/postgres/dialect.py).
+The dialects apply replayed row operations with the same statements; what
+differs (placeholders, how a table is named, how identifiers are quoted:
+double quotes unless ``quote`` says otherwise, column types and defaults)
+is passed in by the dialect modules (adapters/sqlite/dialect.py,
+adapters/postgres/dialect.py, adapters/mysql/dialect.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp
 
+Quote = Callable[[str], str]
 Shape = tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[bool, ...]]
 
 
@@ -22,7 +24,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def column_sql(name: str, type_: str | None, notnull: bool, default: str | None) -> str:
+def column_sql(name: str, type_: str | None, notnull: bool, default: str | None, quote: Quote = quote) -> str:
     """A column definition; ``type_`` and ``default`` are SQL as the dialect declares them."""
     parts = [quote(name)]
     if type_:
@@ -38,16 +40,22 @@ def rename_sql(table: str, present: Iterable[str], renames: dict[str, str] | Non
     """ALTER TABLE statements renaming the columns of ``table`` (already quoted) that ``renames`` maps
     (old -> new) and that are ``present``, through interim names, so that names may be swapped; none
     when the table already has the ``columns`` wanted, in their order (the renames were applied before)."""
-    present = list(present)
-    if present == list(columns):
-        return []
-    wanted = {old: new for old, new in (renames or {}).items() if old in present and old != new}
+    wanted = pending_renames(present, renames, columns)
     interim = {old: f"_exchange_renaming_{i}" for i, old in enumerate(wanted)}
     return ([f"ALTER TABLE {table} RENAME COLUMN {quote(old)} TO {quote(interim[old])}" for old in wanted] +
             [f"ALTER TABLE {table} RENAME COLUMN {quote(interim[old])} TO {quote(new)}" for old, new in wanted.items()])
 
 
-def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, ...]) -> str:
+def pending_renames(present: Iterable[str], renames: dict[str, str] | None, columns: Iterable[str]) -> dict[str, str]:
+    """The renames (old -> new) still to apply to a table with the ``present`` columns: those of ``renames``
+    whose old name is present; none when the table already has the ``columns`` wanted, in their order."""
+    present = list(present)
+    if present == list(columns):
+        return {}
+    return {old: new for old, new in (renames or {}).items() if old in present and old != new}
+
+
+def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, ...], quote: Quote = quote) -> str:
     """CREATE TABLE ``table`` (already quoted) with column ``definitions`` and the primary key, if any."""
     definitions = list(definitions)
     if primary_key:
@@ -77,7 +85,7 @@ def params(op: RowOp, convert: Callable[[Any], Any] | None = None) -> list[Any]:
 
 @lru_cache(maxsize=1024)
 def row_sql(table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], nulls: tuple[bool, ...],
-            placeholder: str) -> str | None:
+            placeholder: str, quote: Quote = quote) -> str | None:
     """The statement for operations of one shape on ``table`` (already quoted); None for an
     update of no columns."""
     where = " AND ".join(f"{quote(k)} IS NULL" if null else f"{quote(k)} = {placeholder}"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import psycopg2
+import pymysql
 import pytest
 
 import adapters
@@ -341,4 +342,49 @@ class FileDropBackend(Backend):
         (self.directory / f"{table}-{self._dropped:06d}.json{suffix}").write_text(text, encoding="utf-8")
 
 
-BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend)
+class MariaDB(_SQLBackend):
+    """A database of its own in the session's MariaDB server (text in the binary collation), dropped
+    afterwards; written with ANSI_QUOTES so the shared SQL's double-quoted names work."""
+
+    name = "MariaDB"
+    kinds = frozenset({"apply", "read"})
+    fixtures = ("mariadb",)
+    types = {"integer": "bigint", "text": "varchar(255)", "decimal": "decimal(14,2)", "real": "double",
+             "boolean": "tinyint(1)", "date": "date", "timestamp": "datetime(6)", "bytes": "longblob"}
+    native = frozenset(types)
+    placeholder = "%s"
+    integrity_error = pymysql.err.IntegrityError
+
+    def __init__(self, request: pytest.FixtureRequest):
+        super().__init__(request)
+        self.server = request.getfixturevalue("mariadb")
+        digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+        self.database = self.server.create_database(
+            f"ct_{re.sub(r'[^a-z0-9_]', '_', request.node.name.lower())[:40]}_{digest}")
+        # Keys that differ in case only are different keys, as in the other kinds.
+        self.server.execute(f"ALTER DATABASE `{self.database}` COLLATE utf8mb4_nopad_bin")
+        self.url = self.server.url(self.database)
+        self._conn = self.server.connect(self.database, autocommit=False)
+        with self._conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES'), time_zone = '+00:00'")
+
+    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, params or None)
+        except BaseException:
+            self._conn.rollback()
+            raise
+        if commit:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+    def close(self) -> None:
+        super().close()
+        self._conn.close()
+        self.server.execute(f"DROP DATABASE `{self.database}`")
+
+
+BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend, MariaDB)
