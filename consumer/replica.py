@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import adapters
 from adapters.apply import apply_events
+from adapters.mysql import dialect as mysql
 from adapters.postgres import dialect as postgres
 from adapters.sqlite import dialect as sqlite
 from exchange.common.urls import sqlite_path
@@ -37,12 +38,13 @@ def checkpoint_name(provider: str, resource: str) -> str:
 
 
 class Replica:
-    """The replica database at ``url`` (SQLite or PostgreSQL)."""
+    """The replica database at ``url`` (SQLite, PostgreSQL or MariaDB/MySQL)."""
 
     def __init__(self, url: str):
         self.url = url
         self.target: ApplyTarget = adapters.open_target(url)
-        self.books = _PostgresBooks(url) if url.startswith("postgresql") else _SQLiteBooks(url)
+        books = {"postgresql": _postgres_books, "mysql": _mysql_books}.get(url.partition("://")[0], _SQLiteBooks)
+        self.books = books(url)
 
     def position(self, provider: str, resource: str) -> int:
         """The hub position up to which the resource is applied (0: nothing yet)."""
@@ -93,20 +95,25 @@ class _SQLiteBooks:
         self.db.close()
 
 
-class _PostgresBooks:
-    TABLE = f"{postgres.BOOKKEEPING}.replica_items"
+class _ServerBooks:
+    """The items book in a database server's replica, written through a DB-API connection ``db``
+    after the ``setup`` statements made its table ``table`` (already quoted)."""
 
-    def __init__(self, url: str):
-        self.db = postgres.connect(url)
-        with self.db.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {postgres.BOOKKEEPING}")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (name text PRIMARY KEY, items text NOT NULL)")
-        self.db.commit()
+    def __init__(self, db: Any, table: str, setup: Sequence[str]):
+        self.db, self.table = db, table
+        try:
+            with self.db.cursor() as cur:
+                for statement in setup:
+                    cur.execute(statement)
+            self.db.commit()
+        except BaseException:
+            self.db.close()
+            raise
 
     def items(self, name: str) -> Projection | None:
         try:
             with self.db.cursor() as cur:
-                cur.execute(f"SELECT items FROM {self.TABLE} WHERE name = %s", (name,))
+                cur.execute(f"SELECT items FROM {self.table} WHERE name = %s", (name,))
                 row = cur.fetchone()
                 return json.loads(row[0]) if row else None
         finally:
@@ -116,9 +123,9 @@ class _PostgresBooks:
         """Record the resource's ``items`` (None: forget them)."""
         try:
             with self.db.cursor() as cur:
-                cur.execute(f"DELETE FROM {self.TABLE} WHERE name = %s", (name,))
+                cur.execute(f"DELETE FROM {self.table} WHERE name = %s", (name,))
                 if items is not None:
-                    cur.execute(f"INSERT INTO {self.TABLE} VALUES (%s, %s)", (name, json.dumps(items)))
+                    cur.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (name, json.dumps(items)))
             self.db.commit()
         except BaseException:
             self.db.rollback()
@@ -126,3 +133,17 @@ class _PostgresBooks:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _postgres_books(url: str) -> _ServerBooks:
+    table = f"{postgres.BOOKKEEPING}.replica_items"
+    return _ServerBooks(postgres.connect(url), table, (
+        f"CREATE SCHEMA IF NOT EXISTS {postgres.BOOKKEEPING}",
+        f"CREATE TABLE IF NOT EXISTS {table} (name text PRIMARY KEY, items text NOT NULL)"))
+
+
+def _mysql_books(url: str) -> _ServerBooks:
+    table = mysql.quote(f"{mysql.BOOKKEEPING}replica")
+    return _ServerBooks(mysql.open_database(url), table, (
+        f"CREATE TABLE IF NOT EXISTS {table} (name varchar(512) PRIMARY KEY, items longtext NOT NULL) "
+        f"DEFAULT CHARSET=utf8mb4 COLLATE={mysql.COLLATION}",))

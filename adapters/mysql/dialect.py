@@ -11,7 +11,7 @@ included), applied whole or not at all.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pymysql
 
@@ -29,6 +29,7 @@ DROPS = "`_exchange_drops`"  # tables whose checkpoint is gone and that are stil
 PLACEHOLDER = "%s"
 COLLATION = "utf8mb4_nopad_bin"
 MAX_NAME = 64
+T = TypeVar("T")
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _STRING = re.compile(r"('(?:[^']|'')*')(::[a-z ]+)?")
@@ -60,6 +61,15 @@ def open_database(url: str, **options: Any) -> pymysql.connections.Connection:
         reason = e.args[1] if len(e.args) > 1 else str(e) or type(e).__name__
         raise DatabaseUnavailable(f"cannot open the database {redact_url(url)} "
                                   f"(server {address.host}:{address.port}): {reason}") from None
+
+
+def reading(db: pymysql.connections.Connection, work: Callable[[Any], T]) -> T:
+    """What ``work`` reads with a cursor of ``db``; the transaction it read in ended after it."""
+    try:
+        with db.cursor() as cur:
+            return work(cur)
+    finally:
+        db.rollback()
 
 
 def primary_key(schema: TableSchema) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from typing import Any, Iterator, Sequence
 
 import pymysql.cursors
 
-from adapters.mysql.dialect import open_database, quote
+from adapters.mysql.dialect import open_database, quote, reading
 from adapters.mysql.row_values import parser
 from adapters.mysql.tables import load_table, user_tables
 from adapters.mysql.target_types import TEXT, kind
@@ -24,18 +24,10 @@ class MySQLReader:
 
     def tables(self) -> list[str]:
         """User tables, sorted; replay's bookkeeping excluded."""
-        try:
-            with self._db.cursor() as cur:
-                return user_tables(cur)
-        finally:
-            self._db.rollback()
+        return reading(self._db, user_tables)
 
     def table_schema(self, table: str) -> TableSchema:
-        try:
-            with self._db.cursor() as cur:
-                found = load_table(cur, table)
-        finally:
-            self._db.rollback()
+        found = reading(self._db, lambda cur: load_table(cur, table))
         if found is None:
             raise LookupError(f"table {table!r} does not exist")
         return found

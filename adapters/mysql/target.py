@@ -15,6 +15,7 @@ from adapters.mysql.dialect import (
     create_sql,
     open_database,
     quote,
+    reading,
 )
 from adapters.mysql.row_values import to_param
 from adapters.mysql.tables import load_table
@@ -97,13 +98,12 @@ class MySQLTarget:
 
     def checkpoint(self, name: str) -> int | None:
         """The position last recorded under ``name`` (None when there is none)."""
-        try:
-            with self._db.cursor() as cur:
-                cur.execute(f"SELECT position FROM {CHECKPOINTS} WHERE name = %s", (name,))
-                found = cur.fetchone()
-                return found[0] if found else None
-        finally:
-            self._db.rollback()
+        def position(cur) -> tuple | None:
+            cur.execute(f"SELECT position FROM {CHECKPOINTS} WHERE name = %s", (name,))
+            return cur.fetchone()
+
+        found = reading(self._db, position)
+        return found[0] if found else None
 
     def close(self) -> None:
         if self._db.open:

@@ -1,7 +1,9 @@
 """Compare two databases table by table: row counts, content checksums, columns.
 
 Each side is streamed once in key order; columns are compared by name,
-whatever their order in the table.  The checksum is the sum (mod
+whatever their order in the table, values in the normal form of
+exchange/tools/equivalence.py (so SQLite, PostgreSQL and MariaDB/MySQL
+holding the same data compare equal).  The checksum is the sum (mod
 2**256) of the rows' SHA-256 digests, so it does not depend on row order; the
 merge of the two key-ordered streams names the first differing keys.
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any, Iterator
 
 import adapters
 from exchange.contracts.changes import TableReader
 from exchange.contracts.events import canonical_json
+from exchange.tools import equivalence
 
 MAX_DIFFERENCES = 5
 _MISSING = object()
@@ -102,8 +106,10 @@ def verify(source_url: str, target_url: str, tables: list[str] | None = None) ->
 class _Stream:
     """A side's rows in key order, counted and checksummed as they pass."""
 
-    def __init__(self, reader: TableReader | None, table: str, key: list[str]):
+    def __init__(self, reader: TableReader | None, table: str, key: list[str],
+                 normals: dict[str, equivalence.Normal]):
         self.exists = reader is not None
+        self._normals = normals
         # By name: the order of a table's columns differs after some DDL (an added column comes last).
         self.columns = sorted(reader.table_schema(table).column_names) if reader is not None else []
         self._rows: Iterator[dict[str, Any]] = reader.rows(table, order_by=key) if reader is not None else iter(())
@@ -113,6 +119,7 @@ class _Stream:
     def next(self) -> dict[str, Any] | None:
         row = next(self._rows, None)
         if row is not None:
+            row = equivalence.row(row, self._normals)
             self._count += 1
             self._sum = (self._sum + int(hashlib.sha256(canonical_json(row).encode()).hexdigest(), 16)) % 2**256
         return row
@@ -123,7 +130,8 @@ class _Stream:
 
 def _compare(table: str, source: TableReader | None, target: TableReader | None) -> TableResult:
     key = _key_columns(table, source, target)
-    left, right = _Stream(source, table, key), _Stream(target, table, key)
+    normals = _normals(table, source, target)
+    left, right = _Stream(source, table, key, normals), _Stream(target, table, key, normals)
     differences: list[Difference] = []
 
     def note(row: dict[str, Any], reason: str) -> None:
@@ -157,12 +165,22 @@ def _key_columns(table: str, *readers: TableReader | None) -> list[str]:
     return list(schemas[0].column_names) if schemas else []
 
 
+def _normals(table: str, *readers: TableReader | None) -> dict[str, equivalence.Normal]:
+    """The normal form of each column, by the types both sides declare it."""
+    declared: dict[str, list[str]] = {}
+    for reader in readers:
+        for c in reader.table_schema(table).columns if reader is not None else ():
+            declared.setdefault(c.name, []).append(c.type)
+    return {name: equivalence.column(types) for name, types in declared.items()}
+
+
 def _order(row: dict[str, Any], key: list[str]) -> tuple:
     """Sort key matching SQLite's order: NULL < numbers < text < blobs."""
     ranked = []
     for column in key:
         value = row.get(column)
-        rank = 0 if value is None else 1 if isinstance(value, (int, float)) else 2 if isinstance(value, str) else 3
+        rank = (0 if value is None else 1 if isinstance(value, (int, float, Decimal)) else 2 if isinstance(value, str)
+                else 3)
         ranked.append((rank, value if value is not None else 0))
     return tuple(ranked)
 

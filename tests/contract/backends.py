@@ -215,7 +215,26 @@ class SQLiteBackend(_SQLBackend):
         self._db.close()
 
 
-class PostgresBackend(_SQLBackend):
+class _ServerBackend(_SQLBackend):
+    """A database server's database written through the DB-API connection ``_conn``."""
+
+    _conn: Any
+
+    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, params or None)
+        except BaseException:
+            self._conn.rollback()
+            raise
+        if commit:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+
+class PostgresBackend(_ServerBackend):
     """A database of its own in the session's PostgreSQL cluster, dropped (with its slot) afterwards."""
 
     name = "Postgres"
@@ -237,19 +256,6 @@ class PostgresBackend(_SQLBackend):
             f"ct_{re.sub(r'[^a-z0-9_]', '_', request.node.name.lower())[:36]}_{digest}")
         self.url = self.cluster.url(self.database)
         self._conn = self.cluster.connect(self.database, autocommit=False)
-
-    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, params)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        if commit:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
 
     def _identity(self, table: str, index: str) -> list[tuple[str, Sequence[Any]]]:
         return [(f"ALTER TABLE {_quote(table)} REPLICA IDENTITY USING INDEX {_quote(index)}", ())]
@@ -342,7 +348,7 @@ class FileDropBackend(Backend):
         (self.directory / f"{table}-{self._dropped:06d}.json{suffix}").write_text(text, encoding="utf-8")
 
 
-class MariaDB(_SQLBackend):
+class MariaDB(_ServerBackend):
     """A database of its own in the session's MariaDB server (text in the binary collation), dropped
     afterwards; written with ANSI_QUOTES so the shared SQL's double-quoted names work."""
 
@@ -367,19 +373,6 @@ class MariaDB(_SQLBackend):
         self._conn = self.server.connect(self.database, autocommit=False)
         with self._conn.cursor() as cur:
             cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES'), time_zone = '+00:00'")
-
-    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, params or None)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        if commit:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
 
     def close(self) -> None:
         super().close()

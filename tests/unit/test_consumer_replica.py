@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
 
 import pytest
+from support.records import record_event
 from test_sharing import CONSUMER, PROVIDER, DictTerms, terms
 
 import adapters
@@ -27,9 +27,7 @@ def database(request, tmp_path):
 
 
 def _event(kind, key, version, **fields):
-    return kind(originator_id=uuid.uuid5(uuid.NAMESPACE_OID, str(key)), originator_version=version,
-                timestamp=datetime.now(timezone.utc), agency=PROVIDER, resource="licences", key={"id": key},
-                position=1, commit_time=None, txid="", schema_version=1, event_schema_version=1, **fields)
+    return record_event(kind, PROVIDER, key, version, **fields)
 
 
 def _rows(url):

@@ -5,27 +5,15 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from support.records import capture_all
 
 from adapters.sqlite.source import SQLiteSource
 from exchange.demos.sample import TABLES, SampleAgency
 from exchange.store import EventStore
 from exchange.tools.replay import ReplayError, replay
 from exchange.tools.verify import verify
-from node.capture import Capture
 
 AGENCY = "91310000MB2F31887X"
-
-
-def capture_all(source: SQLiteSource, store_url: str) -> int:
-    """Capture everything pending into the node store; the last source position."""
-    store = EventStore(store_url)
-    try:
-        capture = Capture(AGENCY, source, store.node_recorder(AGENCY), batch_size=300)
-        while capture.step():
-            pass
-        return capture.position
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -38,11 +26,11 @@ def captured(tmp_path):
     source.prepare()
     store_url = f"sqlite:///{tmp_path / 'node.db'}"
     agency.run(300)
-    halfway = capture_all(source, store_url)
+    halfway = capture_all(AGENCY, source, store_url)
     with sqlite3.connect(agency.path) as live, sqlite3.connect(tmp_path / "halfway.db") as copy:
         live.backup(copy)
     agency.run(300)
-    capture_all(source, store_url)
+    capture_all(AGENCY, source, store_url)
     source.close()
     return agency, store_url, halfway, tmp_path
 
