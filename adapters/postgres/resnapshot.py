@@ -18,24 +18,14 @@ SNAPSHOT_END.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Sequence
 
+from adapters.passes import Pass
 from adapters.postgres import prepare
 from adapters.postgres.catalog import estimated_rows
 from adapters.postgres.dialect import BOOKKEEPING
 from adapters.postgres.snapshot import REQUEST_PREFIX
 from exchange.contracts.changes import SourceNotReady
-
-
-@dataclass(frozen=True)
-class Pass:
-    """A table's latest snapshot pass as the source's bookkeeping has it."""
-
-    number: int  # 0: the first snapshot
-    rows: int  # rows read so far
-    estimate: int  # the planner's row count of the table
-    done: bool
 
 
 def request(cur, tables: Sequence[str]) -> None:

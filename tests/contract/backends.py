@@ -380,4 +380,81 @@ class MariaDB(_ServerBackend):
         self.server.execute(f"DROP DATABASE `{self.database}`")
 
 
-BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend, MariaDB)
+class MariaDBCapture(_SQLBackend):
+    """A database of its own in the session's MariaDB server (names quoted ANSI-style), dropped afterwards
+    with the capture bookkeeping of its source."""
+
+    name = "MariaDBCapture"
+    kinds = frozenset({"capture"})
+    fixtures = ("mariadb",)
+    types = {"integer": "bigint", "text": "varchar(191)", "decimal": "decimal(14,2)", "real": "double",
+             "boolean": "tinyint(1)", "date": "date", "timestamp": "timestamp(6) NULL", "bytes": "varbinary(64)"}
+    native = frozenset(types) - {"boolean"}  # BOOLEAN is TINYINT(1): 0 and 1
+    chunked = {"snapshot_chunk": 2}
+    placeholder = "%s"
+
+    def __init__(self, request: pytest.FixtureRequest):
+        import pymysql
+
+        super().__init__(request)
+        self.server = request.getfixturevalue("mariadb")
+        digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]
+        self.database = self.server.create_database(
+            f"ct_{re.sub(r'[^a-z0-9_]', '_', request.node.name.lower())[:40]}_{digest}")
+        self.url = self.server.url(self.database)
+        self._conn = pymysql.connect(host="127.0.0.1", port=self.server.port, user="root", database=self.database,
+                                     charset="utf8mb4", autocommit=False,
+                                     init_command="SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
+
+    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, [_naive_utc(v) for v in params] if params else None)
+        except BaseException:
+            self._conn.rollback()
+            raise
+        if commit:
+            self._conn.commit()
+        else:
+            self._conn.rollback()
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """The table's rows in key order, each value as capture emits it (adapters/mysql/types.py)."""
+        from adapters.mysql.catalog import load_table
+        from adapters.mysql.types import convert_row, converters
+
+        with self._conn.cursor() as cur:
+            found = load_table(cur, self.database, table)
+            names = [c.name for c in found.columns]
+            key = ", ".join(_quote(k) for k in found.primary_key or names)
+            cur.execute(f"SELECT {', '.join(map(_quote, names))} FROM {_quote(table)} ORDER BY {key}")
+            convert = converters(found.columns, binlog=False)
+            rows = [convert_row(convert, dict(zip(names, values))) for values in cur.fetchall()]
+        self._conn.commit()
+        return rows
+
+    def missing_source(self) -> tuple[str, str]:
+        return self.server.url(self.database + "_missing"), self.database + "_missing"
+
+    def close(self) -> None:
+        super().close()
+        self._conn.close()
+        self.server.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
+        source = "exchange_" + self.database
+        for table in ("origins", "chunks", "schemas", "markers", "requests", "progress"):
+            try:
+                self.server.execute(f"DELETE FROM exchange_capture.{table} WHERE source = %s", (source,))
+            except Exception:  # noqa: BLE001 - no bookkeeping yet
+                break
+
+
+def _naive_utc(value: Any) -> Any:
+    """An aware datetime as the naive UTC value a session in time zone UTC writes."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+BACKENDS: tuple[type[Backend], ...] = (SQLiteBackend, PostgresBackend, FileDropBackend, MariaDB,
+                                        MariaDBCapture)
