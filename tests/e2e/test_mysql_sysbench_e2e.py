@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
@@ -13,37 +12,47 @@ from test_exchange_e2e import AGENCY, assert_exactly_once, exchange, status, sto
 
 TABLES = ["sbtest1", "sbtest2"]
 TABLE_SIZE = 2_000
-TRANSACTIONS = 1_500  # about 6,000 row changes: each updates two rows, deletes one and inserts it again
 DEADLINE = 180.0  # seconds; a busy 2-core machine is slow, a healthy one needs a few
+SAFETY_LIMIT = 900  # seconds sysbench may run at most, should the test fail to stop it
 
 pytestmark = pytest.mark.skipif(shutil.which("sysbench") is None,
                                 reason="sysbench is not installed (apt-get install sysbench)")
 
 
-def sysbench(mariadb, db: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={mariadb.port}",
-                             "--mysql-user=root", f"--mysql-db={db}", f"--tables={len(TABLES)}",
-                             f"--table-size={TABLE_SIZE}", *args], capture_output=True, text=True)
+def sysbench_command(mariadb, db: str, *args: str) -> list[str]:
+    return ["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={mariadb.port}",
+            "--mysql-user=root", f"--mysql-db={db}", f"--tables={len(TABLES)}", f"--table-size={TABLE_SIZE}", *args]
 
 
-def test_sysbench_through_the_exchange_with_the_node_killed_replays_equal_into_mariadb(launch, mariadb):
+def wait_stored(node, at_least: int) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while status(node)["events_stored"] < at_least:
+        assert node.running and time.monotonic() < deadline, node.log()[-3000:]
+        time.sleep(0.1)
+
+
+def test_sysbench_through_the_exchange_with_the_node_killed_replays_equal_into_mariadb(launch, mariadb, tmp_path):
     db = mariadb.create_database("sysbench_source")
-    prepared = sysbench(mariadb, db, "oltp_read_write", "prepare")
+    prepared = subprocess.run(sysbench_command(mariadb, db, "oltp_read_write", "prepare"), capture_output=True,
+                              text=True)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     hub = launch.hub()
     node = launch.node(hub.grpc_address, mariadb.url(db), TABLES)
-    runs: list[subprocess.CompletedProcess] = []
-    workload = threading.Thread(target=lambda: runs.append(sysbench(
-        mariadb, db, "--threads=2", "--time=0", f"--events={TRANSACTIONS}", "oltp_read_write", "run")))
-    workload.start()
-    deadline = time.monotonic() + DEADLINE
-    while status(node)["events_stored"] < len(TABLES) * TABLE_SIZE + 400:  # the snapshot, then some of the run
-        assert node.running and time.monotonic() < deadline, node.log()[-3000:]
-        time.sleep(0.1)
-    node.kill()  # kill -9 of the node mid-run
-    node = launch.restart(node)
-    workload.join()
-    assert runs and runs[0].returncode == 0, runs and runs[0].stdout + runs[0].stderr
+    # oltp_read_write until stopped below: each transaction updates two rows, deletes one and inserts it again.
+    with open(tmp_path / "sysbench.log", "wb") as log:
+        workload = subprocess.Popen(sysbench_command(mariadb, db, "--threads=2", f"--time={SAFETY_LIMIT}",
+                                                     "oltp_read_write", "run"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_stored(node, len(TABLES) * TABLE_SIZE + 400)  # the snapshot, then some of the run
+        assert workload.poll() is None, (tmp_path / "sysbench.log").read_text()
+        node.kill()  # kill -9 of the node mid-run
+        killed_at = status(node)["events_stored"]
+        node = launch.restart(node)
+        wait_stored(node, killed_at + 400)  # the restarted node captures the run going on
+        assert workload.poll() is None, (tmp_path / "sysbench.log").read_text()
+    finally:
+        workload.terminate()  # transactions in flight roll back at the server
+        workload.wait()
     wait_caught_up(node, timeout=DEADLINE)
     assert_exactly_once(node, hub)
 
@@ -52,3 +61,4 @@ def test_sysbench_through_the_exchange_with_the_node_killed_replays_equal_into_m
     result = exchange("verify", "--source", mariadb.url(db), "--target", mariadb.url(target),
                       "--tables", *TABLES, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" OK") == len(TABLES), result.stdout
