@@ -6,8 +6,9 @@ One run, on private mariadbd servers started here (innodb_flush_log_at_trx_commi
 ``--repeat`` times in turn so that the database grows alike for all of them:
 
 a. exchange: node (row binlog) and hub as real processes: row changes/s
-   durably stored at the hub while sysbench runs, the node's backlog when it
-   stops and the time to catch up; at a fixed rate (sysbench --rate, with
+   durably stored at the hub while sysbench runs, the backlog (row changes
+   committed but not yet at the hub) when it stops and the time until the
+   hub holds them all; at a fixed rate (sysbench --rate, with
    probe rows committed every 50 ms and seen by a subscriber of the hub),
    commit-to-hub latency p50/p99; node peak memory (VmHWM).
 b. native: a second mariadbd as a replica (MASTER_USE_GTID = slave_pos):
@@ -122,6 +123,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def say(message: str) -> None:
+    """A progress line on standard error."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
 def wait_until(check, what: str, timeout: float = CATCH_UP_TIMEOUT, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -196,23 +202,26 @@ def snapshot_by_node(ex: Exchange, rows: int) -> dict:
     ex.start_node()
     wait_until(lambda: ex.status()["events_stored"] >= rows, "the node has not stored the snapshot", interval=0.2)
     stored = time.perf_counter() - started
-    ex.wait_caught_up()
+    wait_until(lambda: ex.hub_events() >= rows, "the hub does not hold the snapshot")
     at_hub = time.perf_counter() - started
     return {"rows": rows, "node_rows_per_s": rows / stored, "hub_rows_per_s": rows / at_hub}
 
 
 def exchange_run(ex: Exchange, bench: Sysbench, workload: str, seconds: int, threads: int) -> dict:
+    """One sysbench run captured by the node. Each write statement of these workloads changes one row, so
+    the hub holds everything once it holds as many events more as sysbench wrote (or, should a statement
+    have changed nothing, once the node has caught up)."""
     ex.wait_caught_up()
     before = ex.hub_events()
     run = bench.run(workload, seconds, threads)
-    during = ex.hub_events() - before
     ended = time.perf_counter()
-    backlog = ex.status()
-    ex.wait_caught_up()
+    during = ex.hub_events() - before
+    expected = before + run.writes
+    wait_until(lambda: ex.hub_events() >= expected or ex.caught_up(), "the hub has not caught up")
     catch_up = time.perf_counter() - ended
     changes = ex.hub_events() - before
     return {"tps": run.tps, "changes_per_s": run.changes_per_s, "at_hub_during_per_s": during / run.seconds,
-            "backlog_events": backlog["backlog_events"] + backlog["source_pending"], "catch_up_s": catch_up,
+            "backlog_events": max(0, run.writes - during), "catch_up_s": catch_up,
             "end_to_end_per_s": changes / (run.seconds + catch_up), "changes": changes}
 
 
@@ -346,16 +355,20 @@ def main() -> None:
         attach_replica(source, replica)
         source.create_database(DATABASE)
         bench = Sysbench(source, args.tables, args.table_size)
+        say(f"sysbench prepare: {args.tables} table(s) of {args.table_size} rows")
         bench.prepare()
         source.execute("CREATE TABLE probe (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
                        "at DATETIME(6) NOT NULL DEFAULT NOW(6))", dbname=DATABASE)
         rows = table_rows(source, tables)
+        say("d. mariadb-dump of the tables")
         dumps = [dump_rate(source, tables, rows) for _ in range(3)]
         with tempfile.TemporaryDirectory(prefix="bench-sysbench-") as tmp:
             if not args.baseline_only:
+                say("d. the node's initial snapshot")
                 ex = Exchange(Path(tmp), source.url(DATABASE), [*tables, "probe"])
                 snapshot = snapshot_by_node(ex, rows)
-            for _ in range(args.repeat):
+            for repetition in range(1, args.repeat + 1):
+                say(f"run {repetition} of {args.repeat}: a. exchange, c. nothing attached, b. native replica")
                 if ex is not None:
                     if ex.node is None:
                         ex.start_node()
@@ -370,6 +383,7 @@ def main() -> None:
                     results["native"][workload].append(native_run(source, replica, bench, workload, args.seconds,
                                                                   args.threads))
             if ex is not None:
+                say(f"a. commit-to-hub latency at sysbench --rate {args.rate}")
                 ex.start_node()
                 latency = probe_latencies(ex, source, bench, max(10, args.seconds), args.threads, args.rate)
                 ex.close()
