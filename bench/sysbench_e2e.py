@@ -3,7 +3,7 @@
 One run, on private mariadbd servers started here (innodb_flush_log_at_trx_commit
 = 1 and sync_binlog = 1 on both), with the same sysbench workloads
 (oltp_read_write, then oltp_insert) in each configuration, repeated
-``--repeat`` times in turn so that the database grows alike for all of them:
+``--repeat`` times, the order of the configurations turning each time:
 
 a. exchange: node (row binlog) and hub as real processes: row changes/s
    durably stored at the hub while sysbench runs, the backlog (row changes
@@ -28,7 +28,6 @@ Prints a table of the medians over the repetitions and the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import statistics
@@ -43,21 +42,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import grpc  # noqa: E402
+from processes import follow_probes, hub_events, peak_rss_mib, write_configs  # noqa: E402
 from support.mariadb import start_server  # noqa: E402
 
-from exchange.contracts.events import RecordCreated, make_mapper  # noqa: E402
-from exchange.demos.pipeline import free_port, start, stop  # noqa: E402
+from exchange.demos.pipeline import start, stop  # noqa: E402
 from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
-from exchange.transport.wire import from_wire  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
-from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
-from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
 
-AGENCY = "91310000MB2F31887X"
 DATABASE = "sbtest"
 WORKLOADS = ("oltp_read_write", "oltp_insert")
+CONFIGURATIONS = ("exchange", "alone", "native")  # a, c and b of the docstring
 # Durable commits, as a production source and replica run them.
 DURABLE = {"innodb_flush_log_at_trx_commit": 1, "sync_binlog": 1, "innodb_buffer_pool_size": "256M",
            "innodb_log_file_size": "256M"}
@@ -116,13 +111,6 @@ def table_rows(server, tables: list[str]) -> int:
     return sum(server.execute(f"SELECT count(*) FROM `{t}`", dbname=DATABASE)[0][0] for t in tables)
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def say(message: str) -> None:
     """A progress line on standard error."""
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
@@ -144,15 +132,7 @@ class Exchange:
 
     def __init__(self, directory: Path, source_url: str, tables: list[str]):
         self.directory = directory
-        self.hub_address = f"127.0.0.1:{free_port()}"
-        hub_toml = directory / "hub.toml"
-        hub_toml.write_text(f'[store]\nurl = "sqlite:///{directory}/hub.db"\n[listen]\naddress = "{self.hub_address}"\n'
-                            f"insecure = true\n[metrics]\nport = {free_port()}\n")
-        self.node_toml = directory / "node.toml"
-        self.node_toml.write_text(f'agency = "{AGENCY}"\n[source]\nurl = "{source_url}"\ntables = {json.dumps(tables)}\n'
-                                  f'poll_interval = 0.02\n[store]\nurl = "sqlite:///{directory}/node.db"\n'
-                                  f'[hub]\naddress = "{self.hub_address}"\nreconnect_max = 0.2\ninsecure = true\n'
-                                  f"[metrics]\nport = {free_port()}\n")
+        hub_toml, self.node_toml, self.hub_address = write_configs(directory, source_url, tables)
         self.cfg = node_config.load(self.node_toml, environ={})
         self.hub = start("hub", hub_toml, directory / "hub.log")
         wait_serving(self.hub_address)
@@ -177,8 +157,7 @@ class Exchange:
         return True
 
     def hub_events(self) -> int:
-        with grpc.insecure_channel(self.hub_address) as channel:
-            return pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=AGENCY)).hub_position
+        return hub_events(self.hub_address)
 
     def status(self) -> dict:
         self._node_alive()
@@ -231,29 +210,8 @@ def probe_latencies(ex: Exchange, source, bench: Sysbench, seconds: int, threads
     committed: dict[int, float] = {}
     arrived: dict[int, float] = {}
     stopping = threading.Event()
-    mapper = make_mapper()
     ex.wait_caught_up()
-
-    def subscribe() -> None:
-        after = ex.hub_events()
-        with grpc.insecure_channel(ex.hub_address) as channel:
-            stream = pb_grpc.ExchangeStub(channel).Subscribe(pb.SubscribeRequest(agency=AGENCY, after=after))
-            try:
-                for batch in stream:
-                    now = time.time()
-                    for e in batch.events:
-                        event = mapper.to_domain_event(from_wire(e))
-                        if isinstance(event, RecordCreated) and event.resource.rpartition(".")[2] == "probe":
-                            arrived[int(event.key["id"])] = now
-                    if stopping.is_set():
-                        stream.cancel()
-                        return
-            except grpc.RpcError:
-                if not stopping.is_set():
-                    raise
-
-    subscriber = threading.Thread(target=subscribe, daemon=True)
-    subscriber.start()
+    follow_probes(ex.hub_address, "probe", lambda event, at: arrived.setdefault(int(event.key["id"]), at), stopping)
     runs: list[SysbenchRun] = []
     load = threading.Thread(target=lambda: runs.append(bench.run("oltp_read_write", seconds, threads, rate)))
     load.start()
@@ -350,7 +308,7 @@ def main() -> None:
     snapshot: dict = {}
     latency: dict = {}
     peak = float("nan")
-    results: dict[str, dict[str, list[dict]]] = {kind: {w: [] for w in WORKLOADS} for kind in ("exchange", "native", "alone")}
+    results: dict[str, dict[str, list[dict]]] = {kind: {w: [] for w in WORKLOADS} for kind in CONFIGURATIONS}
     try:
         attach_replica(source, replica)
         source.create_database(DATABASE)
@@ -368,20 +326,26 @@ def main() -> None:
                 ex = Exchange(Path(tmp), source.url(DATABASE), [*tables, "probe"])
                 snapshot = snapshot_by_node(ex, rows)
             for repetition in range(1, args.repeat + 1):
-                say(f"run {repetition} of {args.repeat}: a. exchange, c. nothing attached, b. native replica")
-                if ex is not None:
-                    if ex.node is None:
-                        ex.start_node()
-                    for workload in WORKLOADS:
-                        results["exchange"][workload].append(exchange_run(ex, bench, workload, args.seconds,
-                                                                          args.threads))
-                    ex.wait_caught_up()
-                    ex.stop_node()
-                for workload in WORKLOADS:
-                    results["alone"][workload].append(alone_run(bench, workload, args.seconds, args.threads))
-                for workload in WORKLOADS:
-                    results["native"][workload].append(native_run(source, replica, bench, workload, args.seconds,
-                                                                  args.threads))
+                # The order turns with each repetition, so that neither the database's growth nor the
+                # machine's other load favours one configuration.
+                order = CONFIGURATIONS[repetition % 3:] + CONFIGURATIONS[:repetition % 3]
+                say(f"run {repetition} of {args.repeat}: " + ", then ".join(order))
+                for kind in order:
+                    if kind == "exchange" and ex is not None:
+                        if ex.node is None:
+                            ex.start_node()
+                        for workload in WORKLOADS:
+                            results["exchange"][workload].append(exchange_run(ex, bench, workload, args.seconds,
+                                                                              args.threads))
+                        ex.wait_caught_up()
+                        ex.stop_node()
+                    elif kind == "alone":
+                        for workload in WORKLOADS:
+                            results["alone"][workload].append(alone_run(bench, workload, args.seconds, args.threads))
+                    elif kind == "native":
+                        for workload in WORKLOADS:
+                            results["native"][workload].append(native_run(source, replica, bench, workload,
+                                                                          args.seconds, args.threads))
             if ex is not None:
                 say(f"a. commit-to-hub latency at sysbench --rate {args.rate}")
                 ex.start_node()
@@ -424,7 +388,7 @@ def report(args, results: dict, snapshot: dict, dump_per_s: float, latency: dict
             parts += [f"with exchange / nothing attached {median(ours, 'tps') / median(alone, 'tps'):.2f}",
                       "end to end changes/s exchange / replica "
                       f"{median(ours, 'end_to_end_per_s') / median(native, 'end_to_end_per_s'):.2f}",
-                      f"catch-up exchange / replica {median(ours, 'catch_up_s') / median(native, 'catch_up_s'):.1f}"]
+                      f"catch-up exchange {median(ours, 'catch_up_s'):.1f}s, replica {median(native, 'catch_up_s'):.1f}s"]
         print(f"  {workload}: " + "; ".join(parts))
     print(f"initial snapshot of {rows} rows: mariadb-dump {dump_per_s:.0f} rows/s", end="")
     if snapshot:
