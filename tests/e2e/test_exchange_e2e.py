@@ -76,6 +76,15 @@ def assert_replay_equals(store: str, source: Path, tmp_path: Path, name: str) ->
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def assert_replays_equal(hub, source_url: str, target_url: str, tables: list[str]) -> str:
+    """Replay the hub's copy into the (fresh) database at ``target_url`` and verify ``tables`` against
+    the source; verify's report."""
+    exchange("replay", "--store", store_url(hub), "--agency", AGENCY, "--target", target_url)
+    result = exchange("verify", "--source", source_url, "--target", target_url, "--tables", *tables, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 def run_in_background(agency: SampleAgency, changes: int) -> threading.Thread:
     worker = threading.Thread(target=agency.run, args=(changes,), kwargs={"per_transaction": 10})
     worker.start()
