@@ -2,6 +2,9 @@
 
 Capture (``MySQLSource``, source.py) reads the row binlog with
 mysql-replication.  Apply: ``target.py`` (``MySQLTarget``, replay and
-consumer replicas), ``reader.py`` (``MySQLReader``, verify).
+consumer replicas; runs of updates and deletes in ``joined.py``),
+``reader.py`` (``MySQLReader``, verify); ``dialect.py`` (names, DDL),
+``target_types.py`` (declared types -> MariaDB types), ``row_values.py``
+(values written and read), ``tables.py`` (information_schema).
 ``connection.py`` turns a ``mysql://`` URL into connections.
 """

@@ -17,7 +17,16 @@ import pymysql
 
 from adapters import sql
 from adapters.mysql.connection import MySQLAddress
-from adapters.mysql.target_types import KEY_BYTES, MAX_KEY_CHARS, OTHER, canonical, column_type, kind
+from adapters.mysql.target_types import (
+    KEY_BYTES,
+    MAX_KEY_CHARS,
+    OTHER,
+    TEXT,
+    canonical,
+    column_type,
+    kind,
+    row_bytes,
+)
 from adapters.postgres.dialect import COPY_COLUMN
 from exchange.common.urls import redact_url
 from exchange.contracts.changes import Column, DatabaseUnavailable, TableSchema
@@ -29,6 +38,7 @@ DROPS = "`_exchange_drops`"  # tables whose checkpoint is gone and that are stil
 PLACEHOLDER = "%s"
 COLLATION = "utf8mb4_nopad_bin"
 MAX_NAME = 64
+ROW_BYTES = 60000  # columns kept in the row, below MariaDB's 65535 bytes a row with room for the rest
 T = TypeVar("T")
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
@@ -52,15 +62,26 @@ def quote(name: str) -> str:
 
 
 def open_database(url: str, **options: Any) -> pymysql.connections.Connection:
-    """A connection in a transaction of its own (no autocommit); a database that cannot be
-    opened is a DatabaseUnavailable naming it and the server's host:port."""
+    """A connection in a transaction of its own (no autocommit), in strict mode; a database that
+    cannot be opened is a DatabaseUnavailable naming it and the server's host:port."""
     address = MySQLAddress.parse(url)
     try:
-        return address.connect(autocommit=False, connect_timeout=10, **options)
+        db = address.connect(autocommit=False, connect_timeout=10, **options)
+        try:
+            with db.cursor() as cur:  # values that do not fit are refused, never cut
+                cur.execute("SET SESSION sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
+        except BaseException:
+            db.close()
+            raise
+        return db
     except pymysql.err.MySQLError as e:
-        reason = e.args[1] if len(e.args) > 1 else str(e) or type(e).__name__
         raise DatabaseUnavailable(f"cannot open the database {redact_url(url)} "
-                                  f"(server {address.host}:{address.port}): {reason}") from None
+                                  f"(server {address.host}:{address.port}): {reason(e)}") from None
+
+
+def reason(error: pymysql.err.MySQLError) -> str:
+    """The server's (or PyMySQL's) message of ``error``, without its number."""
+    return str(error.args[1]) if len(error.args) > 1 else str(error) or type(error).__name__
 
 
 def reading(db: pymysql.connections.Connection, work: Callable[[Any], T]) -> T:
@@ -87,9 +108,17 @@ def key_length(schema: TableSchema) -> int:
 
 
 def target_types(schema: TableSchema) -> dict[str, str]:
-    """Each column's MariaDB type, as ``information_schema`` reports it (see ``canonical``)."""
+    """Each column's MariaDB type, as ``information_schema`` reports it (see ``canonical``); where
+    ``varchar`` columns would make rows too long for MariaDB, the longest ones outside the key are
+    ``longtext`` (``varbinary``: ``longblob``)."""
     key, length = primary_key(schema), key_length(schema)
-    return {c.name: column_type(c.type, length if c.name in key else None) for c in schema.columns}
+    types = {c.name: column_type(c.type, length if c.name in key else None) for c in schema.columns}
+    longest = sorted((n for n in types if n not in key and row_bytes(types[n])), key=lambda n: -row_bytes(types[n]))
+    for name in longest:
+        if sum(map(row_bytes, types.values())) <= ROW_BYTES:
+            break
+        types[name] = "longtext" if kind(types[name]) == TEXT else "longblob"
+    return types
 
 
 def default(column: Column, type_: str) -> str | None:
@@ -107,9 +136,12 @@ def default(column: Column, type_: str) -> str | None:
 
 
 def column_sql(column: Column, type_: str, key: tuple[str, ...] = ()) -> str:
-    """A column definition of ``type_`` (text columns in the binary collation)."""
-    declared = type_ + (f" CHARACTER SET utf8mb4 COLLATE {COLLATION}" if kind(type_) == "text" else "")
-    return sql.column_sql(column.name, declared, column.notnull or column.name in key, default(column, type_), quote)
+    """A column definition of ``type_`` (text columns in the binary collation), for a statement run
+    with parameters, as every statement here is (``%`` doubled)."""
+    declared = type_ + (f" CHARACTER SET utf8mb4 COLLATE {COLLATION}" if kind(type_) == TEXT else "")
+    literal = default(column, type_)
+    return sql.column_sql(column.name, declared, column.notnull or column.name in key,
+                          literal and literal.replace("%", "%%"), quote)
 
 
 def create_sql(schema: TableSchema) -> str:

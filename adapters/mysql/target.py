@@ -5,7 +5,11 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
+import pymysql
+
 from adapters import sql
+from adapters.apply import ApplyError
+from adapters.mysql import joined
 from adapters.mysql.dialect import (
     CHECKPOINTS,
     COLLATION,
@@ -16,10 +20,13 @@ from adapters.mysql.dialect import (
     open_database,
     quote,
     reading,
+    reason,
 )
 from adapters.mysql.row_values import to_param
 from adapters.mysql.tables import load_table
-from exchange.contracts.changes import RowOp, TableSchema
+from exchange.common.urls import redact_url
+from exchange.contracts import changes as ch
+from exchange.contracts.changes import DatabaseUnavailable, RowOp, TableSchema
 
 _BOOKS = (f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name varchar(512) PRIMARY KEY, position bigint NOT NULL) "
           f"DEFAULT CHARSET=utf8mb4 COLLATE={COLLATION}",
@@ -46,6 +53,9 @@ class MySQLTarget:
             self._db.commit()
             for table in unfinished:
                 self._drop(table)
+        except pymysql.err.MySQLError as e:
+            self._db.close()
+            raise DatabaseUnavailable(f"cannot keep replay's tables in {redact_url(url)}: {reason(e)}") from None
         except BaseException:
             self._db.close()
             raise
@@ -60,6 +70,9 @@ class MySQLTarget:
                 if statement:
                     cur.execute(statement, ())
             self._db.commit()
+        except pymysql.err.MySQLError as e:
+            self._db.rollback()
+            raise ApplyError(f"cannot give the table {schema.name!r} its schema: {reason(e)}") from None
         except BaseException:
             self._db.rollback()
             raise
@@ -81,13 +94,15 @@ class MySQLTarget:
 
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
         """Apply row operations in order, in one transaction (runs of inserts as multi-row
-        INSERTs); a ``checkpoint`` (name, position) is recorded in the same transaction."""
+        INSERTs, of updates and deletes as joins: joined.py); a ``checkpoint`` (name, position)
+        is recorded in the same transaction."""
         try:
             with self._db.cursor() as cur:
                 for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
-                    statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER, quote)
-                    if statement:
-                        cur.executemany(statement, [sql.params(o, to_param) for o in run])
+                    try:
+                        _apply_run(cur, table, op, columns, key, nulls, [sql.params(o, to_param) for o in run])
+                    except pymysql.err.DataError as e:  # a value the column cannot hold
+                        raise ApplyError(f"cannot {op} rows of the table {table!r}: {reason(e)}") from None
                 if checkpoint is not None:
                     cur.execute(f"INSERT INTO {CHECKPOINTS} VALUES (%s, %s) "
                                 "ON DUPLICATE KEY UPDATE position = VALUES(position)", checkpoint)
@@ -114,3 +129,12 @@ class MySQLTarget:
             cur.execute(f"DROP TABLE IF EXISTS {quote(table)}", ())
             cur.execute(f"DELETE FROM {DROPS} WHERE name = %s", (table,))
         self._db.commit()
+
+
+def _apply_run(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], nulls: tuple[bool, ...],
+               rows: list[list]) -> None:
+    statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER, quote)
+    if op != ch.INSERT and not nulls and len(rows) > 1 and statement:
+        joined.execute(cur, joined.statement(table, op, columns, key), rows)
+    elif statement:
+        cur.executemany(statement, rows)

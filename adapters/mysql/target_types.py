@@ -64,6 +64,15 @@ def column_type(declared: str, key_length: int | None = None) -> str:
     return kept
 
 
+def row_bytes(type_: str) -> int:
+    """The bytes a value of ``type_`` may take in the row itself (MariaDB allows 65535 in all); 0 for
+    types stored apart (``longtext``, ``longblob``, ``json``) or small ones."""
+    length = _length(type_)
+    if length is None:
+        return 0
+    return length * 4 + 2 if kind(type_) == TEXT else length + 2
+
+
 def _length(type_: str) -> int | None:
     found = re.match(r"^(?:var)?(?:char|binary)\((\d+)\)$", type_)
     return int(found.group(1)) if found else None
