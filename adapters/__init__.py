@@ -56,6 +56,8 @@ def source_options(cfg: Config) -> dict[str, Any]:
     options: dict[str, Any] = {"exclude": cfg.source.exclude}
     if cfg.source.url.startswith("files://"):
         options.update(settle_seconds=cfg.source.settle_seconds, state_path=cfg.source.state_path)
+    if cfg.source.url.startswith("mysql://"):
+        options.update(server_id=cfg.source.server_id)
     return options
 
 

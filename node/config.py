@@ -12,12 +12,13 @@ ENV_PREFIX = "EXCHANGE_NODE"
 SETTINGS: dict[str, Setting] = {
     "agency": Setting(str, help="agency id (unified social credit code); names the event log"),
     "source.url": Setting(str, help="business database: sqlite:///agency.db, postgresql://user@host:5432/db, "
-                          "or a drop directory files:///srv/drops"),
-    "source.tables": Setting(list, help="tables to capture: names, or (PostgreSQL) patterns such as public.* or "
-                             "sales.order_* that also select tables created later"),
-    "source.exclude": Setting(list, [], "PostgreSQL: tables or patterns never captured, even when [source] tables "
+                          "mysql://user@host:3306/db (MariaDB, MySQL), or a drop directory files:///srv/drops"),
+    "source.tables": Setting(list, help="tables to capture: names, or (PostgreSQL, MariaDB/MySQL) patterns such as "
+                             "public.* or sales.order_* that also select tables created later"),
+    "source.exclude": Setting(list, [], "PostgreSQL, MariaDB/MySQL: tables or patterns never captured, even when [source] tables "
                               "selects them"),
-    "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]}"),
+    "source.keys": Setting(dict, {}, "key columns for tables without a primary key: {table = [cols]} "
+                          "(MariaDB/MySQL: [] keys rows by all their columns, identical rows counted as copies)"),
     "source.not_shared": Setting(list, [], "captured tables whose catalog entry is not shared (Art. 8): their events "
                                             "stay in the node's store and are never sent to the hub"),
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
@@ -30,6 +31,9 @@ SETTINGS: dict[str, Setting] = {
                                      "before it is read", minimum=0),
     "source.state_path": Setting(str, "", "file drops: the adapter's state database "
                                  "(default: .exchange/state.db in the drop directory)"),
+    "source.server_id": Setting(int, 0, "MariaDB/MySQL: the server_id the node's binlog reader registers with "
+                                "(0: derived from the database and address); must differ from the server's and "
+                                "every replica's", minimum=0, maximum=4294967295),
     "store.url": Setting(str, help="node event store: sqlite:///node-store.db or postgresql://..."),
     "store.cipher_key_file": Setting(str, "", "file holding the key that encrypts event state at rest "
                                      "(exchange store keygen; empty: not encrypted)"),

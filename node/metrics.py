@@ -85,7 +85,11 @@ STATE = {  # the gauges NodeState exports: name -> help
     "exchange_node_source_pending_changes": "Source changes not yet stored at the node",
     "exchange_node_slot_retained_wal_bytes":
         "WAL the source PostgreSQL keeps for the node's logical replication slot (0 for other sources)",
+    "exchange_node_binlog_lag_bytes": "MariaDB/MySQL sources: binlog bytes written that capture has not read yet",
+    "exchange_node_binlog_lag_seconds": "MariaDB/MySQL sources: seconds since capture last caught up with the "
+                                        "binlog's end (0 when caught up)",
 }
+BINLOG_GAUGES = ("exchange_node_binlog_lag_bytes", "exchange_node_binlog_lag_seconds")
 
 
 class NodeState(Collector):
@@ -108,7 +112,8 @@ class NodeState(Collector):
 
     def describe(self) -> list[GaugeMetricFamily]:
         """The families (without samples), so registering reads nothing."""
-        return [GaugeMetricFamily(name, documentation) for name, documentation in STATE.items()]
+        return [GaugeMetricFamily(name, documentation) for name, documentation in STATE.items()
+                if name not in BINLOG_GAUGES]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         source_position = self.reads.read("the stored source position", lambda: self.recorder.position(SOURCE_TRACKING))
@@ -127,6 +132,8 @@ class NodeState(Collector):
             if source is not None:
                 yield _gauge("exchange_node_source_pending_changes", source[0])
                 yield _gauge("exchange_node_slot_retained_wal_bytes", source[1])
+                for name, value in zip(BINLOG_GAUGES, source[2]):
+                    yield _gauge(name, value)
 
     def _backlog(self, acknowledged: int) -> tuple[int, float]:
         """Events after ``acknowledged`` and the age of the oldest one's source commit (0 when none)."""
@@ -136,15 +143,17 @@ class NodeState(Collector):
         return events, max(0.0, self.clock() - commit) if commit is not None else 0.0
 
 
-def _source_figures(open_source: Callable[[], CaptureSource], position: int) -> tuple[int, int]:
-    """Changes pending after ``position`` and the WAL a replication slot retains (0 without one)."""
+def _source_figures(open_source: Callable[[], CaptureSource], position: int) -> tuple[int, int, tuple]:
+    """Changes pending after ``position``, the WAL a replication slot retains (0 without one) and, for
+    binlog sources, how far capture is behind the binlog (bytes, seconds; empty for other sources)."""
     source = open_source()
     try:
         pending = source.pending(position)
         retained = getattr(source, "slot_retained_wal_bytes", lambda: 0)()
+        lag = source.binlog_lag(position) if hasattr(source, "binlog_lag") else ()
     finally:
         source.close()
-    return pending, retained
+    return pending, retained, lag
 
 
 def _gauge(name: str, value: float) -> GaugeMetricFamily:

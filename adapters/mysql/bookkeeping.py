@@ -4,21 +4,22 @@
   was first prepared, or when a lost position was repaired);
 * ``chunks``: snapshot passes, their progress and regions (snapshot.py);
 * ``schemas``: the schemas emitted (history.py);
-* ``markers``: one row per snapshot session, its 4 KiB span in the binlog
+* ``copies``: copy counts of tables without a key (keyless.py);
+* ``markers``: one row per snapshot session, its 64 KiB span in the binlog
   holds the positions of the session's rows (position.py);
 * ``requests``: re-snapshot requests; written into the binlog like any row,
   they are read in commit order by the stream (resnapshot.py);
 * ``progress``: how far the reading source has looked into the binlog (for
   ``pending`` and the lag gauges of other processes).
 
-Rows of ``chunks`` and ``schemas`` are tagged with the position they belong
+Rows of ``chunks``, ``schemas`` and ``copies`` are tagged with the position they belong
 to; a read after an earlier position first deletes those after it.
 """
 
 from __future__ import annotations
 
 BOOKKEEPING = "exchange_capture"
-TAGGED = ("chunks", "schemas")
+TAGGED = ("chunks", "schemas", "copies")
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS {db}.origins (source VARCHAR(191) PRIMARY KEY, origin BIGINT NOT NULL, "
@@ -28,8 +29,11 @@ TABLES = (
     "`rows` BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (source, resource, position))",
     "CREATE TABLE IF NOT EXISTS {db}.schemas (source VARCHAR(191), resource VARCHAR(191), position BIGINT, "
     "`schema` LONGTEXT NOT NULL, PRIMARY KEY (source, resource, position))",
+    "CREATE TABLE IF NOT EXISTS {db}.copies (source VARCHAR(191), resource VARCHAR(191), digest CHAR(64), "
+    "position BIGINT, n INT NOT NULL, PRIMARY KEY (source, resource, digest, position), "
+    "KEY by_position (source, position))",
     "CREATE TABLE IF NOT EXISTS {db}.markers (id CHAR(32) PRIMARY KEY, source VARCHAR(191) NOT NULL, "
-    "pad TEXT NOT NULL, created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
+    "pad MEDIUMTEXT NOT NULL, created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))",
     "CREATE TABLE IF NOT EXISTS {db}.requests (id BIGINT AUTO_INCREMENT PRIMARY KEY, source VARCHAR(191) NOT NULL, "
     "tables LONGTEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {db}.progress (source VARCHAR(191) PRIMARY KEY, position BIGINT NOT NULL, "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Sequence
 
+from adapters.keyless import COPY_COLUMN
 from exchange.contracts.changes import Column, TableSchema
 
 
@@ -63,6 +64,7 @@ class Table:
     primary_key: tuple[str, ...]
     unique_keys: tuple[tuple[str, ...], ...] = ()  # the columns of each unique index without NULLable columns
     configured_key: tuple[str, ...] = ()
+    keyless: bool = False  # no key: rows are keyed by all their columns and a copy number (adapters/keyless.py)
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -74,6 +76,9 @@ class Table:
     @cached_property
     def schema(self) -> TableSchema:
         columns = tuple(Column(c.name, c.column_type, c.notnull, c.default) for c in self.columns)
+        if self.keyless:
+            columns += (Column(COPY_COLUMN, "int", True),)
+            return TableSchema(self.resource, columns, tuple(c.name for c in columns))
         return TableSchema(self.resource, columns, self.key)
 
 
@@ -84,8 +89,9 @@ def user_tables(cur, database: str) -> list[str]:
     return sorted(row[0] for row in cur.fetchall())
 
 
-def load_table(cur, database: str, resource: str, configured_key: Sequence[str] = ()) -> Table | None:
-    """The table ``resource`` of ``database`` as the catalog describes it now; None when missing."""
+def load_table(cur, database: str, resource: str, configured_key: Sequence[str] | None = None) -> Table | None:
+    """The table ``resource`` of ``database`` as the catalog describes it now; None when missing.
+    ``configured_key`` empty (not None) captures a table without a primary key as keyless."""
     cur.execute("SELECT COLUMN_NAME, LOWER(DATA_TYPE), COLUMN_TYPE, IS_NULLABLE = 'NO', COLUMN_DEFAULT, "
                 "COLLATION_NAME, EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
                 "ORDER BY ORDINAL_POSITION", (database, resource))
@@ -102,7 +108,8 @@ def load_table(cur, database: str, resource: str, configured_key: Sequence[str] 
         indexes.setdefault(index, []).append((column, nullable == "YES"))
     primary = tuple(c for c, _ in indexes.pop("PRIMARY", []))
     unique = tuple(tuple(c for c, _ in cols) for cols in indexes.values() if not any(n for _, n in cols))
-    return Table(resource, columns, primary, unique, tuple(configured_key))
+    keyless = configured_key is not None and not configured_key and not primary
+    return Table(resource, columns, primary, unique, tuple(configured_key or ()), keyless)
 
 
 def _default(default: str | None) -> str | None:

@@ -41,6 +41,32 @@ class Ddl:
     table: str
     renames: dict[str, str] = field(default_factory=dict)
     new: str = ""  # a renamed table's new name
+    steps: tuple[tuple, ...] = ()  # ALTER TABLE column steps: (rename, old, new), (add, name, type, where),
+    #                                (drop, name), (modify, name, type); where: "", "FIRST" or a column name
+    complete: bool = True  # the steps say every change to the columns' names
+
+    def columns(self, names: list[str]) -> list[str] | None:
+        """The column names after the statement, from ``names`` before it (None when it cannot tell)."""
+        if not self.complete:
+            return None
+        result = list(names)
+        for step in self.steps:
+            if step[0] in ("rename", "modify") and step[1] in result:
+                result[result.index(step[1])] = step[2] if step[0] == "rename" else step[1]
+            elif step[0] == "drop" and step[1] in result:
+                result.remove(step[1])
+            elif step[0] == "add" and step[1] not in result:
+                where = step[3]
+                at = 0 if where == "FIRST" else result.index(where) + 1 if where in result else len(result)
+                result.insert(at, step[1])
+            elif step[0] in ("rename", "modify", "drop"):
+                return None
+        return result
+
+    def added_type(self, name: str) -> str | None:
+        """The declared type of column ``name`` the statement added or changed."""
+        found = [step[2] for step in self.steps if step[0] in ("add", "modify") and step[1] == name]
+        return found[-1] if found else None
 
 
 def interpret(query: str, schema: str, database: str) -> list[Ddl]:
@@ -71,22 +97,50 @@ def interpret(query: str, schema: str, database: str) -> list[Ddl]:
 def _alter(tree: exp.Alter) -> list[tuple[str | None, Ddl]]:
     table = tree.this
     renames: dict[str, str] = {}
+    steps: list[tuple] = []
+    complete = True
     new = None
     for action in tree.args.get("actions") or []:
         if isinstance(action, exp.RenameColumn):
-            renames[action.this.name] = action.args["to"].name
-        elif isinstance(action, exp.AlterColumn) or isinstance(action, exp.ColumnDef):
-            continue
-        elif type(action).__name__ == "ModifyColumn" and action.args.get("rename_from") is not None:
-            old, now = action.args["rename_from"].name, action.this.name
-            if old != now:
-                renames[old] = now
+            old, now = action.this.name, action.args["to"].name
+            renames[old] = now
+            steps.append(("rename", old, now))
+        elif isinstance(action, exp.ColumnDef):
+            steps.append(("add", action.name, _type(action), _where(action)))
+        elif type(action).__name__ == "ModifyColumn":
+            definition = action.this
+            old = action.args["rename_from"].name if action.args.get("rename_from") is not None else definition.name
+            if old != definition.name:
+                renames[old] = definition.name
+                steps.append(("rename", old, definition.name))
+            steps.append(("modify", definition.name, _type(definition)))
+        elif isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN":
+            steps += [("drop", column.name) for column in action.args.get("tables") or action.expressions]
         elif isinstance(action, exp.AlterRename):
             new = action.this
-    found: list[tuple[str | None, Ddl]] = [(table.db or None, Ddl("alter", table.name, renames))]
+        elif isinstance(action, exp.AlterColumn) or type(action).__name__ in ("AddConstraint", "DropPrimaryKey"):
+            continue
+        else:
+            complete = complete and not isinstance(action, (exp.Drop, exp.Command))
+    found: list[tuple[str | None, Ddl]] = [(table.db or None, Ddl("alter", table.name, renames, steps=tuple(steps),
+                                                                  complete=complete))]
     if new is not None:
         found.append((table.db or None, Ddl("rename", table.name, new=new.name)))
     return found
+
+
+def _type(definition: exp.ColumnDef) -> str:
+    kind = definition.args.get("kind")
+    return kind.sql(dialect="mysql").lower() if kind is not None else ""
+
+
+def _where(definition: exp.ColumnDef) -> str:
+    position = definition.args.get("position")
+    if position is None:
+        return ""
+    if (position.args.get("position") or "").upper() == "FIRST":
+        return "FIRST"
+    return position.this.name if position.this is not None else ""
 
 
 def _rename_tables(body: str, schema: str, database: str, query: str) -> list[Ddl]:

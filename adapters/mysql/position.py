@@ -14,7 +14,7 @@ A position is ``coordinate << SHIFT | index``:
   takes at least a byte in the binlog: more than a thousand positions per
   row).
 * Snapshot rows take positions inside the span of a *marker*: a transaction
-  the source writes into its bookkeeping table (4 KiB of padding) before
+  the source writes into its bookkeeping table (64 KiB of padding) before
   each snapshot session, which makes no change itself.  So commits before
   the marker come before the session's rows, commits after it after them.
 

@@ -6,7 +6,9 @@
 * for the capture user: REPLICATION SLAVE (read the binlog), REPLICATION
   CLIENT (MariaDB 10.5+: BINLOG MONITOR; see the binlog's files), SELECT on
   the captured database, and all privileges on the bookkeeping database
-  ``exchange_capture`` (bookkeeping.py);
+  ``exchange_capture`` (bookkeeping.py); on MySQL also RELOAD, for the
+  moment a snapshot opens (``FLUSH TABLES WITH READ LOCK``: MySQL does not
+  report the binlog coordinate of a consistent snapshot as MariaDB does);
 * a server_id for the node's binlog reader that is not the server's own.
 """
 

@@ -37,23 +37,19 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 
+import pymysql.cursors
+
+from adapters.keyless import COPY_COLUMN, CopyCounts, digest
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, estimated_rows, load_table
 from adapters.mysql.history import SchemaHistory
 from adapters.mysql.position import coordinate, pack
 from adapters.mysql.types import convert_row, converters
+from adapters.passes import Chunk, Regions
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import Position, SourceNotReady
 
-MARKER_PAD = 4096
-
-
-@dataclass
-class Chunk:
-    position: int  # its last position
-    point: int  # the coordinate of the snapshot it was read at
-    last_key: list[Any] | None  # the last key read so far in the table (as PyMySQL reads it)
-    done: bool
+MARKER_PAD = 65536
 
 
 @dataclass
@@ -69,7 +65,8 @@ class Session:
     end: int = 0  # first position past the span
     active: bool = False
     table: Table | None = None
-
+    cursor: Any = None  # the open read of a keyless table
+    carry: tuple[dict[str, Any], int] | None = None  # a keyless row content whose copies may go on
     def position(self) -> Position:
         self.next += 1
         if self.next >= self.end:
@@ -87,13 +84,12 @@ class Snapshots:
 
     def __init__(self, source: str, database: str, tables: Sequence[str], keys: dict[str, tuple[str, ...]],
                  chunk_size: int, db: Callable[[], Any], connect: Callable[..., Any], history: SchemaHistory,
-                 mariadb: Callable[[], bool]):
+                 mariadb: Callable[[], bool], copies: CopyCounts):
         self.source, self.database, self.tables, self.keys = source, database, tables, keys
         self.chunk_size = chunk_size
         self._db, self._connect, self._history, self._mariadb = db, connect, history, mariadb
-        self._chunks: dict[str, list[Chunk]] = {}
-        self._pass: dict[str, int] = {}
-        self._complete: set[str] = set()
+        self._copies = copies
+        self._regions = Regions()  # chunks are keyed by the last key read, as PyMySQL reads it
         self.session: Session | None = None
 
     def load(self, cur) -> None:
@@ -105,27 +101,19 @@ class Snapshots:
                         (self.source, resource, last))
         cur.execute(f"SELECT resource, position, point, last_key, done, pass FROM {BOOKKEEPING}.chunks "
                     "WHERE source = %s ORDER BY pass, position", (self.source,))
-        self._chunks, self._pass, self._complete = {}, {}, set()
-        for resource, position, point, last_key, done, pass_no in cur.fetchall():
-            if self._pass.get(resource) != pass_no:
-                if self._chunks.get(resource) and self._chunks[resource][-1].done:
-                    self._complete.add(resource)
-                self._pass[resource], self._chunks[resource] = pass_no, []
-            if point:
-                self._chunks[resource].append(Chunk(int(position), int(point), decode_key(last_key), bool(done)))
+        self._regions.load((resource, int(position), int(point), decode_key(last_key), bool(done), pass_no)
+                           for resource, position, point, last_key, done, pass_no in cur.fetchall())
 
     def request(self, cur, resource: str, position: int) -> None:
         """Start the next pass of ``resource``, recorded at ``position``."""
-        chunks = self._chunks.get(resource)
-        if chunks and chunks[-1].done:
-            self._complete.add(resource)
-        self._pass[resource] = self._pass.get(resource, 0) + 1
-        self._chunks[resource] = []
         cur.execute(f"REPLACE INTO {BOOKKEEPING}.chunks (source, resource, position, point, done, pass) "
-                    "VALUES (%s, %s, %s, 0, false, %s)", (self.source, resource, position, self._pass[resource]))
-        if self.session is not None and resource in self.session.resources and self.session.table is not None \
-                and self.session.table.resource == resource:
-            self.session.table = None  # the session reads the table again from its start
+                    "VALUES (%s, %s, %s, 0, false, %s)", (self.source, resource, position, self._regions.begin(resource)))
+        s = self.session
+        if s is not None and s.table is not None and s.table.resource == resource:
+            s.table = None  # the session reads the table again from its start
+            if s.cursor is not None:
+                s.cursor.close()
+                s.cursor = None
 
     def reread(self, resource: str, position: int) -> None:
         with self._db().cursor() as cur:
@@ -133,14 +121,14 @@ class Snapshots:
 
     def forget_table(self, resource: str) -> None:
         """The table is no longer captured (dropped, renamed)."""
-        self._chunks.pop(resource, None)
+        self._regions.forget(resource)
         if self.session is not None and resource in self.session.resources:
             self.session.resources.remove(resource)
             if self.session.table is not None and self.session.table.resource == resource:
                 self.session.table = None
 
     def unsnapshotted(self) -> list[str]:
-        return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
+        return self._regions.unsnapshotted(self.tables)
 
     def waiting(self, cur, after: int, tables: Sequence[str]) -> int:
         """An estimate of the rows of ``tables`` still to read once the node stored everything up to ``after``."""
@@ -183,6 +171,20 @@ class Snapshots:
             raise
         self.session = Session(marker, point, reader, self.unsnapshotted(), datetime.now(timezone.utc))
 
+    def ready(self) -> bool:
+        """Whether a session may hand out rows now (a session is started when a table waits for one,
+        and hands out rows once the stream reached its marker)."""
+        if self.session is None and self.unsnapshotted():
+            self.start()
+        return self.session is not None and self.session.active
+
+    def rows(self, room: int) -> list[ch.Change]:
+        """The session's next chunk (ending the session when it is over)."""
+        chunk = self.chunk(room)
+        if chunk is None:
+            self.end_session()
+        return chunk or []
+
     def reached(self, marker: str, start: int, end: int) -> None:
         """The stream passed a marker spanning [start, end): the session whose marker it is may hand out rows."""
         s = self.session
@@ -191,6 +193,7 @@ class Snapshots:
 
     def end_session(self) -> None:
         if self.session is not None:
+            self.session.cursor = None  # closed with its connection
             try:
                 self.session.connection.close()
             except Exception:  # noqa: BLE001 - the connection may be gone already
@@ -207,13 +210,17 @@ class Snapshots:
         resource = s.resources[0]
         if s.table is None:
             with s.connection.cursor() as cur:
-                s.table = load_table(cur, self.database, resource, self.keys.get(resource, ()))
+                s.table = load_table(cur, self.database, resource, self.keys.get(resource))
             if s.table is None:
                 raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
         table = s.table
-        chunks = self._chunks.setdefault(resource, [])
-        pass_no = self._pass.get(resource, 0)
         changes = []
+        if table.keyless and s.cursor is None and self._regions.chunks(resource):
+            with self._db().cursor() as cur:  # read in part by an earlier session: read it whole again
+                self.request(cur, resource, s.position())
+            s.table = table
+        chunks = self._regions.chunks(resource)
+        pass_no = self._regions.pass_of(resource)
         if pass_no and not chunks:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
         schema = table.schema
@@ -221,13 +228,18 @@ class Snapshots:
             changes.append(self._history.change(s.position(), resource, schema, s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
         last_key = chunks[-1].last_key if chunks else None
-        rows = self._select(s, table, last_key, size)
         convert = converters(table.columns, binlog=False)
         names = [c.name for c in table.columns]
-        for values in rows:
-            row = convert_row(convert, dict(zip(names, values)))
-            changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT, after=row, commit_time=s.started))
-            last_key = [values[names.index(k)] for k in table.key]
+        if table.keyless:
+            rows = self._keyless_rows(s, table, size)
+            changes += self._copy_changes(s, resource, [convert_row(convert, dict(zip(names, v))) for v in rows],
+                                          len(rows) < size)
+        else:
+            rows = self._select(s, table, last_key, size)
+            for values in rows:
+                row = convert_row(convert, dict(zip(names, values)))
+                changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT, after=row, commit_time=s.started))
+                last_key = [values[names.index(k)] for k in table.key]
         done = len(rows) < size
         if done and pass_no:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_END, commit_time=s.started))
@@ -240,6 +252,38 @@ class Snapshots:
         if done:
             s.resources.pop(0)
             s.table = None
+            if s.cursor is not None:
+                s.cursor.close()
+                s.cursor = None
+        return changes
+
+    def _keyless_rows(self, s: Session, table: Table, size: int) -> list[tuple]:
+        """The next rows of a keyless table, identical rows next to each other (one read per session)."""
+        if s.cursor is None:
+            with s.connection.cursor() as cur:
+                cur.execute("SET SESSION max_sort_length = 8388608")  # sort by whole values, however long
+            columns = ", ".join(quote(c.name) for c in table.columns)
+            s.cursor = s.connection.cursor(pymysql.cursors.SSCursor)
+            s.cursor.execute(f"SELECT {columns} FROM {quote(self.database)}.{quote(table.resource)} "
+                             f"ORDER BY {columns}")
+            s.carry = None
+        return list(s.cursor.fetchmany(size))
+
+    def _copy_changes(self, s: Session, resource: str, rows: list[dict[str, Any]], last: bool) -> list[ch.Change]:
+        """SNAPSHOT changes of keyless rows, numbered as copies of their content; the last content
+        waits for the next chunk (its copies may go on) unless the table is read."""
+        groups: list[tuple[dict[str, Any], int]] = [s.carry] if s.carry else []
+        for row in rows:
+            if groups and groups[-1][0] == row:
+                groups[-1] = (row, groups[-1][1] + 1)
+            else:
+                groups.append((row, 1))
+        s.carry = None if last or not groups else groups.pop()
+        changes = []
+        for row, count in groups:
+            changes += [ch.Change(s.position(), resource, ch.SNAPSHOT, after={**row, COPY_COLUMN: copy},
+                                  commit_time=s.started) for copy in range(count)]
+            self._copies.set(resource, digest(row), changes[-1].position, count)
         return changes
 
     def _select(self, s: Session, table: Table, last_key: list[Any] | None, size: int) -> list[tuple]:
@@ -257,22 +301,7 @@ class Snapshots:
     def in_region(self, table: Table, image: dict[str, Any], commit: int) -> bool:
         """Whether the row is in a snapshot region older than the transaction at coordinate ``commit``
         (outside the current pass's regions: whether an earlier pass completed)."""
-        chunks = self._chunks.get(table.resource)
-        if not chunks:
-            return table.resource in self._complete
-        if chunks[-1].done and chunks[0].point == chunks[-1].point:
-            return commit >= chunks[0].point  # the usual case: one snapshot read the whole table
-        lower = None
-        for i, chunk in enumerate(chunks):
-            if i + 1 < len(chunks) and chunks[i + 1].point == chunk.point:
-                continue
-            upper = chunk.last_key
-            above_lower = lower is None or self._after(table, image, lower)
-            below_upper = chunk.done or (upper is not None and not self._after(table, image, upper))
-            if above_lower and below_upper:
-                return commit >= chunk.point
-            lower = upper
-        return table.resource in self._complete
+        return self._regions.holds(table.resource, commit, lambda bound: self._after(table, image, bound))
 
     def _after(self, table: Table, image: dict[str, Any], bound: list[Any]) -> bool:
         """Whether the row's key sorts after ``bound``, as the snapshot's ORDER BY sorts."""

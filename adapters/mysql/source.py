@@ -1,7 +1,9 @@
 """MySQLSource: row-binlog capture of a MariaDB or MySQL database.
 
 Capture reads the server's binlog as a replica would (mysql-replication,
-stream.py), from the coordinate the node's position packs (position.py),
+stream.py), from the coordinate the node's position packs (position.py:
+binlog file number and offset; MariaDB dumps are started from the GTID
+position there, ``BINLOG_GTID_POS``, MySQL ones from the file and offset),
 and turns whole transactions into changes (transactions.py).  The node only
 ever tells the source a position (``read(after)``); everything else needed
 to resume is kept on the source server, database ``exchange_capture``
@@ -14,7 +16,10 @@ the node never stored is produced again, what it stored is skipped.
 Collaborators, one job each: prerequisites.py (what the server must offer),
 snapshot.py (snapshot sessions and regions), history.py (schemas emitted),
 ddl.py (DDL statements), types.py (values), catalog.py (tables),
-resnapshot.py (requests, repairing a lost position, pass progress).
+resnapshot.py (requests, repairing a lost position, pass progress),
+keyless.py (copy numbers of tables without a key).  Each change carries its
+transaction's GTID as ``txid`` (``0-1-42`` on MariaDB, ``uuid:42`` on MySQL;
+``file:offset`` without GTIDs) and its commit time (the binlog's, seconds).
 
 Tables are selected by name or pattern (adapters/selection.py); a table
 created (or renamed) later that a pattern selects is captured from its
@@ -25,8 +30,12 @@ quiet binlog the server sends heartbeats, and the source records how far it
 has looked (``progress``) so that ``pending`` and the lag gauges of other
 processes see a quiet server as caught up.
 
-Limits: tables need a primary key or a configured unique key (``[source]
-keys``); positions are those of one server's binlog (after a failover to a
+Tables need a primary key, a configured unique key (``[source] keys``),
+or an empty configured key, which keys rows by all their columns and counts
+identical rows as copies (keyless.py; such a table is read by one snapshot
+session, from its start again if a session ends inside it).
+
+Limits: positions are those of one server's binlog (after a failover to a
 replica, whose binlog has other files and offsets, run ``exchange node
 resnapshot --all``); a snapshot waits for transactions running when it
 starts; one transaction is held in memory while it is read.
@@ -46,6 +55,7 @@ from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import Table, load_table, user_tables
 from adapters.mysql.connection import MySQLAddress
 from adapters.mysql.history import SchemaHistory
+from adapters.mysql.keyless import CopyCounts
 from adapters.mysql.position import coordinate, describe, file_name, file_number, unpack
 from adapters.mysql.snapshot import Snapshots
 from adapters.mysql.stream import BinlogStream
@@ -91,10 +101,11 @@ class MySQLSource:
         self._skipped: set[str] = set()
         self._progress = (0.0, 0)  # (when, coordinate) of the last progress record
         self._history = SchemaHistory(self.name, self._open)
+        self._copies = CopyCounts(self.name, self._open)
         self._snapshots = Snapshots(self.name, self.database, self.tables, self.keys, snapshot_chunk, self._open,
-                                    self._connect, self._history, lambda: self._info()[0])
+                                    self._connect, self._history, lambda: self._info()[0], self._copies)
         self._decoder = TransactionDecoder(self.name, self.database, self.tables, self.entries, self.exclude,
-                                           self.keys, self._open, self._snapshots, self._history)
+                                           self.keys, self._open, self._snapshots, self._history, self._copies)
 
     # -- the CaptureSource interface ------------------------------------------
 
@@ -125,14 +136,13 @@ class MySQLSource:
     def read(self, after: Position, limit: int) -> list[ch.Change]:
         """Changes with position > ``after``: snapshot rows and whole transactions (split only when
         one holds more than ``limit`` changes).  Waits at most a few seconds for binlog already written."""
-        if not self._prepared:
-            self.prepare()
+        self._prepared or self.prepare()
         try:
-            if after != self._position:
-                self._resume(after)
-            changes = self._read(limit)
+            changes = self._read(after, limit)
+            self._copies.save()
         except pymysql.err.Error as e:
             self._reset()
+            self._drop_connection()  # it may be the one that broke (a server restarted)
             lost = self._lost_now(after)
             if lost is not None:
                 raise lost from e
@@ -168,7 +178,10 @@ class MySQLSource:
             return self._lag(cur, after)
 
     def acknowledge(self, position: Position) -> None:
-        """Nothing to release: the server keeps its binlog by its own rules (``binlog_expire_logs_seconds``)."""
+        """Forget copy counts that later ones replace; nothing else to release: the server keeps its
+        binlog by its own rules (``binlog_expire_logs_seconds``)."""
+        if self._decoder.keyless:
+            self._copies.prune(position)
 
     def request_resnapshot(self, tables: Sequence[str]) -> None:
         """Ask for a snapshot pass of each of ``tables`` through the binlog; when the node's position
@@ -194,6 +207,9 @@ class MySQLSource:
 
     def close(self) -> None:
         self._reset()
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
         if self._db is not None:
             try:
                 self._db.close()
@@ -265,7 +281,7 @@ class MySQLSource:
         literal = {e for e in self.entries if not is_pattern(e)}
         tables, problems = [], {}
         for name in names:
-            table = load_table(cur, self.database, name, self.keys.get(name, ()))
+            table = load_table(cur, self.database, name, self.keys.get(name))
             problem = (f"table {name!r} does not exist in database {self.database!r}; its tables are: "
                        f"{', '.join(existing) or 'none'}") if table is None else _uncapturable(table)
             if problem and name in literal:
@@ -307,26 +323,24 @@ class MySQLSource:
         self._snapshots.end_session()
         self._pending = []
         self._decoder.clear()
+        self._copies.clear()
         self._position = None
 
     # -- reading ----------------------------------------------------------------
 
-    def _read(self, limit: int) -> list[ch.Change]:
+    def _read(self, after: Position, limit: int) -> list[ch.Change]:
+        if after != self._position:
+            self._resume(after)
         changes = self._take_pending(limit)
         deadline = time.monotonic() + READ_WAIT
         target = None
         while len(changes) < limit:
-            if self._snapshots.session is None and self._snapshots.unsnapshotted():
-                self._snapshots.start()
-                target = None  # read on to the session's marker
-            session = self._snapshots.session
-            if session is not None and session.active:
-                chunk = self._snapshots.chunk(limit - len(changes))
-                if chunk is None:
-                    self._snapshots.end_session()
-                else:
-                    changes += chunk
+            idle = self._snapshots.session is None
+            if self._snapshots.ready():
+                changes += self._snapshots.rows(limit - len(changes))
                 continue
+            if idle and self._snapshots.session is not None:
+                target = None  # a session began: read on to its marker
             if self._stream is None:
                 self._stream = self._open_stream()
             if target is None:
@@ -362,7 +376,9 @@ class MySQLSource:
             if found is None:
                 raise self._position_lost(self._start)
             gtid = found.decode() if isinstance(found, bytes) else found
-        return BinlogStream(self.address.settings(), self._reader_id(), prefix, self._start,
+        settings = {"host": self.address.host, "port": self.address.port, "user": self.address.user,
+                    "password": self.address.password}
+        return BinlogStream(settings, self._reader_id(), prefix, self._start,
                             [self.database, BOOKKEEPING], gtid)
 
     def _take_pending(self, room: int) -> list[ch.Change]:
@@ -481,6 +497,8 @@ def file_number_of(coord: int) -> int:
 def _uncapturable(table: Table) -> str | None:
     """Why ``table`` cannot be captured, or None."""
     names = {c.name for c in table.columns}
+    if table.keyless:
+        return None
     if table.configured_key:
         unknown = [k for k in table.configured_key if k not in names]
         if unknown:
@@ -493,6 +511,8 @@ def _uncapturable(table: Table) -> str | None:
         return None
     if not table.primary_key:
         return (f"table {table.resource!r} has no primary key, so its rows cannot be told apart: declare a PRIMARY "
-                f"KEY, or create a UNIQUE index on NOT NULL columns and set "
-                f'`[source] keys = {{ "{table.resource}" = ["col", ...] }}` in the node config')
+                f"KEY; or create a UNIQUE index on NOT NULL columns and set "
+                f'`[source] keys = {{ "{table.resource}" = ["col", ...] }}` in the node config; or set '
+                f'`[source] keys = {{ "{table.resource}" = [] }}` to key its rows by all their columns (identical '
+                "rows are counted as copies)")
     return None

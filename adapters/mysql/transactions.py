@@ -25,6 +25,7 @@ import json
 import logging
 from typing import Any, Callable, Sequence
 
+from adapters.keyless import CopyCounts
 from adapters.mysql import ddl
 from adapters.mysql.bookkeeping import BOOKKEEPING
 from adapters.mysql.catalog import CatalogColumn, Table, load_table
@@ -35,7 +36,7 @@ from adapters.mysql.stream import Rows, Statement, Transaction
 from adapters.mysql.types import Convert, convert_row, converters, datetime_of
 from adapters.selection import selected
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import Position
+from exchange.contracts.changes import Position, TableSchema
 from exchange.contracts.errors import OperationFailed
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,19 @@ class TransactionDecoder:
 
     def __init__(self, source: str, database: str, tables: list[str], entries: Sequence[str], exclude: Sequence[str],
                  keys: dict[str, tuple[str, ...]], db: Callable[[], Any], snapshots: Snapshots,
-                 history: SchemaHistory):
+                 history: SchemaHistory, copies: CopyCounts):
         self.source, self.database, self.tables = source, database, tables
         self.entries, self.exclude, self.keys = entries, exclude, keys
-        self._db, self._snapshots, self._history = db, snapshots, history
+        self._db, self._snapshots, self._history, self._copies = db, snapshots, history, copies
         self._tables: dict[str, tuple[Table, dict[str, Convert]]] = {}
 
     def clear(self) -> None:
         self._tables = {}
+
+    @property
+    def keyless(self) -> bool:
+        """Whether a table without a key was seen."""
+        return any(table.keyless for table, _ in self._tables.values())
 
     def marker(self, unit: Transaction) -> str | None:
         """The marker id a transaction writes, if it is a snapshot marker of this source."""
@@ -74,14 +80,14 @@ class TransactionDecoder:
         base, capacity = pack(unit.start), (unit.end - unit.start) << SHIFT
         commit_time = datetime_of(unit.commit_time)
         changes: list[ch.Change] = []
-        index = 0
+        positions = (Position(base + i) for i in range(1, capacity))
+        last = [Position(base)]
 
         def next_position() -> Position:
-            nonlocal index
-            index += 1
-            if index >= capacity:
+            last[0] = next(positions, None)
+            if last[0] is None:
                 raise UnsupportedChange(f"transaction {unit.txid} has more changes than positions can encode")
-            return Position(base + index)
+            return last[0]
 
         def add(**fields: Any) -> None:
             position = next_position()
@@ -108,13 +114,19 @@ class TransactionDecoder:
                         kept.append((ch.INSERT, None, after_))
                     elif keep_before:
                         kept.append((ch.DELETE, before, None))
-                if kept and self._history.before(item.table, base + index + 1) != table.schema:
+                if kept and self._history.before(item.table, last[0] + 1) != table.schema:
                     schema_position = next_position()
                     if schema_position > after:
                         changes.append(self._history.change(schema_position, item.table, table.schema, commit_time,
                                                             unit.txid))
+                if table.keyless:
+                    self._copies.load([(item.table, image) for _, b, a in kept for image in (b, a) if image])
                 for op, before, after_ in kept:
-                    add(table=item.table, op=op, before=before, after=after_)
+                    position = next_position()
+                    if position > after:
+                        changes.append(ch.Change(
+                            position, item.table, op, self._copies.number(table, before, -1, position, after),
+                            self._copies.number(table, after_, 1, position, after), commit_time, unit.txid))
         return changes
 
     def _rows(self, item: Rows, convert: dict[str, Convert]) -> list[tuple[str, dict | None, dict | None]]:
@@ -145,8 +157,7 @@ class TransactionDecoder:
             if action.kind == "alter" and captured:
                 position = next_position()
                 previous = self._history.before(table, position)
-                self._tables.pop(table, None)
-                current, _ = self._table(table)
+                current = self._after_statement(table, previous, action)
                 if position > after:
                     changes.append(self._history.change(position, table, current.schema, commit_time, unit.txid,
                                                         action.renames))
@@ -155,6 +166,8 @@ class TransactionDecoder:
             elif action.kind == "truncate" and captured:
                 position = next_position()
                 if position > after:
+                    if self._table(table)[0].keyless:
+                        self._copies.truncate(table, position)
                     changes.append(ch.Change(position, table, ch.TRUNCATE, commit_time=commit_time, txid=unit.txid))
             elif action.kind in ("drop", "rename") and captured:
                 log.warning("captured table %s was %s at %s: its capture ends (the history keeps its rows)", table,
@@ -184,11 +197,40 @@ class TransactionDecoder:
     def _table(self, resource: str) -> tuple[Table, dict[str, Convert]]:
         if resource not in self._tables:
             with self._db().cursor() as cur:
-                table = load_table(cur, self.database, resource, self.keys.get(resource, ()))
+                table = load_table(cur, self.database, resource, self.keys.get(resource))
             if table is None:
                 raise OperationFailed(f"table {resource!r} no longer exists in database {self.database!r}")
             self._tables[resource] = (table, converters(table.columns, binlog=True))
         return self._tables[resource]
+
+    def _after_statement(self, resource: str, previous: TableSchema | None, action: ddl.Ddl) -> Table:
+        """The table as the ALTER statement left it: the catalog's, unless later statements already changed
+        the catalog's columns, then the columns the statement leaves (their details from the catalog, the
+        schema before or the statement)."""
+        self._tables.pop(resource, None)
+        current, _ = self._table(resource)
+        names = action.columns(list(previous.column_names)) if previous is not None else None
+        if names is None or tuple(names) == current.schema.column_names:
+            return current
+        old = {action.renames.get(c.name, c.name): c for c in previous.columns}
+        columns = []
+        for name in names:
+            declared = action.added_type(name)
+            known = current.column(name)
+            if known is not None and (declared is None or known.column_type.startswith(declared)):
+                columns.append(known)
+            elif declared is not None or name not in old:
+                columns.append(CatalogColumn(name, (declared or "longtext").split("(")[0].split()[0],
+                                             declared or "longtext"))
+            else:
+                before = old[name]
+                columns.append(CatalogColumn(name, before.type.split("(")[0].split()[0].lower(), before.type,
+                                             before.notnull, before.default))
+        key = tuple(k for k in current.key if k in names) or tuple(k for k in previous.primary_key if k in names)
+        table = Table(resource, tuple(columns), key if not current.configured_key else current.primary_key,
+                      current.unique_keys, current.configured_key, current.keyless)
+        self._tables[resource] = (table, converters(table.columns, binlog=True))
+        return table
 
     def _reload(self, resource: str, names: tuple[str, ...]) -> tuple[Table, dict[str, Convert]]:
         """The table with the columns the table map names (the catalog may be ahead of the binlog)."""
@@ -197,7 +239,8 @@ class TransactionDecoder:
         if table.schema.column_names == names:
             return table, convert
         columns = tuple(table.column(n) or CatalogColumn(n, "longtext", "longtext") for n in names)
-        narrowed = Table(table.resource, columns, table.primary_key, table.unique_keys, table.configured_key)
+        narrowed = Table(table.resource, columns, table.primary_key, table.unique_keys, table.configured_key,
+                         table.keyless)
         self._tables[resource] = (narrowed, converters(columns, binlog=True))
         return self._tables[resource]
 

@@ -8,6 +8,7 @@ import psycopg2
 import psycopg2.extensions
 
 from adapters import sql
+from adapters.keyless import COPY_COLUMN
 from adapters.postgres.types import SESSION_OPTIONS
 from adapters.sql import quote
 from exchange.common.urls import redact_url
@@ -15,7 +16,6 @@ from exchange.contracts.changes import Column, DatabaseUnavailable, TableSchema
 
 BOOKKEEPING = "exchange_capture"  # the schema of capture's (and replay's) own tables
 CHECKPOINTS = f"{BOOKKEEPING}.replay_checkpoints"  # replay progress in a target
-COPY_COLUMN = "_exchange_copy"  # the copy number of rows of tables without a key
 PLACEHOLDER = "%s"
 
 _SQLITE_AFFINITIES = (("INT", "bigint"), ("CHAR", "text"), ("CLOB", "text"), ("TEXT", "text"), ("BLOB", "bytea"),

@@ -1,104 +1,57 @@
-"""Copy numbers of rows in tables without a key.
+"""Copy numbers of rows in tables without a key (adapters/keyless.py), stored in table
+``exchange_capture.copies`` by slot, content digest and position.
 
-Tables without a key (REPLICA IDENTITY FULL, no primary key, no configured
-key) get a synthetic column ``_exchange_copy``: identical rows are copies
-0, 1, 2 ... and the key is every column plus the copy number.  pgoutput
-cannot say which of two identical rows an update or delete hit (and it does
-not matter), so the source counts the copies of each row content (table
-``exchange_capture.copies``, by content digest and position): an insert adds
-the next copy, a delete removes the last one.
+Tables without a key here are those with REPLICA IDENTITY FULL, no primary
+key and no configured key: pgoutput sends their whole old rows.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import psycopg2.extras
 
-from adapters.postgres.catalog import Table
-from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN
+from adapters import keyless
+from adapters.keyless import digest
+from adapters.postgres.dialect import BOOKKEEPING
 from exchange.contracts.changes import Position
-from exchange.contracts.events import canonical_json
+
+__all__ = ["CopyCounts", "digest"]
 
 
-def digest(row: dict[str, Any]) -> str:
-    """The digest a row content is counted under."""
-    return hashlib.sha256(canonical_json(row).encode()).hexdigest()
-
-
-class CopyCounts:
+class CopyCounts(keyless.CopyCounts):
     """Copy counts of keyless tables' row contents for the slot ``slot``; ``db`` returns the source's connection."""
 
     def __init__(self, slot: str, db: Callable[[], Any]):
+        super().__init__()
         self.slot = slot
         self._db = db
-        self._copies: dict[tuple[str, str], int] = {}
-        self._log: dict[tuple[str, str, int], int] = {}  # (resource, digest, position) -> copies, not stored yet
-        self._pruned = 0  # stored counts are pruned up to here
 
-    def clear(self) -> None:
-        """Forget what is held in memory (the stored counts are read again as needed)."""
-        self._copies, self._log = {}, {}
-
-    def number(self, table: Table, image: dict | None, delta: int, position: Position,
-               after: Position) -> dict | None:
-        """``image`` with its copy number (keyless tables), counting the copies of its content
-        (+1 for a new row, -1 for a removed one); changes at or before ``after`` count nothing."""
-        if image is None or not table.keyless or position <= after:
-            return image
-        content = digest(image)
-        count = self._copies[(table.resource, content)]
-        copy = count if delta > 0 else max(count - 1, 0)
-        self.set(table.resource, content, position, max(count + delta, 0))
-        return {**image, COPY_COLUMN: copy}
-
-    def load(self, images: list[tuple[str, dict[str, Any]]]) -> None:
-        """Fetch the copy counts of row contents not counted yet, one query per table."""
-        wanted: dict[str, set[str]] = {}
-        for resource, image in images:
-            content = digest(image)
-            if (resource, content) not in self._copies:
-                wanted.setdefault(resource, set()).add(content)
+    def _fetch(self, resource: str, digests: list[str]) -> Iterable[tuple[str, int | None]]:
         with self._db().cursor() as cur:
-            for resource, digests in wanted.items():
-                # One index probe per digest: a plain `digest = ANY(...)` scans the whole
-                # slot's range until the table has been analysed.
-                cur.execute(f"SELECT d, (SELECT n FROM {BOOKKEEPING}.copies WHERE slot = %s AND resource = %s "
-                            "AND digest = d ORDER BY position DESC LIMIT 1) FROM unnest(%s::text[]) d",
-                            (self.slot, resource, list(digests)))
-                self._copies.update(((resource, d), n or 0) for d, n in cur.fetchall())
+            # One index probe per digest: a plain `digest = ANY(...)` scans the whole
+            # slot's range until the table has been analysed.
+            cur.execute(f"SELECT d, (SELECT n FROM {BOOKKEEPING}.copies WHERE slot = %s AND resource = %s "
+                        "AND digest = d ORDER BY position DESC LIMIT 1) FROM unnest(%s::text[]) d",
+                        (self.slot, resource, digests))
+            return cur.fetchall()
 
-    def set(self, resource: str, content: str, position: Position, count: int) -> None:
-        """``count`` copies of the content with digest ``content`` as of ``position``."""
-        self._copies[(resource, content)] = count
-        self._log[(resource, content, position)] = count  # an update may count the same content twice
-
-    def truncate(self, resource: str, position: Position) -> None:
-        """The table was emptied at ``position``: no content has a copy left."""
-        self.save()
+    def _emptied(self, resource: str, position: Position) -> None:
         with self._db().cursor() as cur:
             cur.execute(f"INSERT INTO {BOOKKEEPING}.copies SELECT slot, resource, digest, %s, 0 FROM "
                         f"(SELECT DISTINCT ON (digest) * FROM {BOOKKEEPING}.copies WHERE slot = %s AND resource = %s "
                         "AND position < %s ORDER BY digest, position DESC) latest WHERE n > 0 ON CONFLICT DO NOTHING",
                         (position, self.slot, resource, position))
-        self._copies.update({key: 0 for key in self._copies if key[0] == resource})
 
-    def prune(self, position: Position) -> None:
-        """Forget the copy counts that counts stored up to ``position`` replace."""
+    def _forget(self, low: int, high: int) -> None:
         with self._db().cursor() as cur:
             cur.execute(f"DELETE FROM {BOOKKEEPING}.copies c USING {BOOKKEEPING}.copies d WHERE d.slot = %s "
                         "AND d.position > %s AND d.position <= %s AND c.slot = d.slot AND c.resource = d.resource "
-                        "AND c.digest = d.digest AND c.position < d.position", (self.slot, self._pruned, position))
+                        "AND c.digest = d.digest AND c.position < d.position", (self.slot, low, high))
             cur.execute(f"DELETE FROM {BOOKKEEPING}.copies WHERE slot = %s AND n = 0 AND position > %s "
-                        "AND position <= %s", (self.slot, self._pruned, position))
-        self._pruned = position
+                        "AND position <= %s", (self.slot, low, high))
 
-    def save(self) -> None:
-        """Store the copy counts of what a read returns (before the node can store it)."""
-        if self._log:
-            with self._db().cursor() as cur:
-                psycopg2.extras.execute_values(
-                    cur, f"INSERT INTO {BOOKKEEPING}.copies VALUES %s ON CONFLICT DO NOTHING",
-                    [(self.slot, *key, count) for key, count in self._log.items()])
-            self._log = {}
+    def _store(self, rows: list[tuple[str, str, int, int]]) -> None:
+        with self._db().cursor() as cur:
+            psycopg2.extras.execute_values(cur, f"INSERT INTO {BOOKKEEPING}.copies VALUES %s ON CONFLICT DO NOTHING",
+                                           [(self.slot, *row) for row in rows])

@@ -45,6 +45,7 @@ from typing import Any, Callable, Sequence
 
 import psycopg2.extras
 
+from adapters.passes import Chunk, Regions
 from adapters.postgres import pgoutput
 from adapters.postgres.catalog import Table, estimated_rows, load_table
 from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, connect, qualified, quote, raw_text
@@ -58,14 +59,6 @@ from exchange.contracts.changes import Position, SourceNotReady
 MARKER_PREFIX = "exchange_snapshot"
 REQUEST_PREFIX = "exchange_resnapshot"  # transactional message: re-read the tables it names (resnapshot.py)
 MARKER_PAD = 4096  # bytes of WAL per marker: its gap holds MARKER_PAD << SHIFT positions
-
-
-@dataclass
-class Chunk:
-    position: int  # its last position: stored at the node once the node's position reaches it
-    point: int  # consistent point (LSN) of the snapshot it was read at
-    last_key: list[str | None] | None  # text values of the last key read so far in the table
-    done: bool
 
 
 @dataclass
@@ -102,9 +95,7 @@ class Snapshots:
         self.url, self.slot, self.database = url, slot, database
         self.tables, self.keys, self.chunk_size = tables, keys, chunk_size
         self._db, self._types, self._history, self._copies = db, types, history, copies
-        self._chunks: dict[str, list[Chunk]] = {}  # the chunks read by each table's current pass
-        self._pass: dict[str, int] = {}  # each table's current pass
-        self._complete: set[str] = set()  # tables an earlier pass read completely
+        self._regions = Regions()  # chunks are keyed by the text values of the last key read
         self.session: Session | None = None
 
     def load(self, cur) -> None:
@@ -115,25 +106,13 @@ class Snapshots:
                     (self.slot,))
         cur.execute(f"SELECT resource, position, point, last_key, done, pass FROM {BOOKKEEPING}.chunks "
                     "WHERE slot = %s ORDER BY pass, position", (self.slot,))
-        self._chunks, self._pass, self._complete = {}, {}, set()
-        for resource, position, point, last_key, done, pass_no in cur.fetchall():
-            if self._pass.get(resource) != pass_no:
-                if self._chunks.get(resource) and self._chunks[resource][-1].done:
-                    self._complete.add(resource)
-                self._pass[resource], self._chunks[resource] = pass_no, []
-            if point:  # else the start row of a pass, which read nothing
-                self._chunks[resource].append(Chunk(position, point, json.loads(last_key) if last_key else None,
-                                                    done))
+        self._regions.load((resource, position, point, json.loads(last_key) if last_key else None, done, pass_no)
+                           for resource, position, point, last_key, done, pass_no in cur.fetchall())
 
     def request(self, cur, resource: str, position: Position) -> None:
         """Start the next pass of ``resource``, recording it at ``position`` (the request's)."""
-        chunks = self._chunks.get(resource)
-        if chunks and chunks[-1].done:
-            self._complete.add(resource)
-        self._pass[resource] = self._pass.get(resource, 0) + 1
-        self._chunks[resource] = []
         cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (slot, resource, position, point, done, pass) "
-                    "VALUES (%s, %s, %s, 0, false, %s)", (self.slot, resource, position, self._pass[resource]))
+                    "VALUES (%s, %s, %s, 0, false, %s)", (self.slot, resource, position, self._regions.begin(resource)))
 
     def reread(self, resource: str, position: Position) -> None:
         """Have the table read again from its start by the next session, as a snapshot pass
@@ -143,7 +122,7 @@ class Snapshots:
 
     def unsnapshotted(self) -> list[str]:
         """The tables whose snapshot is not done, sorted."""
-        return sorted(r for r in self.tables if not (self._chunks.get(r) and self._chunks[r][-1].done))
+        return self._regions.unsnapshotted(self.tables)
 
     def waiting(self, cur, after: Position, tables: Sequence[str]) -> int:
         """An estimate of the rows of ``tables`` still to read once the node stored everything up to ``after``."""
@@ -195,8 +174,8 @@ class Snapshots:
         if s.cursor is None:
             self._open_table(s, s.resources[0])
         resource = s.table.resource
-        chunks = self._chunks.setdefault(resource, [])
-        pass_no = self._pass.get(resource, 0)
+        chunks = self._regions.chunks(resource)
+        pass_no = self._regions.pass_of(resource)
         changes = []
         if pass_no and not chunks:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_BEGIN, commit_time=s.started))
@@ -234,8 +213,7 @@ class Snapshots:
             s.table = load_table(cur, resource, self.keys.get(resource, ()))
         if s.table is None:
             raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
-        chunks = self._chunks.get(resource)
-        last_key = chunks[-1].last_key if chunks else None
+        last_key = self._regions.last_key(resource)
         sql, key = _snapshot_sql(s.table)
         if last_key is not None:
             sql += f" WHERE ({key}) > ({', '.join(['%s'] * len(last_key))})"
@@ -259,23 +237,7 @@ class Snapshots:
     def in_region(self, table: Table, image: dict[str, Any], commit_lsn: int) -> bool:
         """Whether the row is in a snapshot region older than the commit (outside
         the current pass's regions: whether an earlier pass completed)."""
-        chunks = self._chunks.get(table.resource)
-        if not chunks:
-            return table.resource in self._complete
-        if chunks[-1].done and chunks[0].point == chunks[-1].point:  # points only grow along the chunks
-            return commit_lsn >= chunks[0].point  # the usual case: one snapshot read the whole table
-        lower = None
-        for i, chunk in enumerate(chunks):
-            last_of_region = i + 1 == len(chunks) or chunks[i + 1].point != chunk.point
-            if not last_of_region:
-                continue
-            upper = chunk.last_key
-            above_lower = lower is None or self._key_after(table, image, lower)
-            below_upper = chunk.done or (upper is not None and not self._key_after(table, image, upper))
-            if above_lower and below_upper:
-                return commit_lsn >= chunk.point
-            lower = upper
-        return table.resource in self._complete
+        return self._regions.holds(table.resource, commit_lsn, lambda bound: self._key_after(table, image, bound))
 
     def _key_after(self, table: Table, image: dict[str, Any], bound: list[str | None]) -> bool:
         """Whether the row's key sorts after ``bound`` (as the snapshot's ORDER BY sorts)."""

@@ -216,7 +216,7 @@ class SQLiteBackend(_SQLBackend):
 
 
 class _ServerBackend(_SQLBackend):
-    """A database server's database written through the DB-API connection ``_conn``."""
+    """A database of a server, written through the DB-API connection ``_conn``."""
 
     _conn: Any
 
@@ -224,7 +224,7 @@ class _ServerBackend(_SQLBackend):
         try:
             with self._conn.cursor() as cur:
                 for sql, params in statements:
-                    cur.execute(sql, params or None)
+                    cur.execute(sql, self._params(params))
         except BaseException:
             self._conn.rollback()
             raise
@@ -232,6 +232,10 @@ class _ServerBackend(_SQLBackend):
             self._conn.commit()
         else:
             self._conn.rollback()
+
+    def _params(self, params: Sequence[Any]) -> Any:
+        """The parameters as the driver takes them."""
+        return params
 
 
 class PostgresBackend(_ServerBackend):
@@ -380,7 +384,7 @@ class MariaDB(_ServerBackend):
         self.server.execute(f"DROP DATABASE `{self.database}`")
 
 
-class MariaDBCapture(_SQLBackend):
+class MariaDBCapture(_ServerBackend):
     """A database of its own in the session's MariaDB server (names quoted ANSI-style), dropped afterwards
     with the capture bookkeeping of its source."""
 
@@ -406,18 +410,8 @@ class MariaDBCapture(_SQLBackend):
                                      charset="utf8mb4", autocommit=False,
                                      init_command="SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')")
 
-    def run(self, *statements: tuple[str, Sequence[Any]], commit: bool = True) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, [_naive_utc(v) for v in params] if params else None)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        if commit:
-            self._conn.commit()
-        else:
-            self._conn.rollback()
+    def _params(self, params: Sequence[Any]) -> Any:
+        return [_naive_utc(v) for v in params] if params else None
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The table's rows in key order, each value as capture emits it (adapters/mysql/types.py)."""
