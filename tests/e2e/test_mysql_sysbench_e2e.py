@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 from test_exchange_e2e import assert_exactly_once, assert_replays_equal, status, wait_caught_up
+from test_mysql_e2e import wait_events
 
 TABLES = ["sbtest1", "sbtest2"]
 TABLE_SIZE = 2_000
@@ -24,13 +24,6 @@ def sysbench_command(mariadb, db: str, *args: str) -> list[str]:
             "--mysql-user=root", f"--mysql-db={db}", f"--tables={len(TABLES)}", f"--table-size={TABLE_SIZE}", *args]
 
 
-def wait_stored(node, at_least: int) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while status(node)["events_stored"] < at_least:
-        assert node.running and time.monotonic() < deadline, node.log()[-3000:]
-        time.sleep(0.1)
-
-
 def test_sysbench_through_the_exchange_with_the_node_killed_replays_equal_into_mariadb(launch, mariadb, tmp_path):
     db = mariadb.create_database("sysbench_source")
     prepared = subprocess.run(sysbench_command(mariadb, db, "oltp_read_write", "prepare"), capture_output=True,
@@ -43,12 +36,12 @@ def test_sysbench_through_the_exchange_with_the_node_killed_replays_equal_into_m
         workload = subprocess.Popen(sysbench_command(mariadb, db, "--threads=2", f"--time={SAFETY_LIMIT}",
                                                      "oltp_read_write", "run"), stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_stored(node, len(TABLES) * TABLE_SIZE + 400)  # the snapshot, then some of the run
+        wait_events(node, len(TABLES) * TABLE_SIZE + 400)  # the snapshot, then some of the run
         assert workload.poll() is None, (tmp_path / "sysbench.log").read_text()
         node.kill()  # kill -9 of the node mid-run
         killed_at = status(node)["events_stored"]
         node = launch.restart(node)
-        wait_stored(node, killed_at + 400)  # the restarted node captures the run going on
+        wait_events(node, killed_at + 400)  # the restarted node captures the run going on
         assert workload.poll() is None, (tmp_path / "sysbench.log").read_text()
     finally:
         workload.terminate()  # transactions in flight roll back at the server
