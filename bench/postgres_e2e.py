@@ -23,7 +23,6 @@ Prints the figures and the ratios exchange / baseline.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import subprocess
@@ -31,25 +30,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import grpc  # noqa: E402
+from processes import follow_probes, hub_events, peak_rss_mib, write_configs  # noqa: E402
 from support.postgres import start_cluster  # noqa: E402
 
-from exchange.contracts.events import RecordCreated, make_mapper  # noqa: E402
-from exchange.demos.pipeline import free_port, start, stop  # noqa: E402
+from exchange.demos.pipeline import start, stop  # noqa: E402
 from exchange.transport.rpc.health import http_answers, wait_serving  # noqa: E402
-from exchange.transport.wire import from_wire  # noqa: E402
 from node import config as node_config  # noqa: E402
 from node.status import node_status  # noqa: E402
-from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
-from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc  # noqa: E402
 
-AGENCY = "91310000MB2F31887X"
 TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "probe"]
 CHANGES_PER_TRANSACTION = 4  # tpcb-like: three updates and one insert
 REAL = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
@@ -78,26 +71,11 @@ def lsn(cluster, db: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class Exchange:
     """A hub and a node capturing the source database, as processes."""
 
     def __init__(self, directory: Path, source_url: str):
-        self.hub_address = f"127.0.0.1:{free_port()}"
-        hub_toml = directory / "hub.toml"
-        hub_toml.write_text(f'[store]\nurl = "sqlite:///{directory}/hub.db"\n[listen]\naddress = "{self.hub_address}"\ninsecure = true\n'
-                            f"[metrics]\nport = {free_port()}\n")
-        node_toml = directory / "node.toml"
-        node_toml.write_text(f'agency = "{AGENCY}"\n[source]\nurl = "{source_url}"\ntables = {json.dumps(TABLES)}\n'
-                             f'poll_interval = 0.02\n[store]\nurl = "sqlite:///{directory}/node.db"\n'
-                             f'[hub]\naddress = "{self.hub_address}"\nreconnect_max = 0.2\ninsecure = true\n'
-                             f"[metrics]\nport = {free_port()}\n")
+        hub_toml, node_toml, self.hub_address = write_configs(directory, source_url, TABLES)
         self.cfg = node_config.load(node_toml, environ={})
         self.hub = start("hub", hub_toml, directory / "hub.log")
         wait_serving(self.hub_address)
@@ -106,8 +84,7 @@ class Exchange:
             time.sleep(0.1)
 
     def hub_events(self) -> int:
-        with grpc.insecure_channel(self.hub_address) as channel:
-            return pb_grpc.ExchangeStub(channel).GetPosition(pb.PositionRequest(agency=AGENCY)).hub_position
+        return hub_events(self.hub_address)
 
     def wait_caught_up(self) -> None:
         while not (status := node_status(self.cfg))["caught_up"] or not status["hub_reachable"]:
@@ -122,28 +99,8 @@ def probe_latencies(ex: Exchange, cluster, db: str, seconds: float) -> list[floa
     """Insert a probe row every 50 ms; seconds from its commit to its arrival at a hub subscriber."""
     latencies: list[float] = []
     stopping = threading.Event()
-    mapper = make_mapper()
-
-    def subscribe() -> None:
-        after = ex.hub_events()
-        with grpc.insecure_channel(ex.hub_address) as channel:
-            stream = pb_grpc.ExchangeStub(channel).Subscribe(pb.SubscribeRequest(agency=AGENCY, after=after))
-            try:
-                for batch in stream:
-                    arrived = datetime.now(timezone.utc)
-                    for e in batch.events:
-                        event = mapper.to_domain_event(from_wire(e))
-                        if isinstance(event, RecordCreated) and event.resource == "probe":
-                            latencies.append((arrived - event.commit_time).total_seconds())
-                    if stopping.is_set():
-                        stream.cancel()
-                        return
-            except grpc.RpcError:
-                if not stopping.is_set():
-                    raise
-
-    subscriber = threading.Thread(target=subscribe, daemon=True)
-    subscriber.start()
+    follow_probes(ex.hub_address, "probe",
+                  lambda event, at: latencies.append(at - event.commit_time.timestamp()), stopping)
     conn = cluster.connect(db)
     deadline = time.monotonic() + seconds
     with conn.cursor() as cur:
