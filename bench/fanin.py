@@ -81,6 +81,7 @@ class Publisher:
         self.acked_in_window = 0
         self.latencies: list[float] = []
         self.errors: Counter = Counter()
+        self.details: dict[str, str] = {}  # the first message of each refusal code
         self.mapper = make_mapper()
 
     def generated(self, now: float) -> int:
@@ -113,6 +114,7 @@ class Publisher:
                     backoff = 0.2
                 except grpc.aio.AioRpcError as e:
                     self.errors[e.code().name] += 1
+                    self.details.setdefault(e.code().name, e.details() or "")
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
 
@@ -198,6 +200,7 @@ def worker(assigned: list[tuple[str, str]], opts: dict, results) -> None:
         "acked_in_window": sum(p.acked_in_window for p in publishers),
         "latencies": [ms for p in publishers for ms in p.latencies],
         "errors": sum((p.errors for p in publishers), Counter()),
+        "details": {code: text for p in publishers for code, text in p.details.items()},
         "backlog_at_end": sum(p.generated_at_end - p.acked_at_end for p in publishers),
     })
 
@@ -328,6 +331,7 @@ def run_config(name: str, args, cluster, directory: Path) -> dict:
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else float("nan"),
         "batches": len(latencies), "errors": sum((p["errors"] for p in parts), Counter()),
+        "details": {code: text for p in parts for code, text in p["details"].items()},
         "hub_cpu": sum(a - b for a, b in zip(after[0], before[0])) / window * 100,
         "hub_rss": sum(rss), "hub_peak": sum(peak), "pg_cpu": (after[1] - before[1]) / window * 100,
         "client_cpu": sum(a - b for a, b in zip(after[2], before[2])) / window * 100, "machine": busy * 100,
@@ -359,6 +363,8 @@ def report(args, rows: list[dict]) -> None:
               f"{r['batches']} batches timed; backlog at the window's end {r['backlog']} events, "
               f"drained {r['drain']:.1f} s after it; {r['delivered']}/{r['agencies']} agencies delivered everything; "
               f"exactly once (GetPosition position = count = acknowledged): {r['exact']}/{r['agencies']}")
+        for code, text in sorted(r["details"].items()):
+            print(f"  {code}: {text[:300]}")
         for problem in r["wrong"][:5]:
             print(f"  NOT EXACT {problem}")
 
