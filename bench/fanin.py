@@ -255,8 +255,7 @@ def start_hubs(directory: Path, store_url: str, count: int) -> list[tuple[object
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(count)]
     audits = [directory / f"audit-{i}.log" for i in range(count)]
     hubs: list[tuple[object, str]] = []
-    # One after another: the first start on a fresh database creates the shared tables, and two hubs
-    # doing that at the same moment can collide (one exits with a UniqueViolation on hub_current_rows).
+    # One after another: the first start on a fresh database creates the shared tables.
     for i, address in enumerate(addresses):
         peers = ", ".join(f'"{a}"' for a in audits if a != audits[i])
         config = directory / f"hub-{i}.toml"

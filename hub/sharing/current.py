@@ -21,6 +21,7 @@ from eventsourcing.persistence import Notification
 
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated
 from exchange.store import AgencyLogs, chunks
+from exchange.store.postgres import advisory_lock
 from hub.metrics import METRICS, HubMetrics
 from hub.sharing.scope import plain_value
 
@@ -62,6 +63,8 @@ class CurrentState:
         blob = "bytea" if self._postgres else "BLOB"
         ordered = 'COLLATE "C"' if self._postgres else ""  # page tokens follow byte order on both backends
         with self._transaction() as c:
+            if self._postgres:  # hubs starting together: CREATE TABLE IF NOT EXISTS alone may collide
+                advisory_lock(c, "exchange.current:tables")
             c.execute(f"CREATE TABLE IF NOT EXISTS {ROWS} (agency TEXT NOT NULL, resource TEXT NOT NULL, "
                       f"record_key TEXT {ordered} NOT NULL, version BIGINT NOT NULL, state {blob} NOT NULL, "
                       "PRIMARY KEY (agency, resource, record_key))")
@@ -77,7 +80,7 @@ class CurrentState:
         transaction; those at or below the recorded position are skipped.  Returns the position."""
         with self._transaction() as c:
             if self._postgres:  # hubs sharing the store fold an agency in turn, each after the other's position
-                c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("exchange.current:" + agency,))
+                advisory_lock(c, "exchange.current:" + agency)
             position = self._position(c, agency)
             fresh = [n for n in notifications if n.id > position]
             if not fresh:

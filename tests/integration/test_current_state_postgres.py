@@ -35,3 +35,32 @@ def test_the_current_state_on_postgres_is_folded_once_paged_and_rebuilt(postgres
         assert table(current) == source_rows(hub)
     finally:
         store.close()
+
+
+def test_hubs_opening_a_fresh_store_together_all_open_it(postgres):
+    """Hub processes starting at the same moment on one new PostgreSQL store each create the
+    current-state tables if missing; none fails because another created them meanwhile."""
+    import threading
+
+    for attempt in range(3):
+        url = postgres.url(postgres.create_database(f"hub_current_race_{attempt}"))
+        stores = [EventStore(url) for _ in range(4)]
+        start, failures = threading.Barrier(len(stores)), []
+
+        def open_current(store: EventStore) -> None:
+            start.wait()
+            try:
+                CurrentState(store)
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                failures.append(e)
+
+        threads = [threading.Thread(target=open_current, args=(s,)) for s in stores]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            for s in stores:
+                s.close()
+        assert not failures, failures
