@@ -22,6 +22,9 @@ SETTINGS: dict[str, Setting] = {
     "listen.insecure": Setting(bool, False, "serve without TLS: every caller trusted; refused unless the address is loopback"),
     "listen.max_message_bytes": Setting(int, 64 * 1024 * 1024, "largest gRPC message accepted; larger ones get "
                                          "RESOURCE_EXHAUSTED", minimum=1024, maximum=2**31 - 1),  # gRPC takes an int32
+    "listen.max_streams": Setting(int, 512, "calls served at once: every connected node's publish stream and every "
+                                  "subscription holds one (and a thread); beyond it callers get RESOURCE_EXHAUSTED",
+                                  minimum=4, maximum=100_000),
     "tls.ca": Setting(str, "", "PEM CA certificate(s) that client certificates must be issued by"),
     "tls.cert": Setting(str, "", "the hub's PEM certificate (exchange ca issue --hub)"),
     "tls.key": Setting(str, "", "the hub's PEM private key"),

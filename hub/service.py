@@ -40,9 +40,6 @@ from protos.exchange.v1 import exchange_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 EXCHANGE_SERVICE = pb.DESCRIPTOR.services_by_name["Exchange"].full_name
-# Every open publish or subscribe stream holds a worker thread.  Beyond this
-# many calls, clients get RESOURCE_EXHAUSTED instead of waiting unanswered.
-WORKERS = 64
 GRACE_SECONDS = 5.0
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -168,11 +165,13 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     except InvalidInput as e:
         log.error("cannot schedule the evaluation: %s", e)
         return 2
-    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="hub-rpc")
+    # Every open publish or subscribe stream holds a worker thread.  Beyond [listen] max_streams
+    # calls, clients get RESOURCE_EXHAUSTED instead of waiting unanswered.
+    workers = ThreadPoolExecutor(max_workers=cfg.listen.max_streams, thread_name_prefix="hub-rpc")
     server = grpc.server(
         workers,
         options=SERVER_OPTIONS + [("grpc.max_receive_message_length", cfg.listen.max_message_bytes)],
-        maximum_concurrent_rpcs=WORKERS,
+        maximum_concurrent_rpcs=cfg.listen.max_streams,
         interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()

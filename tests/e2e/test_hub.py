@@ -285,3 +285,28 @@ def test_address_in_use_exits_2_with_a_clear_message(tmp_path, shared_hub):
                                '[metrics]\nport = 0\n')
     assert result.returncode == 2
     assert address in result.stderr
+
+
+def test_calls_beyond_listen_max_streams_are_refused_until_a_stream_ends(launch):
+    hub = launch.hub(config={"listen": {"max_streams": 4}})
+    with grpc.insecure_channel(hub.grpc_address) as channel:
+        stub = pb_grpc.ExchangeStub(channel)
+        streams = [subscribe(stub, "quiet_agency") for _ in range(4)]  # each waits for events, holding its call
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                stub.GetPosition(pb.PositionRequest(agency="quiet_agency"), timeout=CALL_TIMEOUT)
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                break
+            assert time.monotonic() < deadline, "the fifth call was never refused"
+            time.sleep(0.05)
+        for stream in streams:
+            stream.cancel()
+        while True:  # the cancelled streams give their calls back
+            try:
+                assert positions(stub, "quiet_agency") == (0, 0)
+                break
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline, e
+                time.sleep(0.05)
