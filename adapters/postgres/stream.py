@@ -19,15 +19,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import psycopg2.errors
 import psycopg2.extras
 
 from adapters.postgres import pgoutput
 from adapters.postgres.dialect import connect
 from adapters.postgres.snapshot import MARKER_PREFIX, REQUEST_PREFIX
 from adapters.postgres.spill import Spill
+from exchange.contracts.changes import SourceNotReady
 from exchange.contracts.errors import OperationFailed
 
 FEEDBACK_EVERY = 1.0  # seconds between status updates while pieces are handed over (wal_sender_timeout)
+SLOT_RELEASE_WAIT = 30.0  # seconds a slot held by an ended connection's server process may take to free
 
 _ROW_MESSAGES = (pgoutput.Relation, pgoutput.Insert, pgoutput.Update, pgoutput.Delete, pgoutput.Truncate)
 
@@ -51,9 +54,7 @@ class ReplicationStream:
     """The main slot's stream: pieces of transactions and marker messages, in commit order."""
 
     def __init__(self, url: str, slot: str, publication: str):
-        self.connection = connect(url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
-        self.cursor = self.connection.cursor()
-        self.cursor.start_replication(slot_name=slot, decode=False, options={
+        self.connection, self.cursor = _start(url, slot, {
             "proto_version": "2", "streaming": "on", "publication_names": publication, "messages": "true"})
         self.wal_end = 0  # the server has sent everything before this LSN
         self.flushed = 0
@@ -183,6 +184,28 @@ class ReplicationStream:
         if self._replayed is not None:
             self._replayed[0].close()
         self.connection.close()
+
+
+def _start(url: str, slot: str, options: dict[str, str]):
+    """A replication connection streaming ``slot``.  The server process of a connection that
+    just ended (a node restarted, killed, or resuming) may hold the slot until it notices:
+    that is waited for; a slot still held after ``SLOT_RELEASE_WAIT`` is in use elsewhere."""
+    deadline = time.monotonic() + SLOT_RELEASE_WAIT
+    while True:
+        connection = connect(url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        try:
+            cursor = connection.cursor()
+            cursor.start_replication(slot_name=slot, decode=False, options=options)
+            return connection, cursor
+        except psycopg2.errors.ObjectInUse as e:
+            connection.close()
+            if time.monotonic() >= deadline:
+                raise SourceNotReady(f"replication slot {slot!r} stays in use by another connection ({str(e).strip()}): "
+                                     "is another node capturing this database with the same slot?") from e
+            time.sleep(0.2)
+        except BaseException:
+            connection.close()
+            raise
 
 
 def _kept(message: Any) -> bool:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from datetime import time as clock
 from decimal import Decimal
 
 import psycopg2
+import psycopg2.extras
 import pytest
 
+from adapters.postgres import stream
 from adapters.postgres.dialect import COPY_COLUMN
 from adapters.postgres.position import lsn_int
 from adapters.postgres.reader import PostgresReader
@@ -335,6 +339,51 @@ def test_acknowledge_lets_the_slot_advance_and_a_quiet_stream_follows_the_server
     assert drain(source) == [] and source.pending(change.position) == 0
     wait_for_slot(app, source, server)  # the heartbeat confirms what was read
     assert 0 <= source.slot_retained_wal_bytes() < 16 * 1024 * 1024
+
+
+def hold_slot(source: PostgresSource):
+    """A replication connection streaming ``source``'s slot, as another process would."""
+    holder = psycopg2.connect(source.url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+    holder.cursor().start_replication(slot_name=source.slot, decode=False, options={
+        "proto_version": "2", "publication_names": source.publication})
+    return holder
+
+
+def test_a_slot_still_held_by_an_ended_connection_is_waited_for(app, sources, monkeypatch):
+    people(app)
+    source = sources()
+    after = drain(source)[-1].position
+    source.close()  # a node restarting: the server process of its old connection may still hold the slot
+    app.run("INSERT INTO people (id) VALUES (1)")
+    holder = hold_slot(source)
+    retrying, connect, attempts = threading.Event(), stream.connect, []
+
+    def attempt(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) > 1:
+            retrying.set()
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(stream, "connect", attempt)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(drain, source, after)
+        assert retrying.wait(60), reading.exception(0) if reading.done() else "the source never retried"
+        holder.close()
+        assert [(c.op, c.after["id"]) for c in reading.result(60)] == [(ch.INSERT, 1)]
+
+
+def test_a_slot_held_by_another_process_is_refused_naming_the_slot(app, sources, monkeypatch):
+    people(app)
+    source = sources()
+    after = drain(source)[-1].position
+    source.close()
+    holder = hold_slot(source)
+    monkeypatch.setattr(stream, "SLOT_RELEASE_WAIT", 0.5)
+    try:
+        with pytest.raises(SourceNotReady, match=rf"slot '{source.slot}' stays in use .*another node"):
+            source.read(after, 10)
+    finally:
+        holder.close()
 
 
 def wait_for_slot(app, source, lsn: int) -> None:
