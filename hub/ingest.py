@@ -172,9 +172,20 @@ class Ingest:
     def _watch(self, what: str) -> ContextManager[None]:
         return self.watchdog.step("ingest", what) if self.watchdog is not None else nullcontext()
 
+    def stored_elsewhere(self, log_name: str, last_id: int) -> None:
+        """Wake the waiters of an agency's log that another process stored up to hub id ``last_id``
+        (the store's stored-batch signal)."""
+        state = self._agencies.get(log_name.removeprefix("events_")) if log_name.startswith("events_") else None
+        if state is None:
+            return  # no one here reads that log
+        with state.changed:
+            if last_id > state.head:
+                state.head = last_id
+                state.changed.notify_all()
+
     def wait(self, agency: str, after: int, timeout: float) -> bool:
-        """Wait until this process writes beyond hub id ``after`` for the
-        agency, or ``timeout`` seconds pass; True if it did."""
+        """Wait until this process, or another on the store, writes beyond hub id
+        ``after`` for the agency, or ``timeout`` seconds pass; True if it did."""
         state = self._agency(agency)
         with state.changed:
             return state.changed.wait_for(lambda: state.head > after, timeout)

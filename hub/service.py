@@ -63,9 +63,11 @@ def run(cfg: Config) -> int:
         log.error("cannot serve the hub store: %s", e)
         store.close()
         return 2
+    listener = None
     try:
         watchdog = Watchdog(cfg.watchdog.stall_seconds, METRICS.stalls)
         ingest = Ingest(store, cfg.store.batch_bytes, watchdog.start())
+        listener = store.listen_stored(ingest.stored_elsewhere)  # batches other hubs store
         try:
             _check_readable(ingest, agencies)  # a wrong cipher key fails here
         except StoreError as e:
@@ -95,6 +97,8 @@ def run(cfg: Config) -> int:
             watch.stop()
             audit.record("hub.stopped", "hub")
     finally:
+        if listener is not None:
+            listener.close()
         store.close()
         single_hub.release(claimed)
 

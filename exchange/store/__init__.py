@@ -247,6 +247,11 @@ class AgencyLogs:
         """Agencies that have a notification log in this store."""
         raise NotImplementedError
 
+    def listen_stored(self, on_stored: Callable[[str, int], None]) -> Any:
+        """A listener (with ``close()``) calling ``on_stored(log name, last notification id)`` for
+        each batch another process stores; None where one process serves the store (SQLite)."""
+        return None
+
     def close(self) -> None:
         self.datastore.close()
 

@@ -7,7 +7,7 @@ insert; they never go backwards, because inserts lock the events table.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
@@ -19,7 +19,15 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from exchange.common.urls import redact_url
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, expected_position, hex_id
+from exchange.store import (
+    AgencyLogs,
+    RecordState,
+    StoreError,
+    check_continuity,
+    expected_position,
+    hex_id,
+    stored_signal,
+)
 from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
 
 LOCK_TIMEOUT_SECONDS = 30
@@ -87,7 +95,12 @@ class UnpipelinedRecorder(PostgresProcessRecorder):
     libpq still holds unsent bytes of the last command, and then waits for
     results: a batch of a few megabytes hangs for ever, the client waiting for
     a result and the server for the rest of the statement.  Outside a
-    pipeline every statement is sent whole before its result is awaited."""
+    pipeline every statement is sent whole before its result is awaited.
+
+    With ``announces``, each transaction that stores events also signals it to
+    the other processes on the store (exchange.store.stored_signal)."""
+
+    announces = False
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -97,11 +110,16 @@ class UnpipelinedRecorder(PostgresProcessRecorder):
             if not stored_events:
                 return None
             self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            if self.announces and ids:
+                stored_signal.announce(curs, self.events_table_name, ids[-1])
+            return ids
 
 
 class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
-    """An agency's notification log that refuses version gaps."""
+    """An agency's notification log that refuses version gaps, announcing what it stores."""
+
+    announces = True
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         tracking = kwargs.get("tracking")
@@ -162,6 +180,7 @@ class PostgresNodeRecorder(PostgresAgencyRecorder):
     written in the same transaction as its events."""
 
     _STATE_COLUMNS = SQL("originator_id, version, image_hash, live, table_id, key, mark")
+    announces = False  # one node process per store: nobody listens
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str, cipher: StateCipher | None):
         super().__init__(datastore, events_table_name=events_table_name, cipher=cipher)
@@ -276,6 +295,10 @@ class PostgresEventStore(AgencyLogs):
         if row["sc"] not in ("on", "remote_apply"):
             return f"synchronous_commit is {row['sc']}: commits do not wait for the standby to flush them"
         return None
+
+    def listen_stored(self, on_stored: Callable[[str, int], None]) -> stored_signal.StoredListener:
+        """Call ``on_stored(log name, last notification id)`` for each batch any process stores."""
+        return stored_signal.StoredListener(self.url, on_stored)
 
     def agencies(self) -> list[str]:
         """Agencies that have a notification log in this store."""
