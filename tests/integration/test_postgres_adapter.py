@@ -342,7 +342,17 @@ def test_acknowledge_lets_the_slot_advance_and_a_quiet_stream_follows_the_server
 
 
 def hold_slot(source: PostgresSource):
-    """A replication connection streaming ``source``'s slot, as another process would."""
+    """A replication connection streaming ``source``'s slot, as another process would (once the
+    server process of ``source``'s closed connection has let it go)."""
+    deadline = time.monotonic() + 60
+    with psycopg2.connect(source.url) as conn, conn.cursor() as cur:
+        while True:
+            cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (source.slot,))
+            if not cur.fetchone()[0]:
+                break
+            assert time.monotonic() < deadline, "the closed source's connection still holds the slot"
+            conn.rollback()
+            time.sleep(0.05)
     holder = psycopg2.connect(source.url, connection_factory=psycopg2.extras.LogicalReplicationConnection)
     holder.cursor().start_replication(slot_name=source.slot, decode=False, options={
         "proto_version": "2", "publication_names": source.publication})
