@@ -62,8 +62,9 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         log.info("publisher connected: agency %s from %s, node version %s, position %d",
                  agency, context.peer(), first.hello.node_version or "unknown", position,
                  extra={"agency": agency, "peer": context.peer(), "position": position})
-        self._record("publisher.connected", agency, peer=context.peer(),
-                     node_version=first.hello.node_version, position=position)
+        publisher = identity.caller(context)  # a district hub's name when it forwards the agency's log
+        self._record("publisher.connected", agency, peer=context.peer(), node_version=first.hello.node_version,
+                     position=position, **({"hub": publisher} if publisher not in (None, agency) else {}))
         yield pb.PublishResponse(position=position)
         for request in request_iterator:
             if request.WhichOneof("kind") != "batch":

@@ -4,14 +4,16 @@ receives a district agency's entitled resource, and the city hub takes an agency
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
 
 import grpc
+from conftest import to_toml
 from support.pki import PKI, client, events, tls_settings
 from test_consumer import approve_licences, consumer_config, publish_catalog, wait_replica_equals
-from test_exchange_e2e import AGENCY, assert_replay_equals, stored, wait_caught_up
+from test_exchange_e2e import AGENCY, assert_replay_equals, exchange, stored, wait_caught_up
 from test_hub_failover import assert_once_without_gap, eventually, metric
 
 from exchange.contracts.identifiers import uscc_check_char
@@ -26,10 +28,16 @@ AGENCY_B = "913100001MA1FD000"
 AGENCY_B += uscc_check_char(AGENCY_B)
 
 
-def district(launch, name: str, city, config: dict | None = None):
+def start_hub(launch, name: str, config: dict | None = None):
+    """A hub with an audit log of its own (the hubs of a test share a directory)."""
+    return launch.hub(name=name, config={"audit": {"path": str(launch.directory / f"audit-{name}.log")},
+                                         **(config or {})})
+
+
+def district(launch, name: str, city):
     """A district hub forwarding every agency of its store to ``city`` (plain gRPC on loopback)."""
     upstream = {"address": city.grpc_address, "insecure": True, "reconnect_max": 0.5, "batch_size": 50}
-    return launch.hub(name=name, config={"upstream": upstream, **(config or {})})
+    return start_hub(launch, name, {"upstream": upstream})
 
 
 def positions(hub, agency: str) -> pb.Position:
@@ -60,7 +68,7 @@ def grows(hub, agency: str, what: str) -> None:
 
 
 def test_district_hubs_forward_every_event_once_through_kill_9_of_a_district_and_of_the_city(launch, tmp_path):
-    city = launch.hub(name="city")
+    city = start_hub(launch, "city")
     districts = [district(launch, "district_a", city), district(launch, "district_b", city)]
     samples, nodes = [], []
     for agency, at in ((AGENCY, districts[0]), (AGENCY_B, districts[1])):
@@ -108,7 +116,7 @@ def test_district_hubs_forward_every_event_once_through_kill_9_of_a_district_and
 
 
 def test_a_consumer_at_the_city_receives_the_entitled_resource_of_an_agency_in_a_district(launch, tmp_path, free_port):
-    city = launch.hub(name="city", config={"bundles": {"ack_key": str(tmp_path / "hub.key")}})
+    city = start_hub(launch, "city", {"bundles": {"ack_key": str(tmp_path / "hub.key")}})
     publish_catalog(city.config["store"]["url"])  # the catalog entry and the share decision live at the city hub
     district_hub = district(launch, "district_a", city)
     sample = SampleAgency(str(tmp_path / "agency.db"))
@@ -137,8 +145,7 @@ def hello(address: str, tls: dict, agency: str) -> pb.PublishResponse | grpc.Rpc
 
 def test_the_city_hub_takes_an_agency_only_from_the_district_hub_listed_for_it(launch, tmp_path):
     pki = PKI(tmp_path)
-    city = launch.hub(name="city", config={"tls": pki.hub_tls("city"),
-                                           "federation": {"downstream": {"district-a": [AGENCY]}}})
+    city = start_hub(launch, "city", {"tls": pki.hub_tls("city"), "federation": {"downstream": {"district-a": [AGENCY]}}})
     listed, unlisted = pki.issue("hub", "district-a"), pki.issue("hub", "district-b")
     assert isinstance(hello(city.grpc_address, listed, AGENCY), pb.PublishResponse)
     for tls, agency, hub_name in ((listed, AGENCY_B, "district-a"), (unlisted, AGENCY, "district-b")):
@@ -146,8 +153,8 @@ def test_the_city_hub_takes_an_agency_only_from_the_district_hub_listed_for_it(l
         assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.PERMISSION_DENIED, refused
         assert f"hub {hub_name} may not publish agency {agency}" in refused.details()
     # A district hub forwards over mutual TLS with its own certificate; its node's log arrives whole.
-    district_hub = launch.hub(name="district_a", config={"upstream": {"address": city.grpc_address,
-                                                                      "reconnect_max": 0.5, **tls_settings(listed)}})
+    district_hub = start_hub(launch, "district_a", {"upstream": {"address": city.grpc_address, "reconnect_max": 0.5,
+                                                           **tls_settings(listed)}})
     sample = SampleAgency(str(tmp_path / "agency.db"))
     sample.create(persons=10, legal_persons=5, licences=5)
     node = launch.node(district_hub.grpc_address, Path(sample.path), TABLES)
@@ -158,6 +165,8 @@ def test_the_city_hub_takes_an_agency_only_from_the_district_hub_listed_for_it(l
                "the city hub acknowledges the district's whole log")
     assert stored(city.config["store"]["url"], AGENCY) == expected
     assert metric(district_hub, "exchange_hub_upstream_connected", agency=AGENCY) == 1
+    audited = [json.loads(line) for line in (tmp_path / "audit-city.log").read_text().splitlines()]
+    assert any(e["action"] == "publisher.connected" and e["details"].get("hub") == "district-a" for e in audited)
     # The agency's node publishing to the city hub directly as well is refused by the position checks.
     with client(city.grpc_address, pki.issue("agency", AGENCY)) as channel:
         requests = [pb.PublishRequest(hello=pb.Hello(agency=AGENCY, node_version="test")),
@@ -169,3 +178,15 @@ def test_the_city_hub_takes_an_agency_only_from_the_district_hub_listed_for_it(l
     assert isinstance(answers[-1], grpc.RpcError), answers
     assert answers[-1].code() == grpc.StatusCode.FAILED_PRECONDITION and "but not record" in answers[-1].details()
     assert stored(city.config["store"]["url"], AGENCY) == expected
+
+
+def test_a_district_hub_presenting_an_agency_certificate_upstream_does_not_start(tmp_path, free_port):
+    pki = PKI(tmp_path)
+    path = tmp_path / "district.toml"
+    path.write_text(to_toml({
+        "store": {"url": f"sqlite:///{tmp_path / 'district.db'}"},
+        "listen": {"address": f"127.0.0.1:{free_port()}", "insecure": True}, "metrics": {"port": 0},
+        "upstream": {"address": f"127.0.0.1:{free_port()}", **tls_settings(pki.issue("agency", AGENCY))}}))
+    result = exchange("hub", "run", "--config", str(path), check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"the certificate is agency {AGENCY}'s, not a hub's" in result.stderr
