@@ -1,6 +1,7 @@
 """District hubs under a city hub, with real hub, node and consumer processes: each district hub forwards its
-agencies' logs upstream exactly once through kill -9 of a district hub and of the city hub, a consumer at the city
-receives a district agency's entitled resource, and the city hub takes an agency only from the hub listed for it."""
+agencies' logs upstream exactly once through kill -9 of a district hub and of the city hub, and moves to another
+city hub of the same store when the one in use dies; a consumer at the city receives a district agency's entitled
+resource; the city hub takes an agency only from the hub listed for it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from conftest import to_toml
 from support.pki import PKI, client, events, tls_settings
 from test_consumer import approve_licences, consumer_config, publish_catalog, wait_replica_equals
 from test_exchange_e2e import AGENCY, assert_replay_equals, exchange, stored, wait_caught_up
-from test_hub_failover import assert_once_without_gap, eventually, metric
+from test_hub_failover import assert_once_without_gap, eventually, metric, two_hubs
 
 from exchange.contracts.identifiers import uscc_check_char
 from exchange.demos.sample import TABLES, SampleAgency
@@ -190,3 +191,29 @@ def test_a_district_hub_presenting_an_agency_certificate_upstream_does_not_start
     result = exchange("hub", "run", "--config", str(path), check=False)
     assert result.returncode == 2, result.stderr
     assert f"the certificate is agency {AGENCY}'s, not a hub's" in result.stderr
+
+
+def test_a_district_hub_moves_to_the_other_city_hub_when_the_one_in_use_is_killed(launch, postgres, tmp_path):
+    city_a, city_b = two_hubs(launch, postgres, tmp_path, "federation_failover")
+    upstream = {"addresses": [city_a.grpc_address, city_b.grpc_address], "insecure": True, "reconnect_max": 0.5,
+                "batch_size": 50}
+    district_hub = start_hub(launch, "district_a", {"upstream": upstream})
+    sample = SampleAgency(str(tmp_path / "agency.db"))
+    sample.create(persons=20, legal_persons=10, licences=10)
+    node = launch.node(district_hub.grpc_address, Path(sample.path), TABLES, config={"hub": {"batch_size": 50}})
+    stop = threading.Event()
+    workload = threading.Thread(target=keep_changing, args=(sample, stop))
+    workload.start()
+    try:
+        grows(city_a, AGENCY, "the district forwards to city hub a")
+        city_a.kill()  # kill -9 mid-stream
+        grows(city_b, AGENCY, "the district forwards to city hub b")
+    finally:
+        stop.set()
+        workload.join()
+    wait_caught_up(node, DEADLINE)
+    wait_forwarded(district_hub, city_b, AGENCY)
+    assert metric(district_hub, "exchange_hub_upstream_failovers_total") >= 1
+    at_city = stored(city_b.config["store"]["url"], AGENCY)
+    assert at_city == stored(district_hub.config["store"]["url"], AGENCY)
+    assert_once_without_gap(at_city)
