@@ -233,7 +233,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     evaluating = schedule.EvaluationSchedule(evaluation, cfg.evaluation.interval, cfg.evaluation.at) if scheduled else None
     try:
         http = web.serve(cfg.metrics.address, cfg.metrics.port,
-                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts()))
+                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts(),
+                                               forwarding.progress() if forwarding is not None else None))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg.metrics.address, cfg.metrics.port, e)
         METRICS.registry.unregister(state)

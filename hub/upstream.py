@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from eventsourcing.persistence import Notification
 from prometheus_client.core import GaugeMetricFamily
@@ -82,6 +82,7 @@ class Upstream:
         self._appeared = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="upstream", daemon=True)
         self._state = UpstreamState(self)
+        self._reads = ScrapeReads("upstream forwarding")
 
     def start(self) -> None:
         """Start forwarding (and exporting its metrics); new agencies are picked up as they appear."""
@@ -105,6 +106,18 @@ class Upstream:
             forwarder.stop()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def progress(self) -> dict[str, dict[str, Any]]:
+        """Per forwarded agency, in agency order: ``connected`` (a stream to the city hub is open),
+        ``position`` (up to which the city hub holds the log, in this hub's notification ids) and
+        ``backlog_events`` (what it does not hold yet; None when the log cannot be read now)."""
+        result = {}
+        for agency, forwarder in sorted(self.forwarders.items()):
+            held = forwarder.acknowledged
+            head = self._reads.read(f"the log of agency {agency}", lambda: self.ingest.hub_position(agency))
+            result[agency] = {"connected": forwarder.unreachable_since is None, "position": held,
+                              "backlog_events": max(0, head - held) if head is not None else None}
+        return result
 
     def _stored(self, agency: str, _events: Sequence) -> None:
         if agency not in self.forwarders:
@@ -162,19 +175,16 @@ class UpstreamState(Collector):
 
     def __init__(self, upstream: Upstream):
         self.upstream = upstream
-        self.reads = ScrapeReads("upstream metrics")
 
     def describe(self) -> list[GaugeMetricFamily]:
         return list(self._families())
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         position, backlog = self._families()
-        for agency, forwarder in sorted(self.upstream.forwarders.items()):
-            held = forwarder.acknowledged
-            position.add_metric([agency], held)
-            head = self.reads.read(f"the log of agency {agency}", lambda: self.upstream.ingest.hub_position(agency))
-            if head is not None:
-                backlog.add_metric([agency], max(0, head - held))
+        for agency, progress in self.upstream.progress().items():
+            position.add_metric([agency], progress["position"])
+            if progress["backlog_events"] is not None:
+                backlog.add_metric([agency], progress["backlog_events"])
         yield from (position, backlog)
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -166,6 +167,10 @@ def test_the_city_hub_takes_an_agency_only_from_the_district_hub_listed_for_it(l
                "the city hub acknowledges the district's whole log")
     assert stored(city.config["store"]["url"], AGENCY) == expected
     assert metric(district_hub, "exchange_hub_upstream_connected", agency=AGENCY) == 1
+    status_url = f"http://127.0.0.1:{district_hub.config['metrics']['port']}/status.json"
+    with urllib.request.urlopen(status_url, timeout=CALL_TIMEOUT) as response:
+        row = json.load(response)["agencies"][0]
+    assert (row["agency"], row["upstream_connected"], row["upstream_backlog_events"]) == (AGENCY, True, 0)
     audited = [json.loads(line) for line in (tmp_path / "audit-city.log").read_text().splitlines()]
     assert any(e["action"] == "publisher.connected" and e["details"].get("hub") == "district-a" for e in audited)
     # The agency's node publishing to the city hub directly as well is refused by the position checks.
