@@ -93,6 +93,9 @@ def load(path: str | Path | None, environ=None) -> Config:
     downstream_hubs(cfg, path)
     for agency in cfg.upstream.agencies:
         _agency(agency, path, "[upstream] agencies")
+    if cfg.upstream.agencies and not (cfg.upstream.address or cfg.upstream.addresses):
+        raise ConfigError(f"{path or 'environment'}: [upstream] agencies is set, but neither [upstream] address "
+                          "nor addresses names the city hub to forward them to")
     return cfg
 
 

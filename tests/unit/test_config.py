@@ -321,7 +321,8 @@ def test_federation_settings_come_from_the_file_and_the_environment(tmp_path):
      "[federation] downstream.district-a: expected a list of agency ids"),
     ("[federation]\ndownstream = { \"district-a\" = [\"no such agency\"] }\n",
      "[federation] downstream.district-a: invalid agency id"),
-    ("[upstream]\nagencies = [\"a-b\"]\n", "[upstream] agencies: invalid agency id"),
+    ("[upstream]\naddress = \"city:7000\"\nagencies = [\"a-b\"]\n", "[upstream] agencies: invalid agency id"),
+    ("[upstream]\nagencies = [\"91310000MB2F31887X\"]\n", "neither [upstream] address nor addresses"),
 ])
 def test_bad_federation_settings_are_refused_naming_them(tmp_path, text, message):
     path = tmp_path / "hub.toml"
