@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import grpc
 
@@ -34,8 +34,10 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
     """Publish, Subscribe and GetPosition over an Ingest."""
 
     def __init__(self, ingest: Ingest, max_batch: int, board: StatusBoard | None = None,
-                 audit: AuditLog | None = None, metrics: HubMetrics = METRICS):
+                 audit: AuditLog | None = None, metrics: HubMetrics = METRICS,
+                 downstream: Mapping[str, frozenset[str]] | None = None):
         self.metrics = metrics
+        self.downstream = downstream or {}  # district hubs and the agencies each may publish ([federation])
         self.ingest = ingest
         self.max_batch = max_batch
         self.board = board or StatusBoard()
@@ -54,14 +56,15 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         if first.WhichOneof("kind") != "hello":
             self._refuse(context, "protocol", grpc.StatusCode.INVALID_ARGUMENT,
                          "the first message of a publish stream must be a Hello naming the agency")
-        agency = self._agency(identity.acting_agency(context, first.hello.agency), context)
+        agency = self._agency(identity.publishing_agency(context, first.hello.agency, self.downstream), context)
         self.board.connected(agency, context)
         position = self.ingest.position(agency)
         log.info("publisher connected: agency %s from %s, node version %s, position %d",
                  agency, context.peer(), first.hello.node_version or "unknown", position,
                  extra={"agency": agency, "peer": context.peer(), "position": position})
-        self._record("publisher.connected", agency, peer=context.peer(),
-                     node_version=first.hello.node_version, position=position)
+        publisher = identity.caller(context)  # a district hub's name when it forwards the agency's log
+        self._record("publisher.connected", agency, peer=context.peer(), node_version=first.hello.node_version,
+                     position=position, **({"hub": publisher} if publisher not in (None, agency) else {}))
         yield pb.PublishResponse(position=position)
         for request in request_iterator:
             if request.WhichOneof("kind") != "batch":

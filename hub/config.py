@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exchange.common.config import Config, Setting, load_config
+from exchange.common.config import Config, ConfigError, Setting, load_config
 from exchange.common.logs import LOG_FORMATS, LOG_LEVELS
+from exchange.contracts.agency import InvalidAgency, check_agency
 
 ENV_PREFIX = "EXCHANGE_HUB"
 
@@ -65,9 +66,52 @@ SETTINGS: dict[str, Setting] = {
                                    minimum=0),
     "evaluation.at": Setting(str, "", "daily time HH:MM (Shanghai time) of a scheduled evaluation (empty: none)"),
     "evaluation.directory": Setting(str, "", "directory the scheduled evaluations are written to (JSON, CSV, summary)"),
+    "upstream.address": Setting(str, "", "the city hub's gRPC address host:port this hub forwards its agencies' logs "
+                                "to, as a node does (empty: forwards nothing; docs/scaling.md, Federation)"),
+    "upstream.addresses": Setting(list, [], "several city hubs serving one store, in order of preference; with "
+                                  "upstream.address too, that one comes first"),
+    "upstream.agencies": Setting(list, [], "the agencies whose logs are forwarded (empty: every agency of the store, "
+                                 "those appearing later too)"),
+    "upstream.insecure": Setting(bool, False, "plain gRPC to the city hub (only to a loopback address)"),
+    "upstream.ca": Setting(str, "", "PEM CA certificate the city hub's certificate must be issued by"),
+    "upstream.cert": Setting(str, "", "this hub's PEM certificate presented to the city hub (exchange ca issue --hub)"),
+    "upstream.key": Setting(str, "", "this hub's PEM private key for the city hub"),
+    "upstream.batch_size": Setting(int, 500, "events per forwarded batch", minimum=1),
+    "upstream.batch_bytes": Setting(int, 4 * 1024 * 1024, "bytes of events per forwarded batch, at most (one larger "
+                                    "event goes alone)", minimum=1024),
+    "upstream.window": Setting(int, 4, "batches in flight per agency before waiting for the city hub", minimum=1),
+    "upstream.reconnect_max": Setting(float, 10.0, "longest wait between reconnects to the city hub, seconds", above=0),
+    "federation.downstream": Setting(dict, {}, "district hubs allowed to publish agencies' logs here: "
+                                     "{HUB_NAME = [AGENCY, ...]}, HUB_NAME the CN of the district hub's certificate "
+                                     "(exchange ca issue --hub HUB_NAME)"),
 }
 
 
 def load(path: str | Path | None, environ=None) -> Config:
-    """The hub's settings from ``path`` and the environment."""
-    return load_config(path, SETTINGS, ENV_PREFIX, environ)
+    """The hub's settings from ``path`` and the environment; ConfigError names a bad federation setting."""
+    cfg = load_config(path, SETTINGS, ENV_PREFIX, environ)
+    downstream_hubs(cfg, path)
+    for agency in cfg.upstream.agencies:
+        _agency(agency, path, "[upstream] agencies")
+    if cfg.upstream.agencies and not (cfg.upstream.address or cfg.upstream.addresses):
+        raise ConfigError(f"{path or 'environment'}: [upstream] agencies is set, but neither [upstream] address "
+                          "nor addresses names the city hub to forward them to")
+    return cfg
+
+
+def downstream_hubs(cfg: Config, path: str | Path | None = None) -> dict[str, frozenset[str]]:
+    """``[federation] downstream``: the agencies each district hub (its certificate's name) may publish."""
+    allowed: dict[str, frozenset[str]] = {}
+    for hub, agencies in cfg.federation.downstream.items():
+        if not isinstance(agencies, list) or not all(isinstance(a, str) for a in agencies):
+            raise ConfigError(f"{path or 'environment'}: [federation] downstream.{hub}: expected a list of agency "
+                              f"ids, got {agencies!r}")
+        allowed[hub] = frozenset(_agency(a, path, f"[federation] downstream.{hub}") for a in agencies)
+    return allowed
+
+
+def _agency(agency: str, path: str | Path | None, setting: str) -> str:
+    try:
+        return check_agency(agency)
+    except InvalidAgency as e:
+        raise ConfigError(f"{path or 'environment'}: {setting}: {e}") from None

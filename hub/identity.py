@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import grpc
 
-from exchange.transport.rpc.tls import ROLE_ADMIN, ROLE_AGENCY, ROLE_REVIEWER, Peer, RevocationList, peer_from_pem
+from exchange.transport.rpc.tls import (
+    ROLE_ADMIN,
+    ROLE_AGENCY,
+    ROLE_HUB,
+    ROLE_REVIEWER,
+    Peer,
+    RevocationList,
+    peer_from_pem,
+)
 from hub.metrics import METRICS as metrics
 
 log = logging.getLogger(__name__)
@@ -79,6 +87,21 @@ def acting_agency(context: grpc.ServicerContext, claimed: str) -> str:
         _deny(context, grpc.StatusCode.PERMISSION_DENIED, proven,
               f"the client certificate belongs to {proven.name}, not to {claimed}")
     return proven.name
+
+
+def publishing_agency(context: grpc.ServicerContext, claimed: str, downstream: Mapping[str, frozenset[str]]) -> str:
+    """The agency whose log a Publish stream carries: as ``acting_agency``, or, for a district hub's
+    certificate (role hub), the claimed agency when ``downstream`` ([federation] downstream) lists it
+    for that hub.  Aborts the call with PERMISSION_DENIED naming the hub and the agency otherwise."""
+    proven = peer(context)
+    if proven is None or proven.role != ROLE_HUB:
+        return acting_agency(context, claimed)
+    if claimed not in downstream.get(proven.name, frozenset()):
+        listed = ", ".join(sorted(downstream.get(proven.name, ()))) or "none"
+        _deny(context, grpc.StatusCode.PERMISSION_DENIED, proven,
+              f"hub {proven.name} may not publish agency {claimed or '(none named)'}: [federation] downstream "
+              f"lists for hub {proven.name} {listed}")
+    return claimed
 
 
 def require_admin(context: grpc.ServicerContext, administrators: frozenset[str] | set[str]) -> str:

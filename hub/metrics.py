@@ -67,6 +67,20 @@ class HubMetrics:
             "exchange_hub_current_state_behind_events",
             "Events of the agency's hub log not yet folded into the current state that lookups answer from",
             ["agency"], registry=registry)
+        self.upstream_connected = Gauge(
+            "exchange_hub_upstream_connected", "1 while the agency's log has an open publish stream to the city hub",
+            ["agency"], registry=registry)
+        self.upstream_forwarded = Counter(
+            "exchange_hub_upstream_events_forwarded_total", "Events sent to the city hub (re-sends included)",
+            ["agency"], registry=registry)
+        self.upstream_acknowledged = Counter(
+            "exchange_hub_upstream_events_acknowledged_total", "Events the city hub acknowledged as held",
+            ["agency"], registry=registry)
+        self.upstream_errors = Counter(
+            "exchange_hub_upstream_errors_total", "Failed or refused publish streams to the city hub, by kind",
+            ["agency", "kind"], registry=registry)
+        self.upstream_failovers = Counter(
+            "exchange_hub_upstream_failovers_total", "Moves to another of the [upstream] addresses", registry=registry)
 
 
 METRICS = HubMetrics()  # the process's metrics, in the global registry

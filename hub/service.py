@@ -22,7 +22,8 @@ from exchange.contracts.errors import InvalidInput
 from exchange.store import StoreError, open_store
 from exchange.store.at_rest import store_cipher
 from exchange.transport.rpc import tls
-from hub import audit_reconcile, identity, single_hub, status, web
+from hub import audit_reconcile, identity, single_hub, status, upstream, web
+from hub import config as hub_config
 from hub import inbox as hub_inbox
 from hub import sftp_inbox as hub_sftp_inbox
 from hub.api import ExchangeServicer
@@ -169,6 +170,11 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     except InvalidInput as e:
         log.error("cannot schedule the evaluation: %s", e)
         return 2
+    try:
+        forwarding = upstream.Upstream(cfg, ingest) if upstream.configured(cfg) else None
+    except (InvalidInput, tls.TLSError) as e:
+        log.error("cannot forward to the city hub: %s", e)
+        return 2
     # Every open publish or subscribe stream holds a worker thread.  Beyond [listen] max_streams
     # calls, clients get RESOURCE_EXHAUSTED instead of waiting unanswered.
     workers = ThreadPoolExecutor(max_workers=cfg.listen.max_streams, thread_name_prefix="hub-rpc")
@@ -179,7 +185,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         interceptors=[identity.CertificateCheck()],
     )
     board = status.StatusBoard()
-    exchange_servicer = ExchangeServicer(ingest, cfg.listen.max_batch, board, audit, METRICS)
+    exchange_servicer = ExchangeServicer(ingest, cfg.listen.max_batch, board, audit, METRICS,
+                                         downstream=hub_config.downstream_hubs(cfg))
     pb_grpc.add_ExchangeServicer_to_server(exchange_servicer, server)
     catalog.add_to_server(server)
     sharing = hub_sharing.start(cfg, ingest, server, exchange_servicer, audit=audit, catalog=catalog.catalog)
@@ -226,7 +233,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     evaluating = schedule.EvaluationSchedule(evaluation, cfg.evaluation.interval, cfg.evaluation.at) if scheduled else None
     try:
         http = web.serve(cfg.metrics.address, cfg.metrics.port,
-                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts()))
+                         lambda: status.report(ingest, board, catalog.overdue_counts(), sharing.ledger.overdue_counts(),
+                                               forwarding.progress() if forwarding is not None else None))
     except OSError as e:
         log.error("cannot serve metrics on %s:%s: %s", cfg.metrics.address, cfg.metrics.port, e)
         METRICS.registry.unregister(state)
@@ -242,6 +250,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
     try:
         server.start()
         catalog.start()
+        if forwarding is not None:
+            forwarding.start()
         if evaluating is not None:
             evaluating.start()
         for service in ("", EXCHANGE_SERVICE, CATALOG_SERVICE, REGISTRY_SERVICE, hub_sharing.SHARING_SERVICE,
@@ -257,6 +267,8 @@ def _serve(cfg: Config, ingest: Ingest, audit: AuditLog, credentials: grpc.Serve
         server.stop(GRACE_SECONDS).wait()
         workers.shutdown(wait=True)  # cancelled streams end at their next check; the store outlives them
     finally:
+        if forwarding is not None:
+            forwarding.stop()
         if evaluating is not None:
             evaluating.stop()
         METRICS.registry.unregister(state)

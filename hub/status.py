@@ -72,12 +72,15 @@ class StatusBoard:
 
 
 def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str, int] | None = None,
-           share_overdue: dict[str, int] | None = None) -> dict[str, Any]:
+           share_overdue: dict[str, int] | None = None,
+           upstream: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The hub's status as a JSON-ready dict; ``board`` is None when the hub
     is not running (the figures then come from the store alone);
-    ``catalog_overdue`` counts overdue catalog entries per agency, ``share_overdue`` overdue share requests."""
+    ``catalog_overdue`` counts overdue catalog entries per agency, ``share_overdue`` overdue share requests;
+    ``upstream`` is a district hub's forwarding to the city hub (hub.upstream.Upstream.progress)."""
     now = time.time()
     live = board.snapshot() if board else {}
+    upstream = upstream or {}
     rows = []
     for agency in sorted(set(ingest.store.agencies()) | set(live)):
         known = live.get(agency, AgencyStatus())
@@ -98,6 +101,8 @@ def report(ingest: Ingest, board: StatusBoard | None, catalog_overdue: dict[str,
             "offline_fallback": None,
             "catalog_entries_overdue": catalog_overdue.get(agency, 0) if catalog_overdue is not None else None,
             "share_requests_overdue": share_overdue.get(agency, 0) if share_overdue is not None else None,
+            "upstream_connected": upstream[agency]["connected"] if agency in upstream else None,
+            "upstream_backlog_events": upstream[agency]["backlog_events"] if agency in upstream else None,
         })
     stalled = ingest.watchdog.stalled() if board is not None and ingest.watchdog is not None else []
     return {"hub_running": board is not None, "store": redact_url(ingest.store.url), "generated_at": _iso(now),
@@ -201,6 +206,7 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("offline fallback", lambda r: _text(r["offline_fallback"])),
     ("overdue entries", lambda r: _text(r["catalog_entries_overdue"])),
     ("overdue requests", lambda r: _text(r["share_requests_overdue"])),
+    ("upstream backlog", lambda r: _text(r.get("upstream_backlog_events"))),
 ]
 
 

@@ -12,7 +12,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     hub = commands.add_parser("hub", help="run or inspect the hub").add_subparsers(dest="action", required=True,
                                                                               metavar="ACTION")
     run = hub.add_parser("run", help="serve the hub's gRPC API and metrics (several hubs may serve one PostgreSQL "
-                                     "store; docs/scaling.md)")
+                                     "store; with [upstream], forward the agencies' logs to a city hub; "
+                                     "docs/scaling.md)")
     run.add_argument("--config", help="hub TOML file (settings may also come from EXCHANGE_HUB_* variables)")
     run.set_defaults(handler=_run)
 

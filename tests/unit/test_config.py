@@ -288,3 +288,44 @@ def test_the_settings_tables_document_every_allowed_range():
     for spec in (node_config.SETTINGS, hub_config.SETTINGS):
         missing = [k for k, s in spec.items() if s.allowed() and not documented(k, s.allowed())]
         assert not missing
+
+
+# Federation: [upstream] on a district hub, [federation] downstream on the city hub.
+
+HUB_TOML = """
+[store]
+url = "sqlite:///hub.db"
+[upstream]
+address = "city.example.gov.cn:7000"
+agencies = ["91310000MB2F31887X"]
+[federation]
+downstream = { "district-a" = ["91310000MB2F31887X", "11310000002421001L"] }
+"""
+
+
+def test_federation_settings_come_from_the_file_and_the_environment(tmp_path):
+    path = tmp_path / "hub.toml"
+    path.write_text(HUB_TOML)
+    cfg = hub_config.load(path, environ={})
+    assert cfg.upstream.address == "city.example.gov.cn:7000" and cfg.upstream.batch_size == 500
+    assert hub_config.downstream_hubs(cfg) == {"district-a": frozenset({"91310000MB2F31887X", "11310000002421001L"})}
+    cfg = hub_config.load(path, environ={"EXCHANGE_HUB_UPSTREAM_AGENCIES": "11310000002421001L",
+                                         "EXCHANGE_HUB_FEDERATION_DOWNSTREAM": '{"district-b": []}'})
+    assert cfg.upstream.agencies == ["11310000002421001L"]
+    assert hub_config.downstream_hubs(cfg) == {"district-b": frozenset()}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[upstream]\naddres = \"city:7000\"\n", "unknown key 'addres' in [upstream]"),
+    ("[federation]\ndownstream = { \"district-a\" = \"91310000MB2F31887X\" }\n",
+     "[federation] downstream.district-a: expected a list of agency ids"),
+    ("[federation]\ndownstream = { \"district-a\" = [\"no such agency\"] }\n",
+     "[federation] downstream.district-a: invalid agency id"),
+    ("[upstream]\naddress = \"city:7000\"\nagencies = [\"a-b\"]\n", "[upstream] agencies: invalid agency id"),
+    ("[upstream]\nagencies = [\"91310000MB2F31887X\"]\n", "neither [upstream] address nor addresses"),
+])
+def test_bad_federation_settings_are_refused_naming_them(tmp_path, text, message):
+    path = tmp_path / "hub.toml"
+    path.write_text("[store]\nurl = \"sqlite:///hub.db\"\n" + text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        hub_config.load(path, environ={})
