@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
@@ -82,7 +83,8 @@ class _Batch:
             image_digest: str | None, live: bool, schema_version: int, **fields: Any) -> None:
         """Append the record's next event; ``key`` None for the table's schema aggregate."""
         resource = change.table
-        previous = self.state(oid.hex)
+        hex_id = oid.hex
+        previous = self.state(hex_id)
         version = previous.version + 1 if previous else 1
         self.events.append(
             cls(
@@ -100,7 +102,7 @@ class _Batch:
                 **fields,
             )
         )
-        self.set_state(oid.hex, resource, key, RecordState(version, image_digest or "", live))
+        self._put(hex_id, resource, key, version, image_digest or "", live)
 
     def touch(self, oid: str, table: str, key: dict[str, Any]) -> None:
         """Mark a live record the change left as it was with its table's current pass."""
@@ -110,8 +112,12 @@ class _Batch:
             self.set_state(oid, table, key, state)
 
     def set_state(self, oid: str, table: str, key: dict[str, Any] | None, state: RecordState) -> None:
-        self.states[oid] = replace(state, table_id=self.table_id(table), mark=self.passes.get(table),
-                                   key=None if key is None else self.encode(key))
+        self._put(oid, table, key, state.version, state.image_hash, state.live)
+
+    def _put(self, oid: str, table: str, key: dict[str, Any] | None, version: int, image_digest: str,
+             live: bool) -> None:
+        self.states[oid] = RecordState(version, image_digest, live, self.table_id(table),
+                                       None if key is None else self.encode(key), self.passes.get(table))
 
     def written(self) -> None:
         """The events and states so far are stored: go on from them."""
@@ -193,8 +199,8 @@ class Capture:
                 self._load_table(table)
             raise
         self.metrics.store_batch_seconds.observe(time.perf_counter() - started)
-        for change in changes:
-            self.metrics.changes_captured.labels(change.op).inc()
+        for op, count in Counter(c.op for c in changes).items():
+            self.metrics.changes_captured.labels(op).inc(count)
         return len(changes)
 
     def _store(self, changes: list[ch.Change]) -> None:

@@ -12,6 +12,7 @@ captured.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
 from adapters.selection import selected
@@ -55,10 +56,11 @@ class IdentifierCheck:
                 if column in values and values[column] is not None and not KINDS[kind](values[column])]
 
     def count(self, events: Iterable[RecordEvent]) -> None:
-        """Count the invalid identifiers that captured events carry (the capture hook)."""
-        for event in events:
-            for _, kind, _ in self.invalid(event.resource, _values(event)):
-                self.metrics.invalid_identifiers.labels(event.resource, kind).inc()
+        """Count the invalid identifiers that captured events carry (the capture hook, once per batch)."""
+        found = Counter((event.resource, kind) for event in events if event.resource in self.declared
+                        for _, kind, _ in self.invalid(event.resource, _values(event)))
+        for (resource, kind), invalid in found.items():
+            self.metrics.invalid_identifiers.labels(resource, kind).inc(invalid)
 
 
 def _values(event: RecordEvent) -> dict[str, Any]:

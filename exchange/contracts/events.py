@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
+import orjson
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import (
     DatetimeAsISO,
@@ -27,6 +28,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import register_topic
 
+from exchange.contracts import fastjson
+
 EVENT_SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("5b0c8a52-3d1e-4c1e-9a57-0d6a3c2f8e11")
 SCHEMA_KEY = {"__schema__": True}
@@ -34,7 +37,9 @@ SCHEMA_KEY = {"__schema__": True}
 
 def record_id(agency: str, resource: str, key: dict[str, Any]) -> uuid.UUID:
     """The aggregate id of one source row."""
-    return uuid.uuid5(_NAMESPACE, canonical_json([agency, resource, key]))
+    # uuid.uuid5 of the canonical JSON, from its bytes
+    digest = hashlib.sha1(_NAMESPACE.bytes + _canonical_bytes([agency, resource, key])).digest()
+    return uuid.UUID(bytes=digest[:16], version=5)
 
 
 def schema_id(agency: str, resource: str) -> uuid.UUID:
@@ -44,6 +49,23 @@ def schema_id(agency: str, resource: str) -> uuid.UUID:
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and a fixed rendering of non-JSON scalars."""
+    encoded = _orjson_canonical(value)
+    return encoded.decode() if encoded is not None else _json_canonical(value)
+
+
+def _canonical_bytes(value: Any) -> bytes:
+    """``canonical_json(value)`` as UTF-8."""
+    encoded = _orjson_canonical(value)
+    return encoded if encoded is not None else _json_canonical(value).encode()
+
+
+def _orjson_canonical(value: Any) -> bytes | None:
+    if not fastjson.plain_value(value, fastjson.WITH_UUID):
+        return None
+    return fastjson.dumps(value, _plain, orjson.OPT_SORT_KEYS)
+
+
+def _json_canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
 
 
@@ -59,7 +81,7 @@ def image_hash(row: dict[str, Any]) -> str:
     """Digest of a row image; null columns are left out so that adding a
     nullable column to a table does not change the digest of existing rows."""
     present = {k: v for k, v in row.items() if v is not None}
-    return hashlib.sha256(canonical_json(present).encode()).hexdigest()[:32]
+    return hashlib.sha256(_canonical_bytes(present)).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -146,9 +168,20 @@ class TimeAsISO(Transcoding):
         return time.fromisoformat(data)
 
 
+class FastJSONTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, writing the same bytes by orjson where it can (exchange.contracts.fastjson)."""
+
+    def encode(self, obj: Any) -> bytes:
+        if fastjson.plain_value(obj):
+            encoded = fastjson.dumps(obj, self._encode_obj)
+            if encoded is not None:
+                return encoded
+        return super().encode(obj)
+
+
 def make_mapper() -> Mapper:
     """The mapper every store uses to turn record events into stored bytes."""
-    transcoder = JSONTranscoder()
+    transcoder = FastJSONTranscoder()
     for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(), BytesAsBase64()):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)
