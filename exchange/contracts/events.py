@@ -146,9 +146,14 @@ class TimeAsISO(Transcoding):
         return time.fromisoformat(data)
 
 
+# How values JSON cannot hold are written in stored states ({"_type_": name, "_data_": ...}).
+TRANSCODINGS: tuple[Transcoding, ...] = (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(),
+                                         BytesAsBase64())
+
+
 def make_mapper() -> Mapper:
     """The mapper every store uses to turn record events into stored bytes."""
     transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(), BytesAsBase64()):
+    for transcoding in TRANSCODINGS:
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)

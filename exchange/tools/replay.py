@@ -23,6 +23,7 @@ from adapters.apply import Stats, flush, fold
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.events import RecordEvent, make_mapper
+from exchange.contracts.stored_records import RECORD_TOPICS, Record, decode_record
 from exchange.store import AgencyRecorder, EventStore, StoreError
 
 READ_BATCH = 5000
@@ -40,7 +41,7 @@ class Limits:
     until_position: int | None = None  # last source position to include
     resource: str | None = None  # only this table
 
-    def passed(self, event: RecordEvent) -> bool:
+    def passed(self, event: RecordEvent | Record) -> bool:
         """True once ``event`` lies beyond the replay's end."""
         if self.until is not None and event.commit_time is not None and event.commit_time > self.until:
             return True
@@ -100,9 +101,9 @@ def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int
                TextColumn("{task.fields[rate]:>8.0f} events/s"), TimeRemainingColumn())
     with Progress(*columns, disable=not show, transient=True) as bar:
         task = bar.add_task("replay", total=recorder.count_after(start), rate=0.0)
-        while notifications := recorder.read(stats.position, READ_BATCH):
+        while notifications := recorder.read_stored(stats.position, READ_BATCH):
             for n in notifications:
-                event = mapper.to_domain_event(n)
+                event = decode_record(n.topic, n.state) if n.topic in RECORD_TOPICS else mapper.to_domain_event(n)
                 if limits.passed(event):
                     flush(target, name, stats)
                     return stats

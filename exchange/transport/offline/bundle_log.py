@@ -48,6 +48,10 @@ class BundleLog:
         """About how many events follow ``position`` (overlaps counted twice)."""
         return sum(m.events for m, _ in self.bundles if m.last > position)
 
+    def read_stored(self, after: int, limit: int) -> Sequence[Notification]:
+        """As ``read`` (what replay calls on a store's log)."""
+        return self.read(after, limit)
+
     def read(self, after: int, limit: int) -> Sequence[Notification]:
         """The events after ``after`` from the next bundle that has any
         (``limit`` is ignored: one bundle at a time bounds memory)."""
