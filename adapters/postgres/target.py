@@ -26,7 +26,7 @@ from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, TableSchema
 
-COPY_MIN = 500  # runs of at least this many rows are written with COPY (updates and deletes: _joined)
+COPY_MIN = 50  # runs of at least this many rows are written with COPY (updates and deletes: _joined)
 RUN_TABLE = "pg_temp._exchange_run"
 
 
