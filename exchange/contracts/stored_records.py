@@ -28,6 +28,7 @@ from exchange.contracts.events import (
 CREATED, UPDATED, DELETED = RecordCreated.TOPIC, RecordUpdated.TOPIC, RecordDeleted.TOPIC
 RECORD_TOPICS = frozenset((CREATED, UPDATED, DELETED))
 _CONTAINERS = frozenset((dict, list))
+_MARKER = b'"_type_"'  # the name that marks a transcoded object in a stored state
 _TRANSCODINGS = {t.name: t for t in TRANSCODINGS}
 
 
@@ -53,6 +54,7 @@ class _State(msgspec.Struct):
     key: dict[str, Any]
     position: int
     commit_time: _Transcoded | None
+    timestamp: _Transcoded | None = None
     row: dict[str, Any] | None = None
     changed: dict[str, Any] | None = None
 
@@ -65,10 +67,13 @@ def decode_record(topic: str, state: bytes) -> Record:
     """The ``Record`` of a stored record event (``topic`` one of ``RECORD_TOPICS``, ``state`` in plaintext)."""
     try:
         fields = _DECODER.decode(state)
+        key, stamp = fields.key, fields.commit_time
         values = fields.row if topic == CREATED else fields.changed if topic == UPDATED else None
-        stamp = fields.commit_time
-        return Record(topic, fields.resource, _restored_values(fields.key),
-                      None if values is None else _restored_values(values), fields.position,
+        # Every transcoded object carries the marker (text may add more, which only costs the slow way):
+        # when the count is that of the event's own times, key and row hold none and are taken as they are.
+        if state.count(_MARKER) != (fields.timestamp is not None) + (stamp is not None):
+            key, values = _restored_values(key), None if values is None else _restored_values(values)
+        return Record(topic, fields.resource, key, values, fields.position,
                       None if stamp is None else _TRANSCODINGS[stamp.name].decode(stamp.data))
     except (msgspec.MsgspecError, KeyError):  # the transcoder reads it, or names what it cannot read
         return _record(topic, _TRANSCODER.decode(state))

@@ -56,6 +56,12 @@ def test_a_stored_state_reads_as_the_mapper_reads_it(value):
     assert decode_record(state.topic, state.state) == record_of(make_mapper().to_domain_event(state))
 
 
+def test_text_that_looks_like_a_transcoded_value_stays_text():
+    event = created("k", v='x"_type_', w={"_type_": "date_iso"}, d=date(2026, 1, 2))
+    state = stored(event)
+    assert decode_record(state.topic, state.state).values == event.row
+
+
 def test_a_state_the_fast_decoder_refuses_is_read_by_the_transcoder():
     state = stored(updated(1, 2, score=float("nan"), when=date(2026, 1, 2)))
     record = decode_record(state.topic, state.state)
