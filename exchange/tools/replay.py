@@ -1,7 +1,7 @@
 """Replay: rebuild an agency's tables from its event log (node or hub store).
 
 Events are read in notification order (from a node or hub store, or from a
-folder of offline bundles), folded into row operations and
+folder of offline bundles), reduced to their net effect on each row and
 applied to a fresh target database in batches, one transaction per batch;
 each batch also records how far the replay got (a checkpoint in the target),
 so an interrupted replay resumes where it stopped.  Replay can stop at a
@@ -27,6 +27,7 @@ from exchange.contracts.stored_records import RECORD_TOPICS, Record, decode_reco
 from exchange.store import AgencyRecorder, EventStore, StoreError
 
 READ_BATCH = 5000
+FLUSH_ROWS = 20000  # net row changes held before they are applied in one transaction with the checkpoint
 
 
 class ReplayError(ExchangeError):
@@ -110,8 +111,10 @@ def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int
                 if limits.resource is None or event.resource == limits.resource:
                     fold(target, name, event, stats)
                 stats.position = n.id
-            flush(target, name, stats)
+            if len(stats.pending) >= FLUSH_ROWS:
+                flush(target, name, stats)
             bar.update(task, advance=len(notifications), rate=bar.tasks[0].speed or 0.0)
+        flush(target, name, stats)
     return stats
 
 
