@@ -24,13 +24,14 @@ from exchange.contracts.events import (
     TableTruncated,
     canonical_json,
 )
+from exchange.contracts.stored_records import CREATED, DELETED, UPDATED, Record, record_of
 
 
 class ApplyError(OperationFailed):
     """An event that cannot be applied; the message says why."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """The net effect of a batch's events on one row."""
 
@@ -47,48 +48,49 @@ class NetChanges:
     deletes, then inserts, then updates, each in large executemany runs.
     """
 
-    _ORDER = {ch.DELETE: 0, ch.INSERT: 1, ch.UPDATE: 2}
-
     def __init__(self) -> None:
         self.rows: dict[tuple, tuple[str, dict[str, Any], _Row]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, event: RecordEvent) -> None:
+    def add(self, record: Record) -> None:
+        """Fold one record event into the net effect on its row."""
+        ident: tuple = (record.resource, *record.key.values())
         try:
-            ident = (event.resource, *event.key.values())
-            hash(ident)
+            entry = self.rows.get(ident)
         except TypeError:  # a key value that is a list (an array column)
-            ident = (event.resource, canonical_json(event.key))
-        if ident not in self.rows:
-            self.rows[ident] = (event.resource, event.key, _Row())
-        row = self.rows[ident][2]
-        if isinstance(event, RecordCreated):
-            row.insert, row.update = dict(event.row), None
-        elif isinstance(event, RecordUpdated):
+            ident = (record.resource, canonical_json(record.key))
+            entry = self.rows.get(ident)
+        if entry is None:
+            entry = self.rows[ident] = (record.resource, record.key, _Row())
+        row = entry[2]
+        # Row images are never changed in place: the records they come from may be shared.
+        if record.kind == CREATED:
+            row.insert, row.update = record.values, None
+        elif record.kind == UPDATED:
             if row.insert is not None:
-                row.insert.update(event.changed)
+                row.insert = {**row.insert, **(record.values or {})}
             else:
-                row.update = {**(row.update or {}), **event.changed}
-        elif isinstance(event, RecordDeleted):
+                row.update = {**row.update, **(record.values or {})} if row.update else record.values
+        elif record.kind == DELETED:
             if row.insert is None:
                 row.delete_first = True
             row.insert = row.update = None
         else:
-            raise ApplyError(f"unknown event type {type(event).__name__}")
+            raise ApplyError(f"unknown event type {record.kind}")
 
     def ops(self) -> list[RowOp]:
-        ops = []
+        """The net operations: deletes, inserts, updates, each grouped by table and columns."""
+        runs: dict[tuple[int, str, tuple[str, ...]], list[RowOp]] = {}
         for table, key, row in self.rows.values():
             if row.delete_first:
-                ops.append(RowOp(table, ch.DELETE, key))
+                runs.setdefault((0, table, ()), []).append(RowOp(table, ch.DELETE, key))
             if row.insert is not None:
-                ops.append(RowOp(table, ch.INSERT, key, row.insert))
+                runs.setdefault((1, table, tuple(row.insert)), []).append(RowOp(table, ch.INSERT, key, row.insert))
             elif row.update and not row.delete_first:
-                ops.append(RowOp(table, ch.UPDATE, key, row.update))
-        ops.sort(key=lambda op: (self._ORDER[op.op], op.table, tuple(op.values)))
-        return ops
+                runs.setdefault((2, table, tuple(row.update)), []).append(RowOp(table, ch.UPDATE, key, row.update))
+        return [op for shape in sorted(runs) for op in runs[shape]]
 
 
 @dataclass
@@ -121,18 +123,24 @@ def apply_events(target: ApplyTarget, name: str, events: Sequence[tuple[int, Rec
     return stats
 
 
-def fold(target: ApplyTarget, name: str, event: RecordEvent, stats: Stats) -> None:
+def fold(target: ApplyTarget, name: str, event: RecordEvent | Record, stats: Stats) -> None:
+    """Fold one event (a ``Record`` or a decoded event) into the pending changes; a schema
+    change first applies what is pending, then alters the table."""
     stats.events += 1
     if event.commit_time is not None:
         stats.last_commit_time = event.commit_time
-    if isinstance(event, SchemaChanged):
+    if isinstance(event, Record):
+        stats.pending.add(event)
+    elif isinstance(event, SchemaChanged):
         flush(target, name, stats)  # rows before the schema change go in first
         target.apply_schema(TableSchema.from_dict(event.table), event.renames)
         stats.schema_changes += 1
     elif isinstance(event, TableTruncated):
         pass  # a marker: the deletes of each of the table's rows follow it
+    elif isinstance(event, (RecordCreated, RecordUpdated, RecordDeleted)):
+        stats.pending.add(record_of(event))
     else:
-        stats.pending.add(event)
+        raise ApplyError(f"unknown event type {type(event).__name__}")
 
 
 def flush(target: ApplyTarget, name: str, stats: Stats) -> None:

@@ -71,8 +71,9 @@ def shape(op: RowOp) -> Shape:
     return op.table, op.op, tuple(op.values), tuple(op.key), nulls
 
 
-def params(op: RowOp, convert: Callable[[Any], Any] | None = None) -> list[Any]:
-    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert`` if given."""
+def params(op: RowOp, convert: Callable[[Any], Any] | None = None, unchanged: frozenset[type] = frozenset()) -> list[Any]:
+    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert`` if given;
+    ``unchanged``: the types ``convert`` returns as they are (a row of only those is not converted)."""
     if op.op == ch.INSERT:
         values = list(op.values.values())
     else:
@@ -80,7 +81,9 @@ def params(op: RowOp, convert: Callable[[Any], Any] | None = None) -> list[Any]:
         if None in key:
             key = [v for v in key if v is not None]  # NULL keys are matched by IS NULL
         values = [*key] if op.op == ch.DELETE else [*op.values.values(), *key]
-    return values if convert is None else [convert(v) for v in values]
+    if convert is None or unchanged.issuperset(map(type, values)):
+        return values
+    return [convert(v) for v in values]
 
 
 @lru_cache(maxsize=1024)

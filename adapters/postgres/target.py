@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from itertools import groupby
 from typing import Sequence
 
@@ -25,7 +26,8 @@ from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, TableSchema
 
-COPY_MIN = 500  # runs of at least this many inserts are written with COPY
+COPY_MIN = 50  # runs of at least this many rows are written with COPY (updates and deletes: _joined)
+RUN_TABLE = "pg_temp._exchange_run"
 
 
 class PostgresTarget:
@@ -71,18 +73,21 @@ class PostgresTarget:
             raise
 
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
-        """Apply row operations in order, in one transaction (large insert runs
-        with COPY); a ``checkpoint`` (name, position) is recorded in the same
+        """Apply row operations in order, in one transaction (large runs with
+        COPY); a ``checkpoint`` (name, position) is recorded in the same
         transaction."""
         try:
             with self._db.cursor() as cur:
                 for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
                     run = list(run)
                     if op == ch.INSERT and len(run) >= COPY_MIN:
-                        _copy_in(cur, table, columns, run)
+                        _copy_in(cur, qualified(table), columns, [sql.params(o, to_text, AS_TEXT) for o in run])
+                    elif len(run) >= COPY_MIN and not nulls and (op == ch.DELETE or columns) \
+                            and set(columns).isdisjoint(key):
+                        _joined(cur, table, op, columns, key, run)
                     elif op != ch.UPDATE or columns:
                         statement = sql.row_sql(qualified(table), op, columns, key, nulls, PLACEHOLDER)
-                        psycopg2.extras.execute_batch(cur, statement, [sql.params(o, to_text) for o in run],
+                        psycopg2.extras.execute_batch(cur, statement, [sql.params(o, to_text, AS_TEXT) for o in run],
                                                       page_size=200)
                 if checkpoint is not None:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING}")
@@ -115,15 +120,37 @@ class PostgresTarget:
         return cur.fetchone()[0] is not None
 
 
-def _copy_in(cur, table: str, columns: tuple[str, ...], run: list[RowOp]) -> None:
-    data = io.StringIO()
-    for op in run:
-        data.write("\t".join(_copy_field(to_text(v)) for v in op.values.values()) + "\n")
-    data.seek(0)
-    cur.copy_expert(f"COPY {qualified(table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN", data)
+def _joined(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], run: list[RowOp]) -> None:
+    """A run of updates (of ``columns``) or deletes by ``key``: its rows copied into a temporary table with the
+    table's column types, then one statement joining the two by key, instead of a statement a row."""
+    fields = (*columns, *key) if op == ch.UPDATE else key
+    cur.execute(f"CREATE TEMPORARY TABLE {RUN_TABLE} AS SELECT {', '.join(quote(f) for f in fields)} "
+                f"FROM {qualified(table)} WITH NO DATA")
+    _copy_in(cur, RUN_TABLE, fields, [sql.params(o, to_text, AS_TEXT) for o in run])
+    on = " AND ".join(f"t.{quote(k)} = r.{quote(k)}" for k in key)
+    if op == ch.UPDATE:
+        assignments = ", ".join(f"{quote(c)} = r.{quote(c)}" for c in columns)
+        cur.execute(f"UPDATE {qualified(table)} AS t SET {assignments} FROM {RUN_TABLE} AS r WHERE {on}")
+    else:
+        cur.execute(f"DELETE FROM {qualified(table)} AS t USING {RUN_TABLE} AS r WHERE {on}")
+    cur.execute(f"DROP TABLE {RUN_TABLE}")
 
 
-def _copy_field(text: str | None) -> str:
-    if text is None:
-        return "\\N"
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+def _copy_in(cur, table: str, columns: tuple[str, ...], rows: list[list[str | None]]) -> None:
+    """COPY ``rows`` (text as ``to_text`` gives it) into ``table`` (already quoted)."""
+    data = io.StringIO("\n".join(_copy_line(row) for row in rows) + "\n")
+    cur.copy_expert(f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN", data)
+
+
+def _copy_line(texts: list[str | None]) -> str:
+    """One row of COPY text; most rows hold nothing to escape, which one search over them tells."""
+    if _COPY_SPECIAL.search("".join(filter(None, texts))):
+        return "\t".join(["\\N" if t is None else t.translate(_COPY_ESCAPES) for t in texts])
+    if None in texts:
+        return "\t".join(["\\N" if t is None else t for t in texts])
+    return "\t".join(texts)  # type: ignore[arg-type]  # no None in it
+
+
+AS_TEXT = frozenset((str, type(None)))  # the types ``to_text`` returns as they are
+_COPY_SPECIAL = re.compile("[\\\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

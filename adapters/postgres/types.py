@@ -128,6 +128,8 @@ def to_text(value: Any) -> str | None:
     """PostgreSQL input text for a Python value (None for NULL)."""
     if value is None:
         return None
+    if type(value) is str or type(value) is int:  # most values: skip the checks below
+        return str(value)
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, float):

@@ -66,7 +66,7 @@ class SQLiteTarget:
             for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
                 statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER)
                 if statement:
-                    self._db.executemany(statement, (sql.params(op, bindable) for op in run))
+                    self._db.executemany(statement, (sql.params(op, bindable, BOUND_AS_IS) for op in run))
             if checkpoint is not None:
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name TEXT PRIMARY KEY, position INTEGER)")
                 self._db.execute(f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?)", checkpoint)
@@ -110,6 +110,9 @@ class SQLiteTarget:
         self._db.execute(f"INSERT INTO {temporary} ({common}) SELECT {common} FROM {quote(schema.name)}")
         self._db.execute(f"DROP TABLE {quote(schema.name)}")
         self._db.execute(f"ALTER TABLE {temporary} RENAME TO {quote(schema.name)}")
+
+
+BOUND_AS_IS = frozenset((str, int, float, bool, type(None), bytes))  # the types ``bindable`` leaves alone
 
 
 def bindable(value: Any) -> Any:

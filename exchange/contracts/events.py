@@ -179,9 +179,14 @@ class FastJSONTranscoder(JSONTranscoder):
         return super().encode(obj)
 
 
+# How values JSON cannot hold are written in stored states ({"_type_": name, "_data_": ...}).
+TRANSCODINGS: tuple[Transcoding, ...] = (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(),
+                                         BytesAsBase64())
+
+
 def make_mapper() -> Mapper:
     """The mapper every store uses to turn record events into stored bytes."""
     transcoder = FastJSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO(), TimeAsISO(), BytesAsBase64()):
+    for transcoding in TRANSCODINGS:
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)

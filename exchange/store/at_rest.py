@@ -37,7 +37,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.utils import Environment
 
 from exchange.common.keyfile import write_new_key_file
-from exchange.store import StoreError
+from exchange.store import StoredNotification, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ MARK = b"\x00xchg-aes1:"
 KEY_BYTES = 32
 KEY_ENV = "EXCHANGE_STORE_CIPHER_KEY"  # for commands without a config file (exchange replay)
 _ID_BYTES = 8
-E = TypeVar("E", bound=StoredEvent)
+E = TypeVar("E", bound=StoredEvent | StoredNotification)
 
 
 class CipherError(StoreError):
@@ -87,7 +87,7 @@ def seal_events(events: Sequence[E], cipher: StateCipher | None) -> Sequence[E]:
     """The events with their states sealed (unchanged without a cipher)."""
     if cipher is None:
         return events
-    return [replace(e, state=cipher.seal(e.state)) for e in events]
+    return [_with_state(e, cipher.seal(e.state)) for e in events]
 
 
 def open_events(events: Sequence[E], cipher: StateCipher | None, log_name: str) -> Sequence[E]:
@@ -99,7 +99,11 @@ def open_events(events: Sequence[E], cipher: StateCipher | None, log_name: str) 
                     f"{log_name}: the store is encrypted (key id {e.state[len(MARK):len(MARK) + _ID_BYTES].hex()}): "
                     "set [store] cipher_key_file or cipher_key (exchange replay: --cipher-key-file) to read it")
         return events
-    return [replace(e, state=cipher.open(e.state, f"{log_name}: event {getattr(e, 'id', '?')}")) for e in events]
+    return [_with_state(e, cipher.open(e.state, f"{log_name}: event {getattr(e, 'id', '?')}")) for e in events]
+
+
+def _with_state(event: E, state: bytes) -> E:
+    return event._replace(state=state) if isinstance(event, StoredNotification) else replace(event, state=state)
 
 
 def load_key(path: str | Path) -> StateCipher:
@@ -189,6 +193,11 @@ class CipheredStates:
     def read(self, after: int, limit: int) -> Sequence[Notification]:
         """Notifications with id > ``after``, oldest first, states in plaintext."""
         return self.select_notifications(after, limit, inclusive_of_start=False)
+
+    def read_stored(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        """As ``read``, as tuples (originator ids may stay as the store holds them): for readers that need
+        only topics and states, such as replay."""
+        return [StoredNotification.of(n) for n in self.read(after, limit)]
 
     def has_plaintext(self) -> bool:
         """Whether any state in this log is not sealed."""

@@ -10,8 +10,16 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder, SQLiteTransaction
 
 from exchange.common.urls import sqlite_path
-from exchange.store import AgencyLogs, RecordState, StoreError, check_continuity, chunks, expected_position
-from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_key, seal_key
+from exchange.store import (
+    AgencyLogs,
+    RecordState,
+    StoredNotification,
+    StoreError,
+    check_continuity,
+    chunks,
+    expected_position,
+)
+from exchange.store.at_rest import MARK, CipheredStates, StateCipher, open_events, open_key, seal_key
 
 
 class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
@@ -48,6 +56,15 @@ class SQLiteAgencyRecorder(CipheredStates, SQLiteProcessRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT COUNT(*) FROM {self.events_table_name} WHERE rowid > ?", (position,))
             return c.fetchone()[0]
+
+    def read_stored(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        """As ``read``, as tuples with originator ids as the text stored (turning each into a UUID
+        costs more than reading it)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
+                      "WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit))
+            found = [StoredNotification(*row) for row in c.fetchall()]
+        return open_events(found, self.cipher, self.events_table_name)
 
     def _plaintext_states(self, c: SQLiteCursor, after: int, limit: int) -> list[tuple[int, bytes]]:
         c.execute(f"SELECT rowid, state FROM {self.events_table_name} WHERE rowid > ? AND substr(state, 1, ?) != ? "

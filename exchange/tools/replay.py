@@ -1,7 +1,7 @@
 """Replay: rebuild an agency's tables from its event log (node or hub store).
 
 Events are read in notification order (from a node or hub store, or from a
-folder of offline bundles), folded into row operations and
+folder of offline bundles), reduced to their net effect on each row and
 applied to a fresh target database in batches, one transaction per batch;
 each batch also records how far the replay got (a checkpoint in the target),
 so an interrupted replay resumes where it stopped.  Replay can stop at a
@@ -23,9 +23,11 @@ from adapters.apply import Stats, flush, fold
 from exchange.contracts.changes import ApplyTarget
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.events import RecordEvent, make_mapper
+from exchange.contracts.stored_records import RECORD_TOPICS, Record, decode_record
 from exchange.store import AgencyRecorder, EventStore, StoreError
 
 READ_BATCH = 5000
+FLUSH_ROWS = 20000  # net row changes held before they are applied in one transaction with the checkpoint
 
 
 class ReplayError(ExchangeError):
@@ -40,7 +42,7 @@ class Limits:
     until_position: int | None = None  # last source position to include
     resource: str | None = None  # only this table
 
-    def passed(self, event: RecordEvent) -> bool:
+    def passed(self, event: RecordEvent | Record) -> bool:
         """True once ``event`` lies beyond the replay's end."""
         if self.until is not None and event.commit_time is not None and event.commit_time > self.until:
             return True
@@ -100,17 +102,19 @@ def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int
                TextColumn("{task.fields[rate]:>8.0f} events/s"), TimeRemainingColumn())
     with Progress(*columns, disable=not show, transient=True) as bar:
         task = bar.add_task("replay", total=recorder.count_after(start), rate=0.0)
-        while notifications := recorder.read(stats.position, READ_BATCH):
+        while notifications := recorder.read_stored(stats.position, READ_BATCH):
             for n in notifications:
-                event = mapper.to_domain_event(n)
+                event = decode_record(n.topic, n.state) if n.topic in RECORD_TOPICS else mapper.to_domain_event(n)
                 if limits.passed(event):
                     flush(target, name, stats)
                     return stats
                 if limits.resource is None or event.resource == limits.resource:
                     fold(target, name, event, stats)
                 stats.position = n.id
-            flush(target, name, stats)
+            if len(stats.pending) >= FLUSH_ROWS:
+                flush(target, name, stats)
             bar.update(task, advance=len(notifications), rate=bar.tasks[0].speed or 0.0)
+        flush(target, name, stats)
     return stats
 
 

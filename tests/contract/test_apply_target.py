@@ -188,5 +188,27 @@ class ApplyTargetContract(Contract):
         if logical in backend.native:
             assert type(row["value"]) is type(VALUES[logical]) and row["value"] == VALUES[logical]
 
+    def test_large_runs_of_each_operation_apply_as_single_ones(self, backend):
+        """Runs long enough for a target's bulk paths (COPY, joins) give the rows that single
+        operations give: every value type, NULLs, text with tabs, newlines and backslashes."""
+        logical = list(VALUES)
+        target = backend.target()
+        target.apply_schema(TableSchema("kinds", (backend.column("id", "integer", True),
+                                                  *(backend.column(t, t) for t in logical)), ("id",)))
+        rows = {i: {"id": i, **{t: VALUES[t] if (i + n) % 3 else None for n, t in enumerate(logical)}}
+                for i in range(1, 1201)}
+        target.apply([RowOp("kinds", ch.INSERT, {"id": i}, row) for i, row in rows.items()])
+        changed = {"text": "a\tb\nc\\d\re", "integer": None}
+        target.apply([RowOp("kinds", ch.UPDATE, {"id": i}, changed) for i in range(1, 1201, 2)] +
+                     [RowOp("kinds", ch.DELETE, {"id": i}) for i in range(2, 1201, 2)], checkpoint=("replay", 2))
+
+        expected = {i: {**row, **changed} for i, row in rows.items() if i % 2}
+        held = {row["id"]: row for row in backend.reader().rows("kinds")}
+        assert held.keys() == expected.keys() and target.checkpoint("replay") == 2
+        for i, row in expected.items():
+            for t in logical:
+                if row[t] is None or t in backend.native:
+                    assert held[i][t] == row[t], (i, t)
+
 
 globals().update(suites(ApplyTargetContract, "apply"))

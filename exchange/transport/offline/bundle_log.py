@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eventsourcing.persistence import Notification
 
-from exchange.store import StoreError
+from exchange.store import StoredNotification, StoreError
 from exchange.transport.offline.bundles import BundleError, Manifest, is_bundle_name, read_bundle, read_manifest
 from exchange.transport.wire import from_wire
 
@@ -47,6 +47,10 @@ class BundleLog:
     def count_after(self, position: int = 0) -> int:
         """About how many events follow ``position`` (overlaps counted twice)."""
         return sum(m.events for m, _ in self.bundles if m.last > position)
+
+    def read_stored(self, after: int, limit: int) -> Sequence[StoredNotification]:
+        """As ``read``, as tuples (what replay calls on a store's log)."""
+        return [StoredNotification.of(n) for n in self.read(after, limit)]
 
     def read(self, after: int, limit: int) -> Sequence[Notification]:
         """The events after ``after`` from the next bundle that has any
