@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 READ_WAIT = 5.0  # seconds a read waits at most for binlog the server has already written
 PROGRESS_EVERY = 5.0  # seconds between records of how far a caught-up source has looked
+PROGRESS_MOVED_EVERY = 0.5  # seconds between records once changes were read since the last one
 PROGRESS_SLACK = 2048  # binlog bytes of the progress record itself, which a caught-up source need not read
 
 
@@ -111,7 +112,7 @@ class MySQLSource:
         self._position: Position | None = None
         self._pending: list[ch.Change] = []
         self._skipped: set[str] = set()
-        self._progress = (0.0, 0)  # (when, coordinate) of the last progress record
+        self._progress = (0.0, 0, None)  # (when, coordinate, position) of the last progress record
         self._frame = Frame()  # packs coordinates into positions, with the origin's base
         self._moved: tuple[str, str] | None = None  # (origin's server, server answering) when they differ
         self._upgraded = False  # the bookkeeping has the columns of this version
@@ -452,15 +453,16 @@ class MySQLSource:
         stream = self._stream
         if stream is None or stream.in_transaction or stream.end < target or self._snapshots.session is not None:
             return
-        when, scanned = self._progress
-        if stream.end <= scanned + PROGRESS_SLACK and time.monotonic() - when < 60 * PROGRESS_EVERY:
+        when, scanned, recorded = self._progress
+        moved = self._position != recorded  # changes were read since: other processes must see them as read
+        if not moved and stream.end <= scanned + PROGRESS_SLACK and time.monotonic() - when < 60 * PROGRESS_EVERY:
             return  # nothing but the last record since
-        if time.monotonic() - when < PROGRESS_EVERY:
+        if time.monotonic() - when < (PROGRESS_MOVED_EVERY if moved else PROGRESS_EVERY):
             return
         with self._open().cursor() as cur:
             cur.execute(f"REPLACE INTO {BOOKKEEPING}.progress (source, position, scanned, at) VALUES (%s, %s, %s, %s)",
                         (self.name, self._position or 0, stream.end, time.time()))
-        self._progress = (time.monotonic(), stream.end)
+        self._progress = (time.monotonic(), stream.end, self._position)
 
     # -- lag and lost positions -----------------------------------------------------
 

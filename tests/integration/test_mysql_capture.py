@@ -519,6 +519,21 @@ def test_a_resnapshot_request_waits_in_the_binlog_and_is_read_in_order(agency):
     assert reopened.pending(changes[-1].position) == 0
 
 
+def test_a_small_change_read_soon_after_the_last_progress_record_is_recorded_as_read(agency, monkeypatch):
+    from adapters.mysql import source as mysql_source
+
+    monkeypatch.setattr(mysql_source, "PROGRESS_MOVED_EVERY", 0.0)
+    agency.sql("CREATE TABLE people (id int primary key, n int)", "INSERT INTO people VALUES (1, 0)")
+    source = agency.source(["people"])
+    source.prepare()
+    stored = drain(source)  # caught up: the source records how far it looked
+    agency.sql("UPDATE people SET n = 1 WHERE id = 1")  # a few hundred binlog bytes, within seconds
+    stored += drain(source, stored[-1].position)
+
+    assert stored[-1].op == ch.UPDATE
+    assert agency.source(["people"]).pending(stored[-1].position) == 0  # as `exchange node status` asks
+
+
 def test_a_keyless_table_counts_identical_rows_as_copies(agency):
     agency.sql("CREATE TABLE visits (person int, note text)",
                "INSERT INTO visits VALUES (1, 'a'), (1, 'a'), (1, 'a'), (2, NULL), (3, 'b'), (3, 'b')")
