@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from cryptography import x509
 
 from exchange.transport.receipts import ReceiptError, check_signature, parse
-from exchange.transport.rpc.tls import ROLE_AGENCY, describe, load_certificates
+from exchange.transport.rpc.tls import ROLE_AGENCY, describe, issued_by, load_certificates
 
 
 def export_line(receipt_id: str, payload: bytes, signature: bytes, certificate: bytes, recorded_at: str) -> str:
@@ -62,7 +62,7 @@ def verify_line(line: str, cas: list[x509.Certificate]) -> dict[str, Any]:
     fields = parse(payload)
     if "receipt" in record and record["receipt"] != fields:
         raise ReceiptError("the readable copy of the receipt differs from what was signed")
-    if not any(_issued_by(certificate, ca) for ca in cas):
+    if not any(issued_by(certificate, ca) for ca in cas):
         raise ReceiptError("the certificate was not issued by the CA")
     holder = describe(certificate)
     if holder.role != ROLE_AGENCY or holder.name != fields["consumer"]:
@@ -73,11 +73,3 @@ def verify_line(line: str, cas: list[x509.Certificate]) -> dict[str, Any]:
         raise ReceiptError(f"received_at {fields['received_at']} is outside the certificate's validity")
     check_signature(payload, signature, certificate)
     return fields
-
-
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(ca)
-        return True
-    except Exception:  # InvalidSignature, another issuer name or key type
-        return False

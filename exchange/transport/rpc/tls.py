@@ -105,7 +105,7 @@ def check_pair(cfg: Config, now: datetime | None = None) -> x509.Certificate:
     if key.public_key().public_bytes(serialization.Encoding.PEM, spki) != \
             cert.public_key().public_bytes(serialization.Encoding.PEM, spki):
         raise TLSError(f"[tls] key {cfg.tls.key} does not belong to the certificate {cfg.tls.cert}")
-    if not any(_issued_by(cert, ca) for ca in cas):
+    if not any(issued_by(cert, ca) for ca in cas):
         raise TLSError(f"[tls] cert {cfg.tls.cert} was not issued by the CA in {cfg.tls.ca}")
     check_validity(cert, cfg.tls.cert, now)
     return cert
@@ -133,7 +133,8 @@ def check_validity(cert: x509.Certificate, path: str, now: datetime | None = Non
                        f"{cert.not_valid_before_utc.isoformat()}")
 
 
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca`` signed ``cert`` directly."""
     try:
         cert.verify_directly_issued_by(ca)
         return True
