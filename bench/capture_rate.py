@@ -6,7 +6,7 @@ changes) from its SQLite source once, into memory, then times only
 --repeat times, and prints changes/s per run and the median.  With
 --profile FILE it also writes a cProfile of one more run.
 
-    .venv/bin/python bench/capture_rate.py [--rows N] [--changes M] [--repeat R] [--profile FILE]
+    .venv/bin/python bench/capture_rate.py [--rows N] [--changes M] [--repeat R] [--profile FILE] [--json PATH]
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from figures import add_json_option, save  # noqa: E402
 
 from adapters.sqlite.source import SQLiteSource  # noqa: E402
 from exchange.contracts import changes as ch  # noqa: E402
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile")
+    add_json_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
         source = record(Path(tmp), args.rows, args.changes)
@@ -93,6 +96,7 @@ def main() -> None:
             rates.append(captured / seconds)
             print(f"run {run + 1}: {captured} changes in {seconds:.2f} s, {captured / seconds:.0f} changes/s")
         print(f"median {statistics.median(rates):.0f} changes/s")
+        save(args, {"capture_per_s": statistics.median(rates), "runs": args.repeat})
         if args.profile:
             cProfile.runctx("one_run(Path(tmp), source, args.repeat)", globals(), locals(), args.profile)
 

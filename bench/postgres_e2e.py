@@ -15,9 +15,15 @@ workload each time:
    the end.
 4. baseline: the raw decode rate of a pgoutput slot (pg_recvlogical).
 
-Prints the figures and the ratios exchange / baseline.
+Also, in the exchange part: the initial snapshot of the pgbench tables into
+node and hub (rows/s, against ``COPY pgbench_accounts TO STDOUT`` read in the
+same run), and capture of already-written WAL: the node stopped while
+pgbench runs, then started, timed until the hub holds everything.
 
-    .venv/bin/python bench/postgres_e2e.py [--scale 10] [--seconds 30]
+Prints the figures and the ratios exchange / baseline; ``--json PATH`` also
+writes them for bench/report.py.
+
+    .venv/bin/python bench/postgres_e2e.py [--scale 10] [--seconds 30] [--json PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from figures import add_json_option, save  # noqa: E402
 from processes import follow_probes, hub_events, peak_rss_mib, write_configs  # noqa: E402
 from support.postgres import start_cluster  # noqa: E402
 
@@ -71,15 +78,40 @@ def lsn(cluster, db: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
+def copy_rate(cluster, db: str) -> float:
+    """Rows/s of ``COPY pgbench_accounts TO STDOUT``, read by the client and dropped."""
+    conn = cluster.connect(db)
+    rows = 0
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.copy_expert("COPY pgbench_accounts TO STDOUT", _Counter())
+        cur.execute("SELECT count(*) FROM pgbench_accounts")
+        rows = cur.fetchone()[0]
+    took = time.perf_counter() - started
+    conn.close()
+    return rows / took
+
+
+class _Counter:
+    """A file-like sink for COPY output."""
+
+    def write(self, data) -> int:
+        return len(data)
+
+
 class Exchange:
     """A hub and a node capturing the source database, as processes."""
 
     def __init__(self, directory: Path, source_url: str):
-        hub_toml, node_toml, self.hub_address = write_configs(directory, source_url, TABLES)
-        self.cfg = node_config.load(node_toml, environ={})
+        self.directory = directory
+        hub_toml, self.node_toml, self.hub_address = write_configs(directory, source_url, TABLES)
+        self.cfg = node_config.load(self.node_toml, environ={})
         self.hub = start("hub", hub_toml, directory / "hub.log")
         wait_serving(self.hub_address)
-        self.node = start("node", node_toml, directory / "node.log")
+        self.start_node()
+
+    def start_node(self) -> None:
+        self.node = start("node", self.node_toml, self.directory / "node.log")
         while not http_answers(f"http://127.0.0.1:{self.cfg.metrics.port}/metrics"):
             time.sleep(0.1)
 
@@ -115,9 +147,13 @@ def probe_latencies(ex: Exchange, cluster, db: str, seconds: float) -> list[floa
 
 
 def run_exchange(directory: Path, cluster, db: str, seconds: int) -> dict:
+    snapshot_rows = sum(cluster.execute(f"SELECT count(*) FROM {t}", dbname=db)[0][0] for t in TABLES)
+    copy_per_s = copy_rate(cluster, db)
+    started = time.perf_counter()
     ex = Exchange(directory, cluster.url(db))
     try:
         ex.wait_caught_up()  # the initial snapshot
+        snapshot_s = time.perf_counter() - started
         before = ex.hub_events()
         started = time.perf_counter()
         transactions = pgbench(cluster, db, "-c", "4", "-j", "2", "-T", str(seconds), "-n")
@@ -133,10 +169,22 @@ def run_exchange(directory: Path, cluster, db: str, seconds: int) -> dict:
         rate_thread.start()
         latencies = probe_latencies(ex, cluster, db, max(10, seconds // 2))
         rate_thread.join()
+        rss = peak_rss_mib(ex.node.pid)
+        # Capture of WAL written while the node was down: time from its start until the hub holds it all.
+        stop(ex.node)
+        backlog_changes = pgbench(cluster, db, "-c", "4", "-j", "2", "-T", str(max(10, seconds // 2)), "-n") \
+            * CHANGES_PER_TRANSACTION
+        restarted = time.perf_counter()
+        ex.start_node()
+        ex.wait_caught_up()
+        backlog_s = time.perf_counter() - restarted
         return {"changes": changes, "generated_per_s": changes / ran, "stored_during_per_s": during / ran,
                 "end_to_end_per_s": changes / (ran + drained), "backlog_at_end": backlog, "drain_s": drained,
                 "p50_s": statistics.median(latencies), "p99_s": statistics.quantiles(latencies, n=100)[98],
-                "probes": len(latencies), "node_peak_rss_mib": peak_rss_mib(ex.node.pid)}
+                "probes": len(latencies), "node_peak_rss_mib": rss,
+                "snapshot_rows": snapshot_rows, "snapshot_per_s": snapshot_rows / snapshot_s,
+                "copy_per_s": copy_per_s, "written_wal_changes": backlog_changes,
+                "written_wal_per_s": backlog_changes / backlog_s}
     finally:
         ex.close()
 
@@ -172,7 +220,8 @@ def run_native(source, subscriber, db: str, seconds: int) -> dict:
         cur.execute("DROP SUBSCRIPTION native")
     conn.close()
     changes = transactions * CHANGES_PER_TRANSACTION
-    return {"changes": changes, "applied_per_s": changes / (ran + lag), "lag_at_end_s": lag}
+    return {"changes": changes, "generated_per_s": changes / ran, "applied_per_s": changes / (ran + lag),
+            "lag_at_end_s": lag}
 
 
 def run_decode(source, db: str, seconds: int) -> dict:
@@ -194,6 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=30)
+    add_json_option(parser)
     args = parser.parse_args()
     source = start_cluster(**REAL)
     subscriber = source.copy(**REAL)
@@ -215,8 +265,16 @@ def main() -> None:
     print(f"native logical replication: {native['applied_per_s']:.0f} changes/s applied, lag at end "
           f"{native['lag_at_end_s']:.1f}s")
     print(f"raw pgoutput decode (pg_recvlogical): {decode['decoded_per_s']:.0f} changes/s")
+    print(f"initial snapshot: {ours['snapshot_rows']} rows at {ours['snapshot_per_s']:.0f} rows/s into node and hub; "
+          f"COPY reads {ours['copy_per_s']:.0f} rows/s")
+    print(f"capture of WAL written while the node was stopped: {ours['written_wal_changes']} changes at "
+          f"{ours['written_wal_per_s']:.0f} changes/s to the hub")
     print(f"ratios: exchange end to end / native replication = {ours['end_to_end_per_s'] / native['applied_per_s']:.2f}; "
           f"exchange / raw decode = {ours['end_to_end_per_s'] / decode['decoded_per_s']:.2f}")
+    save(args, {"scale": args.scale, "seconds": args.seconds,
+                **{f"exchange_{k}": v for k, v in ours.items()},
+                **{f"native_{k}": v for k, v in native.items()},
+                **{f"decode_{k}": v for k, v in decode.items()}})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ rows followed by M mixed changes), then, in the same run:
 and prints events/s, rows/s, the median of --repeat runs and the ratio
 bulk-load time / replay time (1.0 = as fast as a bulk load).
 
-    .venv/bin/python bench/replay_rate.py [--rows N] [--changes M] [--repeat R] [--postgres URL]
+    .venv/bin/python bench/replay_rate.py [--rows N] [--changes M] [--repeat R] [--postgres URL] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from figures import add_json_option, save  # noqa: E402
 
 import adapters  # noqa: E402
 from adapters.sqlite.source import SQLiteSource  # noqa: E402
@@ -119,7 +121,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=60000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", help="postgresql://USER@HOST:PORT/DB of a server to create scratch databases on")
+    add_json_option(parser)
     args = parser.parse_args()
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         directory = Path(tmp)
         store_url, source_url, events = build_store(directory, args.rows, args.changes)
@@ -145,6 +149,9 @@ def main() -> None:
             print(f"{name:>10}: replay {r:6.2f}s = {events / r:8.0f} events/s ({rows / r:8.0f} final rows/s); "
                   f"bulk load {b:6.2f}s = {rows / b:8.0f} rows/s; bulk/replay time ratio {b / r:.2f} "
                   f"(median of {args.repeat})")
+            figures.update({f"{name}_replay_rows_per_s": rows / r, f"{name}_replay_events_per_s": events / r,
+                            f"{name}_bulk_rows_per_s": rows / b})
+        save(args, figures)
 
 
 if __name__ == "__main__":
