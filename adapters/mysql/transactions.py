@@ -121,8 +121,6 @@ class TransactionDecoder:
                     if schema_position > after:
                         changes.append(self._history.change(schema_position, item.table, table.schema, commit_time,
                                                             unit.txid))
-                if table.keyless:
-                    self._copies.load([(item.table, image) for _, b, a in kept for image in (b, a) if image])
                 for op, before, after_ in kept:
                     position = next_position()
                     if position > after:

@@ -129,8 +129,6 @@ class TransactionDecoder:
                     self._request(message, base)
             elif (table := self._relation_table(message.oid)) is not None:
                 rows += [(table, *change) for change in self._row_changes(table, message, commit_lsn)]
-        self._copies.load([(tb.resource, image) for tb, _, before, after_ in rows if tb.keyless
-                           for image in (before, after_) if image is not None])
         emitted = t.emitted
         for table, op, before, after_ in rows:
             resource, schema = table.resource, table.schema

@@ -518,6 +518,25 @@ def test_duplicate_rows_of_a_table_without_key_are_copies(app, sources):
     assert sorted(fold(changes + resumed, key)) == sorted(app.rows("visits"))
 
 
+def test_copy_counts_are_fetched_once_per_read_not_once_per_transaction(app, sources, monkeypatch):
+    app.run("CREATE TABLE visits (person int, note text)")
+    app.run("ALTER TABLE visits REPLICA IDENTITY FULL")
+    source = sources(["visits"])
+    drain(source)
+    for i in range(20):  # twenty transactions, each a new content and a copy of the first
+        app.run("INSERT INTO visits VALUES (%s, 'x'), (0, 'x')", (i + 1,))
+    fetches, reads = [], []
+    fetch, read = source._copies._fetch, source.read
+    monkeypatch.setattr(source._copies, "_fetch", lambda *a: fetches.append(a) or fetch(*a))
+    monkeypatch.setattr(source, "read", lambda *a: reads.append(a) or read(*a))
+
+    changes = drain(source)
+
+    assert len(changes) == 40 and len(fetches) <= len(reads) < 20
+    assert [c.after[COPY_COLUMN] for c in changes if c.after["person"] == 0] == list(range(20))
+    assert sorted(fold(changes, ("person", "note", COPY_COLUMN))) == sorted(app.rows("visits"))
+
+
 def test_schema_changes_come_before_the_rows_they_shape(app, sources):
     people(app)
     source = sources()
