@@ -7,16 +7,20 @@ exponent), exact types it renders itself (UUID, enum, dataclass, float
 subclasses) and what it refuses (integers beyond 64 bits, keys that are not
 strings, lone surrogates, nesting deeper than 254).  ``plain`` says whether
 a value holds none of these, so callers use orjson for it and json otherwise.
+``loads`` reads with msgspec (orjson reads integers beyond 64 bits as
+floats) and falls back to json for what msgspec refuses.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
+import msgspec
 import orjson
 
 # Types orjson passes to ``default`` (or renders as json does) with these options.
@@ -63,3 +67,15 @@ def dumps(value: Any, default: Callable[[Any], Any], option: int = 0) -> bytes |
         return orjson.dumps(value, default=default, option=OPTIONS | option)
     except orjson.JSONEncodeError:
         return None
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads(data)``, read by msgspec where it can (it refuses ``NaN``, infinities and lone
+    surrogates, which json reads)."""
+    try:
+        return _DECODER.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
+from exchange.contracts import fastjson
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated
 from exchange.store import AgencyLogs, chunks
 from exchange.store.postgres import advisory_lock
@@ -178,7 +179,7 @@ class CurrentState:
         data = bytes(sealed)
         if self.store.cipher is not None:
             data = self.store.cipher.open(data, ROWS)
-        return json.loads(data)
+        return fastjson.loads(data)
 
 
 def _values(row: Any) -> tuple:
@@ -190,7 +191,7 @@ def record_state(n: Notification | Any) -> dict[str, Any] | None:
     if n.topic not in RECORD_TOPICS:
         return None
     try:
-        state = json.loads(n.state)
+        state = fastjson.loads(n.state)
     except (ValueError, RecursionError):
         return None
     if not (isinstance(state, dict) and isinstance(state.get("resource"), str) and isinstance(state.get("key"), dict)):

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.contracts import events as ev
+from exchange.contracts import fastjson
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +110,22 @@ def test_an_event_of_every_value_kind_round_trips():
     assert stored.state == json_transcoder().encode(
         {k: v for k, v in vars(event).items() if k not in ("originator_id", "originator_version")})
     assert mapper.to_domain_event(stored).row == row
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | texts | st.integers() | st.integers(min_value=-2**70, max_value=2**70) | st.floats(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_fast_reading_gives_what_json_reads(value):
+    data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        expected = json.loads(data)
+    except ValueError:  # lone surrogates in the bytes
+        with pytest.raises(ValueError):
+            fastjson.loads(data)
+        return
+    read = fastjson.loads(data)
+    assert json.dumps(read, sort_keys=True) == json.dumps(expected, sort_keys=True)  # NaN != NaN, but not as text
