@@ -21,6 +21,7 @@ from node.health import CaptureHealth
 from node.metrics import NodeMetrics, NodeState
 from node.positions import HUB_TRACKING, RESTORE_TRACKING, SOURCE_TRACKING
 from node.quality import IdentifierCheck
+from node.read_ahead import ReadAhead
 from node.shipper import Shipper
 
 log = logging.getLogger(__name__)
@@ -61,10 +62,10 @@ class Node:
     def capture_forever(self) -> None:
         """Capture until stopped; transient errors are logged and retried.
 
-        The source is opened here because database connections belong to
-        the thread that opened them."""
+        The source is opened on the thread that reads it (node/read_ahead.py),
+        because database connections belong to the thread that opened them."""
         try:
-            source = self.open_source()
+            source = ReadAhead(self.open_source)
             capture = Capture(self.agency, source, self.recorder, self.cfg.source.batch_size, self.policy,
                               on_stored=self.identifiers.count, metrics=self.metrics,
                               batch_bytes=self.cfg.source.batch_bytes, watchdog=self.watchdog)
