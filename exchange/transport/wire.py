@@ -38,6 +38,19 @@ def to_wire(notifications: Sequence[Notification], after: int, head: int = 0) ->
     )
 
 
+def from_wire_all(events: Sequence[pb.Event]) -> list[StoredEvent]:
+    """The stored forms of wire events, as ``from_wire`` gives each, made in one pass; raises MalformedEvent
+    naming the first malformed one."""
+    try:
+        stored = [StoredEvent(UUID(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
+    except ValueError:
+        stored = []
+    if len(stored) != len(events) or not all(0 < s.originator_version <= MAX_ID and s.topic for s in stored) \
+            or any(e.notification_id > MAX_ID for e in events):
+        return [from_wire(e) for e in events]  # raises for the first malformed event
+    return stored
+
+
 def from_wire(event: pb.Event) -> StoredEvent:
     """The stored form of a wire event; raises MalformedEvent."""
     try:
