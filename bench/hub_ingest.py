@@ -1,13 +1,15 @@
 """Hub ingest rate: Ingest.ingest on a PostgreSQL store beside a plain COPY of the same rows.
 
 One agency's published batches (record events as a node makes them, 200-400
-bytes of state: creates of ``--records`` records, then updates of them) are
+bytes of state: creates of ``--records`` records, then updates of them; made
+with the node's mapper and ``to_wire``, so with envelopes) are
 built first, then fed to the hub's ``Ingest.ingest`` batch after batch, each
 batch its own transaction as in the running hub.  Per batch size and repeat a
 fresh database of a private PostgreSQL cluster with fsync on.  Figures:
 
     pg_ingest        hub ingest into PostgreSQL, events/s
     pg_ciphered      the same with the store sealed at rest (AES-GCM)
+    pg_guarded       the same with the hub's not-shared guard (reads each event's resource from its state)
     pg_copy          baseline: per batch, one transaction with a binary COPY of the same rows
                      (notification_id, originator_id, version, topic, state; converted from the wire
                      beforehand) into a bare table (no index, no key)
@@ -39,13 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import psycopg  # noqa: E402
+from eventsourcing.persistence import Notification  # noqa: E402
 from postgres_e2e import REAL  # noqa: E402
 from support.postgres import PostgresCluster, start_cluster  # noqa: E402
 
 from exchange.contracts.events import RecordCreated, RecordUpdated, make_mapper  # noqa: E402
 from exchange.store import open_store  # noqa: E402
 from exchange.store.at_rest import StateCipher  # noqa: E402
+from exchange.transport.wire import to_wire  # noqa: E402
 from hub.ingest import Ingest  # noqa: E402
+from hub.sharing.guard import NotSharedGuard  # noqa: E402
 from protos.exchange.v1 import exchange_pb2 as pb  # noqa: E402
 
 AGENCY = "91310000MA00000019"
@@ -70,17 +75,27 @@ def make_batches(events: int, records: int, batch_size: int) -> list[pb.EventBat
             timestamp=datetime.now(timezone.utc), agency=AGENCY, resource="licences", key={"id": record},
             position=i, commit_time=datetime.now(timezone.utc).isoformat(), txid=str(1000 + i // 7),
             schema_version=1, event_schema_version=1, **fields))
-        wire.append(pb.Event(notification_id=i, originator_id=str(stored.originator_id),
-                             originator_version=version, topic=stored.topic, state=stored.state))
-    return [pb.EventBatch(after=start, head=events, events=wire[start:start + batch_size])
-            for start in range(0, events, batch_size)]
+        wire.append(Notification(id=i, originator_id=stored.originator_id, originator_version=version,
+                                 topic=stored.topic, state=stored.state))
+    return [to_wire(wire[start:start + batch_size], after=start, head=events) for start in range(0, events, batch_size)]
 
 
-def ingest_rate(url: str, batches: list[pb.EventBatch], cipher: StateCipher | None = None) -> float:
-    """Events/s of Ingest.ingest storing ``batches`` into the store at ``url`` (its log created beforehand)."""
+class NoTerms:
+    """A catalog in which no resource is published as not shared."""
+
+    def terms(self, agency: str, resource: str) -> None:
+        return None
+
+
+def ingest_rate(url: str, batches: list[pb.EventBatch], cipher: StateCipher | None = None,
+                guarded: bool = False) -> float:
+    """Events/s of Ingest.ingest storing ``batches`` into the store at ``url`` (its log created beforehand),
+    with the hub's not-shared guard if ``guarded``."""
     store = open_store(url, cipher=cipher)
     try:
         ingest = Ingest(store)
+        if guarded:
+            ingest.guards.append(NotSharedGuard(NoTerms()))
         ingest.recorder(AGENCY)
         began = time.perf_counter()
         for batch in batches:
@@ -149,6 +164,7 @@ def main() -> None:
                 rates = {
                     "pg_ingest": median_of(args.repeats, lambda i: ingest_rate(fresh(), batches)),
                     "pg_ciphered": median_of(args.repeats, lambda i: ingest_rate(fresh(), batches, cipher)),
+                    "pg_guarded": median_of(args.repeats, lambda i: ingest_rate(fresh(), batches, guarded=True)),
                     "pg_copy": median_of(args.repeats, lambda i: copy_rate(fresh(), batches, indexed=False)),
                     "pg_copy_indexed": median_of(args.repeats, lambda i: copy_rate(fresh(), batches, indexed=True)),
                     "sqlite_ingest": median_of(args.repeats, lambda i: ingest_rate(
