@@ -8,11 +8,10 @@ from typing import Iterator, Mapping
 
 import grpc
 
-from exchange.common.metrics import commit_timestamp
 from exchange.contracts.agency import InvalidAgency, check_agency
 from exchange.contracts.text import bounded
 from exchange.store import StoreError, VersionGapError
-from exchange.transport.wire import MAX_ID, MalformedEvent, to_wire
+from exchange.transport.wire import MAX_ID, MalformedEvent, commit_time_of, to_wire
 from hub import identity
 from hub.audit import AuditLog
 from hub.ingest import ConcurrentPublish, Ingest, NotHeld, PositionGap
@@ -146,7 +145,7 @@ class ExchangeServicer(pb_grpc.ExchangeServicer):
         self.metrics.events_duplicate.labels(agency).inc(duplicates)
         if batch.head:
             self.board.set_head(agency, batch.head)
-        commit = commit_timestamp(batch.events[-1].state) if stored else None
+        commit = commit_time_of(batch.events[-1]) if stored else None
         if commit is not None:
             self.board.set_clock_ahead(agency, commit, time.time())
         return position, stored

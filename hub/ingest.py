@@ -30,7 +30,7 @@ from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
 from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct
-from exchange.transport.wire import MalformedEvent, from_wire
+from exchange.transport.wire import MalformedEvent, from_wire_all
 from protos.exchange.v1 import exchange_pb2 as pb
 
 TRACKING_PREFIX = "node:"
@@ -157,7 +157,7 @@ class Ingest:
                                  f"notification id {position}"):
                     try:
                         ids = recorder.insert_events(
-                            [from_wire(e) for e in part], tracking=Tracking(TRACKING_PREFIX + agency, position),
+                            from_wire_all(part), tracking=Tracking(TRACKING_PREFIX + agency, position),
                             expected_position=expected,
                         )
                     except PositionMoved as e:

@@ -11,7 +11,6 @@ what the hub holds, and capture wakes it when it stored events.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Sequence
 
@@ -19,6 +18,7 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from exchange.common.config import Config
 from exchange.common.stall import Watchdog
+from exchange.contracts.envelope import header
 from exchange.store import NodeRecorder
 from exchange.transport.rpc import hubs
 from exchange.transport.rpc.hubs import HubList
@@ -97,7 +97,7 @@ def shareable(notifications: Sequence[Notification], not_shared: frozenset[str])
     """The events that may leave the node: all but those of the ``[source] not_shared`` tables (Art. 8)."""
     if not not_shared:
         return notifications
-    return [n for n in notifications if json.loads(n.state).get("resource") not in not_shared]
+    return [n for n in notifications if header(n.state).resource not in not_shared]
 
 
 def kept_at_node(recorder: NodeRecorder, after: int, upto: int, not_shared: frozenset[str]) -> bool:

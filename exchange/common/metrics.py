@@ -3,13 +3,13 @@ and the safe reads that collectors of state gauges make at scrape time."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from datetime import datetime, timezone
 from typing import Callable, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Info, start_http_server
+
+from exchange.contracts.envelope import header
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,11 +72,4 @@ def commit_timestamp(state: bytes) -> float | None:
     ``{"_type_": "datetime_iso", "_data_": ISO}`` or null.  States that are
     not such JSON (compressed, encrypted, other event kinds) give None.
     """
-    try:
-        commit_time = json.loads(state).get("commit_time")
-        moment = datetime.fromisoformat(commit_time["_data_"])
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return header(state).commit_time

@@ -176,19 +176,23 @@ def check_continuity(stored_events: Sequence[StoredEvent],
     """Raise VersionGapError unless each record's versions in the batch follow
     on, without a gap, from its stored version (``max_versions`` maps hex ids
     to the highest stored version)."""
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
+    first: dict[int, int] = {}  # keyed by the id as an integer: a UUID hashes in Python, an int does not
+    last: dict[int, int] = {}
     for s in stored_events:
-        oid = hex_id(s.originator_id)
-        if oid in last and s.originator_version != last[oid] + 1:
-            raise VersionGapError(oid, last[oid] + 1, s.originator_version)
-        first.setdefault(oid, s.originator_version)
-        last[oid] = s.originator_version
-    stored = max_versions(list(first))
+        oid = (s.originator_id if type(s.originator_id) is UUID else UUID(str(s.originator_id))).int
+        version = s.originator_version
+        previous = last.get(oid)
+        if previous is None:
+            first[oid] = version
+        elif version != previous + 1:
+            raise VersionGapError(UUID(int=oid), previous + 1, version)
+        last[oid] = version
+    hex_ids = {oid: f"{oid:032x}" for oid in first}
+    stored = max_versions(list(hex_ids.values()))
     for oid, version in first.items():
-        expected = stored.get(oid, 0) + 1
+        expected = stored.get(hex_ids[oid], 0) + 1
         if version != expected:
-            raise VersionGapError(oid, expected, version)
+            raise VersionGapError(UUID(int=oid), expected, version)
 
 
 class AgencyLogs:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
@@ -88,38 +89,84 @@ def advisory_lock(curs: Cursor[DictRow], text: str) -> None:
     curs.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (text,))
 
 
-class UnpipelinedRecorder(PostgresProcessRecorder):
-    """The library's process recorder, inserting without pipeline mode.
+def _one(curs: Cursor[DictRow]) -> DictRow:
+    """The one row a query returns."""
+    row = curs.fetchone()
+    assert row is not None
+    return row
 
-    psycopg's pipeline stops sending once its command queue is empty even when
-    libpq still holds unsent bytes of the last command, and then waits for
-    results: a batch of a few megabytes hangs for ever, the client waiting for
-    a result and the server for the rest of the statement.  Outside a
-    pipeline every statement is sent whole before its result is awaited.
+
+class CopyRecorder(PostgresProcessRecorder):
+    """The library's process recorder, storing each batch of events with one binary COPY.
+
+    One transaction, as the library's: the hooks (``_insert_events``: tracking
+    and what subclasses check), the lock of the events table, then
+    notification ids for the whole batch from the table's sequence, in order,
+    and one ``COPY`` of the events with those ids, whose list it returns.  The
+    table lock (EXCLUSIVE, which readers do not wait for) keeps every other
+    inserter's ids and commit either wholly before or wholly after this one's,
+    so readers never see ids go backwards.  The library instead sends the
+    batch as one array of composite values, which psycopg escapes field by
+    field in Python and the server parses as text.  It also used pipeline
+    mode, which psycopg leaves with unsent bytes of a large statement in
+    libpq, and then waits for ever: nothing here is pipelined.
 
     With ``announces``, each transaction that stores events also signals it to
     the other processes on the store (exchange.store.stored_signal)."""
 
     announces = False
 
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        table = SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self._sequence: str | None = None  # the notification id sequence, once the table exists
+        self._next_ids_statement = SQL("SELECT array_agg(nextval(%s::regclass)) AS ids FROM generate_series(1, %s)")
+        self._copy_statement = SQL("COPY {} (notification_id, originator_id, originator_version, topic, state) "
+                                   "FROM STDIN (FORMAT BINARY)").format(table)
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """Tracking, hooks, table lock and events in one transaction (as the library's)."""
+        """Tracking, hooks, table lock and events in one transaction; the events' notification ids."""
         with self.datastore.transaction(commit=True) as curs:
             self._insert_events(curs, stored_events, **kwargs)
             if not stored_events:
                 return None
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-            if self.announces and ids:
+            ids = self._copy_events(curs, stored_events)
+            if self.announces:
                 stored_signal.announce(curs, self.events_table_name, ids[-1])
             return ids
 
+    def _copy_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[int]:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        if self._sequence is None:
+            curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq",
+                         (f'{self.datastore.schema}."{self.events_table_name}"',))
+            self._sequence = _one(curs)["seq"]
+        curs.execute(self._next_ids_statement, (self._sequence, len(stored_events)), prepare=True)
+        # Taken under the table lock, so no other inserter takes ids meanwhile: they increase (sorted anyway,
+        # as ids must follow the batch's order).
+        ids: list[int] = sorted(_one(curs)["ids"])
+        with curs.copy(self._copy_statement) as copy:
+            copy.set_types(["int8", "uuid", "int8", "text", "bytea"])
+            write = copy.write_row
+            for i, e in zip(ids, stored_events):
+                oid = e.originator_id
+                write((i, oid if type(oid) is UUID else UUID(str(oid)), e.originator_version, e.topic, e.state))
+        return ids
 
-class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
+
+class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
     """An agency's notification log that refuses version gaps, announcing what it stores."""
 
     announces = True
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        self._max_versions_statement = SQL(
+            "SELECT array_agg(oid) AS oids, array_agg(version) AS versions "
+            "FROM unnest(string_to_array(%s, ',')) AS oid, LATERAL (SELECT originator_version AS version FROM {}.{} "
+            "WHERE originator_id = oid::uuid ORDER BY originator_version DESC LIMIT 1) AS latest").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         tracking = kwargs.get("tracking")
@@ -130,13 +177,11 @@ class PostgresAgencyRecorder(CipheredStates, UnpipelinedRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
 
     def _max_versions(self, curs: Cursor[DictRow], oids: list[str]) -> dict[str, int]:
-        curs.execute(
-            SQL("SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
-                "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id").format(
-                Identifier(self.datastore.schema), Identifier(self.events_table_name)),
-            (oids,),
-        )
-        return {hex_id(row["originator_id"]): row["version"] for row in curs.fetchall()}
+        # The ids go as one text value (an array parameter is dumped element by element in Python) and come
+        # back as sent, in one row; each record's latest version is one probe of the primary key.
+        curs.execute(self._max_versions_statement, (",".join(oids),), prepare=True)
+        row = _one(curs)
+        return dict(zip(row["oids"], row["versions"])) if row["oids"] else {}
 
     def position(self, name: str) -> int:
         """A tracked position (0 when none is recorded yet)."""

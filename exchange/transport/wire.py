@@ -7,6 +7,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from exchange.contracts.envelope import header, operation
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.text import excerpt
 from protos.exchange.v1 import exchange_pb2 as pb
@@ -21,21 +22,44 @@ class MalformedEvent(ValueError, ExchangeError):
 
 def to_wire(notifications: Sequence[Notification], after: int, head: int = 0) -> pb.EventBatch:
     """A batch of the given consecutive notifications, following ``after``;
-    ``head`` is the sender's latest notification id."""
-    return pb.EventBatch(
-        after=after,
-        head=head,
-        events=[
-            pb.Event(
-                notification_id=n.id,
-                originator_id=str(n.originator_id),
-                originator_version=n.originator_version,
-                topic=n.topic,
-                state=n.state,
-            )
-            for n in notifications
-        ],
-    )
+    ``head`` is the sender's latest notification id.  Each event carries its envelope."""
+    return pb.EventBatch(after=after, head=head, events=[_event(n) for n in notifications])
+
+
+def _event(n: Notification) -> pb.Event:
+    resource, commit_time, position = header(n.state)
+    return pb.Event(notification_id=n.id, originator_id=str(n.originator_id), originator_version=n.originator_version,
+                    topic=n.topic, state=n.state, resource=resource or "", operation=operation(n.topic),
+                    commit_time=commit_time or 0.0,
+                    source_position=position if position is not None and 0 <= position <= MAX_ID else 0)
+
+
+def commit_time_of(event: pb.Event) -> float | None:
+    """The event's source commit time (Unix): its envelope's, else its state's (senders without envelopes)."""
+    return event.commit_time or header(event.state).commit_time
+
+
+def checked_resource(event: pb.Event) -> str | None:
+    """The resource the event's state names, for decisions that must hold whatever the sender claims: the
+    state is read (envelope or not), and an envelope naming another resource is refused (MalformedEvent)."""
+    resource = header(event.state).resource
+    if event.resource and event.resource != resource:
+        raise MalformedEvent(f"event {event.notification_id}: its envelope names resource {excerpt(event.resource)}, "
+                             f"its state {excerpt(resource or 'none')}")
+    return resource
+
+
+def from_wire_all(events: Sequence[pb.Event]) -> list[StoredEvent]:
+    """The stored forms of wire events, as ``from_wire`` gives each, made in one pass; raises MalformedEvent
+    naming the first malformed one."""
+    try:
+        stored = [StoredEvent(UUID(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
+    except ValueError:
+        stored = []
+    if len(stored) != len(events) or not all(0 < s.originator_version <= MAX_ID and s.topic for s in stored) \
+            or any(e.notification_id > MAX_ID for e in events):
+        return [from_wire(e) for e in events]  # raises for the first malformed event
+    return stored
 
 
 def from_wire(event: pb.Event) -> StoredEvent:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from exchange.transport.wire import MalformedEvent
+from exchange.transport.wire import MalformedEvent, checked_resource
 from hub.catalog.terms import NOT_SHARED, TermsSource
-from hub.sharing.projection import resource_of
 from protos.exchange.v1 import exchange_pb2 as pb
 
 
@@ -27,11 +26,12 @@ class NotSharedGuard:
         self.audit = audit
 
     def __call__(self, agency: str, events: Sequence[pb.Event]) -> None:
-        resources = {resource_of(e) for e in events} - {None}
-        for resource in sorted(resources):
+        # The resource as the state names it: an envelope claiming another one refuses the batch.
+        named = [checked_resource(e) for e in events]
+        for resource in sorted(set(named) - {None}):  # type: ignore[type-var]
             terms = self.terms.terms(agency, resource)
             if terms is not None and terms.share_type == NOT_SHARED:
-                count = sum(resource_of(e) == resource for e in events)
+                count = named.count(resource)
                 if self.audit is not None:
                     self.audit.record("share.not_shared_refused", agency, resource=resource, events=count,
                                       first=events[0].notification_id, last=events[-1].notification_id)

@@ -16,15 +16,8 @@ from typing import Any, Iterable, Sequence
 
 from eventsourcing.persistence import Notification
 
+from exchange.contracts.envelope import header
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, TableTruncated
-
-
-def resource_of(event: Notification | Any) -> str | None:
-    """The resource (table) an event (stored or on the wire) belongs to, from its state; None for a state
-    that names none (not JSON, not an object, a resource that is not text, nesting past the parser's limit)."""
-    state = state_of(event)
-    resource = state.get("resource") if state is not None else None
-    return resource if isinstance(resource, str) else None
 
 
 def project(notifications: Sequence[Notification], resource: str, items: Iterable[str]) -> list[Notification]:
@@ -32,6 +25,8 @@ def project(notifications: Sequence[Notification], resource: str, items: Iterabl
     allowed = frozenset(items)
     projected = []
     for n in notifications:
+        if header(n.state).resource != resource:
+            continue  # other resources' events are passed over without decoding their row images
         state = state_of(n)
         if state is None or state.get("resource") != resource:
             continue  # a state that is not a JSON object names no resource: it is nobody's to receive

@@ -34,7 +34,7 @@ from exchange.transport.offline.bundles import (
     read_bundle,
     write_bundle,
 )
-from exchange.transport.wire import MAX_ID, MalformedEvent, from_wire
+from exchange.transport.wire import MAX_ID, MalformedEvent, from_wire, from_wire_all
 from hub.ingest import Ingest, NotHeld, PositionGap
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -74,6 +74,20 @@ def test_from_wire_accepts_exactly_the_valid_events(event):
     assert valid, "an invalid event was accepted"
     assert (stored.originator_id, stored.originator_version, stored.topic, stored.state) == (
         uuid.UUID(event.originator_id), event.originator_version, event.topic, event.state)
+
+
+@FUZZ
+@given(st.lists(wire_events, max_size=6))
+def test_a_batch_converts_as_its_events_do_one_by_one(events):
+    """from_wire_all gives what from_wire gives each event, or refuses as it refuses the first malformed one."""
+    try:
+        expected = [from_wire(e) for e in events]
+    except MalformedEvent as e:
+        with pytest.raises(MalformedEvent) as refused:
+            from_wire_all(events)
+        assert str(refused.value) == str(e)
+        return
+    assert from_wire_all(events) == expected
 
 
 @FUZZ

@@ -14,6 +14,7 @@ from eventsourcing.persistence import Notification
 
 from exchange.contracts.events import RecordCreated, RecordDeleted, RecordUpdated, SchemaChanged, make_mapper
 from exchange.store import EventStore
+from exchange.transport.wire import MalformedEvent, to_wire
 from hub.audit import AuditLog
 from hub.catalog.terms import CONDITIONAL, NOT_SHARED, UNCONDITIONAL, ResourceTerms
 from hub.ingest import Ingest
@@ -350,6 +351,28 @@ def test_the_hub_refuses_a_batch_holding_a_not_shared_resource_and_stores_nothin
     assert ingest.hub_position(PROVIDER) == 0
     assert ingest.ingest(PROVIDER, pb.EventBatch(after=0, events=[wire(1, open_event)])) == (1, 1)
     assert json.loads(audit.path.read_text().splitlines()[-1])["action"] == "share.not_shared_refused"
+
+
+def test_the_guard_reads_the_state_whatever_the_envelope_claims(world):
+    """With envelopes (as nodes send them now) a not-shared event is refused as without; an envelope naming
+    another resource than the state refuses the batch, so a wrong envelope cannot carry an event past the guard."""
+    _, _, catalog, store, audit = world
+    ingest = Ingest(store)
+    ingest.guards.append(NotSharedGuard(catalog, audit))
+    mapper = make_mapper()
+    events = [_event(RecordCreated, "open", row={"id": 1}), _event(RecordCreated, "secret", row={"id": 1})]
+    batch = to_wire([Notification(id=i, originator_id=e.originator_id, originator_version=1, topic=e.TOPIC,
+                                  state=mapper.to_stored_event(e).state)
+                     for i, e in enumerate(events, 1)], after=0)
+    assert [e.resource for e in batch.events] == ["open", "secret"]
+    with pytest.raises(NotSharedEvents, match="secret.*not shared"):
+        ingest.ingest(PROVIDER, batch)
+    batch.events[1].resource = "open"
+    with pytest.raises(MalformedEvent, match="envelope names resource 'open', its state 'secret'"):
+        ingest.ingest(PROVIDER, batch)
+    assert ingest.hub_position(PROVIDER) == 0
+    del batch.events[1]
+    assert ingest.ingest(PROVIDER, batch) == (1, 1)
 
 
 def test_a_request_whose_deadline_falls_in_a_year_the_calendar_does_not_know_is_refused_with_the_fix(world,

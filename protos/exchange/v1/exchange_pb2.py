@@ -24,29 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/exchange/v1/exchange.proto\x12\x0b\x65xchange.v1\"q\n\x05\x45vent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\x04\x12\x15\n\roriginator_id\x18\x02 \x01(\t\x12\x1a\n\x12originator_version\x18\x03 \x01(\x04\x12\r\n\x05topic\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\x0c\"{\n\nEventBatch\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.exchange.v1.Event\x12\x0c\n\x04head\x18\x03 \x01(\x04\x12\x0f\n\x07reached\x18\x04 \x01(\x04\x12\r\n\x05items\x18\x05 \x03(\t\x12\x0c\n\x04rows\x18\x06 \x01(\t\"-\n\x05Hello\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x14\n\x0cnode_version\x18\x02 \x01(\t\"g\n\x0ePublishRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.exchange.v1.HelloH\x00\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x17.exchange.v1.EventBatchH\x00\x42\x06\n\x04kind\"3\n\x0fPublishResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0e\n\x06stored\x18\x02 \x01(\x04\"y\n\x10SubscribeRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x10\n\x08\x63onsumer\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\"!\n\x0fPositionRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\"2\n\x08Position\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x14\n\x0chub_position\x18\x02 \x01(\x04\x32\xdf\x01\n\x08\x45xchange\x12H\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse(\x01\x30\x01\x12\x45\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x17.exchange.v1.EventBatch0\x01\x12\x42\n\x0bGetPosition\x12\x1c.exchange.v1.PositionRequest\x1a\x15.exchange.v1.Positionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!protos/exchange/v1/exchange.proto\x12\x0b\x65xchange.v1\"\xc4\x01\n\x05\x45vent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\x04\x12\x15\n\roriginator_id\x18\x02 \x01(\t\x12\x1a\n\x12originator_version\x18\x03 \x01(\x04\x12\r\n\x05topic\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\x0c\x12\x10\n\x08resource\x18\x06 \x01(\t\x12\x11\n\toperation\x18\x07 \x01(\t\x12\x13\n\x0b\x63ommit_time\x18\x08 \x01(\x01\x12\x17\n\x0fsource_position\x18\t \x01(\x04\"{\n\nEventBatch\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.exchange.v1.Event\x12\x0c\n\x04head\x18\x03 \x01(\x04\x12\x0f\n\x07reached\x18\x04 \x01(\x04\x12\r\n\x05items\x18\x05 \x03(\t\x12\x0c\n\x04rows\x18\x06 \x01(\t\"-\n\x05Hello\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x14\n\x0cnode_version\x18\x02 \x01(\t\"g\n\x0ePublishRequest\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.exchange.v1.HelloH\x00\x12(\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x17.exchange.v1.EventBatchH\x00\x42\x06\n\x04kind\"3\n\x0fPublishResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0e\n\x06stored\x18\x02 \x01(\x04\"y\n\x10SubscribeRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x10\n\x08\x63onsumer\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\"!\n\x0fPositionRequest\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\"2\n\x08Position\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x14\n\x0chub_position\x18\x02 \x01(\x04\x32\xdf\x01\n\x08\x45xchange\x12H\n\x07Publish\x12\x1b.exchange.v1.PublishRequest\x1a\x1c.exchange.v1.PublishResponse(\x01\x30\x01\x12\x45\n\tSubscribe\x12\x1d.exchange.v1.SubscribeRequest\x1a\x17.exchange.v1.EventBatch0\x01\x12\x42\n\x0bGetPosition\x12\x1c.exchange.v1.PositionRequest\x1a\x15.exchange.v1.Positionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.exchange.v1.exchange_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENT']._serialized_start=50
-  _globals['_EVENT']._serialized_end=163
-  _globals['_EVENTBATCH']._serialized_start=165
-  _globals['_EVENTBATCH']._serialized_end=288
-  _globals['_HELLO']._serialized_start=290
-  _globals['_HELLO']._serialized_end=335
-  _globals['_PUBLISHREQUEST']._serialized_start=337
-  _globals['_PUBLISHREQUEST']._serialized_end=440
-  _globals['_PUBLISHRESPONSE']._serialized_start=442
-  _globals['_PUBLISHRESPONSE']._serialized_end=493
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=495
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=616
-  _globals['_POSITIONREQUEST']._serialized_start=618
-  _globals['_POSITIONREQUEST']._serialized_end=651
-  _globals['_POSITION']._serialized_start=653
-  _globals['_POSITION']._serialized_end=703
-  _globals['_EXCHANGE']._serialized_start=706
-  _globals['_EXCHANGE']._serialized_end=929
+  _globals['_EVENT']._serialized_start=51
+  _globals['_EVENT']._serialized_end=247
+  _globals['_EVENTBATCH']._serialized_start=249
+  _globals['_EVENTBATCH']._serialized_end=372
+  _globals['_HELLO']._serialized_start=374
+  _globals['_HELLO']._serialized_end=419
+  _globals['_PUBLISHREQUEST']._serialized_start=421
+  _globals['_PUBLISHREQUEST']._serialized_end=524
+  _globals['_PUBLISHRESPONSE']._serialized_start=526
+  _globals['_PUBLISHRESPONSE']._serialized_end=577
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=579
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=700
+  _globals['_POSITIONREQUEST']._serialized_start=702
+  _globals['_POSITIONREQUEST']._serialized_end=735
+  _globals['_POSITION']._serialized_start=737
+  _globals['_POSITION']._serialized_end=787
+  _globals['_EXCHANGE']._serialized_start=790
+  _globals['_EXCHANGE']._serialized_end=1013
 # @@protoc_insertion_point(module_scope)

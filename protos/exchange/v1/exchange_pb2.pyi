@@ -7,18 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("notification_id", "originator_id", "originator_version", "topic", "state")
+    __slots__ = ("notification_id", "originator_id", "originator_version", "topic", "state", "resource", "operation", "commit_time", "source_position")
     NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGINATOR_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGINATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_POSITION_FIELD_NUMBER: _ClassVar[int]
     notification_id: int
     originator_id: str
     originator_version: int
     topic: str
     state: bytes
-    def __init__(self, notification_id: _Optional[int] = ..., originator_id: _Optional[str] = ..., originator_version: _Optional[int] = ..., topic: _Optional[str] = ..., state: _Optional[bytes] = ...) -> None: ...
+    resource: str
+    operation: str
+    commit_time: float
+    source_position: int
+    def __init__(self, notification_id: _Optional[int] = ..., originator_id: _Optional[str] = ..., originator_version: _Optional[int] = ..., topic: _Optional[str] = ..., state: _Optional[bytes] = ..., resource: _Optional[str] = ..., operation: _Optional[str] = ..., commit_time: _Optional[float] = ..., source_position: _Optional[int] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("after", "events", "head", "reached", "items", "rows")
