@@ -68,6 +68,7 @@ class _Batch:
     table_ids: dict[str, str]
     passes: dict[str, int]
     encode: Callable[[Any], bytes]
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # the events' timestamp
     events: list[RecordEvent] = field(default_factory=list)
     states: dict[str, RecordState] = field(default_factory=dict)
 
@@ -90,7 +91,7 @@ class _Batch:
             cls(
                 originator_id=oid,
                 originator_version=version,
-                timestamp=datetime.now(timezone.utc),
+                timestamp=self.now,
                 agency=self.agency,
                 resource=resource,
                 key=key if key is not None else {},
@@ -126,12 +127,16 @@ class _Batch:
         self.events = []
 
 
+_SIZED = (str, bytes)
+
+
 def change_bytes(change: ch.Change) -> int:
     """About the bytes of a change's row images (what its events will hold)."""
     size = 64
     for image in (change.before, change.after):
-        for name, value in (image or {}).items():
-            size += len(name) + (len(value) if isinstance(value, (str, bytes)) else len(str(value)))
+        if image:
+            size += sum(map(len, image)) + sum([len(v) if isinstance(v, _SIZED) else len(str(v))
+                                                for v in image.values()])
     return size
 
 

@@ -35,15 +35,19 @@
   yet is emitted when an earlier pass of the table completed (the node holds
   the table, and the pass will read the key later anyway), else not.
 
-A snapshot waits for the transactions running when it starts.
+A snapshot waits for the transactions running when it starts.  While it
+reads a table it logs its progress (rows read in the pass, of about how
+many, and the rate) every ``PROGRESS_EVERY`` seconds and when the table is done.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
@@ -63,6 +67,9 @@ from exchange.contracts.changes import Position, SourceNotReady
 MARKER_PREFIX = "exchange_snapshot"
 REQUEST_PREFIX = "exchange_resnapshot"  # transactional message: re-read the tables it names (resnapshot.py)
 MARKER_PAD = 4096  # bytes of WAL per marker: its gap holds MARKER_PAD << SHIFT positions
+PROGRESS_EVERY = 10.0  # seconds between progress lines of a table's snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,12 +87,43 @@ class Session:
     cursor: Any = None  # the open cursor over a keyless table's rows
     table: Table | None = None  # the table being read
     last_key: list[str] | None = None  # the text values of the last key the session read of it
+    progress: _Progress | None = None  # of the table's pass
 
     def position(self) -> Position:
         self.next += 1
         if self.next >= self.end:
             raise RuntimeError("snapshot gap exhausted")  # Snapshots.chunk ends sessions long before
         return Position(self.next)
+
+
+@dataclass
+class _Progress:
+    """A table's snapshot pass as its progress lines tell it."""
+
+    resource: str
+    pass_no: int
+    rows: int  # read in the pass so far, by this session and earlier ones
+    estimate: int  # the planner's row count of the table
+    started: float = field(default_factory=time.monotonic)  # when this session began reading it
+    read: int = 0  # rows this session read
+    next_line: float = 0.0
+
+    def add(self, rows: int, done: bool) -> None:
+        """Count ``rows`` read; log a line when the table is done or the last line is old enough."""
+        self.rows += rows
+        self.read += rows
+        now = time.monotonic()
+        if not done and now < self.next_line:
+            return
+        self.next_line = now + PROGRESS_EVERY
+        rate = self.read / max(now - self.started, 1e-6)
+        if done:
+            log.info("snapshot of %s (pass %d) done: %d rows read, %.0f rows/s", self.resource, self.pass_no,
+                     self.rows, rate, extra={"table": self.resource, "rows": self.rows, "pass": self.pass_no})
+        else:
+            log.info("snapshot of %s (pass %d): %d of about %d rows read, %.0f rows/s", self.resource, self.pass_no,
+                     self.rows, max(self.estimate, self.rows), rate,
+                     extra={"table": self.resource, "rows": self.rows, "pass": self.pass_no})
 
 
 class Snapshots:
@@ -190,6 +228,8 @@ class Snapshots:
         if schema != self._history.before(resource, s.next + 1):
             changes.append(self._history.change(s.position(), resource, schema, s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
+        if s.progress is None or s.progress.pass_no != pass_no:  # a new pass began while the session read the table
+            s.progress = self._progress(resource, pass_no)
         values = self._fetch(s, size)
         count = len(values[0])
         if count:
@@ -211,11 +251,12 @@ class Snapshots:
                         "rows) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         (self.slot, resource, position, s.point, json.dumps(last_key) if last_key is not None else None,
                          done, pass_no, count))
+        s.progress.add(count, done)
         if done:
             if s.cursor is not None:
                 s.cursor.close()
                 s.cursor = None
-            s.table = None
+            s.table, s.progress = None, None
             s.resources.pop(0)
         return changes
 
@@ -232,6 +273,14 @@ class Snapshots:
             s.cursor = s.connection.cursor(name="exchange_snapshot")
             raw_text(s.cursor)
             s.cursor.execute(f"{sql} ORDER BY {key}", s.last_key)
+
+    def _progress(self, resource: str, pass_no: int) -> _Progress:
+        """The progress of the pass, with the rows earlier sessions read."""
+        with self._db().cursor() as cur:
+            cur.execute(f"SELECT coalesce(sum(rows), 0) FROM {BOOKKEEPING}.chunks WHERE slot = %s AND resource = %s "
+                        "AND pass = %s", (self.slot, resource, pass_no))
+            rows = int(cur.fetchone()[0])
+            return _Progress(resource, pass_no, rows, estimated_rows(cur, resource))
 
     def _fetch(self, s: Session, size: int) -> list[list[str | None]]:
         """The next ``size`` rows (at most) of the session's table after its last key read, as columns

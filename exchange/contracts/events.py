@@ -9,6 +9,7 @@ moving a module never breaks stored events.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import uuid
@@ -37,9 +38,16 @@ SCHEMA_KEY = {"__schema__": True}
 
 def record_id(agency: str, resource: str, key: dict[str, Any]) -> uuid.UUID:
     """The aggregate id of one source row."""
-    # uuid.uuid5 of the canonical JSON, from its bytes
-    digest = hashlib.sha1(_NAMESPACE.bytes + _canonical_bytes([agency, resource, key])).digest()
+    # uuid.uuid5 of the canonical JSON of [agency, resource, key], from its bytes
+    digest = hashlib.sha1(_id_prefix(agency, resource) + _canonical_bytes(key) + b"]").digest()
     return uuid.UUID(bytes=digest[:16], version=5)
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_prefix(agency: str, resource: str) -> bytes:
+    """The namespace and the canonical JSON of ``[agency, resource, key]`` up to the key (a list's
+    canonical JSON is its items' joined by commas)."""
+    return _NAMESPACE.bytes + _canonical_bytes([agency, resource])[:-1] + b","
 
 
 def schema_id(agency: str, resource: str) -> uuid.UUID:
@@ -169,7 +177,28 @@ class TimeAsISO(Transcoding):
 
 
 class FastJSONTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, writing the same bytes by orjson where it can (exchange.contracts.fastjson)."""
+    """The library's JSON transcoder, writing the same bytes by orjson where it can (exchange.contracts.fastjson).
+
+    The last few datetimes it wrote are remembered by identity: the events of
+    one capture batch share their timestamp, and a snapshot's rows their commit time."""
+
+    _REMEMBERED = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._datetimes: dict[int, tuple[datetime, dict[str, Any]]] = {}  # the object is kept: its id stays its own
+
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        if type(o) is not datetime:
+            return super()._encode_obj(o)
+        found = self._datetimes.get(id(o))
+        if found is not None and found[0] is o:
+            return found[1]
+        encoded = super()._encode_obj(o)
+        if len(self._datetimes) >= self._REMEMBERED:
+            self._datetimes.clear()
+        self._datetimes[id(o)] = (o, encoded)
+        return encoded
 
     def encode(self, obj: Any) -> bytes:
         if fastjson.plain_value(obj):

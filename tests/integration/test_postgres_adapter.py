@@ -425,6 +425,30 @@ def test_existing_rows_arrive_in_chunks_without_gap_or_duplicate_despite_writes(
     assert fold(changes) == app.rows("people")
 
 
+def test_snapshot_rows_arrive_with_exact_values(app, sources):
+    app.run(TYPES)
+    awkward = ["tab\there", "line\nbreak\r\n", "back\\slash \\N", "\\N", "", "\b\f\v\x01 end"]
+    rows = [ROW, {"id": 2}] + [{"id": 3 + i, "name": text, "tags": [text, None]} for i, text in enumerate(awkward)]
+    for row in rows:
+        app.run(f"INSERT INTO kinds ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})", params(row))
+    changes = [c for c in drain(sources(["kinds"], snapshot_chunk=3)) if c.op == ch.SNAPSHOT]
+
+    assert changes[0].after == ROW
+    assert all(type(changes[0].after[k]) is type(v) for k, v in ROW.items())
+    assert changes[1].after == {**{k: None for k in ROW}, "id": 2}
+    assert [c.after["name"] for c in changes[2:]] == awkward
+    assert [c.after["tags"] for c in changes[2:]] == [[text, None] for text in awkward]
+
+
+def test_a_snapshot_logs_its_progress(app, sources, caplog):
+    people(app, 25)
+    with caplog.at_level("INFO", logger="adapters.postgres.snapshot"):
+        drain(sources(snapshot_chunk=10))
+    lines = [r.getMessage() for r in caplog.records if r.name == "adapters.postgres.snapshot"]
+    assert lines[0].startswith("snapshot of people (pass 0): 10 of about ")
+    assert lines[-1].startswith("snapshot of people (pass 0) done: 25 rows read, ")
+
+
 def test_an_interrupted_snapshot_resumes_from_the_last_stored_chunk(app, sources):
     people(app, 50)
     first = sources(snapshot_chunk=10)
