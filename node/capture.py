@@ -81,10 +81,12 @@ class _Batch:
         return self.table_ids[table]
 
     def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any] | None,
-            image_digest: str | None, live: bool, schema_version: int, **fields: Any) -> None:
-        """Append the record's next event; ``key`` None for the table's schema aggregate."""
+            image_digest: str | None, live: bool, schema_version: int, hex_id: str | None = None,
+            **fields: Any) -> None:
+        """Append the record's next event; ``key`` None for the table's schema aggregate; ``hex_id``
+        the id's hex, when known."""
         resource = change.table
-        hex_id = oid.hex
+        hex_id = hex_id or oid.hex
         previous = self.state(hex_id)
         version = previous.version + 1 if previous else 1
         self.events.append(
@@ -269,7 +271,7 @@ class Capture:
             self.passes[table] = state.mark
 
     def _batch(self, changes: list[ch.Change]) -> _Batch:
-        self._ids: dict[tuple, UUID] = {}
+        self._ids: dict[tuple, tuple[UUID, str]] = {}
         oids = set()
         for c in changes:
             if c.table not in self.schema_versions:
@@ -278,7 +280,7 @@ class Capture:
                 oids.add(schema_id(self.agency, c.table).hex)
             for image in (c.before, c.after):
                 if image is not None and c.table in self.keys:
-                    oids.add(self._oid(c.table, self._key(c.table, image)).hex)
+                    oids.add(self._oid(c.table, self._key(c.table, image))[1])
         return _Batch(self.agency, self.recorder.record_states(sorted(oids)), self.table_ids, self.passes,
                       self.mapper.transcoder.encode)
 
@@ -288,16 +290,18 @@ class Capture:
     def _key(self, table: str, image: dict[str, Any]) -> dict[str, Any]:
         return {k: image[k] for k in self.keys[table]}
 
-    def _oid(self, table: str, key: dict[str, Any]) -> UUID:
-        """The record id of ``key`` in ``table``, computed once per batch."""
+    def _oid(self, table: str, key: dict[str, Any]) -> tuple[UUID, str]:
+        """The record id of ``key`` in ``table`` and its hex, computed once per batch."""
         try:
             cache_key = (table, *key.values())
             return self._ids[cache_key]
         except TypeError:  # a key value that is a list (an array column)
-            return record_id(self.agency, table, key)
+            oid = record_id(self.agency, table, key)
+            return oid, oid.hex
         except KeyError:
-            self._ids[cache_key] = oid = record_id(self.agency, table, key)
-            return oid
+            oid = record_id(self.agency, table, key)
+            self._ids[cache_key] = found = (oid, oid.hex)
+            return found
 
     def _translate_one(self, batch: _Batch, c: ch.Change) -> None:
         if c.op in (ch.SCHEMA, ch.TRUNCATE, ch.SNAPSHOT_BEGIN, ch.SNAPSHOT_END):
@@ -313,22 +317,22 @@ class Capture:
             old_key = self._key(c.table, c.before)
             if old_key != key:  # the primary key itself changed: a different record
                 self._delete(batch, c, old_key, schema_version)
-        oid = self._oid(c.table, key)
-        state = batch.state(oid.hex)
+        oid, hex_id = self._oid(c.table, key)
+        state = batch.state(hex_id)
         digest = image_hash(c.after)
         if state is None or not state.live:
-            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, row=c.after)
+            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, hex_id, row=c.after)
         elif c.op == ch.UPDATE and c.before is not None and self._key(c.table, c.before) == key:
             changed = {k: v for k, v in c.after.items() if k not in c.before or c.before[k] != v}
             if changed:
-                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=changed)
+                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=changed)
             else:
-                batch.touch(oid.hex, c.table, key)
+                batch.touch(hex_id, c.table, key)
         elif digest != state.image_hash:
             # A snapshot row (or an insert over a row we hold) that differs from what we hold.
-            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=c.after)
+            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=c.after)
         else:
-            batch.touch(oid.hex, c.table, key)
+            batch.touch(hex_id, c.table, key)
 
     def _table_change(self, batch: _Batch, c: ch.Change) -> None:
         """A change of the table itself, an event of its schema aggregate (or only its state)."""
@@ -351,7 +355,7 @@ class Capture:
             batch.set_state(oid.hex, c.table, None, previous or RecordState(0, "", True))
 
     def _delete(self, batch: _Batch, c: ch.Change, key: dict[str, Any], schema_version: int) -> None:
-        oid = self._oid(c.table, key)
-        state = batch.state(oid.hex)
+        oid, hex_id = self._oid(c.table, key)
+        state = batch.state(hex_id)
         if state is not None and state.live:
-            batch.add(RecordDeleted, c, oid, key, None, False, schema_version)
+            batch.add(RecordDeleted, c, oid, key, None, False, schema_version, hex_id)

@@ -88,7 +88,7 @@ def _plain(o: Any) -> Any:
 def image_hash(row: dict[str, Any]) -> str:
     """Digest of a row image; null columns are left out so that adding a
     nullable column to a table does not change the digest of existing rows."""
-    present = {k: v for k, v in row.items() if v is not None}
+    present = {k: v for k, v in row.items() if v is not None} if None in row.values() else row
     return hashlib.sha256(_canonical_bytes(present)).hexdigest()[:32]
 
 
