@@ -7,10 +7,10 @@
   chunk: each chunk of a keyed table is one ``COPY (SELECT ... WHERE key >
   last ORDER BY key LIMIT n) TO STDOUT`` in that transaction, split and
   converted column by column (copytext.py, ``Types.rows``); a table without
-  key is read through a cursor over its distinct rows.  The temporary slot's consistent point ``P`` splits the WAL
-  exactly: commits starting before ``P`` are visible in the snapshot, later
-  ones are not.  The session's rows are handed out once the stream reaches
-  the marker.
+  key is read through a cursor over its distinct rows.  The temporary
+  slot's consistent point ``P`` splits the WAL exactly: commits starting
+  before ``P`` are visible in the snapshot, later ones are not.  The
+  session's rows are handed out once the stream reaches the marker.
 * Each chunk is recorded (position of its last row, ``P``, its last key,
   done flag; table ``exchange_capture.chunks``).  The key ranges read at one
   snapshot form a *region*; a streamed change to a row is emitted only when
