@@ -68,6 +68,7 @@ class _Batch:
     table_ids: dict[str, str]
     passes: dict[str, int]
     encode: Callable[[Any], bytes]
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # the events' timestamp
     events: list[RecordEvent] = field(default_factory=list)
     states: dict[str, RecordState] = field(default_factory=dict)
 
@@ -80,17 +81,19 @@ class _Batch:
         return self.table_ids[table]
 
     def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any] | None,
-            image_digest: str | None, live: bool, schema_version: int, **fields: Any) -> None:
-        """Append the record's next event; ``key`` None for the table's schema aggregate."""
+            image_digest: str | None, live: bool, schema_version: int, hex_id: str | None = None,
+            **fields: Any) -> None:
+        """Append the record's next event; ``key`` None for the table's schema aggregate; ``hex_id``
+        the id's hex, when known."""
         resource = change.table
-        hex_id = oid.hex
+        hex_id = hex_id or oid.hex
         previous = self.state(hex_id)
         version = previous.version + 1 if previous else 1
         self.events.append(
             cls(
                 originator_id=oid,
                 originator_version=version,
-                timestamp=datetime.now(timezone.utc),
+                timestamp=self.now,
                 agency=self.agency,
                 resource=resource,
                 key=key if key is not None else {},
@@ -126,12 +129,16 @@ class _Batch:
         self.events = []
 
 
+_SIZED = (str, bytes)
+
+
 def change_bytes(change: ch.Change) -> int:
     """About the bytes of a change's row images (what its events will hold)."""
     size = 64
     for image in (change.before, change.after):
-        for name, value in (image or {}).items():
-            size += len(name) + (len(value) if isinstance(value, (str, bytes)) else len(str(value)))
+        if image:
+            size += sum(map(len, image)) + sum([len(v) if isinstance(v, _SIZED) else len(str(v))
+                                                for v in image.values()])
     return size
 
 
@@ -155,8 +162,10 @@ class Capture:
     def __init__(self, agency: str, source: ch.CaptureSource, recorder: NodeRecorder, batch_size: int = 2000,
                  policy: FieldPolicy | None = None,
                  on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS,
-                 batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None):
+                 batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None,
+                 snapshot_batch_size: int = 10000):
         self.agency = agency
+        self.snapshot_batch_size = snapshot_batch_size
         self.batch_bytes = batch_bytes
         self.watchdog = watchdog or Watchdog(float("inf"), metrics.stalls)
         self.metrics = metrics
@@ -186,6 +195,7 @@ class Capture:
         inside a source transaction included: what is stored is skipped)."""
         with self.watchdog.step("capture", f"the source to return changes after position {self.position}"):
             changes = self.source.read(self.position, self.batch_size)
+            changes += self._more_snapshot_rows(changes)
         if not changes:
             return 0
         if self.policy:  # field policy: excluded and unmasked values never become events
@@ -202,6 +212,22 @@ class Capture:
         for op, count in Counter(c.op for c in changes).items():
             self.metrics.changes_captured.labels(op).inc(count)
         return len(changes)
+
+    def _more_snapshot_rows(self, changes: list[ch.Change]) -> list[ch.Change]:
+        """While a snapshot is read (a full read ending with a snapshot row), further reads, up to
+        ``snapshot_batch_size`` changes and ``batch_bytes`` in all: stored in one transaction, a
+        snapshot's rows cost the store less (each transaction rewrites the index pages it touches)."""
+        more: list[ch.Change] = []
+        last = changes
+        if len(changes) < self.batch_size or changes[-1].op != ch.SNAPSHOT:
+            return more
+        size = sum(map(change_bytes, changes))
+        while len(last) >= self.batch_size and last[-1].op == ch.SNAPSHOT and \
+                len(changes) + len(more) + self.batch_size <= self.snapshot_batch_size and size < self.batch_bytes:
+            last = self.source.read(last[-1].position, self.batch_size)
+            more += last
+            size += sum(map(change_bytes, last))
+        return more
 
     def _store(self, changes: list[ch.Change]) -> None:
         """The events of ``changes`` and the position of the last one, in one store transaction (more
@@ -264,7 +290,7 @@ class Capture:
             self.passes[table] = state.mark
 
     def _batch(self, changes: list[ch.Change]) -> _Batch:
-        self._ids: dict[tuple, UUID] = {}
+        self._ids: dict[tuple, tuple[UUID, str]] = {}
         oids = set()
         for c in changes:
             if c.table not in self.schema_versions:
@@ -273,7 +299,7 @@ class Capture:
                 oids.add(schema_id(self.agency, c.table).hex)
             for image in (c.before, c.after):
                 if image is not None and c.table in self.keys:
-                    oids.add(self._oid(c.table, self._key(c.table, image)).hex)
+                    oids.add(self._oid(c.table, self._key(c.table, image))[1])
         return _Batch(self.agency, self.recorder.record_states(sorted(oids)), self.table_ids, self.passes,
                       self.mapper.transcoder.encode)
 
@@ -283,16 +309,18 @@ class Capture:
     def _key(self, table: str, image: dict[str, Any]) -> dict[str, Any]:
         return {k: image[k] for k in self.keys[table]}
 
-    def _oid(self, table: str, key: dict[str, Any]) -> UUID:
-        """The record id of ``key`` in ``table``, computed once per batch."""
+    def _oid(self, table: str, key: dict[str, Any]) -> tuple[UUID, str]:
+        """The record id of ``key`` in ``table`` and its hex, computed once per batch."""
         try:
             cache_key = (table, *key.values())
             return self._ids[cache_key]
         except TypeError:  # a key value that is a list (an array column)
-            return record_id(self.agency, table, key)
+            oid = record_id(self.agency, table, key)
+            return oid, oid.hex
         except KeyError:
-            self._ids[cache_key] = oid = record_id(self.agency, table, key)
-            return oid
+            oid = record_id(self.agency, table, key)
+            self._ids[cache_key] = found = (oid, oid.hex)
+            return found
 
     def _translate_one(self, batch: _Batch, c: ch.Change) -> None:
         if c.op in (ch.SCHEMA, ch.TRUNCATE, ch.SNAPSHOT_BEGIN, ch.SNAPSHOT_END):
@@ -308,22 +336,22 @@ class Capture:
             old_key = self._key(c.table, c.before)
             if old_key != key:  # the primary key itself changed: a different record
                 self._delete(batch, c, old_key, schema_version)
-        oid = self._oid(c.table, key)
-        state = batch.state(oid.hex)
+        oid, hex_id = self._oid(c.table, key)
+        state = batch.state(hex_id)
         digest = image_hash(c.after)
         if state is None or not state.live:
-            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, row=c.after)
+            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, hex_id, row=c.after)
         elif c.op == ch.UPDATE and c.before is not None and self._key(c.table, c.before) == key:
             changed = {k: v for k, v in c.after.items() if k not in c.before or c.before[k] != v}
             if changed:
-                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=changed)
+                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=changed)
             else:
-                batch.touch(oid.hex, c.table, key)
+                batch.touch(hex_id, c.table, key)
         elif digest != state.image_hash:
             # A snapshot row (or an insert over a row we hold) that differs from what we hold.
-            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, changed=c.after)
+            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=c.after)
         else:
-            batch.touch(oid.hex, c.table, key)
+            batch.touch(hex_id, c.table, key)
 
     def _table_change(self, batch: _Batch, c: ch.Change) -> None:
         """A change of the table itself, an event of its schema aggregate (or only its state)."""
@@ -346,7 +374,7 @@ class Capture:
             batch.set_state(oid.hex, c.table, None, previous or RecordState(0, "", True))
 
     def _delete(self, batch: _Batch, c: ch.Change, key: dict[str, Any], schema_version: int) -> None:
-        oid = self._oid(c.table, key)
-        state = batch.state(oid.hex)
+        oid, hex_id = self._oid(c.table, key)
+        state = batch.state(hex_id)
         if state is not None and state.live:
-            batch.add(RecordDeleted, c, oid, key, None, False, schema_version)
+            batch.add(RecordDeleted, c, oid, key, None, False, schema_version, hex_id)

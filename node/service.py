@@ -68,7 +68,8 @@ class Node:
             source = ReadAhead(self.open_source)
             capture = Capture(self.agency, source, self.recorder, self.cfg.source.batch_size, self.policy,
                               on_stored=self.identifiers.count, metrics=self.metrics,
-                              batch_bytes=self.cfg.source.batch_bytes, watchdog=self.watchdog)
+                              batch_bytes=self.cfg.source.batch_bytes, watchdog=self.watchdog,
+                              snapshot_batch_size=self.cfg.source.snapshot_batch_size)
             if hasattr(source, "watch"):  # file drops: wake up when a file arrives
                 source.watch(self.wake.set)
         except Exception:

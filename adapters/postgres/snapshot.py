@@ -4,10 +4,13 @@
   a temporary slot with an exported snapshot, imports it into a REPEATABLE
   READ transaction and reads the tables that are not done yet, each from the
   key after its last stored chunk, in key order, ``snapshot_chunk`` rows per
-  chunk.  The temporary slot's consistent point ``P`` splits the WAL
-  exactly: commits starting before ``P`` are visible in the snapshot, later
-  ones are not.  The session's rows are handed out once the stream reaches
-  the marker.
+  chunk: each chunk of a keyed table is one ``COPY (SELECT ... WHERE key >
+  last ORDER BY key LIMIT n) TO STDOUT`` in that transaction, split and
+  converted column by column (copytext.py, ``Types.rows``); a table without
+  key is read through a cursor over its distinct rows.  The temporary
+  slot's consistent point ``P`` splits the WAL exactly: commits starting
+  before ``P`` are visible in the snapshot, later ones are not.  The
+  session's rows are handed out once the stream reaches the marker.
 * Each chunk is recorded (position of its last row, ``P``, its last key,
   done flag; table ``exchange_capture.chunks``).  The key ranges read at one
   snapshot form a *region*; a streamed change to a row is emitted only when
@@ -32,21 +35,26 @@
   yet is emitted when an earlier pass of the table completed (the node holds
   the table, and the pass will read the key later anyway), else not.
 
-A snapshot waits for the transactions running when it starts.
+A snapshot waits for the transactions running when it starts.  While it
+reads a table it logs its progress (rows read in the pass, of about how
+many, and the rate) every ``PROGRESS_EVERY`` seconds and when the table is done.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 import psycopg2.extras
 
 from adapters.passes import Chunk, Regions
-from adapters.postgres import pgoutput
+from adapters.postgres import copytext, pgoutput
 from adapters.postgres.catalog import Table, estimated_rows, load_table
 from adapters.postgres.dialect import BOOKKEEPING, COPY_COLUMN, connect, qualified, quote, raw_text
 from adapters.postgres.keyless import CopyCounts, digest
@@ -59,6 +67,9 @@ from exchange.contracts.changes import Position, SourceNotReady
 MARKER_PREFIX = "exchange_snapshot"
 REQUEST_PREFIX = "exchange_resnapshot"  # transactional message: re-read the tables it names (resnapshot.py)
 MARKER_PAD = 4096  # bytes of WAL per marker: its gap holds MARKER_PAD << SHIFT positions
+PROGRESS_EVERY = 10.0  # seconds between progress lines of a table's snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,14 +84,46 @@ class Session:
     end: int  # first position past the gap
     started: datetime
     active: bool = False  # the stream has reached the marker
-    cursor: Any = None
-    table: Table | None = None
+    cursor: Any = None  # the open cursor over a keyless table's rows
+    table: Table | None = None  # the table being read
+    last_key: list[str] | None = None  # the text values of the last key the session read of it
+    progress: _Progress | None = None  # of the table's pass
 
     def position(self) -> Position:
         self.next += 1
         if self.next >= self.end:
             raise RuntimeError("snapshot gap exhausted")  # Snapshots.chunk ends sessions long before
         return Position(self.next)
+
+
+@dataclass
+class _Progress:
+    """A table's snapshot pass as its progress lines tell it."""
+
+    resource: str
+    pass_no: int
+    rows: int  # read in the pass so far, by this session and earlier ones
+    estimate: int  # the planner's row count of the table
+    started: float = field(default_factory=time.monotonic)  # when this session began reading it
+    read: int = 0  # rows this session read
+    next_line: float = 0.0
+
+    def add(self, rows: int, done: bool) -> None:
+        """Count ``rows`` read; log a line when the table is done or the last line is old enough."""
+        self.rows += rows
+        self.read += rows
+        now = time.monotonic()
+        if not done and now < self.next_line:
+            return
+        self.next_line = now + PROGRESS_EVERY
+        rate = self.read / max(now - self.started, 1e-6)
+        if done:
+            log.info("snapshot of %s (pass %d) done: %d rows read, %.0f rows/s", self.resource, self.pass_no,
+                     self.rows, rate, extra={"table": self.resource, "rows": self.rows, "pass": self.pass_no})
+        else:
+            log.info("snapshot of %s (pass %d): %d of about %d rows read, %.0f rows/s", self.resource, self.pass_no,
+                     self.rows, max(self.estimate, self.rows), rate,
+                     extra={"table": self.resource, "rows": self.rows, "pass": self.pass_no})
 
 
 class Snapshots:
@@ -173,7 +216,7 @@ class Snapshots:
         s = self.session
         if not s.resources or s.end - s.next < 2 * self.chunk_size + 10:
             return None  # done, or the gap is nearly full: the next session goes on
-        if s.cursor is None:
+        if s.table is None:
             self._open_table(s, s.resources[0])
         resource = s.table.resource
         chunks = self._regions.chunks(resource)
@@ -185,13 +228,18 @@ class Snapshots:
         if schema != self._history.before(resource, s.next + 1):
             changes.append(self._history.change(s.position(), resource, schema, s.started))
         size = max(1, min(self.chunk_size, room - len(changes)))
-        rows = s.cursor.fetchmany(size)
-        last_key = None
-        for values in rows:
+        if s.progress is None or s.progress.pass_no != pass_no:  # a new pass began while the session read the table
+            s.progress = self._progress(resource, pass_no)
+        values = self._fetch(s, size)
+        count = len(values[0])
+        if count:
             changes += self._rows(s, values)
-            last_key = [values[-1]] if s.table.keyless else [values[s.table.columns.index(s.table.column(k))]
-                                                              for k in s.table.key]
-        done = len(rows) < size
+            last_key = [values[-1][-1]] if s.table.keyless else [values[s.table.columns.index(s.table.column(k))][-1]
+                                                                 for k in s.table.key]
+            s.last_key = last_key
+        else:
+            last_key = None
+        done = count < size
         if done and pass_no:
             changes.append(ch.Change(s.position(), resource, ch.SNAPSHOT_END, commit_time=s.started))
         if last_key is None and chunks:
@@ -202,36 +250,68 @@ class Snapshots:
             cur.execute(f"INSERT INTO {BOOKKEEPING}.chunks (slot, resource, position, point, last_key, done, pass, "
                         "rows) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         (self.slot, resource, position, s.point, json.dumps(last_key) if last_key is not None else None,
-                         done, pass_no, len(rows)))
+                         done, pass_no, count))
+        s.progress.add(count, done)
         if done:
-            s.cursor.close()
-            s.cursor = None
+            if s.cursor is not None:
+                s.cursor.close()
+                s.cursor = None
+            s.table, s.progress = None, None
             s.resources.pop(0)
         return changes
 
     def _open_table(self, s: Session, resource: str) -> None:
-        """Load the table in the snapshot and open a cursor on its rows after the last stored key."""
+        """Load the table in the snapshot; for a table without key, open a cursor on its rows after the
+        last stored key."""
         with s.connection.cursor() as cur:
-            s.table = load_table(cur, resource, self.keys.get(resource, ()))
-        if s.table is None:
+            table = load_table(cur, resource, self.keys.get(resource, ()))
+        if table is None:
             raise SourceNotReady(f"table {resource!r} no longer exists in database {self.database!r}")
-        last_key = self._regions.last_key(resource)
-        sql, key = _snapshot_sql(s.table)
-        if last_key is not None:
-            sql += f" WHERE ({key}) > ({', '.join(['%s'] * len(last_key))})"
-        s.cursor = s.connection.cursor(name="exchange_snapshot")
-        raw_text(s.cursor)
-        s.cursor.execute(f"{sql} ORDER BY {key}", last_key)
+        s.table, s.last_key = table, self._regions.last_key(resource)
+        if table.keyless:  # its rows are grouped: one query, not one per chunk
+            sql, key = _snapshot_sql(table, s.last_key)
+            s.cursor = s.connection.cursor(name="exchange_snapshot")
+            raw_text(s.cursor)
+            s.cursor.execute(f"{sql} ORDER BY {key}", s.last_key)
 
-    def _rows(self, s: Session, values: tuple) -> list[ch.Change]:
+    def _progress(self, resource: str, pass_no: int) -> _Progress:
+        """The progress of the pass, with the rows earlier sessions read."""
+        with self._db().cursor() as cur:
+            cur.execute(f"SELECT coalesce(sum(rows), 0) FROM {BOOKKEEPING}.chunks WHERE slot = %s AND resource = %s "
+                        "AND pass = %s", (self.slot, resource, pass_no))
+            rows = int(cur.fetchone()[0])
+            return _Progress(resource, pass_no, rows, estimated_rows(cur, resource))
+
+    def _fetch(self, s: Session, size: int) -> list[list[str | None]]:
+        """The next ``size`` rows (at most) of the session's table after its last key read, as columns
+        of text values (for a table without key: its columns, each row's count and its sort key)."""
         table = s.table
-        row = self._types.row(table.columns, values)
+        if table.keyless:
+            rows = s.cursor.fetchmany(size)
+            return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(len(table.columns) + 2)]
+        sql, key = _snapshot_sql(table, s.last_key)
+        data = io.StringIO()
+        with s.connection.cursor() as cur:
+            query = cur.mogrify(f"{sql} ORDER BY {key} LIMIT {int(size)}", s.last_key).decode()
+            cur.copy_expert(f"COPY ({query}) TO STDOUT", data)
+        return copytext.columns(data.getvalue(), len(table.columns))
+
+    def _rows(self, s: Session, values: list[list[str | None]]) -> list[ch.Change]:
+        table = s.table
+        rows = self._types.rows(table.columns, values)
         if not table.keyless:
-            return [ch.Change(s.position(), table.resource, ch.SNAPSHOT, after=row, commit_time=s.started)]
-        count = int(values[len(table.columns)])
-        changes = [ch.Change(s.position(), table.resource, ch.SNAPSHOT, after={**row, COPY_COLUMN: copy},
-                             commit_time=s.started) for copy in range(count)]
-        self._copies.set(table.resource, digest(row), changes[-1].position, count)
+            first = s.next + 1
+            s.next += len(rows)
+            if s.next >= s.end:
+                raise RuntimeError("snapshot gap exhausted")  # Snapshots.chunk ends sessions long before
+            return [ch.Change(Position(p), table.resource, ch.SNAPSHOT, after=row, commit_time=s.started)
+                    for p, row in zip(range(first, s.next + 1), rows)]
+        changes = []
+        for row, count in zip(rows, map(int, values[len(table.columns)])):
+            copies = [ch.Change(s.position(), table.resource, ch.SNAPSHOT, after={**row, COPY_COLUMN: copy},
+                                commit_time=s.started) for copy in range(count)]
+            self._copies.set(table.resource, digest(row), copies[-1].position, count)
+            changes += copies
         return changes
 
     # -- regions ------------------------------------------------------------------
@@ -260,13 +340,18 @@ class Snapshots:
             return cur.fetchone()[0]
 
 
-def _snapshot_sql(table: Table) -> tuple[str, str]:
-    """A query of the table's rows, and the key expression to order it by.  A
-    table without key gives one row per distinct content, then its count and
-    its text (the sort key, in collation C)."""
+def _snapshot_sql(table: Table, last_key: list[str] | None) -> tuple[str, str]:
+    """A query of the table's rows after ``last_key`` (a placeholder per value), and the key expression
+    to order it by.  A table without key gives one row per distinct content, then its count and its text
+    (the sort key, in collation C)."""
     if table.keyless:
         columns = ", ".join(f"(g.r).{quote(c.name)}" for c in table.columns)
-        return (f"SELECT {columns}, g.n, g.k FROM (SELECT (array_agg(t))[1] AS r, count(*) AS n, "
-                f't::text COLLATE "C" AS k FROM {qualified(table.resource)} t GROUP BY 3) g', "g.k")
-    columns = ", ".join(f"t.{quote(c.name)}" for c in table.columns)
-    return f"SELECT {columns} FROM {qualified(table.resource)} t", ", ".join(f"t.{quote(k)}" for k in table.key)
+        sql = (f"SELECT {columns}, g.n, g.k FROM (SELECT (array_agg(t))[1] AS r, count(*) AS n, "
+               f't::text COLLATE "C" AS k FROM {qualified(table.resource)} t GROUP BY 3) g')
+        key = "g.k"
+    else:
+        columns = ", ".join(f"t.{quote(c.name)}" for c in table.columns)
+        sql, key = f"SELECT {columns} FROM {qualified(table.resource)} t", ", ".join(f"t.{quote(k)}" for k in table.key)
+    if last_key is not None:
+        sql += f" WHERE ({key}) > ({', '.join(['%s'] * len(last_key))})"
+    return sql, key

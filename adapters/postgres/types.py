@@ -195,6 +195,17 @@ class Types:
                 self._names[(oid, typmod)] = cur.fetchone()[0]
         return self._names[(oid, typmod)]
 
-    def row(self, columns: Sequence[Any], values: Sequence[str | None]) -> dict[str, Any]:
-        """The row dict of text ``values`` of ``columns`` (each with ``name`` and ``type_oid``)."""
-        return {c.name: None if v is None else self.parser(c.type_oid)(v) for c, v in zip(columns, values)}
+    def rows(self, columns: Sequence[Any], values: Sequence[Sequence[str | None]]) -> list[dict[str, Any]]:
+        """The row dicts of ``values``, one list of text values (or None) per column of ``columns``
+        (each with ``name`` and ``type_oid``), converted column by column (one parser per column, none for text)."""
+        converted = []
+        for column, texts in zip(columns, values):
+            parse = self.parser(column.type_oid)
+            if parse is text:
+                converted.append(texts)
+            elif None in texts:
+                converted.append([None if v is None else parse(v) for v in texts])
+            else:
+                converted.append(list(map(parse, texts)))
+        names = [c.name for c in columns]
+        return [dict(zip(names, row)) for row in zip(*converted)]

@@ -9,6 +9,8 @@ moving a module never breaks stored events.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import hashlib
 import json
 import uuid
@@ -23,10 +25,11 @@ from eventsourcing.persistence import (
     DecimalAsStr,
     JSONTranscoder,
     Mapper,
+    StoredEvent,
     Transcoding,
     UUIDAsHex,
 )
-from eventsourcing.utils import register_topic
+from eventsourcing.utils import get_topic, register_topic
 
 from exchange.contracts import fastjson
 
@@ -37,9 +40,16 @@ SCHEMA_KEY = {"__schema__": True}
 
 def record_id(agency: str, resource: str, key: dict[str, Any]) -> uuid.UUID:
     """The aggregate id of one source row."""
-    # uuid.uuid5 of the canonical JSON, from its bytes
-    digest = hashlib.sha1(_NAMESPACE.bytes + _canonical_bytes([agency, resource, key])).digest()
+    # uuid.uuid5 of the canonical JSON of [agency, resource, key], from its bytes
+    digest = hashlib.sha1(_id_prefix(agency, resource) + _canonical_bytes(key) + b"]").digest()
     return uuid.UUID(bytes=digest[:16], version=5)
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_prefix(agency: str, resource: str) -> bytes:
+    """The namespace and the canonical JSON of ``[agency, resource, key]`` up to the key (a list's
+    canonical JSON is its items' joined by commas)."""
+    return _NAMESPACE.bytes + _canonical_bytes([agency, resource])[:-1] + b","
 
 
 def schema_id(agency: str, resource: str) -> uuid.UUID:
@@ -80,7 +90,7 @@ def _plain(o: Any) -> Any:
 def image_hash(row: dict[str, Any]) -> str:
     """Digest of a row image; null columns are left out so that adding a
     nullable column to a table does not change the digest of existing rows."""
-    present = {k: v for k, v in row.items() if v is not None}
+    present = {k: v for k, v in row.items() if v is not None} if None in row.values() else row
     return hashlib.sha256(_canonical_bytes(present)).hexdigest()[:32]
 
 
@@ -169,7 +179,28 @@ class TimeAsISO(Transcoding):
 
 
 class FastJSONTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, writing the same bytes by orjson where it can (exchange.contracts.fastjson)."""
+    """The library's JSON transcoder, writing the same bytes by orjson where it can (exchange.contracts.fastjson).
+
+    The last few datetimes it wrote are remembered by identity: the events of
+    one capture batch share their timestamp, and a snapshot's rows their commit time."""
+
+    _REMEMBERED = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._datetimes: dict[int, tuple[datetime, dict[str, Any]]] = {}  # the object is kept: its id stays its own
+
+    def _encode_obj(self, o: Any) -> dict[str, Any]:
+        if type(o) is not datetime:
+            return super()._encode_obj(o)
+        found = self._datetimes.get(id(o))
+        if found is not None and found[0] is o:
+            return found[1]
+        encoded = super()._encode_obj(o)
+        if len(self._datetimes) >= self._REMEMBERED:
+            self._datetimes.clear()
+        self._datetimes[id(o)] = (o, encoded)
+        return encoded
 
     def encode(self, obj: Any) -> bytes:
         if fastjson.plain_value(obj):
@@ -184,9 +215,64 @@ TRANSCODINGS: tuple[Transcoding, ...] = (UUIDAsHex(), DecimalAsStr(), DatetimeAs
                                          BytesAsBase64())
 
 
+_HEAD = ("timestamp", "agency", "resource", "key")
+_MIDDLE = ("position", "commit_time", "txid", "schema_version", "event_schema_version")
+
+
+def _row_events() -> dict[type, str | None]:
+    """Row event classes whose state is the common fields in the order of ``_HEAD`` and ``_MIDDLE``,
+    then at most one field of their own: its name (None without one)."""
+    found: dict[type, str | None] = {}
+    for cls in (RecordCreated, RecordUpdated, RecordDeleted):
+        names = [f.name for f in dataclasses.fields(cls)][2:]  # after originator_id and version
+        own = names[len(_HEAD) + len(_MIDDLE):]
+        if names[:len(_HEAD) + len(_MIDDLE)] == [*_HEAD, *_MIDDLE] and len(own) <= 1 and \
+                getattr(cls, "class_version", 1) == 1:
+            found[cls] = own[0] if own else None
+    return found
+
+
+class RecordMapper(Mapper):
+    """The library's mapper, writing the same bytes quicker for row events: the fields the events of
+    a batch share (timestamp, agency, table, commit time, ...) are encoded once, and each event's key,
+    position and row are joined to them (JSON of an object is its members' JSON, joined)."""
+
+    _ROW_EVENTS = _row_events()
+
+    def __init__(self, transcoder: Any):
+        super().__init__(transcoder=transcoder)
+        self._head: tuple[Any, ...] = (object(),)  # the last shared fields and their bytes
+        self._middle: tuple[Any, ...] = (object(),)
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        position = getattr(domain_event, "position", None)
+        if type(domain_event) not in self._ROW_EVENTS or self.compressor or self.cipher or \
+                type(position) is not int or not -2 ** 63 <= position < 2 ** 63:
+            return super().to_stored_event(domain_event)
+        e = domain_event
+        own = self._ROW_EVENTS[type(e)]
+        own_value = getattr(e, own) if own else None
+        if own and type(own_value) is not dict:
+            return super().to_stored_event(domain_event)
+        head, middle = self._head, self._middle
+        # datetimes by identity (equal ones may print differently), the rest by type and value
+        if not (head[0] is e.timestamp and head[1] == e.agency and head[2] == e.resource
+                and type(e.agency) is str and type(e.resource) is str):
+            encoded = self.transcoder.encode({"timestamp": e.timestamp, "agency": e.agency, "resource": e.resource})
+            head = self._head = (e.timestamp, e.agency, e.resource, encoded[:-1] + b',"key":')
+        shared = (e.commit_time, e.txid, e.schema_version, e.event_schema_version, own)
+        if not (middle[0] is shared[0] and all(type(a) is type(b) and a == b for a, b in zip(middle[1:5], shared[1:]))):
+            encoded = self.transcoder.encode(dict(zip(_MIDDLE[1:], shared[:4])))
+            middle = self._middle = (*shared, b"," + encoded[1:-1] + (f',"{own}":'.encode() if own else b""))
+        state = b"".join((head[3], self.transcoder.encode(e.key), b',"position":', str(position).encode(),
+                          middle[5], self.transcoder.encode(own_value) if own else b"", b"}"))
+        return StoredEvent(originator_id=e.originator_id, originator_version=e.originator_version,
+                           topic=get_topic(type(e)), state=state)
+
+
 def make_mapper() -> Mapper:
     """The mapper every store uses to turn record events into stored bytes."""
     transcoder = FastJSONTranscoder()
     for transcoding in TRANSCODINGS:
         transcoder.register(transcoding)
-    return Mapper(transcoder=transcoder)
+    return RecordMapper(transcoder)

@@ -27,6 +27,7 @@ from adapters.postgres.target import PostgresTarget
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, SourceNotReady
+from exchange.contracts.events import RecordCreated
 from exchange.store import EventStore
 from exchange.tools.replay import replay
 from exchange.tools.verify import verify
@@ -423,6 +424,51 @@ def test_existing_rows_arrive_in_chunks_without_gap_or_duplicate_despite_writes(
     assert [c.op for c in changes[:2]] == [ch.SCHEMA, ch.SNAPSHOT]
     assert positions_increase(changes)
     assert fold(changes) == app.rows("people")
+
+
+def test_snapshot_rows_arrive_with_exact_values(app, sources):
+    app.run(TYPES)
+    awkward = ["tab\there", "line\nbreak\r\n", "back\\slash \\N", "\\N", "", "\b\f\v\x01 end"]
+    rows = [ROW, {"id": 2}] + [{"id": 3 + i, "name": text, "tags": [text, None]} for i, text in enumerate(awkward)]
+    for row in rows:
+        app.run(f"INSERT INTO kinds ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})", params(row))
+    changes = [c for c in drain(sources(["kinds"], snapshot_chunk=3)) if c.op == ch.SNAPSHOT]
+
+    assert changes[0].after == ROW
+    assert all(type(changes[0].after[k]) is type(v) for k, v in ROW.items())
+    assert changes[1].after == {**{k: None for k in ROW}, "id": 2}
+    assert [c.after["name"] for c in changes[2:]] == awkward
+    assert [c.after["tags"] for c in changes[2:]] == [[text, None] for text in awkward]
+
+
+def test_a_snapshot_logs_its_progress(app, sources, caplog):
+    people(app, 25)
+    with caplog.at_level("INFO", logger="adapters.postgres.snapshot"):
+        drain(sources(snapshot_chunk=10))
+    lines = [r.getMessage() for r in caplog.records if r.name == "adapters.postgres.snapshot"]
+    assert lines[0].startswith("snapshot of people (pass 0): 10 of about ")
+    assert lines[-1].startswith("snapshot of people (pass 0) done: 25 rows read, ")
+
+
+def test_snapshot_rows_are_stored_up_to_snapshot_batch_size_at_a_time(app, sources, tmp_path):
+    people(app, 100)
+    app.run("CREATE TABLE other (id integer PRIMARY KEY)")
+    store = EventStore(f"sqlite:///{tmp_path / 'node.db'}")
+    recorder = store.node_recorder(AGENCY)
+    stored, insert = [], recorder.insert_events
+    recorder.insert_events = lambda events, **kwargs: stored.append(len(events)) or insert(events, **kwargs)
+    capture = Capture(AGENCY, sources(["people", "other"], snapshot_chunk=10), recorder, batch_size=10,
+                      snapshot_batch_size=50)
+    while capture.step():
+        pass
+    app.run("INSERT INTO other SELECT generate_series(1, 30)")  # streamed: batch_size at a time
+    while capture.step():
+        pass
+
+    assert stored == [50, 50, 2, 10, 10, 10]  # schemas and rows of people, the schema of other; inserts
+    created = [e for e in map(capture.mapper.to_domain_event, recorder.read(0, 500)) if isinstance(e, RecordCreated)]
+    assert len({e.originator_id for e in created}) == len(created) == 130
+    store.close()
 
 
 def test_an_interrupted_snapshot_resumes_from_the_last_stored_chunk(app, sources):
