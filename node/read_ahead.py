@@ -16,10 +16,18 @@ because connections belong to the thread that opened them.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 from exchange.contracts import changes as ch
+
+log = logging.getLogger(__name__)
+
+
+def _log_failure(future: Future) -> None:
+    if future.exception() is not None:
+        log.warning("acknowledging a position to the source failed: %s", future.exception())
 
 
 class ReadAhead:
@@ -47,10 +55,14 @@ class ReadAhead:
 
     def acknowledge(self, position: ch.Position) -> None:
         """Confirm ``position`` to the source without waiting for a read ahead to finish first
-        (a failure shows at the next acknowledgement)."""
+        (a failure shows at the next acknowledgement, or in the log when a later one came first)."""
         previous, self._acknowledged = self._acknowledged, self._thread.submit(self._source.acknowledge, position)
-        if previous is not None and previous.done():
+        if previous is None:
+            return
+        if previous.done():
             previous.result()
+        else:  # superseded by this one; a failure of it is still logged
+            previous.add_done_callback(_log_failure)
 
     def close(self) -> None:
         """Close the source once a read ahead has finished."""
