@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence
 
+from adapters import sql
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import ApplyTarget, RowOp, TableSchema
+from exchange.contracts.changes import ApplyTarget, Run, TableSchema
 from exchange.contracts.errors import OperationFailed
 from exchange.contracts.events import (
     RecordCreated,
@@ -35,6 +36,8 @@ class ApplyError(OperationFailed):
 class _Row:
     """The net effect of a batch's events on one row."""
 
+    table: str
+    key: dict[str, Any]
     delete_first: bool = False  # the row existed before the batch and was deleted
     insert: dict[str, Any] | None = None  # the full row to insert
     update: dict[str, Any] | None = None  # changed columns of a row that existed before the batch
@@ -45,11 +48,11 @@ class NetChanges:
 
     Rows are independent of each other (targets only have primary keys), so
     the reduced operations can be applied grouped by kind and shape: all
-    deletes, then inserts, then updates, each in large executemany runs.
+    deletes, then inserts, then updates, each run with one statement.
     """
 
     def __init__(self) -> None:
-        self.rows: dict[tuple, tuple[str, dict[str, Any], _Row]] = {}
+        self.rows: dict[tuple, _Row] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -58,39 +61,47 @@ class NetChanges:
         """Fold one record event into the net effect on its row."""
         ident: tuple = (record.resource, *record.key.values())
         try:
-            entry = self.rows.get(ident)
+            row = self.rows.get(ident)
         except TypeError:  # a key value that is a list (an array column)
             ident = (record.resource, canonical_json(record.key))
-            entry = self.rows.get(ident)
-        if entry is None:
-            entry = self.rows[ident] = (record.resource, record.key, _Row())
-        row = entry[2]
+            row = self.rows.get(ident)
+        kind = record.kind
+        if row is None:
+            row = self.rows[ident] = _Row(record.resource, record.key)
         # Row images are never changed in place: the records they come from may be shared.
-        if record.kind == CREATED:
+        if kind == CREATED:
             row.insert, row.update = record.values, None
-        elif record.kind == UPDATED:
+        elif kind == UPDATED:
             if row.insert is not None:
                 row.insert = {**row.insert, **(record.values or {})}
             else:
                 row.update = {**row.update, **(record.values or {})} if row.update else record.values
-        elif record.kind == DELETED:
+        elif kind == DELETED:
             if row.insert is None:
                 row.delete_first = True
             row.insert = row.update = None
         else:
-            raise ApplyError(f"unknown event type {record.kind}")
+            raise ApplyError(f"unknown event type {kind}")
 
-    def ops(self) -> list[RowOp]:
-        """The net operations: deletes, inserts, updates, each grouped by table and columns."""
-        runs: dict[tuple[int, str, tuple[str, ...]], list[RowOp]] = {}
-        for table, key, row in self.rows.values():
+    def runs(self) -> list[Run]:
+        """The net operations as runs of one shape: deletes, inserts, updates, each grouped by table and
+        columns, with each row's parameters made here (no per-row operation object)."""
+        groups: dict[tuple[int, str, tuple[str, ...], tuple[str, ...], tuple[bool, ...]], list[tuple]] = {}
+        for row in self.rows.values():
+            nulls, key = sql.key_params(row.key.values())
             if row.delete_first:
-                runs.setdefault((0, table, ()), []).append(RowOp(table, ch.DELETE, key))
+                groups.setdefault((0, row.table, (), tuple(row.key), nulls), []).append(key)
             if row.insert is not None:
-                runs.setdefault((1, table, tuple(row.insert)), []).append(RowOp(table, ch.INSERT, key, row.insert))
+                groups.setdefault((1, row.table, tuple(row.insert), tuple(row.key), ()), []).append(
+                    tuple(row.insert.values()))
             elif row.update and not row.delete_first:
-                runs.setdefault((2, table, tuple(row.update)), []).append(RowOp(table, ch.UPDATE, key, row.update))
-        return [op for shape in sorted(runs) for op in runs[shape]]
+                groups.setdefault((2, row.table, tuple(row.update), tuple(row.key), nulls), []).append(
+                    (*row.update.values(), *key))
+        return [Run(table, _OPS[order], columns, key, nulls, rows)
+                for (order, table, columns, key, nulls), rows in sorted(groups.items())]
+
+
+_OPS = (ch.DELETE, ch.INSERT, ch.UPDATE)
 
 
 @dataclass
@@ -145,7 +156,7 @@ def fold(target: ApplyTarget, name: str, event: RecordEvent | Record, stats: Sta
 
 def flush(target: ApplyTarget, name: str, stats: Stats) -> None:
     """Apply the pending net changes with the position reached, in one transaction."""
-    ops = stats.pending.ops()
-    target.apply(ops, checkpoint=(name, stats.position))
-    stats.rows_applied += len(ops)
+    runs = stats.pending.runs()
+    target.apply_runs(runs, checkpoint=(name, stats.position))
+    stats.rows_applied += sum(len(run.rows) for run in runs)
     stats.pending = NetChanges()

@@ -10,13 +10,13 @@ adapters/postgres/dialect.py, adapters/mysql/dialect.py).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from itertools import chain, groupby
+from typing import Any, Callable, Iterable, Sequence
 
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import RowOp
+from exchange.contracts.changes import RowOp, Run
 
 Quote = Callable[[str], str]
-Shape = tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[bool, ...]]
 
 
 def quote(name: str) -> str:
@@ -63,27 +63,39 @@ def create_sql(table: str, definitions: Iterable[str], primary_key: tuple[str, .
     return f"CREATE TABLE {table} ({', '.join(definitions)})"
 
 
-def shape(op: RowOp) -> Shape:
-    """Consecutive operations of one shape share one statement; ``nulls`` marks the key
-    values that are NULL (empty when none is, the usual case)."""
-    key = op.key.values()
-    nulls = tuple(v is None for v in key) if None in key else ()
-    return op.table, op.op, tuple(op.values), tuple(op.key), nulls
+def runs(ops: Iterable[RowOp]) -> list[Run]:
+    """Consecutive operations of one shape, each run with its rows' parameters."""
+    return [Run(*shape, [_params(op) for op in run]) for shape, run in groupby(ops, key=_shape)]
 
 
-def params(op: RowOp, convert: Callable[[Any], Any] | None = None, unchanged: frozenset[type] = frozenset()) -> list[Any]:
-    """The parameters of ``op``'s statement (see ``row_sql``), each passed through ``convert`` if given;
-    ``unchanged``: the types ``convert`` returns as they are (a row of only those is not converted)."""
+def converted(rows: list[Sequence[Any]], convert: Callable[[Any], Any],
+              unchanged: frozenset[type] = frozenset()) -> list[Sequence[Any]]:
+    """``rows`` with their values passed through ``convert``; ``unchanged``: the types ``convert``
+    returns as they are (rows of only those are kept, the usual case, which one pass over the run tells)."""
+    if unchanged.issuperset(set(map(type, chain.from_iterable(rows)))):
+        return rows
+    return [row if unchanged.issuperset(map(type, row)) else [convert(v) for v in row] for row in rows]
+
+
+def key_params(key: Iterable[Any]) -> tuple[tuple[bool, ...], tuple[Any, ...]]:
+    """Which of the ``key`` values are NULL (empty when none is, the usual case) and the others: NULL
+    keys are matched by IS NULL, so only the others are a statement's key parameters."""
+    key = tuple(key)
+    if None not in key:
+        return (), key
+    return tuple(v is None for v in key), tuple(v for v in key if v is not None)
+
+
+def _shape(op: RowOp) -> tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[bool, ...]]:
+    return op.table, op.op, tuple(op.values), tuple(op.key), key_params(op.key.values())[0]
+
+
+def _params(op: RowOp) -> tuple[Any, ...]:
+    """The parameters of ``op``'s statement (see ``row_sql``)."""
     if op.op == ch.INSERT:
-        values = list(op.values.values())
-    else:
-        key: Iterable[Any] = op.key.values()
-        if None in key:
-            key = [v for v in key if v is not None]  # NULL keys are matched by IS NULL
-        values = [*key] if op.op == ch.DELETE else [*op.values.values(), *key]
-    if convert is None or unchanged.issuperset(map(type, values)):
-        return values
-    return [convert(v) for v in values]
+        return tuple(op.values.values())
+    key = key_params(op.key.values())[1]
+    return key if op.op == ch.DELETE else (*op.values.values(), *key)
 
 
 @lru_cache(maxsize=1024)

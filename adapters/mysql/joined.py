@@ -28,7 +28,7 @@ def statement(table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...
 
 
 def execute(cur: Any, around: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Run ``around`` (from ``statement``) over ``rows`` (each the parameters ``adapters.sql.params`` gives)."""
+    """Run ``around`` (from ``statement``) over ``rows`` (each the parameters of an ``adapters.sql.Run``)."""
     width = len(rows[0])
     first = "SELECT " + ", ".join(f"%s AS _v{i}" for i in range(width))
     other = "SELECT " + ", ".join(["%s"] * width)

@@ -19,12 +19,12 @@ from uuid import UUID
 from exchange.contracts.errors import InvalidInput
 
 Parser = Callable[[Any], Any]
-_AS_IS = frozenset({str, int, bool, type(None), bytes, Decimal, date})  # most values: bound as they are
+BOUND_AS_IS = frozenset({str, int, bool, type(None), bytes, Decimal, date})  # most values: bound as they are
 
 
 def to_param(value: Any) -> Any:
     """``value`` as PyMySQL binds it into a column of the type ``target_types`` chose for it."""
-    if type(value) in _AS_IS:
+    if type(value) in BOUND_AS_IS:
         return value
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(timezone.utc).replace(tzinfo=None)

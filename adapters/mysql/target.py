@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import groupby
-from typing import Sequence
+from typing import Any, Sequence
 
 import pymysql
 
@@ -22,11 +21,11 @@ from adapters.mysql.dialect import (
     reading,
     reason,
 )
-from adapters.mysql.row_values import to_param
+from adapters.mysql.row_values import BOUND_AS_IS, to_param
 from adapters.mysql.tables import load_table
 from exchange.common.urls import redact_url
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import DatabaseUnavailable, RowOp, TableSchema
+from exchange.contracts.changes import DatabaseUnavailable, RowOp, Run, TableSchema
 
 _BOOKS = (f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name varchar(512) PRIMARY KEY, position bigint NOT NULL) "
           f"DEFAULT CHARSET=utf8mb4 COLLATE={COLLATION}",
@@ -96,11 +95,15 @@ class MySQLTarget:
         """Apply row operations in order, in one transaction (runs of inserts as multi-row
         INSERTs, of updates and deletes as joins: joined.py); a ``checkpoint`` (name, position)
         is recorded in the same transaction."""
+        self.apply_runs(sql.runs(ops), checkpoint)
+
+    def apply_runs(self, runs: Sequence[Run], checkpoint: tuple[str, int] | None = None) -> None:
+        """As ``apply``, for operations already grouped in runs of one shape."""
         try:
             with self._db.cursor() as cur:
-                for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
+                for table, op, columns, key, nulls, rows in runs:
                     try:
-                        _apply_run(cur, table, op, columns, key, nulls, [sql.params(o, to_param) for o in run])
+                        _apply_run(cur, table, op, columns, key, nulls, sql.converted(rows, to_param, BOUND_AS_IS))
                     except pymysql.err.DataError as e:  # a value the column cannot hold
                         raise ApplyError(f"cannot {op} rows of the table {table!r}: {reason(e)}") from None
                 if checkpoint is not None:
@@ -132,7 +135,7 @@ class MySQLTarget:
 
 
 def _apply_run(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], nulls: tuple[bool, ...],
-               rows: list[list]) -> None:
+               rows: list[Sequence[Any]]) -> None:
     statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER, quote)
     if op != ch.INSERT and not nulls and len(rows) > 1 and statement:
         joined.execute(cur, joined.statement(table, op, columns, key), rows)

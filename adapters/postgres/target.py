@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from itertools import groupby
 from typing import Sequence
 
 import psycopg2.extras
@@ -24,7 +23,7 @@ from adapters.postgres.dialect import (
 )
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
-from exchange.contracts.changes import RowOp, TableSchema
+from exchange.contracts.changes import RowOp, Run, TableSchema
 
 COPY_MIN = 50  # runs of at least this many rows are written with COPY (updates and deletes: _joined)
 RUN_TABLE = "pg_temp._exchange_run"
@@ -76,19 +75,22 @@ class PostgresTarget:
         """Apply row operations in order, in one transaction (large runs with
         COPY); a ``checkpoint`` (name, position) is recorded in the same
         transaction."""
+        self.apply_runs(sql.runs(ops), checkpoint)
+
+    def apply_runs(self, runs: Sequence[Run], checkpoint: tuple[str, int] | None = None) -> None:
+        """As ``apply``, for operations already grouped in runs of one shape."""
         try:
             with self._db.cursor() as cur:
-                for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
-                    run = list(run)
-                    if op == ch.INSERT and len(run) >= COPY_MIN:
-                        _copy_in(cur, qualified(table), columns, [sql.params(o, to_text, AS_TEXT) for o in run])
-                    elif len(run) >= COPY_MIN and not nulls and (op == ch.DELETE or columns) \
+                for table, op, columns, key, nulls, rows in runs:
+                    texts = sql.converted(rows, to_text, AS_TEXT)
+                    if op == ch.INSERT and len(rows) >= COPY_MIN:
+                        _copy_in(cur, qualified(table), columns, texts)
+                    elif len(rows) >= COPY_MIN and not nulls and (op == ch.DELETE or columns) \
                             and set(columns).isdisjoint(key):
-                        _joined(cur, table, op, columns, key, run)
+                        _joined(cur, table, op, columns, key, texts)
                     elif op != ch.UPDATE or columns:
                         statement = sql.row_sql(qualified(table), op, columns, key, nulls, PLACEHOLDER)
-                        psycopg2.extras.execute_batch(cur, statement, [sql.params(o, to_text, AS_TEXT) for o in run],
-                                                      page_size=200)
+                        psycopg2.extras.execute_batch(cur, statement, texts, page_size=200)
                 if checkpoint is not None:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {BOOKKEEPING}")
                     cur.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name text PRIMARY KEY, position bigint)")
@@ -120,13 +122,14 @@ class PostgresTarget:
         return cur.fetchone()[0] is not None
 
 
-def _joined(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...], run: list[RowOp]) -> None:
+def _joined(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, ...],
+            rows: list[Sequence[str | None]]) -> None:
     """A run of updates (of ``columns``) or deletes by ``key``: its rows copied into a temporary table with the
     table's column types, then one statement joining the two by key, instead of a statement a row."""
     fields = (*columns, *key) if op == ch.UPDATE else key
     cur.execute(f"CREATE TEMPORARY TABLE {RUN_TABLE} AS SELECT {', '.join(quote(f) for f in fields)} "
                 f"FROM {qualified(table)} WITH NO DATA")
-    _copy_in(cur, RUN_TABLE, fields, [sql.params(o, to_text, AS_TEXT) for o in run])
+    _copy_in(cur, RUN_TABLE, fields, rows)
     on = " AND ".join(f"t.{quote(k)} = r.{quote(k)}" for k in key)
     if op == ch.UPDATE:
         assignments = ", ".join(f"{quote(c)} = r.{quote(c)}" for c in columns)
@@ -136,13 +139,13 @@ def _joined(cur, table: str, op: str, columns: tuple[str, ...], key: tuple[str, 
     cur.execute(f"DROP TABLE {RUN_TABLE}")
 
 
-def _copy_in(cur, table: str, columns: tuple[str, ...], rows: list[list[str | None]]) -> None:
+def _copy_in(cur, table: str, columns: tuple[str, ...], rows: list[Sequence[str | None]]) -> None:
     """COPY ``rows`` (text as ``to_text`` gives it) into ``table`` (already quoted)."""
     data = io.StringIO("\n".join(_copy_line(row) for row in rows) + "\n")
     cur.copy_expert(f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN", data)
 
 
-def _copy_line(texts: list[str | None]) -> str:
+def _copy_line(texts: Sequence[str | None]) -> str:
     """One row of COPY text; most rows hold nothing to escape, which one search over them tells."""
     if _COPY_SPECIAL.search("".join(filter(None, texts))):
         return "\t".join(["\\N" if t is None else t.translate(_COPY_ESCAPES) for t in texts])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from decimal import Decimal
-from itertools import groupby
 from pathlib import Path
 from typing import Any, Sequence
 from uuid import UUID
@@ -23,7 +22,7 @@ from adapters.sqlite.dialect import (
     transaction,
 )
 from exchange.common.urls import sqlite_path
-from exchange.contracts.changes import RowOp, TableSchema
+from exchange.contracts.changes import RowOp, Run, TableSchema
 
 
 class SQLiteTarget:
@@ -62,11 +61,15 @@ class SQLiteTarget:
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
         """Apply row operations in order, in one transaction; a ``checkpoint``
         (name, position) is recorded in the same transaction."""
+        self.apply_runs(sql.runs(ops), checkpoint)
+
+    def apply_runs(self, runs: Sequence[Run], checkpoint: tuple[str, int] | None = None) -> None:
+        """As ``apply``, for operations already grouped in runs of one shape."""
         with transaction(self._db):
-            for (table, op, columns, key, nulls), run in groupby(ops, key=sql.shape):
-                statement = sql.row_sql(quote(table), op, columns, key, nulls, PLACEHOLDER)
+            for run in runs:
+                statement = sql.row_sql(quote(run.table), run.op, run.columns, run.key, run.nulls, PLACEHOLDER)
                 if statement:
-                    self._db.executemany(statement, (sql.params(op, bindable, BOUND_AS_IS) for op in run))
+                    self._db.executemany(statement, sql.converted(run.rows, bindable, BOUND_AS_IS))
             if checkpoint is not None:
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (name TEXT PRIMARY KEY, position INTEGER)")
                 self._db.execute(f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?)", checkpoint)

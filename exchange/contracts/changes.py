@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, NewType, Protocol, Sequence
+from typing import Any, Iterator, NamedTuple, NewType, Protocol, Sequence
 
 from exchange.contracts.errors import ExchangeError
 
@@ -171,6 +171,18 @@ class RowOp:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+class Run(NamedTuple):
+    """Row operations of one shape on one table, applied with one statement: ``rows`` holds each one's
+    parameters, values as events give them, in the order adapters/sql.py ``row_sql`` binds them."""
+
+    table: str
+    op: str
+    columns: tuple[str, ...]  # the columns an INSERT or UPDATE writes
+    key: tuple[str, ...]  # the key columns a DELETE or UPDATE matches
+    nulls: tuple[bool, ...]  # which key values are NULL, matched by IS NULL and left out of ``rows`` (empty: none)
+    rows: list[Sequence[Any]]
+
+
 class ApplyTarget(Protocol):
     """A database that replayed events are applied to."""
 
@@ -185,6 +197,9 @@ class ApplyTarget(Protocol):
     def apply(self, ops: Sequence[RowOp], checkpoint: tuple[str, int] | None = None) -> None:
         """Apply row operations in order, in one transaction; a ``checkpoint``
         (name, position) is recorded in the same transaction."""
+
+    def apply_runs(self, runs: Sequence[Run], checkpoint: tuple[str, int] | None = None) -> None:
+        """As ``apply``, for operations already grouped in runs of one shape (``adapters.sql.runs``)."""
 
     def checkpoint(self, name: str) -> int | None:
         """The position last recorded under ``name`` (None when there is none)."""

@@ -30,6 +30,7 @@ RECORD_TOPICS = frozenset((CREATED, UPDATED, DELETED))
 _CONTAINERS = frozenset((dict, list))
 _MARKER = b'"_type_"'  # the name that marks a transcoded object in a stored state
 _TRANSCODINGS = {t.name: t for t in TRANSCODINGS}
+_DATETIME = "datetime_iso"  # the transcoding of the event's own times
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
@@ -49,12 +50,17 @@ class _Transcoded(msgspec.Struct, rename={"name": "_type_", "data": "_data_"}):
     data: Any
 
 
+class _Stamp(msgspec.Struct, rename={"name": "_type_", "time": "_data_"}):
+    name: str
+    time: datetime  # read by msgspec, as datetime.fromisoformat reads what isoformat wrote
+
+
 class _State(msgspec.Struct):
     resource: str
     key: dict[str, Any]
     position: int
-    commit_time: _Transcoded | None
-    timestamp: _Transcoded | None = None
+    commit_time: _Stamp | None
+    timestamp: _Stamp | None = None
     row: dict[str, Any] | None = None
     changed: dict[str, Any] | None = None
 
@@ -73,8 +79,9 @@ def decode_record(topic: str, state: bytes) -> Record:
         # when the count is that of the event's own times, key and row hold none and are taken as they are.
         if state.count(_MARKER) != (fields.timestamp is not None) + (stamp is not None):
             key, values = _restored_values(key), None if values is None else _restored_values(values)
-        return Record(topic, fields.resource, key, values, fields.position,
-                      None if stamp is None else _TRANSCODINGS[stamp.name].decode(stamp.data))
+        if stamp is not None and stamp.name != _DATETIME:
+            raise KeyError(stamp.name)
+        return Record(topic, fields.resource, key, values, fields.position, None if stamp is None else stamp.time)
     except (msgspec.MsgspecError, KeyError):  # the transcoder reads it, or names what it cannot read
         return _record(topic, _TRANSCODER.decode(state))
 

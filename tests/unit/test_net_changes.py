@@ -42,7 +42,16 @@ def net(*events):
     changes = NetChanges()
     for event in events:
         changes.add(record_of(event))
-    return [(op.op, op.key, op.values) for op in changes.ops()]
+    return [(run.op, *_key_and_values(run, row)) for run in changes.runs() for row in run.rows]
+
+
+def _key_and_values(run, row):
+    """The key and values of one row of a run (keys without NULLs), as the events gave them."""
+    if run.op == ch.INSERT:
+        values = dict(zip(run.columns, row))
+        return {k: values[k] for k in run.key}, values
+    width = len(run.columns)
+    return dict(zip(run.key, row[width:])), dict(zip(run.columns, row[:width]))
 
 
 @pytest.mark.parametrize("value", [
@@ -116,3 +125,24 @@ def test_a_schema_change_within_a_batch_applies_the_rows_before_it_first(tmp_pat
     reader.close()
     assert rows == [{"id": "1", "b": "renamed", "c": "added"}, {"id": "3", "b": "q", "c": "new"}]
     assert (stats.events, stats.schema_changes, stats.position) == (10, 3, 10)
+
+
+def test_rows_with_a_null_key_value_are_updated_and_deleted_by_is_null(tmp_path):
+    url = f"sqlite:///{tmp_path / 'replica.db'}"
+    table = TableSchema("licences", (Column("id", "TEXT"), Column("a", "TEXT")), ())
+    schema = record_event(SchemaChanged, AGENCY, "schema", 1, table=table.to_dict(), renames=None)
+    batches = [[schema, created(None, a="x"), created("2", a="z")],
+               [updated(None, 2, a="y"), deleted("2", 2)]]
+    target = adapters.open_target(url)
+    try:
+        position = 0
+        for events in batches:
+            apply_events(target, "replica", list(enumerate(events, position + 1)), position, position + len(events))
+            position += len(events)
+    finally:
+        target.close()
+    reader = adapters.open_reader(url)
+    try:
+        assert list(reader.rows("licences")) == [{"id": None, "a": "y"}]
+    finally:
+        reader.close()
