@@ -4,14 +4,15 @@ Builds a node event store from the sample agency (a snapshot of N initial
 rows followed by M mixed changes), then, in the same run:
 
 - replays it into a fresh SQLite database (and, with --postgres URL, into a
-  fresh PostgreSQL database), timing the rebuild;
+  fresh PostgreSQL database), timing the rebuild, in one job and in
+  ``--jobs`` processes (exchange/tools/replay_parts.py);
 - bulk-loads the same final rows into another fresh database with
   executemany (SQLite) or COPY (PostgreSQL), timing that;
 
 and prints events/s, rows/s, the median of --repeat runs and the ratio
 bulk-load time / replay time (1.0 = as fast as a bulk load).
 
-    .venv/bin/python bench/replay_rate.py [--rows N] [--changes M] [--repeat R] [--postgres URL] [--json PATH]
+    .venv/bin/python bench/replay_rate.py [--rows N] [--changes M] [--repeat R] [--jobs J] [--postgres URL] [--json PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from adapters.sqlite.source import SQLiteSource  # noqa: E402
 from exchange.demos.sample import TABLES, SampleAgency  # noqa: E402
 from exchange.store import EventStore  # noqa: E402
 from exchange.tools.replay import replay  # noqa: E402
+from exchange.tools.replay_parts import replay_in_parts  # noqa: E402
 from exchange.tools.verify import verify  # noqa: E402
 from node.capture import Capture  # noqa: E402
 
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60000)
     parser.add_argument("--changes", type=int, default=60000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="processes of the replay in parts")
     parser.add_argument("--postgres", help="postgresql://USER@HOST:PORT/DB of a server to create scratch databases on")
     add_json_option(parser)
     args = parser.parse_args()
@@ -136,21 +139,27 @@ def main() -> None:
             targets.append(("postgresql", lambda i: fresh_postgres_db(args.postgres),
                             lambda i: bulk_load_postgres(fresh_postgres_db(args.postgres), tables)))
         for name, replay_target, bulk in targets:
-            replay_times, bulk_times = [], []
+            replay_times, parts_times, bulk_times = [], [], []
             for i in range(args.repeat):
-                target = replay_target(i)
+                target, in_parts = replay_target(2 * i), replay_target(2 * i + 1)
                 started = time.perf_counter()
                 replay(store_url, AGENCY, target, progress=False)
                 replay_times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                replay_in_parts(store_url, AGENCY, in_parts, jobs=args.jobs, progress=False)
+                parts_times.append(time.perf_counter() - started)
                 bulk_times.append(bulk(i))
                 if i == 0:
-                    assert verify(source_url, target, tables=TABLES).equal, f"replay into {name} differs"
-            r, b = statistics.median(replay_times), statistics.median(bulk_times)
+                    for replayed in (target, in_parts):
+                        assert verify(source_url, replayed, tables=TABLES).equal, f"replay into {name} differs"
+            r, p, b = (statistics.median(t) for t in (replay_times, parts_times, bulk_times))
             print(f"{name:>10}: replay {r:6.2f}s = {events / r:8.0f} events/s ({rows / r:8.0f} final rows/s); "
-                  f"bulk load {b:6.2f}s = {rows / b:8.0f} rows/s; bulk/replay time ratio {b / r:.2f} "
-                  f"(median of {args.repeat})")
+                  f"in {args.jobs} jobs {p:6.2f}s ({rows / p:8.0f} final rows/s); "
+                  f"bulk load {b:6.2f}s = {rows / b:8.0f} rows/s; bulk/replay time ratio {b / r:.2f}, "
+                  f"in {args.jobs} jobs {b / p:.2f} (median of {args.repeat})")
             figures.update({f"{name}_replay_rows_per_s": rows / r, f"{name}_replay_events_per_s": events / r,
-                            f"{name}_bulk_rows_per_s": rows / b})
+                            f"{name}_replay_jobs_rows_per_s": rows / p, f"{name}_bulk_rows_per_s": rows / b,
+                            "jobs": args.jobs})
         save(args, figures)
 
 

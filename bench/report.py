@@ -125,9 +125,18 @@ ROWS = [
     Row("replay into SQLite (final rows/s)", rate("replay_rate", "sqlite_replay_rows_per_s"),
         rate("replay_rate", "sqlite_bulk_rows_per_s", " (executemany of the final rows)"),
         ratio("replay_rate", "sqlite_replay_rows_per_s", "replay_rate", "sqlite_bulk_rows_per_s"), "≥ 0.5"),
+    Row("replay into SQLite in 2 processes, `--jobs 2` (final rows/s)",
+        rate("replay_rate", "sqlite_replay_jobs_rows_per_s"),
+        rate("replay_rate", "sqlite_bulk_rows_per_s", " (executemany of the final rows)"),
+        ratio("replay_rate", "sqlite_replay_jobs_rows_per_s", "replay_rate", "sqlite_bulk_rows_per_s"), "≥ 0.5"),
     Row("replay into PostgreSQL (final rows/s)", rate("replay_rate", "postgresql_replay_rows_per_s"),
         rate("replay_rate", "postgresql_bulk_rows_per_s", " (COPY of the final rows)"),
         ratio("replay_rate", "postgresql_replay_rows_per_s", "replay_rate", "postgresql_bulk_rows_per_s"), "≥ 0.5"),
+    Row("replay into PostgreSQL in 2 processes, `--jobs 2` (final rows/s)",
+        rate("replay_rate", "postgresql_replay_jobs_rows_per_s"),
+        rate("replay_rate", "postgresql_bulk_rows_per_s", " (COPY of the final rows)"),
+        ratio("replay_rate", "postgresql_replay_jobs_rows_per_s", "replay_rate", "postgresql_bulk_rows_per_s"),
+        "≥ 0.5"),
 ]
 
 

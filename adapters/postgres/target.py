@@ -24,6 +24,7 @@ from adapters.postgres.dialect import (
 from adapters.postgres.types import to_text
 from exchange.contracts import changes as ch
 from exchange.contracts.changes import RowOp, Run, TableSchema
+from exchange.store.postgres import advisory_lock
 
 COPY_MIN = 50  # runs of at least this many rows are written with COPY (updates and deletes: _joined)
 RUN_TABLE = "pg_temp._exchange_run"
@@ -43,6 +44,7 @@ class PostgresTarget:
                 current = load_table(cur, schema.name)
                 if current is None:
                     schema_name, _ = split(schema.name)
+                    advisory_lock(cur, "exchange.target:schemas")  # replays in parts may create one together
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
                     cur.execute(create_sql(schema))
                 else:

@@ -25,6 +25,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--until-position", type=int, metavar="N",
                         help="stop after the last change at or before this source position")
     replay.add_argument("--resource", metavar="TABLE", help="rebuild only this resource (table)")
+    replay.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="with --store: rebuild the tables in N processes, each table in one of them "
+                             "(default 1; an interrupted replay resumes with the same N)")
     replay.add_argument("--cipher-key-file", metavar="FILE", help="with --store: the key of an encrypted store "
                         "(or set EXCHANGE_STORE_CIPHER_KEY)")
     replay.set_defaults(handler=_replay)
@@ -44,12 +47,22 @@ def _replay(args: argparse.Namespace) -> int:
 
     if args.bundles and not args.key:
         raise InvalidInput("--bundles needs --key, the agency's bundle public key")
+    if args.jobs < 1:
+        raise InvalidInput(f"--jobs takes a number of processes, at least 1, not {args.jobs}")
+    if args.bundles and args.jobs != 1:
+        raise InvalidInput("--jobs works with --store; a folder of bundles is replayed in one job")
     setup_logging()
     options = {"until": args.until, "until_position": args.until_position, "resource": args.resource}
     if args.store:
         from exchange.store.at_rest import cipher_from
 
-        stats = replay.replay(args.store, args.agency, args.target, cipher=cipher_from(args.cipher_key_file), **options)
+        cipher = cipher_from(args.cipher_key_file)
+        if args.jobs == 1:
+            stats = replay.replay(args.store, args.agency, args.target, cipher=cipher, **options)
+        else:
+            from exchange.tools.replay_parts import replay_in_parts
+
+            stats = replay_in_parts(args.store, args.agency, args.target, jobs=args.jobs, cipher=cipher, **options)
     else:
         from exchange.transport.offline.bundle_log import BundleLog
         from exchange.transport.offline.bundles import load_hub_private_key, load_trusted_keys

@@ -7,6 +7,8 @@ each batch also records how far the replay got (a checkpoint in the target),
 so an interrupted replay resumes where it stopped.  Replay can stop at a
 point in time (``until``: before the first change committed after it) or at
 a source position (``until_position``), and can rebuild one resource only.
+
+exchange/tools/replay_parts.py shares a replay among several processes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 import adapters
 from adapters.apply import Stats, flush, fold
 from exchange.contracts.changes import ApplyTarget
+from exchange.contracts.envelope import header
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.events import RecordEvent, make_mapper
 from exchange.contracts.stored_records import RECORD_TOPICS, Record, decode_record
@@ -48,18 +51,35 @@ class Limits:
             return True
         return self.until_position is not None and event.position > self.until_position
 
+    def beyond(self, state: bytes) -> bool:
+        """Whether the event of ``state`` (plaintext) may lie beyond the replay's end, as its envelope
+        tells without decoding its row (decoding it then tells for sure)."""
+        if self.until is None and self.until_position is None:
+            return False
+        _, commit_time, position = header(state)
+        if self.until is not None and commit_time is not None and commit_time > self.until.timestamp():
+            return True
+        return self.until_position is not None and position is not None and position > self.until_position
+
 
 def replay(store_url: str, agency: str, target_url: str, *, cipher: Any = None, **options: Any) -> dict[str, Any]:
-    """Rebuild ``agency``'s tables from the store at ``store_url`` into
-    ``target_url`` (``cipher``: the store's exchange.store.at_rest.StateCipher); ``options`` as for ``replay_log``."""
-    store = EventStore(store_url, create=False, cipher=cipher)
+    """Rebuild ``agency``'s tables from the store at ``store_url`` into ``target_url`` (``cipher``: the
+    store's exchange.store.at_rest.StateCipher); ``options`` as for ``replay_log``."""
+    store = open_agency_store(store_url, agency, cipher)
     try:
-        if agency not in store.agencies():
-            raise StoreError(f"store {store_url!r} holds no events of agency {agency!r}; it holds: "
-                             f"{', '.join(store.agencies()) or 'none'}")
         return replay_log(store.recorder(agency), agency, target_url, **options)
     finally:
         store.close()
+
+
+def open_agency_store(store_url: str, agency: str, cipher: Any = None) -> EventStore:
+    """The store at ``store_url``, to read ``agency``'s log from (StoreError when it holds none)."""
+    store = EventStore(store_url, create=False, cipher=cipher)
+    if agency not in store.agencies():
+        held = ", ".join(store.agencies()) or "none"
+        store.close()
+        raise StoreError(f"store {store_url!r} holds no events of agency {agency!r}; it holds: {held}")
+    return store
 
 
 def replay_log(log: AgencyRecorder, agency: str, target_url: str, *, until: datetime | None = None,
@@ -71,13 +91,13 @@ def replay_log(log: AgencyRecorder, agency: str, target_url: str, *, until: date
     target = adapters.open_target(target_url)
     try:
         name = f"replay:{agency}:{resource or '*'}"
-        start = _resume_position(target, target_url, name)
-        return _replay(log, target, name, start, limits, progress).to_dict()
+        start = resume_position(target, target_url, name)
+        return fold_log(log, target, name, start, limits, ProgressBar(progress, log.count_after(start))).to_dict()
     finally:
         target.close()
 
 
-def _resume_position(target: ApplyTarget, target_url: str, name: str) -> int:
+def resume_position(target: ApplyTarget, target_url: str, name: str) -> int:
     """Where an earlier run of the same replay stopped; 0 for a fresh target."""
     position = target.checkpoint(name)
     if position is not None:
@@ -89,32 +109,67 @@ def _resume_position(target: ApplyTarget, target_url: str, name: str) -> int:
         reader.close()
     if existing:
         raise ReplayError(f"target {target_url!r} is not empty (has tables {', '.join(existing)}) and holds no "
-                          "replay of this agency to resume; replay builds a fresh database")
+                          "replay of this agency to resume; replay builds a fresh database (a replay interrupted "
+                          "with --jobs resumes with the same --jobs)")
     return 0
 
 
-def _replay(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int, limits: Limits,
-            progress: bool | None) -> Stats:
+class ProgressBar:
+    """A progress bar on stderr (none when ``show`` is False; None: when stderr is a terminal)."""
+
+    def __init__(self, show: bool | None, total: int):
+        columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   TextColumn("{task.fields[rate]:>8.0f} events/s"), TimeRemainingColumn())
+        self.progress = Progress(*columns, disable=not (sys.stderr.isatty() if show is None else show),
+                                 transient=True)
+        self.task = self.progress.add_task("replay", total=total, rate=0.0)
+
+    def __enter__(self) -> ProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self, events: int) -> None:
+        self.progress.update(self.task, advance=events, rate=self.progress.tasks[0].speed or 0.0)
+
+    def update(self, events: int) -> None:
+        self.progress.update(self.task, completed=events, rate=self.progress.tasks[0].speed or 0.0)
+
+
+
+def fold_log(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int, limits: Limits,
+            bar: Any, part: Any = None) -> Stats:
+    """Fold the log after ``start`` into ``target`` under the checkpoint ``name`` (``bar``: a ``ProgressBar``
+    or what stands for it); ``part``: this process's share of a replay in parts (exchange/tools/replay_parts.py ``Part``)."""
     mapper = make_mapper()
     stats = Stats(position=start, resumed_from=start)
-    show = sys.stderr.isatty() if progress is None else progress
-    columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]:>8.0f} events/s"), TimeRemainingColumn())
-    with Progress(*columns, disable=not show, transient=True) as bar:
-        task = bar.add_task("replay", total=recorder.count_after(start), rate=0.0)
-        while notifications := recorder.read_stored(stats.position, READ_BATCH):
+    after = start if part is None else part.read_from
+    with bar:
+        while notifications := recorder.read_stored(after, READ_BATCH):
             for n in notifications:
-                event = decode_record(n.topic, n.state) if n.topic in RECORD_TOPICS else mapper.to_domain_event(n)
+                after = n.id
+                record = n.topic in RECORD_TOPICS
+                if part is not None and record and not part.takes(n):  # another part's row, or one applied before
+                    if limits.beyond(n.state) and limits.passed(decode_record(n.topic, n.state)):
+                        flush(target, name, stats)
+                        return stats
+                    stats.position = max(stats.position, n.id)
+                    continue
+                event = decode_record(n.topic, n.state) if record else mapper.to_domain_event(n)
                 if limits.passed(event):
                     flush(target, name, stats)
                     return stats
-                if limits.resource is None or event.resource == limits.resource:
+                if limits.resource is not None and event.resource != limits.resource:
+                    pass
+                elif part is not None and not record:
+                    part.together(lambda: fold(target, name, event, stats), lambda: flush(target, name, stats))
+                else:
                     fold(target, name, event, stats)
-                stats.position = n.id
+                stats.position = max(stats.position, n.id)
             if len(stats.pending) >= FLUSH_ROWS:
                 flush(target, name, stats)
-            bar.update(task, advance=len(notifications), rate=bar.tasks[0].speed or 0.0)
+            bar.advance(len(notifications))
         flush(target, name, stats)
     return stats
-
-
