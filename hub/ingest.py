@@ -19,9 +19,9 @@ agency logs for reading, because opening a log may create its table.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from contextlib import nullcontext
 from typing import Callable, ContextManager, Sequence
-from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -29,7 +29,7 @@ from exchange.common.metrics import commit_timestamp
 from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
-from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct
+from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct, hex_id
 from exchange.transport.wire import MalformedEvent, from_wire_all
 from protos.exchange.v1 import exchange_pb2 as pb
 
@@ -144,8 +144,10 @@ class Ingest:
             position = recorder.position(TRACKING_PREFIX + agency)
             if batch.after > position:
                 raise PositionGap(agency, batch.after, position)
-            new = [e for e in batch.events if e.notification_id > position]
-            _check_held(agency, recorder, [e for e in batch.events if e.notification_id <= position], position)
+            # Ids increase (_check_order): the events at or below the position come first.
+            held = bisect_right(batch.events, position, key=_notification_id) if batch.after < position else 0
+            new = batch.events[held:]
+            _check_held(agency, recorder, batch.events[:held], position)
             if not new:
                 return position, 0
             for guard in self.guards:
@@ -207,13 +209,17 @@ def _check_held(agency: str, recorder: AgencyRecorder, resent: Sequence[pb.Event
     if not resent:
         return
     try:
-        oids = [UUID(e.originator_id).hex for e in resent]
+        oids = [hex_id(e.originator_id) for e in resent]
     except ValueError:
         raise MalformedEvent(f"a re-sent event's originator id is not a UUID: {resent[0].originator_id!r}") from None
     held = recorder.max_versions(list(dict.fromkeys(oids)))
     for oid, event in zip(oids, resent):
         if held.get(oid, 0) < event.originator_version:
             raise NotHeld(agency, position, event)
+
+
+def _notification_id(event: pb.Event) -> int:
+    return event.notification_id
 
 
 def _byte_parts(events: Sequence[pb.Event], limit: int) -> list[Sequence[pb.Event]]:
