@@ -132,6 +132,34 @@ def binary_copy(ids: Sequence[int], hex_ids: Sequence[str], stored_events: Seque
     yield b"".join(parts)
 
 
+class LatestVersions:
+    """The latest version of each record a recorder stored, with the log's last notification id then: to be
+    trusted only while that is still the log's last id, so that no other writer has stored since (events
+    are never deleted, and ids come from a sequence, which no rolled-back batch gives back).  Used only under
+    the log's table lock, which every inserter holds from before it reads versions until it commits."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit  # records remembered at most (some 100 bytes each); then all are forgotten
+        self._versions: dict[str, int] = {}
+        self._last_id: int | None = None
+
+    def since(self, last_id: int | None) -> dict[str, int]:
+        """The versions (hex id -> version) if ``last_id``, the log's last id now, is the one they were
+        stored under; otherwise they are forgotten and none are given."""
+        if last_id != self._last_id:
+            self._versions.clear()
+            self._last_id = last_id
+        return self._versions
+
+    def stored(self, hex_ids: Sequence[str], stored_events: Sequence[StoredEvent], last_id: int) -> None:
+        """Note a batch, stored in this transaction, whose last event has id ``last_id``.  Should the
+        transaction not commit, no later last id is ``last_id``, and the versions are forgotten then."""
+        if len(self._versions) > self.limit:
+            self._versions.clear()
+        self._versions.update(zip(hex_ids, [e.originator_version for e in stored_events]))
+        self._last_id = last_id
+
+
 class CopyRecorder(PostgresProcessRecorder):
     """The library's process recorder, storing each batch of events with one binary COPY.
 
@@ -198,6 +226,9 @@ class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
         super().__init__(datastore, **kwargs)
+        self._latest = LatestVersions()
+        self._last_id_statement = SQL("SELECT max(notification_id) AS last FROM {}.{}").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name))
         self._max_versions_statement = SQL(
             "SELECT array_agg(oid) AS oids, array_agg(version) AS versions "
             "FROM unnest(string_to_array(%s, ',')) AS oid, LATERAL (SELECT originator_version AS version FROM {}.{} "
@@ -208,8 +239,28 @@ class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
         if kwargs.get("expected_position") is not None and tracking is not None:
             lock_position(curs, tracking.application_name)
             expected_position(lambda name: self._max_tracking_id(name, curs), kwargs)
-        check_continuity(stored_events, lambda oids: self._max_versions(curs, oids), kwargs.get("hex_ids"))
+        check_continuity(stored_events, lambda oids: self._stored_versions(curs, oids), kwargs.get("hex_ids"))
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _stored_versions(self, curs: Cursor[DictRow], oids: list[str]) -> dict[str, int]:
+        """As ``_max_versions``, asking the store only about records this recorder has not stored since
+        the last write of any other (it takes the table lock first, so none writes until this commits)."""
+        if not oids:
+            return {}
+        self._lock_table(curs)
+        curs.execute(self._last_id_statement, prepare=True)
+        known = self._latest.since(_one(curs)["last"])
+        missing = [o for o in oids if o not in known]
+        versions = self._max_versions(curs, missing) if missing else {}
+        if len(missing) < len(oids):
+            versions.update((o, known[o]) for o in oids if o in known)
+        return versions
+
+    def _copy_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                     hex_ids: Sequence[str]) -> list[int]:
+        ids = super()._copy_events(curs, stored_events, hex_ids)
+        self._latest.stored(hex_ids, stored_events, ids[-1])
+        return ids
 
     def _max_versions(self, curs: Cursor[DictRow], oids: list[str]) -> dict[str, int]:
         # The ids go as one text value (an array parameter is dumped element by element in Python) and come
