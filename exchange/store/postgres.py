@@ -132,32 +132,37 @@ def binary_copy(ids: Sequence[int], hex_ids: Sequence[str], stored_events: Seque
     yield b"".join(parts)
 
 
+LastEvent = tuple[int, str, int]  # a log's last event: notification id, hex record id, version
+
+
 class LatestVersions:
-    """The latest version of each record a recorder stored, with the log's last notification id then: to be
-    trusted only while that is still the log's last id, so that no other writer has stored since (events
-    are never deleted, and ids come from a sequence, which no rolled-back batch gives back).  Used only under
-    the log's table lock, which every inserter holds from before it reads versions until it commits."""
+    """The latest version of each record a recorder stored, with the log's last event then: to be trusted
+    only while that is still the log's last event, so that no other writer has stored since (events are never
+    deleted, and ids come from a sequence, which no rolled-back batch gives back).  The event, not just its
+    id: a standby promoted without this recorder's last commits may give that id to another writer's event.
+    Used only under the log's table lock, which every inserter holds from before it reads versions until it
+    commits."""
 
     def __init__(self, limit: int = 100_000):
         self.limit = limit  # records remembered at most (some 100 bytes each); then all are forgotten
         self._versions: dict[str, int] = {}
-        self._last_id: int | None = None
+        self._last: LastEvent | None = None
 
-    def since(self, last_id: int | None) -> dict[str, int]:
-        """The versions (hex id -> version) if ``last_id``, the log's last id now, is the one they were
-        stored under; otherwise they are forgotten and none are given."""
-        if last_id != self._last_id:
+    def since(self, last: LastEvent | None) -> dict[str, int]:
+        """The versions (hex id -> version) if ``last``, the log's last event now, is the one they were
+        stored with; otherwise they are forgotten and none are given."""
+        if last != self._last:
             self._versions.clear()
-            self._last_id = last_id
+            self._last = last
         return self._versions
 
     def stored(self, hex_ids: Sequence[str], stored_events: Sequence[StoredEvent], last_id: int) -> None:
-        """Note a batch, stored in this transaction, whose last event has id ``last_id``.  Should the
-        transaction not commit, no later last id is ``last_id``, and the versions are forgotten then."""
+        """Note a batch stored in this transaction, its last event with notification id ``last_id``.  Should
+        the transaction not commit, that event is never the log's last, and the versions are forgotten then."""
         if len(self._versions) > self.limit:
             self._versions.clear()
         self._versions.update(zip(hex_ids, [e.originator_version for e in stored_events]))
-        self._last_id = last_id
+        self._last = (last_id, hex_ids[-1], stored_events[-1].originator_version)
 
 
 class CopyRecorder(PostgresProcessRecorder):
@@ -227,8 +232,10 @@ class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
         super().__init__(datastore, **kwargs)
         self._latest = LatestVersions()
-        self._last_id_statement = SQL("SELECT max(notification_id) AS last FROM {}.{}").format(
-            Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        self._last_event_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version FROM {}.{} "
+            "ORDER BY notification_id DESC LIMIT 1").format(Identifier(self.datastore.schema),
+                                                          Identifier(self.events_table_name))
         self._max_versions_statement = SQL(
             "SELECT array_agg(oid) AS oids, array_agg(version) AS versions "
             "FROM unnest(string_to_array(%s, ',')) AS oid, LATERAL (SELECT originator_version AS version FROM {}.{} "
@@ -248,8 +255,10 @@ class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
         if not oids:
             return {}
         self._lock_table(curs)
-        curs.execute(self._last_id_statement, prepare=True)
-        known = self._latest.since(_one(curs)["last"])
+        curs.execute(self._last_event_statement, prepare=True)
+        row = curs.fetchone()
+        known = self._latest.since((row["notification_id"], hex_id(row["originator_id"]), row["originator_version"])
+                                   if row else None)
         missing = [o for o in oids if o not in known]
         versions = self._max_versions(curs, missing) if missing else {}
         if len(missing) < len(oids):

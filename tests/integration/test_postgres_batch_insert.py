@@ -73,3 +73,23 @@ def test_a_batch_that_did_not_commit_leaves_no_versions_behind(postgres, monkeyp
         assert recorder.position("node:" + AGENCY) == 4
     finally:
         store.close()
+
+
+def test_versions_whose_last_event_a_promoted_standby_lost_are_read_from_the_store(postgres):
+    db = postgres.create_database("versions_failover")
+    url = postgres.url(db)
+    first, second = EventStore(url), EventStore(url)
+    try:
+        mine, theirs = first.recorder(AGENCY), second.recorder(AGENCY)
+        mine.insert_events(events(1, 2))
+        # As on a standby promoted before the second event reached it: gone, and its id handed out again.
+        table, last = f'"events_{AGENCY}"', max(n.id for n in mine.read(0, 10))
+        postgres.execute(f"DELETE FROM {table} WHERE notification_id = {last}; SELECT setval(pg_get_serial_sequence("
+                         f"'{table}', 'notification_id'), {last - 1})", dbname=db)
+        theirs.insert_events(events(1, 1, uuid.uuid4()))
+        assert max(n.id for n in theirs.read(0, 10)) == last
+        mine.insert_events(events(2, 2))
+        assert sorted(n.originator_version for n in mine.read(0, 10) if n.originator_id == RECORD) == [1, 2]
+    finally:
+        first.close()
+        second.close()
