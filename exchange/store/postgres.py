@@ -225,7 +225,9 @@ class CopyRecorder(PostgresProcessRecorder):
 
 
 class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
-    """An agency's notification log that refuses version gaps, announcing what it stores."""
+    """An agency's notification log that refuses version gaps, announcing what it stores.  The versions a
+    batch follows on from are those it stored itself while no other writer has stored (LatestVersions), and
+    the store's for the other records (one query)."""
 
     announces = True
 
