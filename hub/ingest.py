@@ -19,21 +19,22 @@ agency logs for reading, because opening a log may create its table.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from contextlib import nullcontext
 from typing import Callable, ContextManager, Sequence
-from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 
 from exchange.common.metrics import commit_timestamp
 from exchange.common.stall import Watchdog
 from exchange.contracts.agency import check_agency
 from exchange.contracts.errors import OperationFailed
-from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct
+from exchange.store import AgencyLogs, AgencyRecorder, PositionMoved, Tracking, check_distinct, hex_id
 from exchange.transport.wire import MalformedEvent, from_wire_all
 from protos.exchange.v1 import exchange_pb2 as pb
 
 TRACKING_PREFIX = "node:"
+ROW_BYTES = 48  # what an event's ids and version take in the store, about (for batch_bytes)
 
 
 class PositionGap(OperationFailed):
@@ -132,10 +133,11 @@ class Ingest:
     def ingest(self, agency: str, batch: pb.EventBatch) -> tuple[int, int]:
         """Store the new part of ``batch``; return (new position, events stored).
 
-        A batch larger than ``batch_bytes`` is stored in several transactions,
-        each with the position of its last event.  Raises MalformedEvent,
-        PositionGap, ConcurrentPublish, NotHeld or VersionGapError; nothing of the part that
-        fails is written then (earlier parts stay stored, with their position).
+        A batch larger than ``batch_bytes`` (in the store) is stored in several
+        transactions, each with the position of its last event.  Raises
+        MalformedEvent (nothing written then), PositionGap, ConcurrentPublish,
+        NotHeld or VersionGapError; nothing of the part that fails is written
+        then (earlier parts stay stored, with their position).
         """
         _check_order(batch)
         state = self._agency(agency)
@@ -144,20 +146,23 @@ class Ingest:
             position = recorder.position(TRACKING_PREFIX + agency)
             if batch.after > position:
                 raise PositionGap(agency, batch.after, position)
-            new = [e for e in batch.events if e.notification_id > position]
-            _check_held(agency, recorder, [e for e in batch.events if e.notification_id <= position], position)
+            # Ids increase (_check_order): the events at or below the position come first.
+            held = bisect_right(batch.events, position, key=_notification_id) if batch.after < position else 0
+            new = batch.events[held:] if held else batch.events
+            _check_held(agency, recorder, batch.events[:held], position)
             if not new:
                 return position, 0
             for guard in self.guards:
                 guard(agency, new)
-            for part in _byte_parts(new, self.batch_bytes):
+            stored = from_wire_all(new)
+            for start, end in _byte_parts(stored, self.batch_bytes):
                 # Each part with the node id of its last event: a crash between parts resumes after it.
-                expected, position = position, part[-1].notification_id
-                with self._watch(f"the hub store to take {len(part)} events of agency {agency} up to node "
+                expected, position = position, new[end - 1].notification_id
+                with self._watch(f"the hub store to take {end - start} events of agency {agency} up to node "
                                  f"notification id {position}"):
                     try:
                         ids = recorder.insert_events(
-                            from_wire_all(part), tracking=Tracking(TRACKING_PREFIX + agency, position),
+                            stored[start:end], tracking=Tracking(TRACKING_PREFIX + agency, position),
                             expected_position=expected,
                         )
                     except PositionMoved as e:
@@ -207,7 +212,7 @@ def _check_held(agency: str, recorder: AgencyRecorder, resent: Sequence[pb.Event
     if not resent:
         return
     try:
-        oids = [UUID(e.originator_id).hex for e in resent]
+        oids = [hex_id(e.originator_id) for e in resent]
     except ValueError:
         raise MalformedEvent(f"a re-sent event's originator id is not a UUID: {resent[0].originator_id!r}") from None
     held = recorder.max_versions(list(dict.fromkeys(oids)))
@@ -216,17 +221,22 @@ def _check_held(agency: str, recorder: AgencyRecorder, resent: Sequence[pb.Event
             raise NotHeld(agency, position, event)
 
 
-def _byte_parts(events: Sequence[pb.Event], limit: int) -> list[Sequence[pb.Event]]:
-    """``events`` cut into runs of about ``limit`` bytes at most (a larger event alone)."""
-    parts: list[Sequence[pb.Event]] = []
+def _notification_id(event: pb.Event) -> int:
+    return event.notification_id
+
+
+def _byte_parts(events: Sequence[StoredEvent], limit: int) -> list[tuple[int, int]]:
+    """(start, end) of the runs ``events`` are cut into, of about ``limit`` bytes in the store at most (a
+    larger event alone): each event's state and topic, and ``ROW_BYTES`` for its ids and version."""
+    parts: list[tuple[int, int]] = []
     start, size = 0, 0
     for i, event in enumerate(events):
-        grown = event.ByteSize()
+        grown = len(event.state) + len(event.topic) + ROW_BYTES
         if i > start and size + grown > limit:
-            parts.append(events[start:i])
+            parts.append((start, i))
             start, size = i, 0
         size += grown
-    parts.append(events[start:])
+    parts.append((start, len(events)))
     return parts
 
 

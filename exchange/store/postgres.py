@@ -6,9 +6,9 @@ insert; they never go backwards, because inserts lock the events table.
 
 from __future__ import annotations
 
+import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
-from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError, StoredEvent
@@ -96,6 +96,75 @@ def _one(curs: Cursor[DictRow]) -> DictRow:
     return row
 
 
+COPY_PIECE = 64 * 1024
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\0" + bytes(8)  # no flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+# Per row: 5 fields; notification id (8 bytes), originator id (16), version (8), the topic's length.
+_ROW_HEAD = struct.Struct("!hiqi16siqi")
+_LENGTH = struct.Struct("!i")
+
+
+def binary_copy(ids: Sequence[int], hex_ids: Sequence[str], stored_events: Sequence[StoredEvent],
+                encoding: str) -> Iterator[bytes]:
+    """The ``COPY ... (FORMAT BINARY)`` stream of the rows (notification id, originator id, version, topic,
+    state), topics in the connection's ``encoding``: the bytes psycopg's ``write_row`` sends, made with one
+    ``struct`` call per row instead of a dumper call per field.  In pieces of about ``COPY_PIECE`` bytes, so
+    that the server stores one piece while the next is made."""
+    topics: dict[str, bytes] = {}
+    parts = [_COPY_SIGNATURE]
+    size = 0
+    append, head, length, fromhex = parts.append, _ROW_HEAD.pack, _LENGTH.pack, bytes.fromhex
+    for i, oid, e in zip(ids, hex_ids, stored_events):
+        topic = topics.get(e.topic)
+        if topic is None:
+            topic = topics[e.topic] = e.topic.encode(encoding)
+        state = e.state
+        append(head(5, 8, i, 16, fromhex(oid), 8, e.originator_version, len(topic)))
+        append(topic)
+        append(length(len(state)))
+        append(state)
+        size += len(state)
+        if size >= COPY_PIECE:
+            yield b"".join(parts)
+            parts.clear()
+            size = 0
+    append(_COPY_TRAILER)
+    yield b"".join(parts)
+
+
+LastEvent = tuple[int, str, int]  # a log's last event: notification id, hex record id, version
+
+
+class LatestVersions:
+    """The latest version of each record a recorder stored, with the log's last event then: to be trusted
+    only while that is still the log's last event, so that no other writer has stored since (events are never
+    deleted, and ids come from a sequence, which no rolled-back batch gives back).  The event, not just its
+    id: a standby promoted without this recorder's last commits may give that id to another writer's event.
+    Used only under the log's table lock, which every inserter holds from before it reads versions until it
+    commits."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit  # records remembered at most (some 100 bytes each); then all are forgotten
+        self._versions: dict[str, int] = {}
+        self._last: LastEvent | None = None
+
+    def since(self, last: LastEvent | None) -> dict[str, int]:
+        """The versions (hex id -> version) if ``last``, the log's last event now, is the one they were
+        stored with; otherwise they are forgotten and none are given."""
+        if last != self._last:
+            self._versions.clear()
+            self._last = last
+        return self._versions
+
+    def stored(self, hex_ids: Sequence[str], stored_events: Sequence[StoredEvent], last_id: int) -> None:
+        """Note a batch stored in this transaction, its last event with notification id ``last_id``.  Should
+        the transaction not commit, that event is never the log's last, and the versions are forgotten then."""
+        if len(self._versions) > self.limit:
+            self._versions.clear()
+        self._versions.update(zip(hex_ids, [e.originator_version for e in stored_events]))
+        self._last = (last_id, hex_ids[-1], stored_events[-1].originator_version)
+
+
 class CopyRecorder(PostgresProcessRecorder):
     """The library's process recorder, storing each batch of events with one binary COPY.
 
@@ -127,16 +196,18 @@ class CopyRecorder(PostgresProcessRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Tracking, hooks, table lock and events in one transaction; the events' notification ids."""
+        hex_ids = [hex_id(e.originator_id) for e in stored_events]  # read once, for the hooks and the COPY
         with self.datastore.transaction(commit=True) as curs:
-            self._insert_events(curs, stored_events, **kwargs)
+            self._insert_events(curs, stored_events, hex_ids=hex_ids, **kwargs)
             if not stored_events:
                 return None
-            ids = self._copy_events(curs, stored_events)
+            ids = self._copy_events(curs, stored_events, hex_ids)
             if self.announces:
                 stored_signal.announce(curs, self.events_table_name, ids[-1])
             return ids
 
-    def _copy_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _copy_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                     hex_ids: Sequence[str]) -> list[int]:
         self._lock_table(curs)
         self._notify_channel(curs)
         if self._sequence is None:
@@ -148,21 +219,25 @@ class CopyRecorder(PostgresProcessRecorder):
         # as ids must follow the batch's order).
         ids: list[int] = sorted(_one(curs)["ids"])
         with curs.copy(self._copy_statement) as copy:
-            copy.set_types(["int8", "uuid", "int8", "text", "bytea"])
-            write = copy.write_row
-            for i, e in zip(ids, stored_events):
-                oid = e.originator_id
-                write((i, oid if type(oid) is UUID else UUID(str(oid)), e.originator_version, e.topic, e.state))
+            for piece in binary_copy(ids, hex_ids, stored_events, curs.connection.info.encoding):
+                copy.write(piece)
         return ids
 
 
 class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
-    """An agency's notification log that refuses version gaps, announcing what it stores."""
+    """An agency's notification log that refuses version gaps, announcing what it stores.  The versions a
+    batch follows on from are those it stored itself while no other writer has stored (LatestVersions), and
+    the store's for the other records (one query)."""
 
     announces = True
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any):
         super().__init__(datastore, **kwargs)
+        self._latest = LatestVersions()
+        self._last_event_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version FROM {}.{} "
+            "ORDER BY notification_id DESC LIMIT 1").format(Identifier(self.datastore.schema),
+                                                          Identifier(self.events_table_name))
         self._max_versions_statement = SQL(
             "SELECT array_agg(oid) AS oids, array_agg(version) AS versions "
             "FROM unnest(string_to_array(%s, ',')) AS oid, LATERAL (SELECT originator_version AS version FROM {}.{} "
@@ -173,8 +248,30 @@ class PostgresAgencyRecorder(CipheredStates, CopyRecorder):
         if kwargs.get("expected_position") is not None and tracking is not None:
             lock_position(curs, tracking.application_name)
             expected_position(lambda name: self._max_tracking_id(name, curs), kwargs)
-        check_continuity(stored_events, lambda oids: self._max_versions(curs, oids))
+        check_continuity(stored_events, lambda oids: self._stored_versions(curs, oids), kwargs.get("hex_ids"))
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _stored_versions(self, curs: Cursor[DictRow], oids: list[str]) -> dict[str, int]:
+        """As ``_max_versions``, asking the store only about records this recorder has not stored since
+        the last write of any other (it takes the table lock first, so none writes until this commits)."""
+        if not oids:
+            return {}
+        self._lock_table(curs)
+        curs.execute(self._last_event_statement, prepare=True)
+        row = curs.fetchone()
+        known = self._latest.since((row["notification_id"], hex_id(row["originator_id"]), row["originator_version"])
+                                   if row else None)
+        missing = [o for o in oids if o not in known]
+        versions = self._max_versions(curs, missing) if missing else {}
+        if len(missing) < len(oids):
+            versions.update((o, known[o]) for o in oids if o in known)
+        return versions
+
+    def _copy_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                     hex_ids: Sequence[str]) -> list[int]:
+        ids = super()._copy_events(curs, stored_events, hex_ids)
+        self._latest.stored(hex_ids, stored_events, ids[-1])
+        return ids
 
     def _max_versions(self, curs: Cursor[DictRow], oids: list[str]) -> dict[str, int]:
         # The ids go as one text value (an array parameter is dumped element by element in Python) and come

@@ -10,6 +10,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from exchange.contracts.envelope import header, operation
 from exchange.contracts.errors import ExchangeError
 from exchange.contracts.text import excerpt
+from exchange.store import hex_id
 from protos.exchange.v1 import exchange_pb2 as pb
 
 # Stores keep ids and versions as signed 64-bit integers; the wire allows unsigned ones.
@@ -50,10 +51,11 @@ def checked_resource(event: pb.Event) -> str | None:
 
 
 def from_wire_all(events: Sequence[pb.Event]) -> list[StoredEvent]:
-    """The stored forms of wire events, as ``from_wire`` gives each, made in one pass; raises MalformedEvent
-    naming the first malformed one."""
+    """The stored forms of wire events, as ``from_wire`` gives each but with each originator id as the hex text
+    of its UUID (``UUID.hex``: what stores write, read without making a UUID), made in one pass; raises
+    MalformedEvent naming the first malformed one."""
     try:
-        stored = [StoredEvent(UUID(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
+        stored = [StoredEvent(hex_id(e.originator_id), e.originator_version, e.topic, e.state) for e in events]
     except ValueError:
         stored = []
     if len(stored) != len(events) or not all(0 < s.originator_version <= MAX_ID and s.topic for s in stored) \
