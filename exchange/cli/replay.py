@@ -26,8 +26,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="stop after the last change at or before this source position")
     replay.add_argument("--resource", metavar="TABLE", help="rebuild only this resource (table)")
     replay.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="with --store: rebuild the tables in N processes, each table in one of them "
-                             "(default 1; an interrupted replay resumes with the same N)")
+                        help="with --store: share the rebuild among N processes, each taking the rows of a "
+                             "share of the records (default 1; an interrupted replay resumes with the same N)")
     replay.add_argument("--cipher-key-file", metavar="FILE", help="with --store: the key of an encrypted store "
                         "(or set EXCHANGE_STORE_CIPHER_KEY)")
     replay.set_defaults(handler=_replay)
