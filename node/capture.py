@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import StoredEvent, Tracking
 
 from exchange.common.stall import Watchdog
 from exchange.contracts import changes as ch
@@ -38,6 +38,7 @@ from exchange.contracts.events import (
     RecordCreated,
     RecordDeleted,
     RecordEvent,
+    RecordMapper,
     RecordUpdated,
     SchemaChanged,
     TableTruncated,
@@ -61,15 +62,16 @@ class _Batch:
 
     ``table_ids`` (table -> id of its schema aggregate) and ``passes``
     (table -> its current snapshot pass) are the capture's; each state
-    written names its table, its key (as ``encode`` gives it) and the pass."""
+    written names its table, its key (as ``mapper`` encodes it) and the pass."""
 
     agency: str
     known: dict[str, RecordState]
     table_ids: dict[str, str]
     passes: dict[str, int]
-    encode: Callable[[Any], bytes]
+    mapper: RecordMapper
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # the events' timestamp
     events: list[RecordEvent] = field(default_factory=list)
+    stored: list[StoredEvent] = field(default_factory=list)  # the events as stored, in the same order
     states: dict[str, RecordState] = field(default_factory=dict)
 
     def state(self, oid: str) -> RecordState | None:
@@ -82,51 +84,54 @@ class _Batch:
 
     def add(self, cls: type[RecordEvent], change: ch.Change, oid: UUID, key: dict[str, Any] | None,
             image_digest: str | None, live: bool, schema_version: int, hex_id: str | None = None,
-            **fields: Any) -> None:
+            key_json: bytes | None = None, **fields: Any) -> None:
         """Append the record's next event; ``key`` None for the table's schema aggregate; ``hex_id``
-        the id's hex, when known."""
+        the id's hex and ``key_json`` the key as the mapper encodes it, when known."""
         resource = change.table
         hex_id = hex_id or oid.hex
         previous = self.state(hex_id)
         version = previous.version + 1 if previous else 1
-        self.events.append(
-            cls(
-                originator_id=oid,
-                originator_version=version,
-                timestamp=self.now,
-                agency=self.agency,
-                resource=resource,
-                key=key if key is not None else {},
-                position=change.position,
-                commit_time=change.commit_time,
-                txid=change.txid,
-                schema_version=schema_version,
-                event_schema_version=EVENT_SCHEMA_VERSION,
-                **fields,
-            )
+        if key is not None and key_json is None:
+            key_json = self.mapper.transcoder.encode(key)
+        event = cls(
+            originator_id=oid,
+            originator_version=version,
+            timestamp=self.now,
+            agency=self.agency,
+            resource=resource,
+            key=key if key is not None else {},
+            position=change.position,
+            commit_time=change.commit_time,
+            txid=change.txid,
+            schema_version=schema_version,
+            event_schema_version=EVENT_SCHEMA_VERSION,
+            **fields,
         )
-        self._put(hex_id, resource, key, version, image_digest or "", live)
+        self.events.append(event)
+        self.stored.append(self.mapper.to_stored_record_event(event, key_json))
+        self._put(hex_id, resource, key_json, version, image_digest or "", live)
 
-    def touch(self, oid: str, table: str, key: dict[str, Any]) -> None:
+    def touch(self, oid: str, table: str, key_json: bytes) -> None:
         """Mark a live record the change left as it was with its table's current pass."""
         state = self.state(oid)
         mark = self.passes.get(table)
         if state is not None and state.live and mark is not None and state.mark != mark:
-            self.set_state(oid, table, key, state)
+            self.set_state(oid, table, key_json, state)
 
-    def set_state(self, oid: str, table: str, key: dict[str, Any] | None, state: RecordState) -> None:
-        self._put(oid, table, key, state.version, state.image_hash, state.live)
+    def set_state(self, oid: str, table: str, key_json: bytes | None, state: RecordState) -> None:
+        self._put(oid, table, key_json, state.version, state.image_hash, state.live)
 
-    def _put(self, oid: str, table: str, key: dict[str, Any] | None, version: int, image_digest: str,
+    def _put(self, oid: str, table: str, key_json: bytes | None, version: int, image_digest: str,
              live: bool) -> None:
-        self.states[oid] = RecordState(version, image_digest, live, self.table_id(table),
-                                       None if key is None else self.encode(key), self.passes.get(table))
+        self.states[oid] = RecordState(version, image_digest, live, self.table_id(table), key_json,
+                                       self.passes.get(table))
 
     def written(self) -> None:
         """The events and states so far are stored: go on from them."""
         self.known.update(self.states)
         self.states = {}
         self.events = []
+        self.stored = []
 
 
 _SIZED = (str, bytes)
@@ -142,12 +147,16 @@ def change_bytes(change: ch.Change) -> int:
     return size
 
 
-def byte_parts(changes: list[ch.Change], limit: int) -> list[list[ch.Change]]:
-    """``changes`` cut into runs whose row images hold about ``limit`` bytes at most (a larger change alone)."""
+def byte_parts(changes: list[ch.Change], limit: int, sizes: list[int] | None = None) -> list[list[ch.Change]]:
+    """``changes`` cut into runs whose row images hold about ``limit`` bytes at most (a larger change alone);
+    ``sizes``: each change's ``change_bytes``, when known."""
+    if sizes is None:
+        sizes = list(map(change_bytes, changes))
+    if changes and sum(sizes) <= limit:
+        return [changes]
     parts: list[list[ch.Change]] = []
     size = 0
-    for change in changes:
-        grown = change_bytes(change)
+    for change, grown in zip(changes, sizes):
         if not parts or size + grown > limit:
             parts.append([])
             size = 0
@@ -163,7 +172,7 @@ class Capture:
                  policy: FieldPolicy | None = None,
                  on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS,
                  batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None,
-                 snapshot_batch_size: int = 10000):
+                 snapshot_batch_size: int = 50000):
         self.agency = agency
         self.snapshot_batch_size = snapshot_batch_size
         self.batch_bytes = batch_bytes
@@ -195,14 +204,16 @@ class Capture:
         inside a source transaction included: what is stored is skipped)."""
         with self.watchdog.step("capture", f"the source to return changes after position {self.position}"):
             changes = self.source.read(self.position, self.batch_size)
-            changes += self._more_snapshot_rows(changes)
+            more, sizes = self._more_snapshot_rows(changes)
+            changes += more
         if not changes:
             return 0
         if self.policy:  # field policy: excluded and unmasked values never become events
             changes = [self.policy.apply(c) for c in changes]
+            sizes = None
         started = time.perf_counter()
         try:
-            for part in byte_parts(changes, self.batch_bytes):
+            for part in byte_parts(changes, self.batch_bytes, sizes):
                 self._store(part)
         except BaseException:
             for table in {c.table for c in changes}:  # what this process thinks may not have been stored
@@ -213,21 +224,25 @@ class Capture:
             self.metrics.changes_captured.labels(op).inc(count)
         return len(changes)
 
-    def _more_snapshot_rows(self, changes: list[ch.Change]) -> list[ch.Change]:
+    def _more_snapshot_rows(self, changes: list[ch.Change]) -> tuple[list[ch.Change], list[int] | None]:
         """While a snapshot is read (a full read ending with a snapshot row), further reads, up to
         ``snapshot_batch_size`` changes and ``batch_bytes`` in all: stored in one transaction, a
-        snapshot's rows cost the store less (each transaction rewrites the index pages it touches)."""
+        snapshot's rows cost the store less (each transaction rewrites the index pages it touches).
+        Returns them and the ``change_bytes`` of all the changes (None when no more were read)."""
         more: list[ch.Change] = []
         last = changes
         if len(changes) < self.batch_size or changes[-1].op != ch.SNAPSHOT:
-            return more
-        size = sum(map(change_bytes, changes))
+            return more, None
+        sizes = list(map(change_bytes, changes))
+        size = sum(sizes)
         while len(last) >= self.batch_size and last[-1].op == ch.SNAPSHOT and \
                 len(changes) + len(more) + self.batch_size <= self.snapshot_batch_size and size < self.batch_bytes:
             last = self.source.read(last[-1].position, self.batch_size)
             more += last
-            size += sum(map(change_bytes, last))
-        return more
+            grown = list(map(change_bytes, last))
+            sizes += grown
+            size += sum(grown)
+        return more, sizes
 
     def _store(self, changes: list[ch.Change]) -> None:
         """The events of ``changes`` and the position of the last one, in one store transaction (more
@@ -247,7 +262,7 @@ class Capture:
 
     def _write(self, batch: _Batch, position: ch.Position | None) -> None:
         """Store the batch's events and states (with the source ``position`` reached, if given)."""
-        stored = [self.mapper.to_stored_event(e) for e in batch.events]
+        stored = batch.stored
         tracking = Tracking(SOURCE_TRACKING, position) if position is not None else None
         if not stored and not batch.states and tracking is None:
             return
@@ -290,7 +305,7 @@ class Capture:
             self.passes[table] = state.mark
 
     def _batch(self, changes: list[ch.Change]) -> _Batch:
-        self._ids: dict[tuple, tuple[UUID, str]] = {}
+        self._ids: dict[tuple, tuple[UUID, str, bytes]] = {}
         oids = set()
         for c in changes:
             if c.table not in self.schema_versions:
@@ -301,7 +316,7 @@ class Capture:
                 if image is not None and c.table in self.keys:
                     oids.add(self._oid(c.table, self._key(c.table, image))[1])
         return _Batch(self.agency, self.recorder.record_states(sorted(oids)), self.table_ids, self.passes,
-                      self.mapper.transcoder.encode)
+                      self.mapper)
 
     def _decode_key(self, key: bytes) -> dict[str, Any]:
         return self.mapper.transcoder.decode(key)
@@ -309,17 +324,18 @@ class Capture:
     def _key(self, table: str, image: dict[str, Any]) -> dict[str, Any]:
         return {k: image[k] for k in self.keys[table]}
 
-    def _oid(self, table: str, key: dict[str, Any]) -> tuple[UUID, str]:
-        """The record id of ``key`` in ``table`` and its hex, computed once per batch."""
+    def _oid(self, table: str, key: dict[str, Any]) -> tuple[UUID, str, bytes]:
+        """The record id of ``key`` in ``table``, its hex and the key as the mapper encodes it, computed
+        once per batch."""
         try:
             cache_key = (table, *key.values())
             return self._ids[cache_key]
         except TypeError:  # a key value that is a list (an array column)
             oid = record_id(self.agency, table, key)
-            return oid, oid.hex
+            return oid, oid.hex, self.mapper.transcoder.encode(key)
         except KeyError:
             oid = record_id(self.agency, table, key)
-            self._ids[cache_key] = found = (oid, oid.hex)
+            self._ids[cache_key] = found = (oid, oid.hex, self.mapper.transcoder.encode(key))
             return found
 
     def _translate_one(self, batch: _Batch, c: ch.Change) -> None:
@@ -336,22 +352,22 @@ class Capture:
             old_key = self._key(c.table, c.before)
             if old_key != key:  # the primary key itself changed: a different record
                 self._delete(batch, c, old_key, schema_version)
-        oid, hex_id = self._oid(c.table, key)
+        oid, hex_id, key_json = self._oid(c.table, key)
         state = batch.state(hex_id)
         digest = image_hash(c.after)
         if state is None or not state.live:
-            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, hex_id, row=c.after)
+            batch.add(RecordCreated, c, oid, key, digest, True, schema_version, hex_id, key_json, row=c.after)
         elif c.op == ch.UPDATE and c.before is not None and self._key(c.table, c.before) == key:
             changed = {k: v for k, v in c.after.items() if k not in c.before or c.before[k] != v}
             if changed:
-                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=changed)
+                batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, key_json, changed=changed)
             else:
-                batch.touch(hex_id, c.table, key)
+                batch.touch(hex_id, c.table, key_json)
         elif digest != state.image_hash:
             # A snapshot row (or an insert over a row we hold) that differs from what we hold.
-            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, changed=c.after)
+            batch.add(RecordUpdated, c, oid, key, digest, True, schema_version, hex_id, key_json, changed=c.after)
         else:
-            batch.touch(hex_id, c.table, key)
+            batch.touch(hex_id, c.table, key_json)
 
     def _table_change(self, batch: _Batch, c: ch.Change) -> None:
         """A change of the table itself, an event of its schema aggregate (or only its state)."""
@@ -374,7 +390,7 @@ class Capture:
             batch.set_state(oid.hex, c.table, None, previous or RecordState(0, "", True))
 
     def _delete(self, batch: _Batch, c: ch.Change, key: dict[str, Any], schema_version: int) -> None:
-        oid, hex_id = self._oid(c.table, key)
+        oid, hex_id, key_json = self._oid(c.table, key)
         state = batch.state(hex_id)
         if state is not None and state.live:
-            batch.add(RecordDeleted, c, oid, key, None, False, schema_version, hex_id)
+            batch.add(RecordDeleted, c, oid, key, None, False, schema_version, hex_id, key_json)

@@ -63,8 +63,26 @@ def canonical_json(value: Any) -> str:
     return encoded.decode() if encoded is not None else _json_canonical(value)
 
 
+# Exact types of the values of an object orjson writes as json does without a ``default`` (an integer
+# beyond 64 bits and a lone surrogate it refuses): what most keys and many rows hold.
+_FLAT = frozenset({str, int, type(None)})
+
+
+def _flat_json(value: Any, option: int = 0) -> bytes | None:
+    """``value``, a dict of str, int and None values, as orjson writes it; None for any other value."""
+    if type(value) is dict and set(map(type, value.values())) <= _FLAT:
+        try:
+            return orjson.dumps(value, option=option)
+        except orjson.JSONEncodeError:
+            pass
+    return None
+
+
 def _canonical_bytes(value: Any) -> bytes:
     """``canonical_json(value)`` as UTF-8."""
+    encoded = _flat_json(value, orjson.OPT_SORT_KEYS)
+    if encoded is not None:
+        return encoded
     encoded = _orjson_canonical(value)
     return encoded if encoded is not None else _json_canonical(value).encode()
 
@@ -203,6 +221,9 @@ class FastJSONTranscoder(JSONTranscoder):
         return encoded
 
     def encode(self, obj: Any) -> bytes:
+        encoded = _flat_json(obj)
+        if encoded is not None:
+            return encoded
         if fastjson.plain_value(obj):
             encoded = fastjson.dumps(obj, self._encode_obj)
             if encoded is not None:
@@ -245,6 +266,10 @@ class RecordMapper(Mapper):
         self._middle: tuple[Any, ...] = (object(),)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        return self.to_stored_record_event(domain_event)
+
+    def to_stored_record_event(self, domain_event: Any, key_json: bytes | None = None) -> StoredEvent:
+        """As ``to_stored_event``; ``key_json``: the event's key as the transcoder encodes it, when known."""
         position = getattr(domain_event, "position", None)
         if type(domain_event) not in self._ROW_EVENTS or self.compressor or self.cipher or \
                 type(position) is not int or not -2 ** 63 <= position < 2 ** 63:
@@ -260,12 +285,16 @@ class RecordMapper(Mapper):
                 and type(e.agency) is str and type(e.resource) is str):
             encoded = self.transcoder.encode({"timestamp": e.timestamp, "agency": e.agency, "resource": e.resource})
             head = self._head = (e.timestamp, e.agency, e.resource, encoded[:-1] + b',"key":')
-        shared = (e.commit_time, e.txid, e.schema_version, e.event_schema_version, own)
-        if not (middle[0] is shared[0] and all(type(a) is type(b) and a == b for a, b in zip(middle[1:5], shared[1:]))):
-            encoded = self.transcoder.encode(dict(zip(_MIDDLE[1:], shared[:4])))
-            middle = self._middle = (*shared, b"," + encoded[1:-1] + (f',"{own}":'.encode() if own else b""))
-        state = b"".join((head[3], self.transcoder.encode(e.key), b',"position":', str(position).encode(),
-                          middle[5], self.transcoder.encode(own_value) if own else b"", b"}"))
+        shared = (e.txid, e.schema_version, e.event_schema_version, own)
+        kinds = (type(e.txid), type(e.schema_version), type(e.event_schema_version))
+        if not (middle[0] is e.commit_time and middle[1] == shared and middle[2] == kinds):
+            encoded = self.transcoder.encode(dict(zip(_MIDDLE[1:], (e.commit_time, *shared[:3]))))
+            middle = self._middle = (e.commit_time, shared, kinds,
+                                     b"," + encoded[1:-1] + (f',"{own}":'.encode() if own else b""))
+        if key_json is None:
+            key_json = self.transcoder.encode(e.key)
+        state = b"".join((head[3], key_json, b',"position":', str(position).encode(),
+                          middle[3], self.transcoder.encode(own_value) if own else b"", b"}"))
         return StoredEvent(originator_id=e.originator_id, originator_version=e.originator_version,
                            topic=get_topic(type(e)), state=state)
 
