@@ -142,7 +142,7 @@ class SQLiteNodeRecorder(SQLiteAgencyRecorder):
         if tracking is not None:
             self._insert_tracking(c, tracking)
         states: dict[str, RecordState] = kwargs.get("states") or {}
-        # In id order: each index page is visited once per batch, not once per row (the ids are random).
+        # In id order (the ids are random): consecutive rows land on the same index pages.
         c.executemany(
             f"INSERT OR REPLACE INTO {self.state_table_name} ({self._STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
             [(oid, s.version, s.image_hash, int(s.live), s.table_id, seal_key(self.cipher, s.key), s.mark)
