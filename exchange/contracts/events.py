@@ -70,7 +70,7 @@ _FLAT = frozenset({str, int, type(None)})
 
 def _flat_json(value: Any, option: int = 0) -> bytes | None:
     """``value``, a dict of str, int and None values, as orjson writes it; None for any other value."""
-    if type(value) is dict and set(map(type, value.values())) <= _FLAT:
+    if type(value) is dict and _FLAT.issuperset(map(type, value.values())):
         try:
             return orjson.dumps(value, option=option)
         except orjson.JSONEncodeError:
