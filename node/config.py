@@ -24,7 +24,7 @@ SETTINGS: dict[str, Setting] = {
     "source.identifiers": Setting(dict, {}, 'identifier columns checked at capture: {table = {column = "uscc" | "resident_id"}}'),
     "source.poll_interval": Setting(float, 0.2, "seconds between polls of a quiet source", above=0),
     "source.batch_size": Setting(int, 2000, "changes stored per event-store transaction", minimum=1),
-    "source.snapshot_batch_size": Setting(int, 25000, "snapshot rows stored per event-store transaction at most "
+    "source.snapshot_batch_size": Setting(int, 10000, "snapshot rows stored per event-store transaction at most "
                                           "(read batch_size at a time, within batch_bytes)", minimum=1),
     "source.batch_bytes": Setting(int, 8 * 1024 * 1024, "bytes of row images stored per event-store transaction, "
                                   "about (a larger source transaction spans several; one larger change is stored "
