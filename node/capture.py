@@ -172,7 +172,7 @@ class Capture:
                  policy: FieldPolicy | None = None,
                  on_stored: Callable[[list[RecordEvent]], None] | None = None, metrics: NodeMetrics = METRICS,
                  batch_bytes: int = 8 * 1024 * 1024, watchdog: Watchdog | None = None,
-                 snapshot_batch_size: int = 25000):
+                 snapshot_batch_size: int = 10000):
         self.agency = agency
         self.snapshot_batch_size = snapshot_batch_size
         self.batch_bytes = batch_bytes

@@ -138,7 +138,6 @@ class ProgressBar:
         self.progress.update(self.task, completed=events, rate=self.progress.tasks[0].speed or 0.0)
 
 
-
 def fold_log(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: int, limits: Limits,
             bar: Any, part: Any = None) -> Stats:
     """Fold the log after ``start`` into ``target`` under the checkpoint ``name`` (``bar``: a ``ProgressBar``
@@ -161,12 +160,11 @@ def fold_log(recorder: AgencyRecorder, target: ApplyTarget, name: str, start: in
                 if limits.passed(event):
                     flush(target, name, stats)
                     return stats
-                if limits.resource is not None and event.resource != limits.resource:
-                    pass
-                elif part is not None and not record:
-                    part.together(lambda: fold(target, name, event, stats), lambda: flush(target, name, stats))
-                else:
-                    fold(target, name, event, stats)
+                if limits.resource is None or event.resource == limits.resource:
+                    if part is not None and not record:  # a schema change: every part at it together
+                        part.together(lambda: fold(target, name, event, stats), lambda: flush(target, name, stats))
+                    else:
+                        fold(target, name, event, stats)
                 stats.position = max(stats.position, n.id)
             if len(stats.pending) >= FLUSH_ROWS:
                 flush(target, name, stats)

@@ -136,6 +136,10 @@ def test_a_sqlite_url_without_a_path(capsys, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["replay", "--bundles", ".", "--agency", AGENCY, "--target", "sqlite:///never.db"],
      "--bundles needs --key, the agency's bundle public key"),
+    (["replay", "--store", "sqlite:///never.db", "--agency", AGENCY, "--target", "sqlite:///never.db", "--jobs", "0"],
+     "--jobs takes a number of processes, at least 1, not 0"),
+    (["replay", "--bundles", ".", "--key", "k.pub", "--agency", AGENCY, "--target", "sqlite:///never.db",
+      "--jobs", "2"], "--jobs works with --store; a folder of bundles is replayed in one job"),
     (["ca", "issue", "--dir", ".", "--agency", AGENCY, "--host", "example.org"], "--host is for hub certificates only"),
     (["ca", "revoke", "--dir", "."], "name what to revoke: SERIAL..., --agency ID or --admin NAME"),
     (["audit", "verify", "--path", "audit.log", "--head", "12:beef"], "not an audit head '12:beef'"),
